@@ -1,0 +1,420 @@
+//! Config flow, step 2: a serde deserializer over the marked YAML tree.
+//!
+//! Unlike a stock YAML deserializer it knows where it is: every error carries the field path and the
+//! position of the offending node, and unknown fields are collected (with a "did you mean") instead of
+//! stopping at the first, so `gatehouse check` reports them all at once.
+
+use crate::error::hint;
+use crate::yaml::{Mark, Node, Value};
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+use std::cell::RefCell;
+use std::fmt;
+
+/// A deserialization problem at one place of the tree.
+#[derive(Debug, Clone)]
+pub struct DeError {
+    /// Where; filled in by the innermost node that saw the error.
+    pub mark: Option<Mark>,
+    /// Field path; filled in with `mark`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError {
+            mark: None,
+            path: String::new(),
+            message: msg.to_string(),
+        }
+    }
+}
+
+/// Deserializes `T` from `node`, whose field path is `path`. Unknown fields are pushed to `soft`
+/// and skipped; the returned error, if any, is the first hard error.
+pub fn from_node<'de, T: de::Deserialize<'de>>(
+    node: &'de Node,
+    path: &str,
+    soft: &'de RefCell<Vec<DeError>>,
+) -> Result<T, DeError> {
+    T::deserialize(NodeDe {
+        node,
+        path: path.to_string(),
+        soft,
+    })
+}
+
+struct NodeDe<'a> {
+    node: &'a Node,
+    path: String,
+    soft: &'a RefCell<Vec<DeError>>,
+}
+
+impl<'a> NodeDe<'a> {
+    fn locate(&self, mut e: DeError) -> DeError {
+        if e.mark.is_none() {
+            e.mark = Some(self.node.mark);
+            e.path = self.path.clone();
+        }
+        e
+    }
+
+    fn err(&self, message: String) -> DeError {
+        DeError {
+            mark: Some(self.node.mark),
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    fn scalar(&self, what: &str) -> Result<&'a str, DeError> {
+        match &self.node.value {
+            Value::Scalar(s, _) => Ok(s),
+            _ => Err(self.err(format!("expected {what}, found {}", self.node.kind_name()))),
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, DeError> {
+        let s = self.scalar(what)?;
+        s.trim()
+            .parse()
+            .map_err(|_| self.err(format!("expected {what}, found `{s}`")))
+    }
+
+    fn child(&self, node: &'a Node, path: String) -> NodeDe<'a> {
+        NodeDe {
+            node,
+            path,
+            soft: self.soft,
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+macro_rules! parse_number {
+    ($($method:ident $visit:ident $ty:ty, $what:literal;)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            let v: $ty = self.parse($what)?;
+            visitor.$visit(v).map_err(|e| self.locate(e))
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for NodeDe<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let r = match &self.node.value {
+            _ if self.node.is_null() => visitor.visit_unit(),
+            Value::Scalar(s, true) => visitor.visit_str(s),
+            Value::Scalar(s, false) => match s.as_str() {
+                "true" | "True" | "TRUE" => visitor.visit_bool(true),
+                "false" | "False" | "FALSE" => visitor.visit_bool(false),
+                _ => {
+                    if let Ok(i) = s.parse::<i64>() {
+                        visitor.visit_i64(i)
+                    } else if let Ok(f) = s.parse::<f64>() {
+                        visitor.visit_f64(f)
+                    } else {
+                        visitor.visit_str(s)
+                    }
+                }
+            },
+            Value::Seq(items) => visitor.visit_seq(SeqAccess {
+                de: &self,
+                items: items.iter(),
+                index: 0,
+            }),
+            Value::Map(entries) => visitor.visit_map(MapAccess {
+                de: &self,
+                entries: entries.iter(),
+                fields: None,
+                value: None,
+            }),
+        };
+        r.map_err(|e| self.locate(e))
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let s = self.scalar("true or false")?;
+        let b = match s {
+            "true" | "True" | "TRUE" => true,
+            "false" | "False" | "FALSE" => false,
+            _ => return Err(self.err(format!("expected true or false, found `{s}`"))),
+        };
+        visitor.visit_bool(b).map_err(|e| self.locate(e))
+    }
+
+    parse_number! {
+        deserialize_i8 visit_i8 i8, "an integer";
+        deserialize_i16 visit_i16 i16, "an integer";
+        deserialize_i32 visit_i32 i32, "an integer";
+        deserialize_i64 visit_i64 i64, "an integer";
+        deserialize_u8 visit_u8 u8, "an integer from 0 to 255";
+        deserialize_u16 visit_u16 u16, "an integer from 0 to 65535";
+        deserialize_u32 visit_u32 u32, "a non-negative integer";
+        deserialize_u64 visit_u64 u64, "a non-negative integer";
+        deserialize_f32 visit_f32 f32, "a number";
+        deserialize_f64 visit_f64 f64, "a number";
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let s = self.scalar("a string")?;
+        visitor.visit_str(s).map_err(|e| self.locate(e))
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        if self.node.is_null() {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match &self.node.value {
+            Value::Seq(items) => visitor
+                .visit_seq(SeqAccess {
+                    de: &self,
+                    items: items.iter(),
+                    index: 0,
+                })
+                .map_err(|e| self.locate(e)),
+            _ if self.node.is_null() => visitor
+                .visit_seq(SeqAccess {
+                    de: &self,
+                    items: [].iter(),
+                    index: 0,
+                })
+                .map_err(|e| self.locate(e)),
+            _ => Err(self.err(format!("expected a list, found {}", self.node.kind_name()))),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.map(None, visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.map(Some(fields), visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        // Only unit variants written as plain strings are used in manifests.
+        let s = self.scalar("a string")?;
+        if !variants.contains(&s) {
+            return Err(self.err(format!(
+                "unknown value `{s}`, expected one of {}{}",
+                list(variants),
+                hint(s, variants.iter().copied())
+            )));
+        }
+        visitor
+            .visit_enum(s.into_deserializer())
+            .map_err(|e: DeError| self.locate(e))
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_unit()
+    }
+}
+
+fn list(words: &[&str]) -> String {
+    words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+}
+
+impl<'a> NodeDe<'a> {
+    fn map<V: Visitor<'a>>(self, fields: Option<&'static [&'static str]>, visitor: V) -> Result<V::Value, DeError> {
+        static EMPTY: Vec<(Node, Node)> = Vec::new();
+        let entries = match &self.node.value {
+            Value::Map(entries) => entries,
+            _ if self.node.is_null() => &EMPTY,
+            _ => {
+                return Err(self.err(format!("expected a mapping, found {}", self.node.kind_name())));
+            }
+        };
+        visitor
+            .visit_map(MapAccess {
+                de: &self,
+                entries: entries.iter(),
+                fields,
+                value: None,
+            })
+            .map_err(|e| self.locate(e))
+    }
+}
+
+struct SeqAccess<'a, 'b> {
+    de: &'b NodeDe<'a>,
+    items: std::slice::Iter<'a, Node>,
+    index: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for SeqAccess<'de, '_> {
+    type Error = DeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+        let Some(node) = self.items.next() else {
+            return Ok(None);
+        };
+        let path = format!("{}[{}]", self.de.path, self.index);
+        self.index += 1;
+        seed.deserialize(self.de.child(node, path)).map(Some)
+    }
+}
+
+struct MapAccess<'a, 'b> {
+    de: &'b NodeDe<'a>,
+    entries: std::slice::Iter<'a, (Node, Node)>,
+    fields: Option<&'static [&'static str]>,
+    value: Option<(&'a Node, String)>,
+}
+
+impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
+    type Error = DeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+        for (key, value) in self.entries.by_ref() {
+            let key_de = self.de.child(key, self.de.path.clone());
+            let name = key_de.scalar("a field name")?;
+            let path = join(&self.de.path, name);
+            if let Some(fields) = self.fields {
+                if !fields.contains(&name) {
+                    self.de.soft.borrow_mut().push(DeError {
+                        mark: Some(key.mark),
+                        path,
+                        message: format!("unknown field `{name}`{}", hint(name, fields.iter().copied())),
+                    });
+                    continue;
+                }
+            }
+            self.value = Some((value, path));
+            return seed.deserialize(key_de).map(Some);
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
+        let (node, path) = self.value.take().expect("value follows key");
+        seed.deserialize(self.de.child(node, path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::parse_documents;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(rename_all = "camelCase")]
+    struct T {
+        name: String,
+        count: u32,
+        #[serde(default)]
+        items: Vec<Inner>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    struct Inner {
+        address: String,
+    }
+
+    #[test]
+    fn collects_unknown_fields_and_locates_type_errors() {
+        let docs = parse_documents("name: x\ncount: 3\nitems:\n  - {adress: a}\nextra: 1\n").unwrap();
+        let soft = RefCell::new(Vec::new());
+        let err = from_node::<T>(&docs[0], "spec", &soft).unwrap_err();
+        assert_eq!(err.message, "missing field `address`");
+        assert_eq!(err.path, "spec.items[0]");
+        let soft = soft.into_inner();
+        assert_eq!(soft.len(), 2);
+        assert_eq!(soft[0].path, "spec.items[0].adress");
+        assert!(soft[0].message.contains("did you mean `address`"));
+        assert_eq!(soft[1].path, "spec.extra");
+
+        let docs = parse_documents("name: x\ncount: many\n").unwrap();
+        let err = from_node::<T>(&docs[0], "spec", &RefCell::new(Vec::new())).unwrap_err();
+        assert_eq!(err.path, "spec.count");
+        assert_eq!(err.mark, Some(Mark { line: 2, col: 8 }));
+    }
+}

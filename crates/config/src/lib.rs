@@ -1,0 +1,23 @@
+//! Gatehouse configuration: the config flow from files to a validated model.
+//!
+//! `load_path` / `load_sources` read manifests (`yaml` -> `de` -> `raw`), validate every document
+//! (`validate`), check the route table as a whole (`rules`) and return either the model or every
+//! error found, each with file, line, column and field path.
+
+pub mod error;
+pub mod model;
+pub mod units;
+pub mod yaml;
+
+mod de;
+mod loader;
+mod raw;
+mod rules;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use loader::{collect_files, load_path, load_sources, SourceFile, API_VERSION};
+pub use model::*;
+
+/// The quickstart configuration `gatehouse run` serves when given no `-c`.
+pub const QUICKSTART: &str = include_str!("../quickstart.yaml");

@@ -1,0 +1,328 @@
+//! Config flow, steps 1-2 driver: files -> documents -> typed objects, every error collected.
+
+use crate::de::{from_node, DeError};
+use crate::error::{hint, ConfigError, ConfigErrors};
+use crate::model::{Config, ObjectId};
+use crate::raw::{BackendSpec, GatewaySpec, ListenerSpec, Metadata, RouteSpec};
+use crate::yaml::{parse_documents, Mark, Node, Value};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The one `apiVersion` this build understands.
+pub const API_VERSION: &str = "gatehouse.dev/v1alpha1";
+
+const KINDS: [&str; 4] = ["Gateway", "Listener", "Backend", "Route"];
+const LATER_KINDS: [&str; 2] = ["Policy", "Rollout"];
+const TOP_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
+
+/// One file's name (as shown in errors) and text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Name shown in errors.
+    pub name: String,
+    /// Contents.
+    pub text: String,
+}
+
+/// The manifests under `path`: the file itself, or every `*.yaml`, `*.yml`, `*.json` below a
+/// directory, recursively, in path order (which is the load order that breaks routing ties).
+pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
+    let io_err = |p: &Path, e: std::io::Error| {
+        ConfigErrors(vec![ConfigError {
+            file: p.display().to_string().into(),
+            mark: Mark { line: 0, col: 0 },
+            object: String::new(),
+            path: String::new(),
+            message: format!("cannot read: {e}"),
+        }])
+    };
+    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
+            let p = entry.map_err(|e| io_err(&dir, e))?.path();
+            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                dirs.push(p);
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Loads a file or a directory of manifests.
+pub fn load_path(path: &Path) -> Result<Config, ConfigErrors> {
+    let mut sources = Vec::new();
+    for file in collect_files(path)? {
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.display().to_string().into(),
+                mark: Mark::default(),
+                object: String::new(),
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        sources.push(SourceFile {
+            name: file.display().to_string(),
+            text,
+        });
+    }
+    load_sources(&sources)
+}
+
+/// A document that passed the structural checks, waiting for validation.
+pub(crate) struct Object<'a> {
+    pub id: ObjectId,
+    pub ctx: Ctx<'a>,
+    pub spec: Spec,
+}
+
+pub(crate) enum Spec {
+    Gateway(GatewaySpec),
+    Listener(ListenerSpec),
+    Backend(BackendSpec),
+    Route(RouteSpec),
+}
+
+impl Spec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Spec::Gateway(_) => "Gateway",
+            Spec::Listener(_) => "Listener",
+            Spec::Backend(_) => "Backend",
+            Spec::Route(_) => "Route",
+        }
+    }
+}
+
+/// Where a document is, to turn a field path into an error with a position.
+#[derive(Clone)]
+pub(crate) struct Ctx<'a> {
+    pub file: Arc<str>,
+    pub doc: &'a Node,
+    pub object: String,
+}
+
+impl Ctx<'_> {
+    /// An error at `path` (located at the deepest node of the path that exists).
+    pub fn error(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            mark: locate(self.doc, path),
+            object: self.object.clone(),
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn mark(&self, path: &str) -> Mark {
+        locate(self.doc, path)
+    }
+}
+
+/// The position of the deepest node along `path` (`spec.rules[0].backends[1].backend`).
+fn locate(doc: &Node, path: &str) -> Mark {
+    let mut node = doc;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let (key, indexes) = match seg.find('[') {
+            Some(i) => (&seg[..i], &seg[i..]),
+            None => (seg, ""),
+        };
+        match node.get(key) {
+            Some(n) => node = n,
+            None => return node.mark,
+        }
+        for idx in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            let Ok(i) = idx.parse::<usize>() else { return node.mark };
+            match &node.value {
+                Value::Seq(items) if i < items.len() => node = &items[i],
+                _ => return node.mark,
+            }
+        }
+    }
+    node.mark
+}
+
+fn de_error(file: &Arc<str>, object: &str, e: DeError, doc: &Node) -> ConfigError {
+    ConfigError {
+        file: file.clone(),
+        mark: e.mark.unwrap_or(doc.mark),
+        object: object.to_string(),
+        path: e.path,
+        message: e.message,
+    }
+}
+
+/// Loads manifests from memory (the files' names are only used in errors).
+pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut parsed: Vec<(Arc<str>, Vec<Node>)> = Vec::new();
+    for src in sources {
+        let file: Arc<str> = src.name.as_str().into();
+        match parse_documents(&src.text) {
+            Ok(docs) => parsed.push((file, docs)),
+            Err(e) => errors.push(ConfigError {
+                file,
+                mark: e.mark,
+                object: String::new(),
+                path: String::new(),
+                message: format!("invalid YAML: {}", e.message),
+            }),
+        }
+    }
+    let mut objects = Vec::new();
+    for (file, docs) in &parsed {
+        for doc in docs {
+            if let Some(obj) = read_document(file, doc, &mut errors) {
+                objects.push(obj);
+            }
+        }
+    }
+    let version = version_of(sources);
+    let config = crate::validate::validate(objects, &mut errors).map(|mut c| {
+        c.version = version;
+        c.sources = sources.iter().map(|s| s.name.clone()).collect();
+        c
+    });
+    crate::rules::check(config.as_ref(), &mut errors);
+    match config {
+        Some(c) if errors.is_empty() => Ok(c),
+        _ => {
+            let order: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+            let pos = |f: &str| order.iter().position(|o| *o == f).unwrap_or(usize::MAX);
+            errors.sort_by(|a, b| {
+                (pos(&a.file), a.mark.line, a.mark.col).cmp(&(pos(&b.file), b.mark.line, b.mark.col))
+            });
+            errors.dedup();
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn version_of(sources: &[SourceFile]) -> String {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for s in sources {
+        for b in s.name.bytes().chain([0]).chain(s.text.bytes()).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+fn read_document<'a>(file: &Arc<str>, doc: &'a Node, errors: &mut Vec<ConfigError>) -> Option<Object<'a>> {
+    let mut ctx = Ctx {
+        file: file.clone(),
+        doc,
+        object: String::new(),
+    };
+    let Value::Map(entries) = &doc.value else {
+        errors.push(ctx.error("", format!("expected a manifest (a mapping), found {}", doc.kind_name())));
+        return None;
+    };
+    for (k, _) in entries {
+        let name = k.as_str().unwrap_or("");
+        if !TOP_FIELDS.contains(&name) {
+            errors.push(ConfigError {
+                mark: k.mark,
+                ..ctx.error(name, format!("unknown field `{name}`{}", hint(name, TOP_FIELDS)))
+            });
+        }
+    }
+    match doc.get("apiVersion").map(|n| (n.as_str(), n)) {
+        None => errors.push(ctx.error("", format!("missing field `apiVersion` (expected `{API_VERSION}`)"))),
+        Some((Some(API_VERSION), _)) => {}
+        Some((v, _)) => errors.push(ctx.error(
+            "apiVersion",
+            format!("unsupported apiVersion `{}`, expected `{API_VERSION}`", v.unwrap_or("?")),
+        )),
+    }
+    let kind = match doc.get("kind").and_then(Node::as_str) {
+        None => {
+            errors.push(ctx.error("kind", format!("missing field `kind` (one of {})", KINDS.join(", "))));
+            return None;
+        }
+        Some(k) if KINDS.contains(&k) => k,
+        Some(k) if LATER_KINDS.contains(&k) => {
+            errors.push(ctx.error("kind", format!("kind `{k}` is not supported by this version of Gatehouse")));
+            return None;
+        }
+        Some(k) => {
+            errors.push(ctx.error(
+                "kind",
+                format!("unknown kind `{k}`, expected one of {}{}", KINDS.join(", "), hint(k, KINDS)),
+            ));
+            return None;
+        }
+    };
+    let soft = RefCell::new(Vec::new());
+    let meta = match doc.get("metadata") {
+        None => {
+            errors.push(ctx.error("", "missing field `metadata`"));
+            return None;
+        }
+        Some(n) => match from_node::<Metadata>(n, "metadata", &soft) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(de_error(file, kind, e, doc));
+                return None;
+            }
+        },
+    };
+    let id = ObjectId {
+        namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: meta.name.clone(),
+    };
+    ctx.object = format!("{kind} {id}");
+    for (field, value) in [("metadata.name", Some(&meta.name)), ("metadata.namespace", meta.namespace.as_ref())] {
+        if let Some(v) = value {
+            if !valid_name(v) {
+                errors.push(ctx.error(
+                    field,
+                    format!("invalid name `{v}`: use lowercase letters, digits, `-` and `.` (at most 253)"),
+                ));
+            }
+        }
+    }
+    let empty = Node {
+        value: Value::Map(Vec::new()),
+        mark: doc.mark,
+    };
+    let spec_node = doc.get("spec").unwrap_or(&empty);
+    let spec = match kind {
+        "Gateway" => from_node(spec_node, "spec", &soft).map(Spec::Gateway),
+        "Listener" => from_node(spec_node, "spec", &soft).map(Spec::Listener),
+        "Backend" => from_node(spec_node, "spec", &soft).map(Spec::Backend),
+        _ => from_node(spec_node, "spec", &soft).map(Spec::Route),
+    };
+    for e in soft.into_inner() {
+        errors.push(de_error(file, &ctx.object, e, doc));
+    }
+    match spec {
+        Ok(spec) => Some(Object { id, ctx, spec }),
+        Err(e) => {
+            errors.push(de_error(file, &ctx.object, e, doc));
+            None
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !s.starts_with(['-', '.'])
+}

@@ -1,0 +1,456 @@
+//! Config flow, step 4 (output): the validated model the gateway builds its snapshot from.
+//!
+//! Everything here has been checked: addresses parse, references resolve, regexes compile. The gateway
+//! never re-validates; it only compiles this into runtime structures.
+
+use crate::yaml::Mark;
+use ipnet::IpNet;
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    /// Content hash of every loaded file, so replicas with the same files report the same version.
+    pub version: String,
+    /// The files it came from, in load order.
+    pub sources: Vec<String>,
+    /// Process-wide settings.
+    pub gateway: GatewaySettings,
+    /// Listeners, in load order.
+    pub listeners: Vec<Listener>,
+    /// Backends, in load order.
+    pub backends: Vec<Backend>,
+    /// Routes, in load order.
+    pub routes: Vec<Route>,
+}
+
+/// `namespace/name` of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId {
+    /// Namespace, `default` when not written.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl Serialize for ObjectId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Where an object or rule was defined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    /// File.
+    pub file: Arc<str>,
+    /// Line.
+    pub line: usize,
+    /// Column.
+    pub col: usize,
+}
+
+impl Source {
+    pub(crate) fn new(file: &Arc<str>, mark: Mark) -> Self {
+        Source {
+            file: file.clone(),
+            line: mark.line,
+            col: mark.col,
+        }
+    }
+
+    /// The position as a mark.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            line: self.line,
+            col: self.col,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&crate::units::DisplayDuration(*d))
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn ser_nets<S: Serializer>(v: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|n| n.to_string()))
+}
+
+/// The `Gateway` kind.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySettings {
+    /// Admin listener address.
+    #[serde(serialize_with = "ser_display")]
+    pub admin_address: SocketAddr,
+    /// Worker threads; `None` means one per CPU.
+    pub workers: Option<usize>,
+    /// Access log settings.
+    pub access_log: AccessLog,
+    /// Peers whose `X-Forwarded-For` is believed.
+    #[serde(serialize_with = "ser_nets")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long SIGTERM waits for in-flight requests.
+    #[serde(serialize_with = "ser_duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            admin_address: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            workers: None,
+            access_log: AccessLog {
+                enabled: true,
+                target: LogTarget::Stdout,
+            },
+            trusted_proxies: Vec::new(),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Access log settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessLog {
+    /// On or off.
+    pub enabled: bool,
+    /// Where lines go.
+    pub target: LogTarget,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LogTarget {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+/// Downstream protocol of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and h2c prior knowledge on one port.
+    HTTP,
+    /// TLS with ALPN h2 and http/1.1.
+    HTTPS,
+}
+
+/// The `Listener` kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    /// Identity.
+    pub id: ObjectId,
+    /// Bind address.
+    #[serde(serialize_with = "ser_display")]
+    pub address: SocketAddr,
+    /// Protocol.
+    pub protocol: ListenerProtocol,
+    /// Certificates, for HTTPS.
+    pub tls: Option<Tls>,
+    /// Keep-alive connections idle longer than this are closed.
+    #[serde(serialize_with = "ser_duration")]
+    pub idle_timeout: Duration,
+    /// A client must send a request's headers within this.
+    #[serde(serialize_with = "ser_duration")]
+    pub request_header_timeout: Duration,
+}
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tls {
+    /// Certificates, chosen by SNI; the first is the default.
+    pub certificates: Vec<Certificate>,
+}
+
+/// A certificate chain and key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certificate {
+    /// Chain file.
+    pub cert_file: PathBuf,
+    /// Private key file.
+    pub key_file: PathBuf,
+}
+
+/// Upstream protocol of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 with keep-alive.
+    HTTP1,
+    /// HTTP/2 over cleartext (prior knowledge).
+    HTTP2,
+}
+
+/// Load-balancing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LbPolicy {
+    /// Weighted round robin.
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Fewest in-flight requests of two random choices.
+    LeastRequest,
+}
+
+/// The `Backend` kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    /// Identity.
+    pub id: ObjectId,
+    /// Upstream protocol.
+    pub protocol: BackendProtocol,
+    /// Static endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// Balancing policy.
+    pub lb_policy: LbPolicy,
+    /// TCP connect timeout.
+    #[serde(serialize_with = "ser_duration")]
+    pub connect_timeout: Duration,
+    /// Pooled idle upstream connections older than this are closed.
+    #[serde(serialize_with = "ser_duration")]
+    pub idle_timeout: Duration,
+}
+
+/// One upstream address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// `host:port`; a host name is resolved at connect time.
+    pub address: String,
+    /// Relative weight, at least 1.
+    pub weight: u32,
+}
+
+/// The `Route` kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    /// Identity.
+    pub id: ObjectId,
+    /// Hosts it serves; empty means any host.
+    pub hosts: Vec<HostMatch>,
+    /// Rules, in order.
+    pub rules: Vec<Rule>,
+    /// Where it was defined.
+    pub source: Source,
+}
+
+/// A host condition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HostMatch {
+    /// A whole host name, lowercase.
+    Exact(String),
+    /// `*.example.com`, kept as the suffix `.example.com`.
+    Wildcard(String),
+}
+
+/// A compiled regular expression that serializes as its pattern.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+/// A path condition.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PathMatch {
+    /// The whole path.
+    Exact(String),
+    /// A segment-aware prefix: `/v1/tasks` matches `/v1/tasks` and `/v1/tasks/7`, not `/v1/tasks7`.
+    Prefix(String),
+    /// A regular expression matched against the whole path.
+    Regex(Pattern),
+}
+
+/// A header or query parameter condition.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyValueMatch {
+    /// Header name (lowercase) or query parameter name.
+    pub name: String,
+    /// How the value must look.
+    pub value: ValueMatch,
+}
+
+/// How a header or query value must look.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ValueMatch {
+    /// Present, any value.
+    Present,
+    /// Exactly this value.
+    Exact(String),
+    /// Whole value matches.
+    Regex(Pattern),
+}
+
+/// One rule of a route.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// Path condition.
+    pub path: PathMatch,
+    /// Methods; empty means any.
+    pub methods: Vec<String>,
+    /// Header conditions, all must hold.
+    pub headers: Vec<KeyValueMatch>,
+    /// Query conditions, all must hold.
+    pub query: Vec<KeyValueMatch>,
+    /// What to do.
+    pub action: Action,
+    /// Rewrites applied before forwarding.
+    pub rewrite: Rewrite,
+    /// Header changes on the request sent upstream.
+    pub request_headers: HeaderMods,
+    /// Header changes on the response sent downstream.
+    pub response_headers: HeaderMods,
+    /// Time allowed until the upstream's response headers arrive.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Where it was defined.
+    pub source: Source,
+}
+
+impl Rule {
+    /// Number of method, header and query conditions: more conditions win a tie on path.
+    pub fn condition_count(&self) -> usize {
+        usize::from(!self.methods.is_empty()) + self.headers.len() + self.query.len()
+    }
+
+    /// Sort key among rules of the same host class; smaller wins. Exact path beats prefix (longer
+    /// first) beats regex; then more conditions win. Ties keep load order (a stable sort).
+    pub fn precedence(&self) -> (u8, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>) {
+        use std::cmp::Reverse;
+        let (class, len) = match &self.path {
+            PathMatch::Exact(p) => (0, p.len()),
+            PathMatch::Prefix(p) => (1, p.len()),
+            PathMatch::Regex(_) => (2, 0),
+        };
+        (class, Reverse(len), Reverse(self.condition_count()))
+    }
+}
+
+/// What a rule does with a request.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// Proxy to one of these backends, chosen by weight.
+    Forward(Vec<WeightedBackend>),
+    /// Answer with a redirect.
+    Redirect(Redirect),
+    /// Answer with a fixed response.
+    Direct(DirectResponse),
+}
+
+/// A backend and its share of a rule's traffic.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightedBackend {
+    /// Resolved backend.
+    pub backend: ObjectId,
+    /// Relative weight; 0 takes no traffic.
+    pub weight: u32,
+}
+
+/// A redirect; unset parts keep the request's own.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redirect {
+    /// `http` or `https`.
+    pub scheme: Option<String>,
+    /// New host.
+    pub host: Option<String>,
+    /// New port.
+    pub port: Option<u16>,
+    /// New path.
+    pub path: Option<String>,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+}
+
+/// A fixed response.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectResponse {
+    /// Status code.
+    pub status: u16,
+    /// Body.
+    pub body: String,
+    /// Content type of the body.
+    pub content_type: String,
+}
+
+/// Rewrites of a forwarded request.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rewrite {
+    /// Path rewrite.
+    pub path: Option<PathRewrite>,
+    /// New `Host`.
+    pub host: Option<String>,
+}
+
+/// A path rewrite.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PathRewrite {
+    /// Replace the matched prefix (prefix rules only).
+    Prefix(String),
+    /// Replace every match of the pattern with the substitution (`$1` refers to groups).
+    Regex(Pattern, String),
+}
+
+/// Header changes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HeaderMods {
+    /// Replace or create these headers.
+    pub set: Vec<(String, String)>,
+    /// Append these headers.
+    pub add: Vec<(String, String)>,
+    /// Remove these headers (lowercase names).
+    pub remove: Vec<String>,
+}
+
+impl HeaderMods {
+    /// True when it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}

@@ -1,0 +1,314 @@
+//! Config flow, step 3: the manifests exactly as written (the `spec` of each kind).
+//!
+//! Values that need checking beyond their YAML type (durations, addresses, regexes, references) stay
+//! strings here; `validate` turns them into the model and collects every error.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `metadata` of any document.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    // Accepted so manifests shared with kubectl tooling validate; nothing reads them yet.
+    #[allow(dead_code)]
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    #[serde(default)]
+    pub admin: Option<AdminSpec>,
+    #[serde(default)]
+    pub workers: Option<usize>,
+    #[serde(default)]
+    pub access_log: Option<AccessLogSpec>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub drain_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminSpec {
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessLogSpec {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    // JSON is the only format; the field exists so configs can say so explicitly.
+    #[allow(dead_code)]
+    #[serde(default)]
+    pub format: Option<LogFormat>,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSpec {
+    pub address: String,
+    pub protocol: ListenerProtocol,
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    #[serde(default)]
+    pub timeouts: Option<ListenerTimeouts>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    HTTP,
+    HTTPS,
+    TCP,
+    TLS,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    pub certificates: Vec<CertificateSpec>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateSpec {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerTimeouts {
+    #[serde(default)]
+    pub idle: Option<String>,
+    #[serde(default)]
+    pub request_header: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendSpec {
+    #[serde(default)]
+    pub protocol: Option<BackendProtocol>,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
+    #[serde(default)]
+    pub load_balancer: Option<LoadBalancerSpec>,
+    #[serde(default)]
+    pub timeouts: Option<BackendTimeouts>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendProtocol {
+    HTTP1,
+    HTTP2,
+    GRPC,
+}
+
+/// An endpoint is either `"host:port"` or `{address: "host:port", weight: 2}`.
+#[derive(Debug, Clone)]
+pub struct EndpointSpec {
+    pub address: String,
+    pub weight: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EndpointFull {
+    address: String,
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for EndpointSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EndpointSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"host:port\" or {address, weight}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EndpointSpec, E> {
+                Ok(EndpointSpec {
+                    address: v.to_string(),
+                    weight: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EndpointSpec, A::Error> {
+                let e = EndpointFull::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(EndpointSpec {
+                    address: e.address,
+                    weight: e.weight,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerSpec {
+    #[serde(default)]
+    pub policy: Option<LbPolicy>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    Random,
+    LeastRequest,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTimeouts {
+    #[serde(default)]
+    pub connect: Option<String>,
+    #[serde(default)]
+    pub idle: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteSpec {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub rules: Vec<RuleSpec>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleSpec {
+    #[serde(default, rename = "match")]
+    pub matches: Option<MatchSpec>,
+    #[serde(default)]
+    pub backends: Vec<WeightedBackendSpec>,
+    #[serde(default)]
+    pub redirect: Option<RedirectSpec>,
+    #[serde(default)]
+    pub direct_response: Option<DirectResponseSpec>,
+    #[serde(default)]
+    pub rewrite: Option<RewriteSpec>,
+    #[serde(default)]
+    pub request_headers: Option<HeaderModsSpec>,
+    #[serde(default)]
+    pub response_headers: Option<HeaderModsSpec>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchSpec {
+    #[serde(default)]
+    pub path: Option<PathMatchSpec>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub headers: Vec<KeyValueMatchSpec>,
+    #[serde(default)]
+    pub query: Vec<KeyValueMatchSpec>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PathMatchSpec {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyValueMatchSpec {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedBackendSpec {
+    pub backend: String,
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RedirectSpec {
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub status_code: Option<u16>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectResponseSpec {
+    pub status: u16,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RewriteSpec {
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub path_regex: Option<RegexRewriteSpec>,
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RegexRewriteSpec {
+    pub pattern: String,
+    pub substitution: String,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderModsSpec {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}

@@ -1,0 +1,515 @@
+//! Config flow, step 4: typed objects -> the validated model. Every check that fails adds an error
+//! and validation goes on, so one run reports everything.
+
+use crate::error::{hint, ConfigError};
+use crate::loader::{Ctx, Object, Spec};
+use crate::model::*;
+use crate::raw;
+use crate::units::parse_duration;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+struct V<'e> {
+    errors: &'e mut Vec<ConfigError>,
+}
+
+impl V<'_> {
+    fn duration(&mut self, ctx: &Ctx, path: &str, v: Option<&String>, default: Duration) -> Duration {
+        match v.map(|s| parse_duration(s)) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.errors.push(ctx.error(path, e));
+                default
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, ctx: &Ctx, path: &str, s: &str) -> Option<SocketAddr> {
+        match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.errors.push(ctx.error(
+                    path,
+                    format!("invalid address `{s}`: expected IP:port such as `127.0.0.1:8080` or `[::1]:8080`"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn regex(&mut self, ctx: &Ctx, path: &str, pattern: &str, anchored: bool) -> Option<Pattern> {
+        let full = if anchored {
+            format!("^(?:{pattern})$")
+        } else {
+            pattern.to_string()
+        };
+        match regex::Regex::new(&full) {
+            Ok(r) => Some(Pattern(r)),
+            Err(e) => {
+                let detail = e.to_string();
+                let last = detail.lines().last().unwrap_or("").trim().to_string();
+                self.errors.push(ctx.error(path, format!("invalid regex `{pattern}`: {last}")));
+                None
+            }
+        }
+    }
+}
+
+/// Validates every object; returns the model when the structure allowed building one (errors may
+/// still have been added, in which case the caller refuses it).
+pub(crate) fn validate(objects: Vec<Object>, errors: &mut Vec<ConfigError>) -> Option<Config> {
+    let mut v = V { errors };
+    // Names are unique per kind and namespace.
+    let mut seen: HashMap<(&str, &ObjectId), &Ctx> = HashMap::new();
+    for o in &objects {
+        if let Some(first) = seen.get(&(o.spec.kind(), &o.id)) {
+            let m = first.mark("metadata.name");
+            v.errors.push(o.ctx.error(
+                "metadata.name",
+                format!("duplicate {} name `{}`, first defined at {}:{}", o.spec.kind(), o.id, first.file, m.line),
+            ));
+        } else {
+            seen.insert((o.spec.kind(), &o.id), &o.ctx);
+        }
+    }
+    let backend_ids: Vec<&ObjectId> = objects
+        .iter()
+        .filter(|o| matches!(o.spec, Spec::Backend(_)))
+        .map(|o| &o.id)
+        .collect();
+
+    let mut config = Config {
+        version: String::new(),
+        sources: Vec::new(),
+        gateway: GatewaySettings::default(),
+        listeners: Vec::new(),
+        backends: Vec::new(),
+        routes: Vec::new(),
+    };
+    let mut gateway_seen: Option<&Ctx> = None;
+    let mut addresses: HashMap<SocketAddr, &Ctx> = HashMap::new();
+    for o in &objects {
+        match &o.spec {
+            Spec::Gateway(spec) => {
+                if let Some(first) = gateway_seen {
+                    v.errors.push(o.ctx.error(
+                        "kind",
+                        format!("at most one Gateway is allowed, first defined at {}:{}", first.file, first.doc.mark.line),
+                    ));
+                    continue;
+                }
+                gateway_seen = Some(&o.ctx);
+                config.gateway = gateway(&mut v, &o.ctx, spec);
+            }
+            Spec::Listener(spec) => {
+                if let Some(l) = listener(&mut v, o, spec) {
+                    if let Some(first) = addresses.get(&l.address).filter(|_| l.address.port() != 0) {
+                        v.errors.push(o.ctx.error(
+                            "spec.address",
+                            format!("address {} is already used by {}", l.address, first.object),
+                        ));
+                    }
+                    addresses.insert(l.address, &o.ctx);
+                    config.listeners.push(l);
+                }
+            }
+            Spec::Backend(spec) => config.backends.push(backend(&mut v, o, spec)),
+            Spec::Route(spec) => config.routes.push(route(&mut v, o, spec, &backend_ids)),
+        }
+    }
+    Some(config)
+}
+
+fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
+    let mut g = GatewaySettings::default();
+    if let Some(addr) = spec.admin.as_ref().and_then(|a| a.address.as_ref()) {
+        if let Some(a) = v.socket_addr(ctx, "spec.admin.address", addr) {
+            g.admin_address = a;
+        }
+    }
+    if let Some(w) = spec.workers {
+        if w == 0 || w > 1024 {
+            v.errors.push(ctx.error("spec.workers", "workers must be between 1 and 1024"));
+        } else {
+            g.workers = Some(w);
+        }
+    }
+    if let Some(log) = &spec.access_log {
+        g.access_log.enabled = log.enabled.unwrap_or(true);
+        g.access_log.target = match log.path.as_deref() {
+            None | Some("stdout") => LogTarget::Stdout,
+            Some("stderr") => LogTarget::Stderr,
+            Some("") => {
+                v.errors.push(ctx.error("spec.accessLog.path", "path must be `stdout`, `stderr` or a file"));
+                LogTarget::Stdout
+            }
+            Some(p) => LogTarget::File(p.into()),
+        };
+    }
+    for (i, net) in spec.trusted_proxies.iter().enumerate() {
+        let parsed = net
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(n) => g.trusted_proxies.push(n),
+            Err(_) => v.errors.push(ctx.error(
+                &format!("spec.trustedProxies[{i}]"),
+                format!("invalid network `{net}`: expected a CIDR such as `10.0.0.0/8` or an IP address"),
+            )),
+        }
+    }
+    g.drain_timeout = v.duration(ctx, "spec.drainTimeout", spec.drain_timeout.as_ref(), g.drain_timeout);
+    g
+}
+
+fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener> {
+    let ctx = &o.ctx;
+    let address = v.socket_addr(ctx, "spec.address", &spec.address);
+    let protocol = match spec.protocol {
+        raw::ListenerProtocol::HTTP => ListenerProtocol::HTTP,
+        raw::ListenerProtocol::HTTPS => ListenerProtocol::HTTPS,
+        p => {
+            v.errors.push(ctx.error(
+                "spec.protocol",
+                format!("protocol `{p:?}` is not supported by this version of Gatehouse (supported: HTTP, HTTPS)"),
+            ));
+            ListenerProtocol::HTTP
+        }
+    };
+    let tls = spec.tls.as_ref().map(|t| Tls {
+        certificates: t
+            .certificates
+            .iter()
+            .map(|c| Certificate {
+                cert_file: c.cert_file.clone().into(),
+                key_file: c.key_file.clone().into(),
+            })
+            .collect(),
+    });
+    match (protocol, &tls) {
+        (ListenerProtocol::HTTPS, None) => v.errors.push(ctx.error("spec", "an HTTPS listener needs `tls.certificates`")),
+        (ListenerProtocol::HTTPS, Some(t)) if t.certificates.is_empty() => {
+            v.errors.push(ctx.error("spec.tls.certificates", "an HTTPS listener needs at least one certificate"))
+        }
+        (ListenerProtocol::HTTP, Some(_)) => {
+            v.errors.push(ctx.error("spec.tls", "`tls` is only allowed on HTTPS listeners"))
+        }
+        _ => {}
+    }
+    let timeouts = spec.timeouts.clone().unwrap_or_default();
+    let idle_timeout = v.duration(ctx, "spec.timeouts.idle", timeouts.idle.as_ref(), Duration::from_secs(60));
+    let request_header_timeout = v.duration(
+        ctx,
+        "spec.timeouts.requestHeader",
+        timeouts.request_header.as_ref(),
+        Duration::from_secs(10),
+    );
+    Some(Listener {
+        id: o.id.clone(),
+        address: address?,
+        protocol,
+        tls,
+        idle_timeout,
+        request_header_timeout,
+    })
+}
+
+fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
+    let ctx = &o.ctx;
+    let protocol = match spec.protocol.unwrap_or(raw::BackendProtocol::HTTP1) {
+        raw::BackendProtocol::HTTP1 => BackendProtocol::HTTP1,
+        raw::BackendProtocol::HTTP2 | raw::BackendProtocol::GRPC => BackendProtocol::HTTP2,
+    };
+    if spec.endpoints.is_empty() {
+        v.errors.push(ctx.error("spec", "a backend needs at least one entry in `endpoints`"));
+    }
+    let mut endpoints = Vec::new();
+    for (i, e) in spec.endpoints.iter().enumerate() {
+        let path = format!("spec.endpoints[{i}]");
+        let ok = match e.address.rsplit_once(':') {
+            Some((host, port)) => {
+                !host.is_empty()
+                    && port.parse::<u16>().is_ok_and(|p| p > 0)
+                    && (host.parse::<std::net::Ipv4Addr>().is_ok()
+                        || (host.starts_with('[') && host.ends_with(']'))
+                        || host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+            }
+            None => false,
+        };
+        if !ok {
+            v.errors.push(ctx.error(
+                &path,
+                format!("invalid endpoint `{}`: expected host:port such as `127.0.0.1:9001` or `tasks.internal:80`", e.address),
+            ));
+        }
+        if e.weight == Some(0) {
+            v.errors.push(ctx.error(&format!("{path}.weight"), "endpoint weight must be at least 1"));
+        }
+        endpoints.push(Endpoint {
+            address: e.address.clone(),
+            weight: e.weight.unwrap_or(1).max(1),
+        });
+    }
+    let timeouts = spec.timeouts.clone().unwrap_or_default();
+    Backend {
+        id: o.id.clone(),
+        protocol,
+        endpoints,
+        lb_policy: match spec.load_balancer.as_ref().and_then(|l| l.policy) {
+            None | Some(raw::LbPolicy::RoundRobin) => LbPolicy::RoundRobin,
+            Some(raw::LbPolicy::Random) => LbPolicy::Random,
+            Some(raw::LbPolicy::LeastRequest) => LbPolicy::LeastRequest,
+        },
+        connect_timeout: v.duration(ctx, "spec.timeouts.connect", timeouts.connect.as_ref(), Duration::from_secs(1)),
+        idle_timeout: v.duration(ctx, "spec.timeouts.idle", timeouts.idle.as_ref(), Duration::from_secs(60)),
+    }
+}
+
+fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -> Route {
+    let ctx = &o.ctx;
+    let mut hosts = Vec::new();
+    for (i, h) in spec.hosts.iter().enumerate() {
+        let lower = h.to_ascii_lowercase();
+        let (wild, rest) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let valid = !rest.is_empty()
+            && rest.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !valid {
+            v.errors.push(ctx.error(
+                &format!("spec.hosts[{i}]"),
+                format!("invalid host `{h}`: expected a DNS name such as `api.example.com` or `*.example.com`"),
+            ));
+            continue;
+        }
+        hosts.push(if wild {
+            HostMatch::Wildcard(format!(".{rest}"))
+        } else {
+            HostMatch::Exact(rest.to_string())
+        });
+    }
+    if spec.rules.is_empty() {
+        v.errors.push(ctx.error("spec.rules", "a route needs at least one rule"));
+    }
+    let rules = spec
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, backends))
+        .collect();
+    Route {
+        id: o.id.clone(),
+        hosts,
+        rules,
+        source: Source::new(&ctx.file, ctx.doc.mark),
+    }
+}
+
+fn valid_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn rule(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, route: &ObjectId, backends: &[&ObjectId]) -> Option<Rule> {
+    let m = r.matches.clone().unwrap_or_default();
+    let path = match m.path {
+        None => Some(PathMatch::Prefix("/".into())),
+        Some(p) => {
+            let pp = format!("{at}.match.path");
+            match (p.exact, p.prefix, p.regex) {
+                (Some(e), None, None) if e.starts_with('/') => Some(PathMatch::Exact(e)),
+                (None, Some(pre), None) if pre.starts_with('/') => {
+                    let trimmed = pre.trim_end_matches('/');
+                    Some(PathMatch::Prefix(if trimmed.is_empty() { "/".into() } else { trimmed.into() }))
+                }
+                (None, None, Some(re)) => v.regex(ctx, &format!("{pp}.regex"), &re, true).map(PathMatch::Regex),
+                (Some(_), None, None) | (None, Some(_), None) => {
+                    v.errors.push(ctx.error(&pp, "a path must start with `/`"));
+                    None
+                }
+                _ => {
+                    v.errors.push(ctx.error(&pp, "a path match needs exactly one of `exact`, `prefix` or `regex`"));
+                    None
+                }
+            }
+        }
+    };
+    let mut methods = Vec::new();
+    for (i, method) in m.methods.iter().enumerate() {
+        if valid_token(method) {
+            methods.push(method.to_ascii_uppercase());
+        } else {
+            v.errors.push(ctx.error(&format!("{at}.match.methods[{i}]"), format!("invalid method `{method}`")));
+        }
+    }
+    let headers = kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true);
+    let query = kv_matches(v, ctx, &format!("{at}.match.query"), &m.query, false);
+
+    let actions = usize::from(!r.backends.is_empty()) + usize::from(r.redirect.is_some()) + usize::from(r.direct_response.is_some());
+    let action = if actions != 1 {
+        v.errors.push(ctx.error(at, "a rule needs exactly one of `backends`, `redirect` or `directResponse`"));
+        None
+    } else if let Some(red) = &r.redirect {
+        redirect(v, ctx, &format!("{at}.redirect"), red).map(Action::Redirect)
+    } else if let Some(d) = &r.direct_response {
+        if !(200..=599).contains(&d.status) {
+            v.errors.push(ctx.error(&format!("{at}.directResponse.status"), "status must be between 200 and 599"));
+        }
+        Some(Action::Direct(DirectResponse {
+            status: d.status,
+            body: d.body.clone().unwrap_or_default(),
+            content_type: d.content_type.clone().unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+        }))
+    } else {
+        let mut out = Vec::new();
+        for (i, b) in r.backends.iter().enumerate() {
+            let p = format!("{at}.backends[{i}].backend");
+            let id = match b.backend.split_once('/') {
+                Some((ns, name)) => ObjectId { namespace: ns.into(), name: name.into() },
+                None => ObjectId { namespace: route.namespace.clone(), name: b.backend.clone() },
+            };
+            if !backends.contains(&&id) {
+                let names: Vec<String> = backends
+                    .iter()
+                    .map(|b| if b.namespace == route.namespace { b.name.clone() } else { b.to_string() })
+                    .collect();
+                v.errors.push(ctx.error(
+                    &p,
+                    format!("unknown backend `{id}`{}", hint(&b.backend, names.iter().map(String::as_str))),
+                ));
+            }
+            out.push(WeightedBackend { backend: id, weight: b.weight.unwrap_or(1) });
+        }
+        if !out.is_empty() && out.iter().all(|b| b.weight == 0) {
+            v.errors.push(ctx.error(&format!("{at}.backends"), "at least one backend needs a weight above 0"));
+        }
+        Some(Action::Forward(out))
+    };
+
+    let mut rewrite = Rewrite::default();
+    if let Some(rw) = &r.rewrite {
+        if !matches!(action, Some(Action::Forward(_))) {
+            v.errors.push(ctx.error(&format!("{at}.rewrite"), "`rewrite` only applies to rules with `backends`"));
+        }
+        match (&rw.path_prefix, &rw.path_regex) {
+            (Some(_), Some(_)) => v.errors.push(ctx.error(
+                &format!("{at}.rewrite"),
+                "use one of `pathPrefix` or `pathRegex`, not both",
+            )),
+            (Some(p), None) => {
+                if !matches!(path, Some(PathMatch::Prefix(_)) | Some(PathMatch::Exact(_))) {
+                    v.errors.push(ctx.error(
+                        &format!("{at}.rewrite.pathPrefix"),
+                        "`pathPrefix` needs a `prefix` or `exact` path match; use `pathRegex` with a regex match",
+                    ));
+                }
+                if !p.starts_with('/') {
+                    v.errors.push(ctx.error(&format!("{at}.rewrite.pathPrefix"), "a path must start with `/`"));
+                }
+                rewrite.path = Some(PathRewrite::Prefix(p.clone()));
+            }
+            (None, Some(re)) => {
+                if let Some(pat) = v.regex(ctx, &format!("{at}.rewrite.pathRegex.pattern"), &re.pattern, false) {
+                    rewrite.path = Some(PathRewrite::Regex(pat, re.substitution.clone()));
+                }
+            }
+            (None, None) => {}
+        }
+        rewrite.host = rw.host.clone();
+    }
+    let request_headers = header_mods(v, ctx, &format!("{at}.requestHeaders"), r.request_headers.as_ref());
+    let response_headers = header_mods(v, ctx, &format!("{at}.responseHeaders"), r.response_headers.as_ref());
+    let timeout = r.timeout.as_ref().map(|t| v.duration(ctx, &format!("{at}.timeout"), Some(t), Duration::ZERO));
+    Some(Rule {
+        path: path?,
+        methods,
+        headers,
+        query,
+        action: action?,
+        rewrite,
+        request_headers,
+        response_headers,
+        timeout,
+        source: Source::new(&ctx.file, ctx.mark(at)),
+    })
+}
+
+fn kv_matches(v: &mut V, ctx: &Ctx, at: &str, specs: &[raw::KeyValueMatchSpec], header: bool) -> Vec<KeyValueMatch> {
+    let mut out = Vec::new();
+    for (i, h) in specs.iter().enumerate() {
+        let p = format!("{at}[{i}]");
+        if header && !valid_token(&h.name) {
+            v.errors.push(ctx.error(&format!("{p}.name"), format!("invalid header name `{}`", h.name)));
+            continue;
+        }
+        let value = match (&h.value, &h.regex) {
+            (Some(_), Some(_)) => {
+                v.errors.push(ctx.error(&p, "use one of `value` or `regex`, not both"));
+                continue;
+            }
+            (Some(val), None) => ValueMatch::Exact(val.clone()),
+            (None, Some(re)) => match v.regex(ctx, &format!("{p}.regex"), re, true) {
+                Some(r) => ValueMatch::Regex(r),
+                None => continue,
+            },
+            (None, None) => ValueMatch::Present,
+        };
+        let name = if header { h.name.to_ascii_lowercase() } else { h.name.clone() };
+        out.push(KeyValueMatch { name, value });
+    }
+    out
+}
+
+fn redirect(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RedirectSpec) -> Option<Redirect> {
+    let status = r.status_code.unwrap_or(302);
+    if ![301, 302, 303, 307, 308].contains(&status) {
+        v.errors.push(ctx.error(&format!("{at}.statusCode"), "statusCode must be one of 301, 302, 303, 307, 308"));
+    }
+    if let Some(s) = &r.scheme {
+        if s != "http" && s != "https" {
+            v.errors.push(ctx.error(&format!("{at}.scheme"), format!("scheme must be `http` or `https`, found `{s}`")));
+        }
+    }
+    if let Some(p) = &r.path {
+        if !p.starts_with('/') {
+            v.errors.push(ctx.error(&format!("{at}.path"), "a path must start with `/`"));
+        }
+    }
+    Some(Redirect {
+        scheme: r.scheme.clone(),
+        host: r.host.clone(),
+        port: r.port,
+        path: r.path.clone(),
+        status,
+    })
+}
+
+fn header_mods(v: &mut V, ctx: &Ctx, at: &str, spec: Option<&raw::HeaderModsSpec>) -> HeaderMods {
+    let Some(spec) = spec else { return HeaderMods::default() };
+    let check = |v: &mut V, field: &str, map: &BTreeMap<String, String>| -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (k, val) in map {
+            if !valid_token(k) {
+                v.errors.push(ctx.error(&format!("{at}.{field}.{k}"), format!("invalid header name `{k}`")));
+            } else if val.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                v.errors.push(ctx.error(&format!("{at}.{field}.{k}"), "header values cannot contain CR, LF or NUL"));
+            } else {
+                out.push((k.to_ascii_lowercase(), val.clone()));
+            }
+        }
+        out
+    };
+    let set = check(v, "set", &spec.set);
+    let add = check(v, "add", &spec.add);
+    let mut remove = Vec::new();
+    for (i, k) in spec.remove.iter().enumerate() {
+        if valid_token(k) {
+            remove.push(k.to_ascii_lowercase());
+        } else {
+            v.errors.push(ctx.error(&format!("{at}.remove[{i}]"), format!("invalid header name `{k}`")));
+        }
+    }
+    HeaderMods { set, add, remove }
+}
