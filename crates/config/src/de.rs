@@ -401,16 +401,16 @@ mod tests {
 
     #[test]
     fn collects_unknown_fields_and_locates_type_errors() {
-        let docs = parse_documents("name: x\ncount: 3\nitems:\n  - {adress: a}\nextra: 1\n").unwrap();
+        let docs = parse_documents("name: x\nextra: 1\ncount: 3\nitems:\n  - {adress: a}\n").unwrap();
         let soft = RefCell::new(Vec::new());
         let err = from_node::<T>(&docs[0], "spec", &soft).unwrap_err();
         assert_eq!(err.message, "missing field `address`");
         assert_eq!(err.path, "spec.items[0]");
         let soft = soft.into_inner();
         assert_eq!(soft.len(), 2);
-        assert_eq!(soft[0].path, "spec.items[0].adress");
-        assert!(soft[0].message.contains("did you mean `address`"));
-        assert_eq!(soft[1].path, "spec.extra");
+        assert_eq!(soft[0].path, "spec.extra");
+        assert_eq!(soft[1].path, "spec.items[0].adress");
+        assert!(soft[1].message.contains("did you mean `address`"));
 
         let docs = parse_documents("name: x\ncount: many\n").unwrap();
         let err = from_node::<T>(&docs[0], "spec", &RefCell::new(Vec::new())).unwrap_err();

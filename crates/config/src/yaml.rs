@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(docs.len(), 2);
         let b = docs[0].get("b").unwrap();
         let Value::Seq(items) = &b.value else { panic!() };
-        assert_eq!(items[1].get("c").unwrap().mark, Mark { line: 4, col: 8 });
+        assert_eq!(items[1].get("c").unwrap().mark, Mark { line: 4, col: 9 });
         assert_eq!(docs[1].get("e").unwrap().as_str(), Some("f"));
     }
 
