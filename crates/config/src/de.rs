@@ -243,7 +243,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -299,17 +303,28 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
 }
 
 fn list(words: &[&str]) -> String {
-    words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+    words
+        .iter()
+        .map(|w| format!("`{w}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl<'a> NodeDe<'a> {
-    fn map<V: Visitor<'a>>(self, fields: Option<&'static [&'static str]>, visitor: V) -> Result<V::Value, DeError> {
+    fn map<V: Visitor<'a>>(
+        self,
+        fields: Option<&'static [&'static str]>,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         static EMPTY: Vec<(Node, Node)> = Vec::new();
         let entries = match &self.node.value {
             Value::Map(entries) => entries,
             _ if self.node.is_null() => &EMPTY,
             _ => {
-                return Err(self.err(format!("expected a mapping, found {}", self.node.kind_name())));
+                return Err(self.err(format!(
+                    "expected a mapping, found {}",
+                    self.node.kind_name()
+                )));
             }
         };
         visitor
@@ -332,7 +347,10 @@ struct SeqAccess<'a, 'b> {
 impl<'de> de::SeqAccess<'de> for SeqAccess<'de, '_> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         let Some(node) = self.items.next() else {
             return Ok(None);
         };
@@ -352,7 +370,10 @@ struct MapAccess<'a, 'b> {
 impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         for (key, value) in self.entries.by_ref() {
             let key_de = self.de.child(key, self.de.path.clone());
             let name = key_de.scalar("a field name")?;
@@ -362,7 +383,10 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
                     self.de.soft.borrow_mut().push(DeError {
                         mark: Some(key.mark),
                         path,
-                        message: format!("unknown field `{name}`{}", hint(name, fields.iter().copied())),
+                        message: format!(
+                            "unknown field `{name}`{}",
+                            hint(name, fields.iter().copied())
+                        ),
                     });
                     continue;
                 }
@@ -401,7 +425,8 @@ mod tests {
 
     #[test]
     fn collects_unknown_fields_and_locates_type_errors() {
-        let docs = parse_documents("name: x\nextra: 1\ncount: 3\nitems:\n  - {adress: a}\n").unwrap();
+        let docs =
+            parse_documents("name: x\nextra: 1\ncount: 3\nitems:\n  - {adress: a}\n").unwrap();
         let soft = RefCell::new(Vec::new());
         let err = from_node::<T>(&docs[0], "spec", &soft).unwrap_err();
         assert_eq!(err.message, "missing field `address`");

@@ -52,7 +52,10 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
@@ -76,8 +79,14 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(did_you_mean("adress", ["address", "weight"]), Some("address"));
-        assert_eq!(did_you_mean("Endpionts", ["endpoints", "protocol"]), Some("endpoints"));
+        assert_eq!(
+            did_you_mean("adress", ["address", "weight"]),
+            Some("address")
+        );
+        assert_eq!(
+            did_you_mean("Endpionts", ["endpoints", "protocol"]),
+            Some("endpoints")
+        );
         assert_eq!(did_you_mean("zzz", ["address", "weight"]), None);
     }
 }

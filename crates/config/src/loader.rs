@@ -46,13 +46,19 @@ pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
             let p = entry.map_err(|e| io_err(&dir, e))?.path();
-            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
             if hidden {
                 continue;
             }
             if p.is_dir() {
                 dirs.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+            } else if matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            ) {
                 out.push(p);
             }
         }
@@ -145,7 +151,9 @@ fn locate(doc: &Node, path: &str) -> Mark {
             None => return node.mark,
         }
         for idx in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
-            let Ok(i) = idx.parse::<usize>() else { return node.mark };
+            let Ok(i) = idx.parse::<usize>() else {
+                return node.mark;
+            };
             match &node.value {
                 Value::Seq(items) if i < items.len() => node = &items[i],
                 _ => return node.mark,
@@ -203,7 +211,11 @@ pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
             let order: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
             let pos = |f: &str| order.iter().position(|o| *o == f).unwrap_or(usize::MAX);
             errors.sort_by(|a, b| {
-                (pos(&a.file), a.mark.line, a.mark.col).cmp(&(pos(&b.file), b.mark.line, b.mark.col))
+                (pos(&a.file), a.mark.line, a.mark.col).cmp(&(
+                    pos(&b.file),
+                    b.mark.line,
+                    b.mark.col,
+                ))
             });
             errors.dedup();
             Err(ConfigErrors(errors))
@@ -223,14 +235,21 @@ fn version_of(sources: &[SourceFile]) -> String {
     format!("{h:016x}")
 }
 
-fn read_document<'a>(file: &Arc<str>, doc: &'a Node, errors: &mut Vec<ConfigError>) -> Option<Object<'a>> {
+fn read_document<'a>(
+    file: &Arc<str>,
+    doc: &'a Node,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Object<'a>> {
     let mut ctx = Ctx {
         file: file.clone(),
         doc,
         object: String::new(),
     };
     let Value::Map(entries) = &doc.value else {
-        errors.push(ctx.error("", format!("expected a manifest (a mapping), found {}", doc.kind_name())));
+        errors.push(ctx.error(
+            "",
+            format!("expected a manifest (a mapping), found {}", doc.kind_name()),
+        ));
         return None;
     };
     for (k, _) in entries {
@@ -238,32 +257,51 @@ fn read_document<'a>(file: &Arc<str>, doc: &'a Node, errors: &mut Vec<ConfigErro
         if !TOP_FIELDS.contains(&name) {
             errors.push(ConfigError {
                 mark: k.mark,
-                ..ctx.error(name, format!("unknown field `{name}`{}", hint(name, TOP_FIELDS)))
+                ..ctx.error(
+                    name,
+                    format!("unknown field `{name}`{}", hint(name, TOP_FIELDS)),
+                )
             });
         }
     }
     match doc.get("apiVersion").map(|n| (n.as_str(), n)) {
-        None => errors.push(ctx.error("", format!("missing field `apiVersion` (expected `{API_VERSION}`)"))),
+        None => errors.push(ctx.error(
+            "",
+            format!("missing field `apiVersion` (expected `{API_VERSION}`)"),
+        )),
         Some((Some(API_VERSION), _)) => {}
         Some((v, _)) => errors.push(ctx.error(
             "apiVersion",
-            format!("unsupported apiVersion `{}`, expected `{API_VERSION}`", v.unwrap_or("?")),
+            format!(
+                "unsupported apiVersion `{}`, expected `{API_VERSION}`",
+                v.unwrap_or("?")
+            ),
         )),
     }
     let kind = match doc.get("kind").and_then(Node::as_str) {
         None => {
-            errors.push(ctx.error("kind", format!("missing field `kind` (one of {})", KINDS.join(", "))));
+            errors.push(ctx.error(
+                "kind",
+                format!("missing field `kind` (one of {})", KINDS.join(", ")),
+            ));
             return None;
         }
         Some(k) if KINDS.contains(&k) => k,
         Some(k) if LATER_KINDS.contains(&k) => {
-            errors.push(ctx.error("kind", format!("kind `{k}` is not supported by this version of Gatehouse")));
+            errors.push(ctx.error(
+                "kind",
+                format!("kind `{k}` is not supported by this version of Gatehouse"),
+            ));
             return None;
         }
         Some(k) => {
             errors.push(ctx.error(
                 "kind",
-                format!("unknown kind `{k}`, expected one of {}{}", KINDS.join(", "), hint(k, KINDS)),
+                format!(
+                    "unknown kind `{k}`, expected one of {}{}",
+                    KINDS.join(", "),
+                    hint(k, KINDS)
+                ),
             ));
             return None;
         }
@@ -287,7 +325,10 @@ fn read_document<'a>(file: &Arc<str>, doc: &'a Node, errors: &mut Vec<ConfigErro
         name: meta.name.clone(),
     };
     ctx.object = format!("{kind} {id}");
-    for (field, value) in [("metadata.name", Some(&meta.name)), ("metadata.namespace", meta.namespace.as_ref())] {
+    for (field, value) in [
+        ("metadata.name", Some(&meta.name)),
+        ("metadata.namespace", meta.namespace.as_ref()),
+    ] {
         if let Some(v) = value {
             if !valid_name(v) {
                 errors.push(ctx.error(
@@ -323,6 +364,7 @@ fn read_document<'a>(file: &Arc<str>, doc: &'a Node, errors: &mut Vec<ConfigErro
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !s.starts_with(['-', '.'])
 }

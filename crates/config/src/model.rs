@@ -182,12 +182,10 @@ pub struct Listener {
     pub protocol: ListenerProtocol,
     /// Certificates, for HTTPS.
     pub tls: Option<Tls>,
-    /// Keep-alive connections idle longer than this are closed.
+    /// An HTTP/1 connection is closed when no complete request head arrives within this: it bounds
+    /// both idle keep-alive connections and slow request headers.
     #[serde(serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
-    /// A client must send a request's headers within this.
-    #[serde(serialize_with = "ser_duration")]
-    pub request_header_timeout: Duration,
 }
 
 /// TLS settings of a listener.
@@ -208,7 +206,7 @@ pub struct Certificate {
 }
 
 /// Upstream protocol of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum BackendProtocol {
     /// HTTP/1.1 with keep-alive.
     HTTP1,

@@ -100,8 +100,6 @@ pub struct CertificateSpec {
 pub struct ListenerTimeouts {
     #[serde(default)]
     pub idle: Option<String>,
-    #[serde(default)]
-    pub request_header: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -153,8 +151,12 @@ impl<'de> Deserialize<'de> for EndpointSpec {
                     weight: None,
                 })
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EndpointSpec, A::Error> {
-                let e = EndpointFull::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<EndpointSpec, A::Error> {
+                let e =
+                    EndpointFull::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(EndpointSpec {
                     address: e.address,
                     weight: e.weight,

@@ -25,7 +25,12 @@ fn signature(rule: &Rule) -> String {
         v.sort();
         v.join("&")
     };
-    format!("{path}|{}|{}|{}", methods.join(","), kv(&rule.headers), kv(&rule.query))
+    format!(
+        "{path}|{}|{}|{}",
+        methods.join(","),
+        kv(&rule.headers),
+        kv(&rule.query)
+    )
 }
 
 /// Adds an error for every rule that another rule makes unreachable.
@@ -50,12 +55,16 @@ fn check_config(config: &Config, errors: &mut Vec<ConfigError>) {
             })
             .collect()
     };
-    let describe = |route: &crate::model::Route, i: usize, r: &Rule| format!("route {} rules[{i}] at {}", route.id, r.source);
+    let describe = |route: &crate::model::Route, i: usize, r: &Rule| {
+        format!("route {} rules[{i}] at {}", route.id, r.source)
+    };
     for route in &config.routes {
         for key in host_keys(&route.hosts) {
             for (i, r) in route.rules.iter().enumerate() {
                 if matches!(&r.path, PathMatch::Prefix(p) if p == "/") && r.condition_count() == 0 {
-                    catch_all.entry(key.clone()).or_insert_with(|| describe(route, i, r));
+                    catch_all
+                        .entry(key.clone())
+                        .or_insert_with(|| describe(route, i, r));
                 }
             }
         }

@@ -7,7 +7,9 @@ use std::time::Duration;
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.is_empty() {
-        return Err("expected a duration such as `250ms`, `5s` or `1m`, found an empty string".into());
+        return Err(
+            "expected a duration such as `250ms`, `5s` or `1m`, found an empty string".into(),
+        );
     }
     let mut total = 0f64;
     let mut rest = t;
@@ -16,11 +18,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         let (num, tail) = rest.split_at(num_end);
-        let unit_end = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, next) = tail.split_at(unit_end);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("expected a duration such as `250ms`, `5s` or `1m`, found `{s}`"))?;
+        let n: f64 = num.parse().map_err(|_| {
+            format!("expected a duration such as `250ms`, `5s` or `1m`, found `{s}`")
+        })?;
         let scale = match unit {
             "ms" => 0.001,
             "s" => 1.0,
@@ -28,7 +32,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             "us" | "µs" => 0.000_001,
             "" => return Err(format!("duration `{s}` needs a unit: ms, s, m or h")),
-            _ => return Err(format!("unknown duration unit `{unit}` in `{s}`: use ms, s, m or h")),
+            _ => {
+                return Err(format!(
+                    "unknown duration unit `{unit}` in `{s}`: use ms, s, m or h"
+                ))
+            }
         };
         total += n * scale;
         rest = next;
@@ -66,6 +74,9 @@ mod tests {
         assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("5 parsecs").is_err());
         assert_eq!(DisplayDuration(Duration::from_secs(90)).to_string(), "90s");
-        assert_eq!(DisplayDuration(Duration::from_millis(250)).to_string(), "250ms");
+        assert_eq!(
+            DisplayDuration(Duration::from_millis(250)).to_string(),
+            "250ms"
+        );
     }
 }

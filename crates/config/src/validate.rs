@@ -15,7 +15,13 @@ struct V<'e> {
 }
 
 impl V<'_> {
-    fn duration(&mut self, ctx: &Ctx, path: &str, v: Option<&String>, default: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        ctx: &Ctx,
+        path: &str,
+        v: Option<&String>,
+        default: Duration,
+    ) -> Duration {
         match v.map(|s| parse_duration(s)) {
             None => default,
             Some(Ok(d)) => d,
@@ -50,7 +56,8 @@ impl V<'_> {
             Err(e) => {
                 let detail = e.to_string();
                 let last = detail.lines().last().unwrap_or("").trim().to_string();
-                self.errors.push(ctx.error(path, format!("invalid regex `{pattern}`: {last}")));
+                self.errors
+                    .push(ctx.error(path, format!("invalid regex `{pattern}`: {last}")));
                 None
             }
         }
@@ -68,7 +75,13 @@ pub(crate) fn validate(objects: Vec<Object>, errors: &mut Vec<ConfigError>) -> O
             let m = first.mark("metadata.name");
             v.errors.push(o.ctx.error(
                 "metadata.name",
-                format!("duplicate {} name `{}`, first defined at {}:{}", o.spec.kind(), o.id, first.file, m.line),
+                format!(
+                    "duplicate {} name `{}`, first defined at {}:{}",
+                    o.spec.kind(),
+                    o.id,
+                    first.file,
+                    m.line
+                ),
             ));
         } else {
             seen.insert((o.spec.kind(), &o.id), &o.ctx);
@@ -96,7 +109,10 @@ pub(crate) fn validate(objects: Vec<Object>, errors: &mut Vec<ConfigError>) -> O
                 if let Some(first) = gateway_seen {
                     v.errors.push(o.ctx.error(
                         "kind",
-                        format!("at most one Gateway is allowed, first defined at {}:{}", first.file, first.doc.mark.line),
+                        format!(
+                            "at most one Gateway is allowed, first defined at {}:{}",
+                            first.file, first.doc.mark.line
+                        ),
                     ));
                     continue;
                 }
@@ -105,7 +121,8 @@ pub(crate) fn validate(objects: Vec<Object>, errors: &mut Vec<ConfigError>) -> O
             }
             Spec::Listener(spec) => {
                 if let Some(l) = listener(&mut v, o, spec) {
-                    if let Some(first) = addresses.get(&l.address).filter(|_| l.address.port() != 0) {
+                    if let Some(first) = addresses.get(&l.address).filter(|_| l.address.port() != 0)
+                    {
                         v.errors.push(o.ctx.error(
                             "spec.address",
                             format!("address {} is already used by {}", l.address, first.object),
@@ -131,7 +148,8 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
     }
     if let Some(w) = spec.workers {
         if w == 0 || w > 1024 {
-            v.errors.push(ctx.error("spec.workers", "workers must be between 1 and 1024"));
+            v.errors
+                .push(ctx.error("spec.workers", "workers must be between 1 and 1024"));
         } else {
             g.workers = Some(w);
         }
@@ -142,7 +160,10 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
             None | Some("stdout") => LogTarget::Stdout,
             Some("stderr") => LogTarget::Stderr,
             Some("") => {
-                v.errors.push(ctx.error("spec.accessLog.path", "path must be `stdout`, `stderr` or a file"));
+                v.errors.push(ctx.error(
+                    "spec.accessLog.path",
+                    "path must be `stdout`, `stderr` or a file",
+                ));
                 LogTarget::Stdout
             }
             Some(p) => LogTarget::File(p.into()),
@@ -160,7 +181,12 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
             )),
         }
     }
-    g.drain_timeout = v.duration(ctx, "spec.drainTimeout", spec.drain_timeout.as_ref(), g.drain_timeout);
+    g.drain_timeout = v.duration(
+        ctx,
+        "spec.drainTimeout",
+        spec.drain_timeout.as_ref(),
+        g.drain_timeout,
+    );
     g
 }
 
@@ -189,22 +215,26 @@ fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener>
             .collect(),
     });
     match (protocol, &tls) {
-        (ListenerProtocol::HTTPS, None) => v.errors.push(ctx.error("spec", "an HTTPS listener needs `tls.certificates`")),
+        (ListenerProtocol::HTTPS, None) => v
+            .errors
+            .push(ctx.error("spec", "an HTTPS listener needs `tls.certificates`")),
         (ListenerProtocol::HTTPS, Some(t)) if t.certificates.is_empty() => {
-            v.errors.push(ctx.error("spec.tls.certificates", "an HTTPS listener needs at least one certificate"))
+            v.errors.push(ctx.error(
+                "spec.tls.certificates",
+                "an HTTPS listener needs at least one certificate",
+            ))
         }
-        (ListenerProtocol::HTTP, Some(_)) => {
-            v.errors.push(ctx.error("spec.tls", "`tls` is only allowed on HTTPS listeners"))
-        }
+        (ListenerProtocol::HTTP, Some(_)) => v
+            .errors
+            .push(ctx.error("spec.tls", "`tls` is only allowed on HTTPS listeners")),
         _ => {}
     }
     let timeouts = spec.timeouts.clone().unwrap_or_default();
-    let idle_timeout = v.duration(ctx, "spec.timeouts.idle", timeouts.idle.as_ref(), Duration::from_secs(60));
-    let request_header_timeout = v.duration(
+    let idle_timeout = v.duration(
         ctx,
-        "spec.timeouts.requestHeader",
-        timeouts.request_header.as_ref(),
-        Duration::from_secs(10),
+        "spec.timeouts.idle",
+        timeouts.idle.as_ref(),
+        Duration::from_secs(60),
     );
     Some(Listener {
         id: o.id.clone(),
@@ -212,7 +242,6 @@ fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener>
         protocol,
         tls,
         idle_timeout,
-        request_header_timeout,
     })
 }
 
@@ -223,7 +252,8 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
         raw::BackendProtocol::HTTP2 | raw::BackendProtocol::GRPC => BackendProtocol::HTTP2,
     };
     if spec.endpoints.is_empty() {
-        v.errors.push(ctx.error("spec", "a backend needs at least one entry in `endpoints`"));
+        v.errors
+            .push(ctx.error("spec", "a backend needs at least one entry in `endpoints`"));
     }
     let mut endpoints = Vec::new();
     for (i, e) in spec.endpoints.iter().enumerate() {
@@ -234,7 +264,9 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
                     && port.parse::<u16>().is_ok_and(|p| p > 0)
                     && (host.parse::<std::net::Ipv4Addr>().is_ok()
                         || (host.starts_with('[') && host.ends_with(']'))
-                        || host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+                        || host
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
             }
             None => false,
         };
@@ -245,7 +277,10 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
             ));
         }
         if e.weight == Some(0) {
-            v.errors.push(ctx.error(&format!("{path}.weight"), "endpoint weight must be at least 1"));
+            v.errors.push(ctx.error(
+                &format!("{path}.weight"),
+                "endpoint weight must be at least 1",
+            ));
         }
         endpoints.push(Endpoint {
             address: e.address.clone(),
@@ -262,8 +297,18 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
             Some(raw::LbPolicy::Random) => LbPolicy::Random,
             Some(raw::LbPolicy::LeastRequest) => LbPolicy::LeastRequest,
         },
-        connect_timeout: v.duration(ctx, "spec.timeouts.connect", timeouts.connect.as_ref(), Duration::from_secs(1)),
-        idle_timeout: v.duration(ctx, "spec.timeouts.idle", timeouts.idle.as_ref(), Duration::from_secs(60)),
+        connect_timeout: v.duration(
+            ctx,
+            "spec.timeouts.connect",
+            timeouts.connect.as_ref(),
+            Duration::from_secs(1),
+        ),
+        idle_timeout: v.duration(
+            ctx,
+            "spec.timeouts.idle",
+            timeouts.idle.as_ref(),
+            Duration::from_secs(60),
+        ),
     }
 }
 
@@ -277,7 +322,9 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -
             None => (false, lower.as_str()),
         };
         let valid = !rest.is_empty()
-            && rest.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            && rest.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
         if !valid {
             v.errors.push(ctx.error(
                 &format!("spec.hosts[{i}]"),
@@ -292,7 +339,8 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -
         });
     }
     if spec.rules.is_empty() {
-        v.errors.push(ctx.error("spec.rules", "a route needs at least one rule"));
+        v.errors
+            .push(ctx.error("spec.rules", "a route needs at least one rule"));
     }
     let rules = spec
         .rules
@@ -309,10 +357,19 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -
 }
 
 fn valid_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn rule(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, route: &ObjectId, backends: &[&ObjectId]) -> Option<Rule> {
+fn rule(
+    v: &mut V,
+    ctx: &Ctx,
+    at: &str,
+    r: &raw::RuleSpec,
+    route: &ObjectId,
+    backends: &[&ObjectId],
+) -> Option<Rule> {
     let m = r.matches.clone().unwrap_or_default();
     let path = match m.path {
         None => Some(PathMatch::Prefix("/".into())),
@@ -322,15 +379,24 @@ fn rule(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, route: &ObjectId, bac
                 (Some(e), None, None) if e.starts_with('/') => Some(PathMatch::Exact(e)),
                 (None, Some(pre), None) if pre.starts_with('/') => {
                     let trimmed = pre.trim_end_matches('/');
-                    Some(PathMatch::Prefix(if trimmed.is_empty() { "/".into() } else { trimmed.into() }))
+                    Some(PathMatch::Prefix(if trimmed.is_empty() {
+                        "/".into()
+                    } else {
+                        trimmed.into()
+                    }))
                 }
-                (None, None, Some(re)) => v.regex(ctx, &format!("{pp}.regex"), &re, true).map(PathMatch::Regex),
+                (None, None, Some(re)) => v
+                    .regex(ctx, &format!("{pp}.regex"), &re, true)
+                    .map(PathMatch::Regex),
                 (Some(_), None, None) | (None, Some(_), None) => {
                     v.errors.push(ctx.error(&pp, "a path must start with `/`"));
                     None
                 }
                 _ => {
-                    v.errors.push(ctx.error(&pp, "a path match needs exactly one of `exact`, `prefix` or `regex`"));
+                    v.errors.push(ctx.error(
+                        &pp,
+                        "a path match needs exactly one of `exact`, `prefix` or `regex`",
+                    ));
                     None
                 }
             }
@@ -341,49 +407,84 @@ fn rule(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, route: &ObjectId, bac
         if valid_token(method) {
             methods.push(method.to_ascii_uppercase());
         } else {
-            v.errors.push(ctx.error(&format!("{at}.match.methods[{i}]"), format!("invalid method `{method}`")));
+            v.errors.push(ctx.error(
+                &format!("{at}.match.methods[{i}]"),
+                format!("invalid method `{method}`"),
+            ));
         }
     }
     let headers = kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true);
     let query = kv_matches(v, ctx, &format!("{at}.match.query"), &m.query, false);
 
-    let actions = usize::from(!r.backends.is_empty()) + usize::from(r.redirect.is_some()) + usize::from(r.direct_response.is_some());
+    let actions = usize::from(!r.backends.is_empty())
+        + usize::from(r.redirect.is_some())
+        + usize::from(r.direct_response.is_some());
     let action = if actions != 1 {
-        v.errors.push(ctx.error(at, "a rule needs exactly one of `backends`, `redirect` or `directResponse`"));
+        v.errors.push(ctx.error(
+            at,
+            "a rule needs exactly one of `backends`, `redirect` or `directResponse`",
+        ));
         None
     } else if let Some(red) = &r.redirect {
         redirect(v, ctx, &format!("{at}.redirect"), red).map(Action::Redirect)
     } else if let Some(d) = &r.direct_response {
         if !(200..=599).contains(&d.status) {
-            v.errors.push(ctx.error(&format!("{at}.directResponse.status"), "status must be between 200 and 599"));
+            v.errors.push(ctx.error(
+                &format!("{at}.directResponse.status"),
+                "status must be between 200 and 599",
+            ));
         }
         Some(Action::Direct(DirectResponse {
             status: d.status,
             body: d.body.clone().unwrap_or_default(),
-            content_type: d.content_type.clone().unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+            content_type: d
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "text/plain; charset=utf-8".into()),
         }))
     } else {
         let mut out = Vec::new();
         for (i, b) in r.backends.iter().enumerate() {
             let p = format!("{at}.backends[{i}].backend");
             let id = match b.backend.split_once('/') {
-                Some((ns, name)) => ObjectId { namespace: ns.into(), name: name.into() },
-                None => ObjectId { namespace: route.namespace.clone(), name: b.backend.clone() },
+                Some((ns, name)) => ObjectId {
+                    namespace: ns.into(),
+                    name: name.into(),
+                },
+                None => ObjectId {
+                    namespace: route.namespace.clone(),
+                    name: b.backend.clone(),
+                },
             };
             if !backends.contains(&&id) {
                 let names: Vec<String> = backends
                     .iter()
-                    .map(|b| if b.namespace == route.namespace { b.name.clone() } else { b.to_string() })
+                    .map(|b| {
+                        if b.namespace == route.namespace {
+                            b.name.clone()
+                        } else {
+                            b.to_string()
+                        }
+                    })
                     .collect();
                 v.errors.push(ctx.error(
                     &p,
-                    format!("unknown backend `{id}`{}", hint(&b.backend, names.iter().map(String::as_str))),
+                    format!(
+                        "unknown backend `{id}`{}",
+                        hint(&b.backend, names.iter().map(String::as_str))
+                    ),
                 ));
             }
-            out.push(WeightedBackend { backend: id, weight: b.weight.unwrap_or(1) });
+            out.push(WeightedBackend {
+                backend: id,
+                weight: b.weight.unwrap_or(1),
+            });
         }
         if !out.is_empty() && out.iter().all(|b| b.weight == 0) {
-            v.errors.push(ctx.error(&format!("{at}.backends"), "at least one backend needs a weight above 0"));
+            v.errors.push(ctx.error(
+                &format!("{at}.backends"),
+                "at least one backend needs a weight above 0",
+            ));
         }
         Some(Action::Forward(out))
     };
@@ -391,7 +492,10 @@ fn rule(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, route: &ObjectId, bac
     let mut rewrite = Rewrite::default();
     if let Some(rw) = &r.rewrite {
         if !matches!(action, Some(Action::Forward(_))) {
-            v.errors.push(ctx.error(&format!("{at}.rewrite"), "`rewrite` only applies to rules with `backends`"));
+            v.errors.push(ctx.error(
+                &format!("{at}.rewrite"),
+                "`rewrite` only applies to rules with `backends`",
+            ));
         }
         match (&rw.path_prefix, &rw.path_regex) {
             (Some(_), Some(_)) => v.errors.push(ctx.error(
@@ -406,12 +510,20 @@ fn rule(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, route: &ObjectId, bac
                     ));
                 }
                 if !p.starts_with('/') {
-                    v.errors.push(ctx.error(&format!("{at}.rewrite.pathPrefix"), "a path must start with `/`"));
+                    v.errors.push(ctx.error(
+                        &format!("{at}.rewrite.pathPrefix"),
+                        "a path must start with `/`",
+                    ));
                 }
                 rewrite.path = Some(PathRewrite::Prefix(p.clone()));
             }
             (None, Some(re)) => {
-                if let Some(pat) = v.regex(ctx, &format!("{at}.rewrite.pathRegex.pattern"), &re.pattern, false) {
+                if let Some(pat) = v.regex(
+                    ctx,
+                    &format!("{at}.rewrite.pathRegex.pattern"),
+                    &re.pattern,
+                    false,
+                ) {
                     rewrite.path = Some(PathRewrite::Regex(pat, re.substitution.clone()));
                 }
             }
@@ -419,9 +531,22 @@ fn rule(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, route: &ObjectId, bac
         }
         rewrite.host = rw.host.clone();
     }
-    let request_headers = header_mods(v, ctx, &format!("{at}.requestHeaders"), r.request_headers.as_ref());
-    let response_headers = header_mods(v, ctx, &format!("{at}.responseHeaders"), r.response_headers.as_ref());
-    let timeout = r.timeout.as_ref().map(|t| v.duration(ctx, &format!("{at}.timeout"), Some(t), Duration::ZERO));
+    let request_headers = header_mods(
+        v,
+        ctx,
+        &format!("{at}.requestHeaders"),
+        r.request_headers.as_ref(),
+    );
+    let response_headers = header_mods(
+        v,
+        ctx,
+        &format!("{at}.responseHeaders"),
+        r.response_headers.as_ref(),
+    );
+    let timeout = r
+        .timeout
+        .as_ref()
+        .map(|t| v.duration(ctx, &format!("{at}.timeout"), Some(t), Duration::ZERO));
     Some(Rule {
         path: path?,
         methods,
@@ -436,17 +561,27 @@ fn rule(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, route: &ObjectId, bac
     })
 }
 
-fn kv_matches(v: &mut V, ctx: &Ctx, at: &str, specs: &[raw::KeyValueMatchSpec], header: bool) -> Vec<KeyValueMatch> {
+fn kv_matches(
+    v: &mut V,
+    ctx: &Ctx,
+    at: &str,
+    specs: &[raw::KeyValueMatchSpec],
+    header: bool,
+) -> Vec<KeyValueMatch> {
     let mut out = Vec::new();
     for (i, h) in specs.iter().enumerate() {
         let p = format!("{at}[{i}]");
         if header && !valid_token(&h.name) {
-            v.errors.push(ctx.error(&format!("{p}.name"), format!("invalid header name `{}`", h.name)));
+            v.errors.push(ctx.error(
+                &format!("{p}.name"),
+                format!("invalid header name `{}`", h.name),
+            ));
             continue;
         }
         let value = match (&h.value, &h.regex) {
             (Some(_), Some(_)) => {
-                v.errors.push(ctx.error(&p, "use one of `value` or `regex`, not both"));
+                v.errors
+                    .push(ctx.error(&p, "use one of `value` or `regex`, not both"));
                 continue;
             }
             (Some(val), None) => ValueMatch::Exact(val.clone()),
@@ -456,7 +591,11 @@ fn kv_matches(v: &mut V, ctx: &Ctx, at: &str, specs: &[raw::KeyValueMatchSpec], 
             },
             (None, None) => ValueMatch::Present,
         };
-        let name = if header { h.name.to_ascii_lowercase() } else { h.name.clone() };
+        let name = if header {
+            h.name.to_ascii_lowercase()
+        } else {
+            h.name.clone()
+        };
         out.push(KeyValueMatch { name, value });
     }
     out
@@ -465,16 +604,23 @@ fn kv_matches(v: &mut V, ctx: &Ctx, at: &str, specs: &[raw::KeyValueMatchSpec], 
 fn redirect(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RedirectSpec) -> Option<Redirect> {
     let status = r.status_code.unwrap_or(302);
     if ![301, 302, 303, 307, 308].contains(&status) {
-        v.errors.push(ctx.error(&format!("{at}.statusCode"), "statusCode must be one of 301, 302, 303, 307, 308"));
+        v.errors.push(ctx.error(
+            &format!("{at}.statusCode"),
+            "statusCode must be one of 301, 302, 303, 307, 308",
+        ));
     }
     if let Some(s) = &r.scheme {
         if s != "http" && s != "https" {
-            v.errors.push(ctx.error(&format!("{at}.scheme"), format!("scheme must be `http` or `https`, found `{s}`")));
+            v.errors.push(ctx.error(
+                &format!("{at}.scheme"),
+                format!("scheme must be `http` or `https`, found `{s}`"),
+            ));
         }
     }
     if let Some(p) = &r.path {
         if !p.starts_with('/') {
-            v.errors.push(ctx.error(&format!("{at}.path"), "a path must start with `/`"));
+            v.errors
+                .push(ctx.error(&format!("{at}.path"), "a path must start with `/`"));
         }
     }
     Some(Redirect {
@@ -487,14 +633,22 @@ fn redirect(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RedirectSpec) -> Option<Red
 }
 
 fn header_mods(v: &mut V, ctx: &Ctx, at: &str, spec: Option<&raw::HeaderModsSpec>) -> HeaderMods {
-    let Some(spec) = spec else { return HeaderMods::default() };
+    let Some(spec) = spec else {
+        return HeaderMods::default();
+    };
     let check = |v: &mut V, field: &str, map: &BTreeMap<String, String>| -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (k, val) in map {
             if !valid_token(k) {
-                v.errors.push(ctx.error(&format!("{at}.{field}.{k}"), format!("invalid header name `{k}`")));
+                v.errors.push(ctx.error(
+                    &format!("{at}.{field}.{k}"),
+                    format!("invalid header name `{k}`"),
+                ));
             } else if val.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                v.errors.push(ctx.error(&format!("{at}.{field}.{k}"), "header values cannot contain CR, LF or NUL"));
+                v.errors.push(ctx.error(
+                    &format!("{at}.{field}.{k}"),
+                    "header values cannot contain CR, LF or NUL",
+                ));
             } else {
                 out.push((k.to_ascii_lowercase(), val.clone()));
             }
@@ -508,7 +662,10 @@ fn header_mods(v: &mut V, ctx: &Ctx, at: &str, spec: Option<&raw::HeaderModsSpec
         if valid_token(k) {
             remove.push(k.to_ascii_lowercase());
         } else {
-            v.errors.push(ctx.error(&format!("{at}.remove[{i}]"), format!("invalid header name `{k}`")));
+            v.errors.push(ctx.error(
+                &format!("{at}.remove[{i}]"),
+                format!("invalid header name `{k}`"),
+            ));
         }
     }
     HeaderMods { set, add, remove }

@@ -182,7 +182,9 @@ mod tests {
         let docs = parse_documents("a: 1\nb:\n  - x\n  - {c: d}\n---\ne: f\n").unwrap();
         assert_eq!(docs.len(), 2);
         let b = docs[0].get("b").unwrap();
-        let Value::Seq(items) = &b.value else { panic!() };
+        let Value::Seq(items) = &b.value else {
+            panic!()
+        };
         assert_eq!(items[1].get("c").unwrap().mark, Mark { line: 4, col: 9 });
         assert_eq!(docs[1].get("e").unwrap().as_str(), Some("f"));
     }
@@ -196,6 +198,9 @@ mod tests {
     #[test]
     fn aliases_resolve() {
         let docs = parse_documents("a: &x {k: v}\nb: *x\n").unwrap();
-        assert_eq!(docs[0].get("b").unwrap().get("k").unwrap().as_str(), Some("v"));
+        assert_eq!(
+            docs[0].get("b").unwrap().get("k").unwrap().as_str(),
+            Some("v")
+        );
     }
 }

@@ -1,0 +1,196 @@
+//! The `gatehouse` binary: parses flags and calls the library. Config flow starts here (`run`,
+//! `check`, `routes`); nothing else lives in this crate.
+
+use clap::{Parser, Subcommand};
+use gatehouse_config::{Config, ConfigErrors, ListenerProtocol};
+use gatehouse_gateway::routing::Router;
+use gatehouse_gateway::{ConfigSource, Gateway};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "\
+Examples:
+  gatehouse run                      serve the built-in quickstart on 127.0.0.1:8080 (admin on :9901)
+  gatehouse run -c config/           serve every *.yaml/*.yml/*.json under config/, reloading on change
+  gatehouse check config/            validate and print every error with file:line:col and field path
+  gatehouse routes config/           print the compiled route table in matching order
+  kill -HUP <pid>                    reload; or: curl -X POST 127.0.0.1:9901/reload";
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Gatehouse: a cloud-native API gateway", after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve traffic. Without -c, serves the embedded quickstart config.
+    #[command(after_help = EXAMPLES)]
+    Run {
+        /// A manifest file or a directory of manifests (loaded recursively).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config; print every error; exit 1 if there is any.
+    Check {
+        /// A manifest file or a directory of manifests.
+        path: PathBuf,
+    },
+    /// Print the compiled route table, in the order requests are matched.
+    Routes {
+        /// A manifest file or a directory of manifests.
+        path: PathBuf,
+    },
+}
+
+fn print_errors(e: &ConfigErrors) {
+    for err in &e.0 {
+        eprintln!("{err}");
+    }
+    let n = e.0.len();
+    eprintln!("{n} error{}", if n == 1 { "" } else { "s" });
+}
+
+/// Checks that can only be made by loading files the config points at (certificates).
+fn check_files(config: &Config) -> Vec<String> {
+    config
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == ListenerProtocol::HTTPS)
+        .filter_map(|l| {
+            let tls = l.tls.as_ref()?;
+            gatehouse_gateway::proxy::tls::server_config(tls)
+                .err()
+                .map(|e| format!("Listener {}: {e}", l.id))
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { path } => match gatehouse_config::load_path(&path) {
+            Err(e) => {
+                print_errors(&e);
+                ExitCode::FAILURE
+            }
+            Ok(config) => {
+                let problems = check_files(&config);
+                if !problems.is_empty() {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    eprintln!(
+                        "{} error{}",
+                        problems.len(),
+                        if problems.len() == 1 { "" } else { "s" }
+                    );
+                    return ExitCode::FAILURE;
+                }
+                let rules: usize = config.routes.iter().map(|r| r.rules.len()).sum();
+                println!(
+                    "ok: {} listener(s), {} backend(s), {} route(s) with {} rule(s); version {}",
+                    config.listeners.len(),
+                    config.backends.len(),
+                    config.routes.len(),
+                    rules,
+                    config.version
+                );
+                ExitCode::SUCCESS
+            }
+        },
+        Command::Routes { path } => match gatehouse_config::load_path(&path) {
+            Err(e) => {
+                print_errors(&e);
+                ExitCode::FAILURE
+            }
+            Ok(config) => {
+                let router = Router::build(&config, |_, _| ());
+                let rows = router.rows(gatehouse_gateway::snapshot::describe_action);
+                let w = |f: fn(&gatehouse_gateway::routing::RouteRow) -> &str, title: &str| {
+                    rows.iter()
+                        .map(|r| f(r).len())
+                        .max()
+                        .unwrap_or(0)
+                        .max(title.len())
+                };
+                let (wh, wp, wc, wr) = (
+                    w(|r| &r.host, "HOST"),
+                    w(|r| &r.path, "PATH"),
+                    w(|r| &r.conditions, "CONDITIONS"),
+                    w(|r| &r.rule, "RULE"),
+                );
+                println!(
+                    "{:wh$}  {:wp$}  {:wc$}  {:wr$}  ACTION",
+                    "HOST", "PATH", "CONDITIONS", "RULE"
+                );
+                for r in &rows {
+                    println!(
+                        "{:wh$}  {:wp$}  {:wc$}  {:wr$}  {}",
+                        r.host, r.path, r.conditions, r.rule, r.action
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+        },
+        Command::Run { config } => run(config),
+    }
+}
+
+fn run(path: Option<PathBuf>) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let source = match path {
+        Some(p) => ConfigSource::Path(p),
+        None => ConfigSource::Embedded(gatehouse_config::QUICKSTART),
+    };
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            print_errors(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(w) = config.gateway.workers {
+        rt.worker_threads(w);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let admin = config.gateway.admin_address;
+        let gw = match Gateway::start(source.clone(), config).await {
+            Ok(gw) => gw,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match gatehouse_gateway::admin::serve(gw.clone(), admin).await {
+            Ok(addr) => tracing::info!(address = %addr, "admin listening"),
+            Err(e) => {
+                eprintln!("cannot listen on admin address {admin}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        let _watcher = gatehouse_gateway::reload::watch_files(gw.clone(), &source);
+        gatehouse_gateway::reload::reload_on_sighup(gw.clone());
+        gatehouse_gateway::reload::terminated().await;
+        tracing::info!("draining: no new connections; waiting for in-flight requests");
+        gw.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,161 @@
+//! Admin API, beside the data plane: readiness, liveness, metrics, the effective config, the route
+//! table, backends, and `POST /reload`. Bound to loopback by default; it is not behind routing.
+
+use crate::gateway::Gateway;
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec_pretty(&value).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("static"),
+    );
+    r
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+/// Answers one admin request.
+pub async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let method = req.method();
+    let get = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/ready" | "/live" | "/metrics" | "/config" | "/routes" | "/backends" if !get => {
+            json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": "method_not_allowed", "message": "use GET"}),
+            )
+        }
+        "/reload" if method != Method::POST => json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": "method_not_allowed", "message": "use POST"}),
+        ),
+        "/live" => text(StatusCode::OK, "live\n".into(), "text/plain"),
+        "/ready" => {
+            if gw.is_draining() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "draining\n".into(),
+                    "text/plain",
+                )
+            } else {
+                text(StatusCode::OK, "ready\n".into(), "text/plain")
+            }
+        }
+        "/metrics" => text(
+            StatusCode::OK,
+            gw.metrics.encode(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        "/config" => {
+            let snap = gw.snapshot.load();
+            json_response(
+                StatusCode::OK,
+                json!({
+                    "version": snap.config.version,
+                    "lastReload": gw.status(),
+                    "config": &*snap.config,
+                }),
+            )
+        }
+        "/routes" => {
+            let snap = gw.snapshot.load();
+            json_response(
+                StatusCode::OK,
+                json!({"version": snap.config.version, "routes": snap.route_rows()}),
+            )
+        }
+        "/backends" => {
+            let snap = gw.snapshot.load();
+            let backends: Vec<_> = snap
+                .backends
+                .iter()
+                .map(|b| {
+                    let set = b.endpoints.load();
+                    let endpoints: Vec<_> = set
+                        .endpoints
+                        .iter()
+                        .map(|e| {
+                            json!({
+                                "address": &*e.address,
+                                "weight": e.weight,
+                                "inFlight": e.shared.in_flight.load(Ordering::Relaxed),
+                                // Health checks arrive in a later issue; static endpoints are used as is.
+                                "health": "unchecked",
+                            })
+                        })
+                        .collect();
+                    json!({
+                        "name": &*b.id,
+                        "protocol": b.protocol,
+                        "loadBalancer": b.policy,
+                        "endpoints": endpoints,
+                    })
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                json!({"version": snap.config.version, "backends": backends}),
+            )
+        }
+        "/reload" => match gw.reload("admin").await {
+            Ok(version) => json_response(StatusCode::OK, json!({"ok": true, "version": version})),
+            Err(errors) => json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"ok": false, "version": gw.snapshot.load().config.version, "errors": errors}),
+            ),
+        },
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "not_found", "message": "admin endpoints: /ready /live /metrics /config /routes /backends, POST /reload"}),
+        ),
+    }
+}
+
+/// Binds the admin listener and serves it in the background; returns the bound address.
+pub async fn serve(gw: Arc<Gateway>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    gw.set_admin_addr(local);
+    tokio::spawn(async move {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let gw = gw.clone();
+            let builder = builder.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(route(&gw, req).await) }
+                });
+                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    Ok(local)
+}

@@ -1,0 +1,123 @@
+//! Request flow, last step on failure: the one proxy error type and its single mapping to a response.
+//!
+//! Every failure the proxy itself produces (no route, upstream unreachable, timeout...) becomes a
+//! `ProxyError`; `ProxyError::into_response` is the only place a status code and body are chosen.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use std::fmt;
+
+/// What went wrong; the metric label and the `error` field of the JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No route matched the request.
+    NoRoute,
+    /// The request could not be understood (bad URI, bad header).
+    BadRequest,
+    /// The upstream could not be connected to.
+    UpstreamConnect,
+    /// The upstream broke the protocol or reset the connection.
+    UpstreamProtocol,
+    /// No endpoint is available in the chosen backend.
+    NoHealthyEndpoint,
+    /// The upstream did not answer in time.
+    Timeout,
+}
+
+impl ErrorKind {
+    /// The wire name, used in bodies, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::UpstreamConnect => "upstream_connect",
+            ErrorKind::UpstreamProtocol => "upstream_protocol",
+            ErrorKind::NoHealthyEndpoint => "no_healthy_endpoint",
+            ErrorKind::Timeout => "timeout",
+        }
+    }
+
+    /// The status code the client sees.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::NoRoute => StatusCode::NOT_FOUND,
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            ErrorKind::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Whether trying again (on another endpoint) could succeed; for the retry policy to come.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UpstreamConnect | ErrorKind::NoHealthyEndpoint
+        )
+    }
+}
+
+/// A failure produced by the proxy, with a message for the client and the logs.
+#[derive(Debug)]
+pub struct ProxyError {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// A human-readable detail; never contains secrets.
+    pub message: String,
+}
+
+impl ProxyError {
+    /// A new error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProxyError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON error response, carrying the request id.
+    pub fn to_response(&self, request_id: &HeaderValue) -> Response<Bytes> {
+        let body = serde_json::json!({
+            "error": self.kind.as_str(),
+            "message": self.message,
+            "requestId": request_id.to_str().unwrap_or(""),
+        });
+        let mut text = body.to_string();
+        text.push('\n');
+        let mut resp = Response::new(Bytes::from(text));
+        *resp.status_mut() = self.kind.status();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ProxyError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_kinds_to_statuses_and_json() {
+        let e = ProxyError::new(ErrorKind::Timeout, "upstream took longer than 1s");
+        let resp = e.to_response(&HeaderValue::from_static("abc"));
+        assert_eq!(resp.status(), 504);
+        let v: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(v["error"], "timeout");
+        assert_eq!(v["requestId"], "abc");
+        assert_eq!(ErrorKind::NoRoute.status(), 404);
+        assert_eq!(ErrorKind::UpstreamConnect.status(), 502);
+        assert_eq!(ErrorKind::NoHealthyEndpoint.status(), 503);
+    }
+}

@@ -1,0 +1,346 @@
+//! Config flow, apply step: the running gateway — the live snapshot, the listeners, and reload:
+//! load, validate, build beside the live snapshot, bind new listeners, swap atomically, then retire
+//! what the new config no longer has. Any failure before the swap leaves the old config serving.
+
+use crate::proxy::listener::{self, ListenerHandle};
+use crate::snapshot::{EndpointRegistry, Snapshot};
+use crate::telemetry::metrics::Metrics;
+use arc_swap::ArcSwap;
+use gatehouse_config::{Config, ConfigErrors, Listener, ListenerProtocol, ObjectId, SourceFile};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file or directory of manifests.
+    Path(PathBuf),
+    /// Text compiled into the binary (the quickstart).
+    Embedded(&'static str),
+}
+
+impl ConfigSource {
+    /// Reads and validates the configuration.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        match self {
+            ConfigSource::Path(p) => gatehouse_config::load_path(p),
+            ConfigSource::Embedded(text) => gatehouse_config::load_sources(&[SourceFile {
+                name: "<quickstart>".into(),
+                text: (*text).into(),
+            }]),
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration is invalid.
+    Config(ConfigErrors),
+    /// Something else: a port in use, an unreadable certificate.
+    Other(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The outcome of the last reload, shown by `GET /config`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadStatus {
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// What asked for it: `startup`, `file`, `signal`, `admin`.
+    pub trigger: String,
+    /// When, RFC 3339.
+    pub at: String,
+    /// The version served after it.
+    pub version: String,
+    /// Every error, when it failed.
+    pub errors: Vec<String>,
+}
+
+/// The running gateway.
+pub struct Gateway {
+    /// The live snapshot; requests load it once each.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Metric families.
+    pub metrics: Arc<Metrics>,
+    source: ConfigSource,
+    registry: EndpointRegistry,
+    listeners: tokio::sync::Mutex<HashMap<ObjectId, ListenerHandle>>,
+    status: Mutex<ReloadStatus>,
+    draining: AtomicBool,
+    admin_addr: Mutex<Option<SocketAddr>>,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Why a listener must be rebound rather than kept.
+fn needs_rebind(old: &Listener, new: &Listener) -> bool {
+    old.address != new.address
+        || old.protocol != new.protocol
+        || old.idle_timeout != new.idle_timeout
+}
+
+impl Gateway {
+    /// Builds the first snapshot from `config` and starts its listeners.
+    pub async fn start(source: ConfigSource, config: Config) -> Result<Arc<Gateway>, StartError> {
+        let metrics = Metrics::new();
+        let registry = EndpointRegistry::default();
+        let config = Arc::new(config);
+        let snap =
+            Snapshot::build(config.clone(), &metrics, &registry).map_err(StartError::Other)?;
+        metrics.set_version(None, &config.version);
+        metrics.reload(true);
+        let gw = Arc::new(Gateway {
+            snapshot: Arc::new(ArcSwap::from_pointee(snap)),
+            metrics,
+            source,
+            registry,
+            listeners: tokio::sync::Mutex::new(HashMap::new()),
+            status: Mutex::new(ReloadStatus {
+                ok: true,
+                trigger: "startup".into(),
+                at: now(),
+                version: config.version.clone(),
+                errors: Vec::new(),
+            }),
+            draining: AtomicBool::new(false),
+            admin_addr: Mutex::new(None),
+        });
+        gw.apply_listeners(&config)
+            .await
+            .map_err(StartError::Other)?;
+        Ok(gw)
+    }
+
+    /// Reloads from the source. On failure the old config keeps serving and the errors are returned.
+    pub async fn reload(&self, trigger: &str) -> Result<String, Vec<String>> {
+        // One reload at a time: listener changes must not interleave.
+        let mut listeners = self.listeners.lock().await;
+        let result = match self.source.load() {
+            Err(errors) => Err(errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
+            Ok(config) => self
+                .apply(config, &mut listeners)
+                .await
+                .map_err(|e| vec![e]),
+        };
+        drop(listeners);
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(version) => {
+                tracing::info!(trigger, version = %version, "configuration reloaded");
+                self.metrics.reload(true);
+                *status = ReloadStatus {
+                    ok: true,
+                    trigger: trigger.into(),
+                    at: now(),
+                    version: version.clone(),
+                    errors: Vec::new(),
+                };
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::error!(trigger, "reload refused: {e}");
+                }
+                tracing::error!(
+                    trigger,
+                    count = errors.len(),
+                    "reload refused; the previous configuration keeps serving"
+                );
+                self.metrics.reload(false);
+                *status = ReloadStatus {
+                    ok: false,
+                    trigger: trigger.into(),
+                    at: now(),
+                    version: self.snapshot.load().config.version.clone(),
+                    errors: errors.clone(),
+                };
+            }
+        }
+        result
+    }
+
+    async fn apply(
+        &self,
+        config: Config,
+        listeners: &mut HashMap<ObjectId, ListenerHandle>,
+    ) -> Result<String, String> {
+        let config = Arc::new(config);
+        let old = self.snapshot.load_full();
+        if old.config.gateway.admin_address != config.gateway.admin_address {
+            tracing::warn!("admin address changes take effect at the next restart");
+        }
+        if old.config.gateway.workers != config.gateway.workers {
+            tracing::warn!("worker count changes take effect at the next restart");
+        }
+        let snap = Snapshot::build(config.clone(), &self.metrics, &self.registry)?;
+        // Everything that can fail happens before the swap: TLS configs and new sockets.
+        let mut prepared = Vec::new();
+        for l in &config.listeners {
+            let tls = match (&l.protocol, &l.tls) {
+                (ListenerProtocol::HTTPS, Some(t)) => Some(
+                    crate::proxy::tls::server_config(t)
+                        .map_err(|e| format!("Listener {}: {e}", l.id))?,
+                ),
+                _ => None,
+            };
+            let rebind = listeners
+                .get(&l.id)
+                .is_none_or(|h| needs_rebind(&h.spec, l));
+            let socket = if rebind {
+                // A listener moving to an address another listener still holds gets it after that
+                // one is retired below; binding now would fail, so it waits.
+                let taken = listeners
+                    .values()
+                    .any(|h| h.spec.address == l.address && l.address.port() != 0);
+                if taken {
+                    None
+                } else {
+                    Some(listener::bind(l.address).map_err(|e| {
+                        format!("Listener {}: cannot listen on {}: {e}", l.id, l.address)
+                    })?)
+                }
+            } else {
+                None
+            };
+            prepared.push((l.clone(), tls, rebind, socket));
+        }
+        let version = config.version.clone();
+        self.snapshot.store(Arc::new(snap));
+        self.metrics
+            .set_version(Some(&old.config.version), &version);
+
+        let drain = config.gateway.drain_timeout;
+        let keep: Vec<&ObjectId> = prepared.iter().filter(|p| !p.2).map(|p| &p.0.id).collect();
+        let retired: Vec<ObjectId> = listeners
+            .keys()
+            .filter(|id| !keep.contains(id))
+            .cloned()
+            .collect();
+        for id in retired {
+            if let Some(h) = listeners.remove(&id) {
+                tracing::info!(listener = %id, address = %h.local_addr, "listener stopped");
+                h.stop(drain);
+                tokio::spawn(h.join());
+            }
+        }
+        for (spec, tls, rebind, socket) in prepared {
+            if !rebind {
+                if let (Some(h), Some(t)) = (listeners.get(&spec.id), tls) {
+                    if let Some(cur) = &h.tls {
+                        cur.store(t);
+                    }
+                }
+                continue;
+            }
+            let socket = match socket {
+                Some(s) => s,
+                None => listener::bind(spec.address).map_err(|e| {
+                    format!(
+                        "Listener {}: cannot listen on {}: {e}",
+                        spec.id, spec.address
+                    )
+                })?,
+            };
+            self.start_listener(spec, socket, tls, listeners)?;
+        }
+        Ok(version)
+    }
+
+    fn start_listener(
+        &self,
+        spec: Listener,
+        socket: tokio::net::TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        listeners: &mut HashMap<ObjectId, ListenerHandle>,
+    ) -> Result<(), String> {
+        let gauge = self.metrics.active_connections(&spec.id.to_string());
+        let id = spec.id.clone();
+        let h = listener::start(spec, socket, tls, self.snapshot.clone(), gauge)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(listener = %id, address = %h.local_addr, protocol = ?h.spec.protocol, "listening");
+        listeners.insert(id, h);
+        Ok(())
+    }
+
+    async fn apply_listeners(&self, config: &Config) -> Result<(), String> {
+        let mut listeners = self.listeners.lock().await;
+        for l in &config.listeners {
+            let tls = match &l.tls {
+                Some(t) if l.protocol == ListenerProtocol::HTTPS => Some(
+                    crate::proxy::tls::server_config(t)
+                        .map_err(|e| format!("Listener {}: {e}", l.id))?,
+                ),
+                _ => None,
+            };
+            let socket = listener::bind(l.address)
+                .map_err(|e| format!("Listener {}: cannot listen on {}: {e}", l.id, l.address))?;
+            self.start_listener(l.clone(), socket, tls, &mut listeners)?;
+        }
+        Ok(())
+    }
+
+    /// Bound addresses by listener name (`namespace/name`).
+    pub async fn listener_addrs(&self) -> HashMap<String, SocketAddr> {
+        self.listeners
+            .lock()
+            .await
+            .iter()
+            .map(|(id, h)| (id.to_string(), h.local_addr))
+            .collect()
+    }
+
+    /// The status of the last reload.
+    pub fn status(&self) -> ReloadStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the gateway is draining (SIGTERM received).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The admin listener's address, once bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        *self.admin_addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn set_admin_addr(&self, addr: SocketAddr) {
+        *self.admin_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+    }
+
+    /// Stops accepting on every listener and waits, up to the configured drain timeout, for
+    /// in-flight requests to finish.
+    pub async fn shutdown(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let drain: Duration = self.snapshot.load().config.gateway.drain_timeout;
+        let mut listeners = self.listeners.lock().await;
+        let handles: Vec<ListenerHandle> = listeners.drain().map(|(_, h)| h).collect();
+        for h in &handles {
+            h.stop(drain);
+        }
+        for h in handles {
+            h.join().await;
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Request flow, steps 1-7 and 10: listeners, connections, the request handler, forwarding and the
+//! bodies that stream both ways.
+
+pub mod body;
+pub mod forward;
+pub mod handler;
+pub mod listener;
+pub mod tls;

@@ -1,0 +1,240 @@
+//! Request flow, step 10: the bodies streamed through the proxy, frame by frame, never buffered whole.
+//!
+//! `ResponseBody` also ends the exchange: when the upstream body ends it returns the HTTP/1.1
+//! connection to the pool, and when it ends or is dropped it records metrics and the access log.
+
+use crate::telemetry::access_log::{AccessLogger, Record};
+use crate::telemetry::metrics::RequestMetrics;
+use crate::upstream::client::Lease;
+use crate::upstream::pool;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// A downstream request body on its way upstream, counting bytes when the access log wants them.
+pub struct RequestBody {
+    inner: Incoming,
+    counter: Option<Arc<AtomicU64>>,
+}
+
+impl RequestBody {
+    /// Wraps a downstream body.
+    pub fn new(inner: Incoming, counter: Option<Arc<AtomicU64>>) -> Self {
+        RequestBody { inner, counter }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(c)) = (&poll, &self.counter) {
+            if let Some(d) = frame.data_ref() {
+                c.fetch_add(d.len() as u64, Ordering::Relaxed);
+            }
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What the access log needs beyond the status and sizes; built only when logging is on.
+pub struct LogContext {
+    /// The logger.
+    pub logger: Arc<AccessLogger>,
+    /// Request id.
+    pub request_id: String,
+    /// Peer.
+    pub client: SocketAddr,
+    /// Method.
+    pub method: http::Method,
+    /// Host.
+    pub host: String,
+    /// Path.
+    pub path: String,
+    /// Route.
+    pub route: Arc<str>,
+    /// Backend.
+    pub backend: Arc<str>,
+    /// Endpoint.
+    pub upstream: Option<Arc<str>>,
+    /// Time to upstream headers.
+    pub upstream_duration: Option<Duration>,
+    /// Request bytes, counted by `RequestBody`.
+    pub bytes_in: Option<Arc<AtomicU64>>,
+    /// Proxy error kind.
+    pub error: Option<&'static str>,
+}
+
+/// Records the end of an exchange exactly once.
+pub struct Completion {
+    /// When the request arrived.
+    pub start: Instant,
+    /// Status sent.
+    pub status: u16,
+    /// Metric handles of the route/backend pair.
+    pub metrics: Option<Arc<RequestMetrics>>,
+    /// Access log data, when logging.
+    pub log: Option<Box<LogContext>>,
+    /// In-flight counter of the endpoint, decremented at the end.
+    pub in_flight: Option<Arc<crate::upstream::EndpointShared>>,
+}
+
+impl Completion {
+    fn finish(self, bytes_out: u64) {
+        let elapsed = self.start.elapsed();
+        if let Some(m) = &self.metrics {
+            m.record(self.status, elapsed.as_secs_f64());
+        }
+        if let Some(ep) = &self.in_flight {
+            ep.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(l) = self.log {
+            l.logger.log(&Record {
+                request_id: &l.request_id,
+                client: l.client,
+                method: l.method.as_str(),
+                host: &l.host,
+                path: &l.path,
+                status: self.status,
+                bytes_in: l.bytes_in.as_ref().map_or(0, |c| c.load(Ordering::Relaxed)),
+                bytes_out,
+                duration: elapsed,
+                route: &l.route,
+                backend: &l.backend,
+                upstream: l.upstream.as_deref(),
+                upstream_duration: l.upstream_duration,
+                error: l.error,
+            });
+        }
+    }
+}
+
+enum Inner {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+/// The body sent downstream: an upstream body streamed through, or a body the proxy made.
+pub struct ResponseBody {
+    inner: Inner,
+    lease: Option<Lease>,
+    done: Option<Completion>,
+    bytes: u64,
+}
+
+impl ResponseBody {
+    /// Streams an upstream body; `lease` goes back to the pool when it ends.
+    pub fn upstream(inner: Incoming, lease: Option<Lease>, done: Option<Completion>) -> Self {
+        ResponseBody {
+            inner: Inner::Upstream(inner),
+            lease,
+            done,
+            bytes: 0,
+        }
+    }
+
+    /// A body the proxy made (errors, direct responses, redirects).
+    pub fn full(data: Bytes, done: Option<Completion>) -> Self {
+        ResponseBody {
+            inner: Inner::Full(if data.is_empty() { None } else { Some(data) }),
+            lease: None,
+            done,
+            bytes: 0,
+        }
+    }
+
+    fn end(&mut self, clean: bool) {
+        if let Some(lease) = self.lease.take() {
+            if clean {
+                pool::checkin(lease.key, lease.tx);
+            }
+        }
+        if let Some(done) = self.done.take() {
+            done.finish(self.bytes);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        match &mut this.inner {
+            Inner::Full(data) => {
+                let frame = data.take();
+                if let Some(d) = &frame {
+                    this.bytes += d.len() as u64;
+                }
+                this.end(true);
+                Poll::Ready(frame.map(|d| Ok(Frame::data(d))))
+            }
+            Inner::Upstream(body) => {
+                let poll = Pin::new(&mut *body).poll_frame(cx);
+                match &poll {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(d) = frame.data_ref() {
+                            this.bytes += d.len() as u64;
+                        }
+                        // hyper may stop polling once the body says it is complete, so the
+                        // connection must go back to the pool now rather than on the next poll.
+                        if body.is_end_stream() {
+                            this.end(true);
+                        }
+                    }
+                    Poll::Ready(None) => this.end(true),
+                    Poll::Ready(Some(Err(_))) => this.end(false),
+                    Poll::Pending => {}
+                }
+                poll
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(d) => d.is_none(),
+            Inner::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Upstream(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Dropped before its end (client gone, or hyper never polled an empty body): the connection
+        // may be mid-response, so it is closed rather than pooled, unless the body was complete.
+        let complete = self.is_end_stream();
+        self.end(complete);
+    }
+}

@@ -1,0 +1,231 @@
+//! Request flow, step 7: turning the downstream request into the upstream one (path and host
+//! rewrites, hop-by-hop removal per RFC 9110, X-Forwarded-*, header changes) and cleaning the
+//! upstream response on its way back.
+
+use gatehouse_config::{HeaderMods, PathMatch, PathRewrite, Rule};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes hop-by-hop headers: the fixed set, and every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    for h in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(h);
+    }
+}
+
+/// The path (and query) to send upstream after the rule's rewrite.
+pub fn rewrite_path(rule: &Rule, path: &str, query: Option<&str>) -> Option<String> {
+    let new_path = match &rule.rewrite.path {
+        None => return None,
+        Some(PathRewrite::Prefix(replacement)) => {
+            let matched_len = match &rule.path {
+                PathMatch::Prefix(p) if p == "/" => 0,
+                PathMatch::Prefix(p) | PathMatch::Exact(p) => p.len(),
+                PathMatch::Regex(_) => 0,
+            };
+            let rest = &path[matched_len.min(path.len())..];
+            let mut out = String::with_capacity(replacement.len() + rest.len());
+            out.push_str(replacement);
+            if replacement.ends_with('/') && rest.starts_with('/') {
+                out.push_str(&rest[1..]);
+            } else {
+                if !rest.is_empty() && !rest.starts_with('/') && !replacement.ends_with('/') {
+                    out.push('/');
+                }
+                out.push_str(rest);
+            }
+            out
+        }
+        Some(PathRewrite::Regex(re, sub)) => re.0.replace_all(path, sub.as_str()).into_owned(),
+    };
+    Some(match query {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    })
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host. Values from the client are kept only when its address is
+/// trusted; otherwise they are replaced, so nobody can forge their origin.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: &[IpNet],
+    scheme: &'static str,
+    host: &str,
+) {
+    let is_trusted = trusted.iter().any(|n| n.contains(&peer));
+    let mut buf = itoa_ip(peer);
+    if is_trusted {
+        let prior: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !prior.is_empty() {
+            buf = format!("{}, {buf}", prior.join(", "));
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&buf) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !is_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    }
+    if !is_trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+        match HeaderValue::from_str(host) {
+            Ok(v) if !host.is_empty() => {
+                headers.insert(X_FORWARDED_HOST.clone(), v);
+            }
+            _ => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+fn itoa_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        v4 => v4.to_string(),
+    }
+}
+
+/// Applies a rule's header changes.
+pub fn apply_mods(headers: &mut HeaderMap, mods: &HeaderMods) {
+    for name in &mods.remove {
+        headers.remove(name.as_str());
+    }
+    for (k, v) in &mods.set {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.insert(k, v);
+        }
+    }
+    for (k, v) in &mods.add {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_config::{load_sources, SourceFile};
+
+    fn rule(m: &str, rewrite: &str) -> Rule {
+        let yaml = format!(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: Backend\nmetadata: {{name: b}}\nspec: {{endpoints: [\"127.0.0.1:1\"]}}\n---\napiVersion: gatehouse.dev/v1alpha1\nkind: Route\nmetadata: {{name: r}}\nspec:\n  rules:\n    - match: {{path: {m}}}\n      rewrite: {rewrite}\n      backends: [{{backend: b}}]\n"
+        );
+        let c = load_sources(&[SourceFile {
+            name: "t".into(),
+            text: yaml,
+        }])
+        .unwrap_or_else(|e| panic!("{e}"));
+        c.routes[0].rules[0].clone()
+    }
+
+    #[test]
+    fn prefix_rewrites_keep_one_slash() {
+        let r = rule("{prefix: /v1/tasks}", "{pathPrefix: /tasks}");
+        assert_eq!(
+            rewrite_path(&r, "/v1/tasks/7", Some("a=1")).unwrap(),
+            "/tasks/7?a=1"
+        );
+        assert_eq!(rewrite_path(&r, "/v1/tasks", None).unwrap(), "/tasks");
+        let r = rule("{prefix: /admin}", "{pathPrefix: /}");
+        assert_eq!(rewrite_path(&r, "/admin/ready", None).unwrap(), "/ready");
+        assert_eq!(rewrite_path(&r, "/admin", None).unwrap(), "/");
+        let r = rule("{prefix: /}", "{pathPrefix: /api}");
+        assert_eq!(rewrite_path(&r, "/x/y", None).unwrap(), "/api/x/y");
+    }
+
+    #[test]
+    fn regex_rewrite_substitutes_groups() {
+        let r = rule(
+            "{regex: \"/users/[0-9]+/.*\"}",
+            "{pathRegex: {pattern: \"^/users/([0-9]+)/(.*)$\", substitution: \"/u/$1/$2\"}}",
+        );
+        assert_eq!(
+            rewrite_path(&r, "/users/42/profile", None).unwrap(),
+            "/u/42/profile"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("x-keep", "yes".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn forwarded_headers_trust_only_trusted_peers() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        set_forwarded(
+            &mut h,
+            "192.168.1.1".parse().unwrap(),
+            &trusted,
+            "http",
+            "api.example.com",
+        );
+        assert_eq!(h["x-forwarded-for"], "192.168.1.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        set_forwarded(
+            &mut h,
+            "10.1.1.1".parse().unwrap(),
+            &trusted,
+            "http",
+            "api.example.com",
+        );
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.1.1.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+}

@@ -1,0 +1,450 @@
+//! Request flow, steps 2-7: one request from arrival to response headers — load the snapshot once,
+//! find the rule, then forward, redirect or answer directly. Errors go through `ProxyError`.
+
+use super::body::{Completion, LogContext, RequestBody, ResponseBody};
+use super::forward;
+use crate::error::{ErrorKind, ProxyError};
+use crate::snapshot::{Snapshot, Target};
+use crate::upstream::client;
+use bytes::Bytes;
+use gatehouse_config::{Action, BackendProtocol, Redirect};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A route timeout used when the rule sets none; `0s` in a rule disables it.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the handler knows about the downstream connection.
+pub struct ConnInfo {
+    /// Client address.
+    pub peer: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+fn request_id(req: &Request<Incoming>) -> HeaderValue {
+    if let Some(v) = req.headers().get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    let mut buf = [0u8; 32];
+    let n = fastrand::u128(..);
+    for (i, out) in buf.iter_mut().enumerate() {
+        *out = b"0123456789abcdef"[((n >> (i * 4)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// The request's host, lowercase, without port.
+fn host_of(req: &Request<Incoming>) -> (Cow<'_, str>, Option<&str>) {
+    let raw = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+    let (host, port) = if raw.starts_with('[') {
+        match raw.find(']') {
+            Some(i) => (&raw[..=i], raw[i + 1..].strip_prefix(':')),
+            None => (raw, None),
+        }
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        }
+    };
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    (host, port)
+}
+
+/// Serves one request.
+pub async fn handle(
+    snap: Arc<Snapshot>,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let start = Instant::now();
+    let rid = request_id(&req);
+    let (host, port) = host_of(&req);
+    let path = req.uri().path();
+    let query = req.uri().query();
+    let Some(entry) = snap
+        .router
+        .lookup(&host, req.method(), path, query, req.headers())
+    else {
+        let err = ProxyError::new(
+            ErrorKind::NoRoute,
+            format!("no route for {} {}", req.method(), path),
+        );
+        let log = log_context(&snap, conn, &req, &rid, &host, "", "", None);
+        return error_response(
+            &snap,
+            err,
+            &rid,
+            "none",
+            start,
+            snap.no_route_metrics.clone(),
+            log,
+        );
+    };
+    let target = &entry.target;
+    match &entry.rule.action {
+        Action::Direct(d) => {
+            let mut resp = Response::new(());
+            *resp.status_mut() = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
+            if let Ok(ct) = HeaderValue::from_str(&d.content_type) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            let log = log_context(&snap, conn, &req, &rid, &host, &entry.route, "", None);
+            local_response(
+                resp,
+                target.body.clone(),
+                &entry.rule,
+                rid,
+                start,
+                target,
+                log,
+            )
+        }
+        Action::Redirect(r) => {
+            let location = redirect_location(r, conn.scheme, &host, port, path, query);
+            let mut resp = Response::new(());
+            *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
+            if let Ok(loc) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, loc);
+            }
+            let log = log_context(&snap, conn, &req, &rid, &host, &entry.route, "", None);
+            local_response(resp, Bytes::new(), &entry.rule, rid, start, target, log)
+        }
+        Action::Forward(_) => {
+            let route = entry.route.clone();
+            let entry = entry.clone();
+            let host = host.into_owned();
+            forward(snap, conn, req, entry, rid, host, route, start).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_context(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    rid: &HeaderValue,
+    host: &str,
+    route: &str,
+    backend: &str,
+    bytes_in: Option<Arc<AtomicU64>>,
+) -> Option<Box<LogContext>> {
+    let logger = snap.access_log.as_ref()?;
+    Some(Box::new(LogContext {
+        logger: logger.clone(),
+        request_id: rid.to_str().unwrap_or("").to_string(),
+        client: conn.peer,
+        method: req.method().clone(),
+        host: host.to_string(),
+        path: req.uri().path().to_string(),
+        route: route.into(),
+        backend: backend.into(),
+        upstream: None,
+        upstream_duration: None,
+        bytes_in,
+        error: None,
+    }))
+}
+
+fn local_response(
+    resp: Response<()>,
+    body: Bytes,
+    rule: &gatehouse_config::Rule,
+    rid: HeaderValue,
+    start: Instant,
+    target: &Target,
+    log: Option<Box<LogContext>>,
+) -> Response<ResponseBody> {
+    let (mut parts, ()) = resp.into_parts();
+    forward::apply_mods(&mut parts.headers, &rule.response_headers);
+    parts.headers.insert(X_REQUEST_ID.clone(), rid);
+    let done = Completion {
+        start,
+        status: parts.status.as_u16(),
+        metrics: Some(target.local_metrics.clone()),
+        log,
+        in_flight: None,
+    };
+    Response::from_parts(parts, ResponseBody::full(body, Some(done)))
+}
+
+fn error_response(
+    snap: &Snapshot,
+    err: ProxyError,
+    rid: &HeaderValue,
+    route: &str,
+    start: Instant,
+    metrics: Arc<crate::telemetry::metrics::RequestMetrics>,
+    mut log: Option<Box<LogContext>>,
+) -> Response<ResponseBody> {
+    tracing::debug!(request_id = rid.to_str().unwrap_or(""), route, "{err}");
+    snap.metrics.proxy_errors(route, err.kind).inc();
+    let (mut parts, body) = err.to_response(rid).into_parts();
+    parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
+    if let Some(l) = log.as_mut() {
+        l.error = Some(err.kind.as_str());
+    }
+    let done = Completion {
+        start,
+        status: parts.status.as_u16(),
+        metrics: Some(metrics),
+        log,
+        in_flight: None,
+    };
+    Response::from_parts(parts, ResponseBody::full(body, Some(done)))
+}
+
+fn redirect_location(
+    r: &Redirect,
+    scheme: &str,
+    host: &str,
+    port: Option<&str>,
+    path: &str,
+    query: Option<&str>,
+) -> String {
+    let new_scheme = r.scheme.as_deref().unwrap_or(scheme);
+    let new_host = r.host.as_deref().unwrap_or(host);
+    let keep_port = r.host.is_none() && new_scheme == scheme;
+    let port = match (r.port, keep_port) {
+        (Some(p), _) => Some(Cow::Owned(p.to_string())),
+        (None, true) => port.map(Cow::Borrowed),
+        (None, false) => None,
+    };
+    let mut out = format!("{new_scheme}://{new_host}");
+    if let Some(p) = port {
+        out.push(':');
+        out.push_str(&p);
+    }
+    out.push_str(r.path.as_deref().unwrap_or(path));
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    snap: Arc<Snapshot>,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    entry: Arc<crate::routing::Entry<Target>>,
+    rid: HeaderValue,
+    host: String,
+    route: Arc<str>,
+    start: Instant,
+) -> Response<ResponseBody> {
+    let target = &entry.target;
+    let rule = &entry.rule;
+    let Some(choice) = target.pick() else {
+        let err = ProxyError::new(
+            ErrorKind::NoHealthyEndpoint,
+            "no backend with a weight above 0",
+        );
+        let log = log_context(&snap, conn, &req, &rid, &host, &route, "", None);
+        return error_response(
+            &snap,
+            err,
+            &rid,
+            &route,
+            start,
+            target.local_metrics.clone(),
+            log,
+        );
+    };
+    let backend = &choice.backend;
+    let bytes_in = snap
+        .access_log
+        .as_ref()
+        .map(|_| Arc::new(AtomicU64::new(0)));
+    let mut log = log_context(
+        &snap,
+        conn,
+        &req,
+        &rid,
+        &host,
+        &route,
+        &backend.id,
+        bytes_in.clone(),
+    );
+    let Some(ep) = backend.pick() else {
+        let err = ProxyError::new(
+            ErrorKind::NoHealthyEndpoint,
+            format!("backend {} has no endpoints", backend.id),
+        );
+        return error_response(&snap, err, &rid, &route, start, choice.metrics.clone(), log);
+    };
+
+    let (mut parts, body) = req.into_parts();
+    let wants_trailers = parts
+        .headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    let authority = match parts.uri.authority() {
+        Some(a) => Some(a.as_str().to_string()),
+        None => parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string),
+    };
+    forward::strip_hop_by_hop(&mut parts.headers);
+    forward::set_forwarded(
+        &mut parts.headers,
+        conn.peer.ip(),
+        &snap.trusted_proxies,
+        conn.scheme,
+        authority.as_deref().unwrap_or(""),
+    );
+    parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
+    let upstream_host = rule
+        .rewrite
+        .host
+        .clone()
+        .or(authority)
+        .unwrap_or_else(|| ep.address.to_string());
+    forward::apply_mods(&mut parts.headers, &rule.request_headers);
+
+    let path_and_query = forward::rewrite_path(rule, parts.uri.path(), parts.uri.query())
+        .unwrap_or_else(|| {
+            parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string()
+        });
+    let uri = match backend.protocol {
+        BackendProtocol::HTTP1 => {
+            parts.version = Version::HTTP_11;
+            if let Ok(h) = HeaderValue::from_str(&upstream_host) {
+                parts.headers.insert(header::HOST, h);
+            }
+            path_and_query.parse::<Uri>()
+        }
+        BackendProtocol::HTTP2 => {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+            if wants_trailers {
+                parts
+                    .headers
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            format!("http://{upstream_host}{path_and_query}").parse::<Uri>()
+        }
+    };
+    parts.uri = match uri {
+        Ok(u) => u,
+        Err(e) => {
+            let err = ProxyError::new(
+                ErrorKind::BadRequest,
+                format!("cannot build upstream URI: {e}"),
+            );
+            return error_response(&snap, err, &rid, &route, start, choice.metrics.clone(), log);
+        }
+    };
+    let upstream_req = Request::from_parts(parts, RequestBody::new(body, bytes_in));
+
+    ep.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    let sent_at = Instant::now();
+    let timeout = rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+    let result = if timeout.is_zero() {
+        client::send(backend, &ep, upstream_req).await
+    } else {
+        match tokio::time::timeout(timeout, client::send(backend, &ep, upstream_req)).await {
+            Ok(r) => r,
+            Err(_) => Err(ProxyError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "upstream {} did not answer within {}",
+                    ep.address,
+                    gatehouse_config::units::DisplayDuration(timeout)
+                ),
+            )),
+        }
+    };
+    if let Some(l) = log.as_mut() {
+        l.upstream = Some(ep.address.clone());
+        l.upstream_duration = Some(sent_at.elapsed());
+    }
+    let (resp, lease) = match result {
+        Ok(r) => r,
+        Err(err) => {
+            ep.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return error_response(&snap, err, &rid, &route, start, choice.metrics.clone(), log);
+        }
+    };
+    let (mut parts, body) = resp.into_parts();
+    forward::strip_hop_by_hop(&mut parts.headers);
+    forward::apply_mods(&mut parts.headers, &rule.response_headers);
+    parts.headers.insert(X_REQUEST_ID.clone(), rid);
+    let done = Completion {
+        start,
+        status: parts.status.as_u16(),
+        metrics: Some(choice.metrics.clone()),
+        log,
+        in_flight: Some(ep.shared.clone()),
+    };
+    Response::from_parts(parts, ResponseBody::upstream(body, lease, Some(done)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_keep_what_they_do_not_change() {
+        let r = Redirect {
+            scheme: Some("https".into()),
+            host: None,
+            port: None,
+            path: None,
+            status: 301,
+        };
+        assert_eq!(
+            redirect_location(&r, "http", "a.com", Some("8080"), "/x", Some("q=1")),
+            "https://a.com/x?q=1"
+        );
+        let r = Redirect {
+            scheme: None,
+            host: None,
+            port: None,
+            path: Some("/new".into()),
+            status: 302,
+        };
+        assert_eq!(
+            redirect_location(&r, "http", "a.com", Some("8080"), "/x", None),
+            "http://a.com:8080/new"
+        );
+    }
+}

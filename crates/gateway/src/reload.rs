@@ -1,0 +1,91 @@
+//! Config flow, step 0: what triggers a reload — file changes (debounced), SIGHUP — and SIGTERM,
+//! which drains. The admin trigger lives in `admin.rs`.
+
+use crate::gateway::{ConfigSource, Gateway};
+use notify::{RecursiveMode, Watcher};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Editors write files in several steps; changes closer together than this make one reload.
+pub const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Watches the config path and reloads after changes settle. Returns the watcher, which must be
+/// kept alive for as long as watching should go on.
+pub fn watch_files(gw: Arc<Gateway>, source: &ConfigSource) -> Option<notify::RecommendedWatcher> {
+    let ConfigSource::Path(path) = source else {
+        return None;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("file watching unavailable ({e}); use SIGHUP or POST /reload");
+            return None;
+        }
+    };
+    // Watching the parent of a single file catches editors that replace the file by renaming.
+    let target = if path.is_file() {
+        path.parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| path.clone())
+    } else {
+        path.clone()
+    };
+    if let Err(e) = watcher.watch(&target, RecursiveMode::Recursive) {
+        tracing::warn!(
+            "cannot watch {}: {e}; use SIGHUP or POST /reload",
+            target.display()
+        );
+        return None;
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: wait until no event arrived for DEBOUNCE.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let _ = gw.reload("file").await;
+        }
+    });
+    Some(watcher)
+}
+
+/// Reloads on every SIGHUP.
+pub fn reload_on_sighup(gw: Arc<Gateway>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = gw.reload("signal").await;
+        }
+    });
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("signal handlers can be installed");
+        let mut int = signal(SignalKind::interrupt()).expect("signal handlers can be installed");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,204 @@
+//! Config flow, last step: a snapshot is everything a request needs, built from one validated config
+//! beside the live one and swapped in atomically. Requests load it once and keep it to the end.
+
+use crate::routing::Router;
+use crate::telemetry::access_log::AccessLogger;
+use crate::telemetry::metrics::{Metrics, RequestMetrics};
+use crate::upstream::{BackendRt, EndpointShared};
+use bytes::Bytes;
+use gatehouse_config::{Action, BackendProtocol, Config};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+/// One backend choice of a forwarding rule.
+pub struct Choice {
+    /// The backend.
+    pub backend: Arc<BackendRt>,
+    /// Metrics of this route/backend pair.
+    pub metrics: Arc<RequestMetrics>,
+    /// Cumulative weight up to and including this choice.
+    pub until: u32,
+}
+
+/// What a compiled rule carries besides the rule itself.
+pub struct Target {
+    /// Backends with weights above zero (forwarding rules).
+    pub choices: Vec<Choice>,
+    /// Sum of weights.
+    pub total_weight: u32,
+    /// Metrics for responses the proxy makes on this route (redirects, direct responses, errors).
+    pub local_metrics: Arc<RequestMetrics>,
+    /// Body of a direct response.
+    pub body: Bytes,
+}
+
+impl Target {
+    /// Picks a backend by weight.
+    pub fn pick(&self) -> Option<&Choice> {
+        match self.choices.len() {
+            0 => None,
+            1 => self.choices.first(),
+            _ => {
+                let x = fastrand::u32(..self.total_weight);
+                self.choices.iter().find(|c| x < c.until)
+            }
+        }
+    }
+}
+
+/// The per-address state that survives reloads.
+#[derive(Default)]
+pub struct EndpointRegistry {
+    next_key: AtomicUsize,
+    map: Mutex<HashMap<(String, BackendProtocol), Arc<EndpointShared>>>,
+}
+
+impl EndpointRegistry {
+    fn get(&self, address: &str, protocol: BackendProtocol) -> Arc<EndpointShared> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((address.to_string(), protocol))
+            .or_insert_with(|| {
+                Arc::new(EndpointShared {
+                    pool_key: self
+                        .next_key
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        as u64,
+                    in_flight: AtomicUsize::new(0),
+                    h2: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// Forgets addresses no longer used by any backend of `config`.
+    fn retain(&self, config: &Config) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|(addr, proto), _| {
+            config
+                .backends
+                .iter()
+                .any(|b| b.protocol == *proto && b.endpoints.iter().any(|e| &e.address == addr))
+        });
+    }
+}
+
+/// Everything the data plane reads for one config version.
+pub struct Snapshot {
+    /// The config it was built from.
+    pub config: Arc<Config>,
+    /// The route table.
+    pub router: Router<Target>,
+    /// Backends by `namespace/name`.
+    pub backends: Vec<Arc<BackendRt>>,
+    /// Access logger, when enabled.
+    pub access_log: Option<Arc<AccessLogger>>,
+    /// Trusted proxy networks.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Metrics for requests that matched no route.
+    pub no_route_metrics: Arc<RequestMetrics>,
+    /// The process's metric families.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot; the registry carries connection state over from the previous one.
+    pub fn build(
+        config: Arc<Config>,
+        metrics: &Arc<Metrics>,
+        registry: &EndpointRegistry,
+    ) -> Result<Self, String> {
+        let mut backends = HashMap::new();
+        for b in &config.backends {
+            let rt = BackendRt::new(
+                b,
+                &mut |addr| registry.get(addr, b.protocol),
+                metrics.connect_errors(&b.id.to_string()),
+            );
+            backends.insert(b.id.clone(), Arc::new(rt));
+        }
+        registry.retain(&config);
+        let router = Router::build(&config, |route, rule| {
+            let mut choices = Vec::new();
+            let mut total = 0;
+            if let Action::Forward(list) = &rule.action {
+                for wb in list.iter().filter(|wb| wb.weight > 0) {
+                    // Validation guarantees the reference resolves.
+                    let Some(backend) = backends.get(&wb.backend) else {
+                        continue;
+                    };
+                    total += wb.weight;
+                    choices.push(Choice {
+                        backend: backend.clone(),
+                        metrics: Arc::new(metrics.request_metrics(route, &backend.id)),
+                        until: total,
+                    });
+                }
+            }
+            Target {
+                choices,
+                total_weight: total,
+                local_metrics: Arc::new(metrics.request_metrics(route, "")),
+                body: match &rule.action {
+                    Action::Direct(d) => Bytes::from(d.body.clone()),
+                    _ => Bytes::new(),
+                },
+            }
+        });
+        let access_log = AccessLogger::new(&config.gateway.access_log)
+            .map_err(|e| format!("cannot open access log: {e}"))?
+            .map(Arc::new);
+        let mut list: Vec<_> = backends.into_values().collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Snapshot {
+            trusted_proxies: config.gateway.trusted_proxies.clone(),
+            no_route_metrics: Arc::new(metrics.request_metrics("none", "")),
+            config,
+            router,
+            backends: list,
+            access_log,
+            metrics: metrics.clone(),
+        })
+    }
+
+    /// The route table as rows, in lookup order.
+    pub fn route_rows(&self) -> Vec<crate::routing::RouteRow> {
+        self.router.rows(describe_action)
+    }
+}
+
+/// A one-line description of a rule's action, for route tables.
+pub fn describe_action(rule: &gatehouse_config::Rule) -> String {
+    match &rule.action {
+        Action::Forward(list) => {
+            let parts: Vec<String> = list
+                .iter()
+                .map(|b| format!("{} ({})", b.backend, b.weight))
+                .collect();
+            let mut s = format!("forward {}", parts.join(", "));
+            if let Some(p) = &rule.rewrite.path {
+                match p {
+                    gatehouse_config::PathRewrite::Prefix(x) => {
+                        s.push_str(&format!(" rewrite prefix {x}"))
+                    }
+                    gatehouse_config::PathRewrite::Regex(r, sub) => {
+                        s.push_str(&format!(" rewrite {} -> {sub}", r.0.as_str()))
+                    }
+                }
+            }
+            s
+        }
+        Action::Redirect(r) => format!(
+            "redirect {} {}{}{}",
+            r.status,
+            r.scheme
+                .as_deref()
+                .map(|s| format!("{s}://"))
+                .unwrap_or_default(),
+            r.host.as_deref().unwrap_or(""),
+            r.path.as_deref().unwrap_or("")
+        ),
+        Action::Direct(d) => format!("respond {}", d.status),
+    }
+}

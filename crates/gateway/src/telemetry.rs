@@ -1,0 +1,5 @@
+//! Request flow, first and last step: metrics and access logs. See `telemetry/metrics.rs` and
+//! `telemetry/access_log.rs`.
+
+pub mod access_log;
+pub mod metrics;

@@ -1,0 +1,224 @@
+//! Request flow, first and last step: Prometheus metrics.
+//!
+//! Label sets are resolved once per snapshot (per route/backend pair) and the handles kept in the
+//! compiled rule, so the hot path does atomic increments, never a label lookup or a string.
+
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    backend: String,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    route: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
+/// Every metric family of the process. Lives across reloads.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    connect_errors: Family<BackendLabels, Counter>,
+    active_connections: Family<ListenerLabels, Gauge>,
+    reloads: Family<ResultLabels, Counter>,
+    proxy_errors: Family<ErrorLabels, Counter>,
+    config_info: Family<VersionLabels, Gauge>,
+}
+
+fn duration_histogram() -> Histogram {
+    // 0.5 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+/// Handles for one (route, backend) pair: a counter per status class and the route's histogram.
+#[derive(Clone)]
+pub struct RequestMetrics {
+    by_class: [Counter; 5],
+    duration: Histogram,
+}
+
+impl RequestMetrics {
+    /// Counts a finished request.
+    #[inline]
+    pub fn record(&self, status: u16, seconds: f64) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.by_class[class].inc();
+        self.duration.observe(seconds);
+    }
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
+        let connect_errors = Family::<BackendLabels, Counter>::default();
+        let active_connections = Family::<ListenerLabels, Gauge>::default();
+        let reloads = Family::<ResultLabels, Counter>::default();
+        let proxy_errors = Family::<ErrorLabels, Counter>::default();
+        let config_info = Family::<VersionLabels, Gauge>::default();
+        registry.register(
+            "requests",
+            "Requests served, by route, backend and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request received to response body sent, by route",
+            duration.clone(),
+        );
+        registry.register(
+            "upstream_connect_errors",
+            "Failed connection attempts to upstream endpoints, by backend",
+            connect_errors.clone(),
+        );
+        registry.register(
+            "active_connections",
+            "Downstream connections open now, by listener",
+            active_connections.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result",
+            reloads.clone(),
+        );
+        registry.register(
+            "proxy_errors",
+            "Errors the proxy answered itself, by route and kind",
+            proxy_errors.clone(),
+        );
+        registry.register(
+            "config_info",
+            "The configuration version being served (value 1)",
+            config_info.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            requests,
+            duration,
+            connect_errors,
+            active_connections,
+            reloads,
+            proxy_errors,
+            config_info,
+        })
+    }
+
+    /// Handles for a route/backend pair; resolved at snapshot build time.
+    pub fn request_metrics(&self, route: &str, backend: &str) -> RequestMetrics {
+        RequestMetrics {
+            by_class: CLASSES.map(|c| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        route: route.to_string(),
+                        backend: backend.to_string(),
+                        status_class: c,
+                    })
+                    .clone()
+            }),
+            duration: self
+                .duration
+                .get_or_create(&RouteLabels {
+                    route: route.to_string(),
+                })
+                .clone(),
+        }
+    }
+
+    /// The connect-error counter of a backend.
+    pub fn connect_errors(&self, backend: &str) -> Counter {
+        self.connect_errors
+            .get_or_create(&BackendLabels {
+                backend: backend.to_string(),
+            })
+            .clone()
+    }
+
+    /// The active-connection gauge of a listener.
+    pub fn active_connections(&self, listener: &str) -> Gauge {
+        self.active_connections
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .clone()
+    }
+
+    /// The counter of a proxy error kind on a route (`none` when no route matched).
+    pub fn proxy_errors(&self, route: &str, kind: crate::error::ErrorKind) -> Counter {
+        self.proxy_errors
+            .get_or_create(&ErrorLabels {
+                route: route.to_string(),
+                kind: kind.as_str(),
+            })
+            .clone()
+    }
+
+    /// Counts a reload attempt.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Marks `version` as the one served.
+    pub fn set_version(&self, old: Option<&str>, version: &str) {
+        if let Some(old) = old {
+            self.config_info.remove(&VersionLabels {
+                version: old.to_string(),
+            });
+        }
+        self.config_info
+            .get_or_create(&VersionLabels {
+                version: version.to_string(),
+            })
+            .set(1);
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
