@@ -204,13 +204,20 @@ fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener>
             ListenerProtocol::HTTP
         }
     };
+    // Relative certificate paths are relative to the manifest that names them, so a config
+    // directory can be moved or checked out anywhere.
+    let base = std::path::Path::new(&*ctx.file).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let resolve = |p: &str| {
+        let path = std::path::Path::new(p);
+        if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+    };
     let tls = spec.tls.as_ref().map(|t| Tls {
         certificates: t
             .certificates
             .iter()
             .map(|c| Certificate {
-                cert_file: c.cert_file.clone().into(),
-                key_file: c.key_file.clone().into(),
+                cert_file: resolve(&c.cert_file),
+                key_file: resolve(&c.key_file),
             })
             .collect(),
     });

@@ -85,6 +85,7 @@ pub struct Gateway {
     status: Mutex<ReloadStatus>,
     draining: AtomicBool,
     admin_addr: Mutex<Option<SocketAddr>>,
+    version: tokio::sync::watch::Sender<String>,
 }
 
 fn now() -> String {
@@ -123,6 +124,7 @@ impl Gateway {
             }),
             draining: AtomicBool::new(false),
             admin_addr: Mutex::new(None),
+            version: tokio::sync::watch::channel(config.version.clone()).0,
         });
         gw.apply_listeners(&config)
             .await
@@ -146,6 +148,7 @@ impl Gateway {
         match &result {
             Ok(version) => {
                 tracing::info!(trigger, version = %version, "configuration reloaded");
+                self.version.send_replace(version.clone());
                 self.metrics.reload(true);
                 *status = ReloadStatus {
                     ok: true,
@@ -305,6 +308,11 @@ impl Gateway {
             .iter()
             .map(|(id, h)| (id.to_string(), h.local_addr))
             .collect()
+    }
+
+    /// Follows the served config version; changes after each successful reload.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<String> {
+        self.version.subscribe()
     }
 
     /// The status of the last reload.

@@ -23,7 +23,11 @@ impl TestGateway {
     /// Starts from `yaml` (documents separated by `---`; each gets the apiVersion line). Panics
     /// with every config error if it is invalid.
     pub async fn start(yaml: &str) -> TestGateway {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), yaml).await
+    }
+
+    /// As `start`, in a directory the test prepared (with certificates, say).
+    pub async fn start_in(dir: tempfile::TempDir, yaml: &str) -> TestGateway {
         std::fs::write(dir.path().join("config.yaml"), with_api_version(yaml)).expect("write config");
         let source = ConfigSource::Path(dir.path().to_path_buf());
         let config = source.load().unwrap_or_else(|e| panic!("invalid test config:\n{e}"));

@@ -1,0 +1,103 @@
+//! HTTPS listeners with curl as the client: certificates chosen by SNI, ALPN h2 and http/1.1.
+
+use gatehouse_testkit::{TestGateway, Upstream};
+use std::process::Command;
+
+fn curl(args: &[String]) -> std::process::Output {
+    Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().expect("curl is installed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_picks_certificates_by_sni_and_negotiates_alpn() {
+    let up = Upstream::start("tls-up").await;
+    let a = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["*.b.test".to_string()]).unwrap();
+    let yaml = format!(
+        r#"
+kind: Gateway
+metadata: {{name: g}}
+spec: {{accessLog: {{enabled: false}}}}
+---
+kind: Listener
+metadata: {{name: secure}}
+spec:
+  address: "127.0.0.1:0"
+  protocol: HTTPS
+  tls:
+    certificates:
+      - {{certFile: a.pem, keyFile: a-key.pem}}
+      - {{certFile: certs/b.pem, keyFile: certs/b-key.pem}}
+---
+kind: Backend
+metadata: {{name: up}}
+spec: {{endpoints: ["{}"]}}
+---
+kind: Route
+metadata: {{name: r}}
+spec:
+  rules:
+    - backends: [{{backend: up}}]
+"#,
+        up.addr
+    );
+    // Write the certificates beside the config before it loads (paths are relative to it).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    std::fs::write(dir.path().join("a.pem"), a.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("a-key.pem"), a.key_pair.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("certs/b.pem"), b.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("certs/b-key.pem"), b.key_pair.serialize_pem()).unwrap();
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    let port = gw.addr("secure").await.port();
+    let certs = gw.dir.path().to_path_buf();
+
+    let run = move |host: &str, ca: &str, extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "--cacert".into(),
+            certs.join(ca).display().to_string(),
+            "--resolve".into(),
+            format!("{host}:{port}:127.0.0.1"),
+            "-w".into(),
+            "\n%{http_version}".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(format!("https://{host}:{port}/hello"));
+        curl(&args)
+    };
+    let out = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || {
+            (
+                run("a.test", "a.pem", &[]),
+                run("x.b.test", "certs/b.pem", &[]),
+                run("x.b.test", "certs/b.pem", &["--http1.1"]),
+                run("x.b.test", "a.pem", &[]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let ok = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (body, version) = s.rsplit_once('\n').unwrap();
+        let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+        version.to_string()
+    };
+    assert_eq!(ok(&out.0), "2", "a.test over h2 with a's certificate");
+    assert_eq!(ok(&out.1), "2", "x.b.test gets the wildcard certificate");
+    assert_eq!(ok(&out.2), "1.1", "ALPN http/1.1 when the client asks for it");
+    assert!(!out.3.status.success(), "x.b.test must not be served a's certificate");
+}
+
+#[tokio::test]
+async fn a_missing_certificate_fails_startup_with_the_path() {
+    let yaml = "kind: Listener\nmetadata: {name: s}\nspec:\n  address: \"127.0.0.1:0\"\n  protocol: HTTPS\n  tls: {certificates: [{certFile: nope.pem, keyFile: nope-key.pem}]}\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), gatehouse_testkit::gateway::with_api_version(yaml)).unwrap();
+    let source = gatehouse_gateway::ConfigSource::Path(dir.path().to_path_buf());
+    let config = source.load().unwrap();
+    let err = gatehouse_gateway::Gateway::start(source, config).await.err().expect("refused").to_string();
+    assert!(err.contains("nope.pem"), "{err}");
+}
