@@ -1,0 +1,73 @@
+//! The admin API over a real socket: health, metrics, effective config, routes, backends.
+
+use gatehouse_testkit::{Client, TestGateway, Upstream};
+
+async fn setup() -> (TestGateway, Upstream, String, String) {
+    let up = Upstream::start("up").await;
+    let yaml = format!(
+        "kind: Gateway\nmetadata: {{name: g}}\nspec: {{accessLog: {{enabled: false}}}}\n---\nkind: Listener\nmetadata: {{name: web}}\nspec: {{address: \"127.0.0.1:0\", protocol: HTTP}}\n---\nkind: Backend\nmetadata: {{name: up, namespace: shop}}\nspec: {{endpoints: [\"{}\", {{address: \"{}\", weight: 3}}]}}\n---\nkind: Route\nmetadata: {{name: cart, namespace: shop}}\nspec:\n  hosts: [shop.example.com]\n  rules:\n    - match: {{path: {{prefix: /cart}}, methods: [GET]}}\n      backends: [{{backend: up}}]\n",
+        up.addr, up.addr
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let url = gw.url("web").await;
+    let admin = format!("http://{}", gw.admin);
+    (gw, up, url, admin)
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let (_gw, _up, _url, admin) = setup().await;
+    let c = Client::new();
+    assert_eq!(c.get(&format!("{admin}/live"), &[]).await.unwrap().status, 200);
+    assert_eq!(c.get(&format!("{admin}/ready"), &[]).await.unwrap().status, 200);
+    assert_eq!(c.get(&format!("{admin}/nope"), &[]).await.unwrap().status, 404);
+    let r = c.send(http::Request::post(format!("{admin}/ready")).body(Default::default()).unwrap()).await.unwrap();
+    assert_eq!(r.status, 405);
+    let r = c.get(&format!("{admin}/reload"), &[]).await.unwrap();
+    assert_eq!(r.status, 405);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_backend_and_status_class() {
+    let (_gw, _up, url, admin) = setup().await;
+    let c = Client::new();
+    for _ in 0..3 {
+        assert_eq!(c.get(&format!("{url}/cart/1"), &[("host", "shop.example.com")]).await.unwrap().status, 200);
+    }
+    assert_eq!(c.get(&format!("{url}/nothing"), &[]).await.unwrap().status, 404);
+    let m = c.get(&format!("{admin}/metrics"), &[]).await.unwrap().text();
+    for want in [
+        "gatehouse_requests_total{route=\"shop/cart\",backend=\"shop/up\",status_class=\"2xx\"} 3",
+        "gatehouse_requests_total{route=\"none\",backend=\"\",status_class=\"4xx\"} 1",
+        "gatehouse_request_duration_seconds_count{route=\"shop/cart\"} 3",
+        "gatehouse_proxy_errors_total{route=\"none\",kind=\"no_route\"} 1",
+        "gatehouse_active_connections{listener=\"default/web\"} 1",
+        "gatehouse_config_reloads_total{result=\"success\"} 1",
+        "gatehouse_config_info{version=",
+    ] {
+        assert!(m.contains(want), "missing `{want}` in\n{m}");
+    }
+    assert!(!m.contains("/cart/1"), "raw paths never become labels");
+}
+
+#[tokio::test]
+async fn config_routes_and_backends_are_exposed() {
+    let (_gw, _up, _url, admin) = setup().await;
+    let c = Client::new();
+    let cfg = c.get(&format!("{admin}/config"), &[]).await.unwrap().json();
+    assert_eq!(cfg["version"].as_str().unwrap().len(), 16);
+    assert_eq!(cfg["lastReload"]["ok"], true);
+    assert_eq!(cfg["config"]["backends"][0]["id"], "shop/up");
+    let routes = c.get(&format!("{admin}/routes"), &[]).await.unwrap().json();
+    let row = &routes["routes"][0];
+    assert_eq!(row["host"], "shop.example.com");
+    assert_eq!(row["path"], "prefix /cart");
+    assert_eq!(row["conditions"], "GET");
+    assert_eq!(row["rule"], "shop/cart[0]");
+    assert_eq!(row["action"], "forward shop/up (1)");
+    let backends = c.get(&format!("{admin}/backends"), &[]).await.unwrap().json();
+    let b = &backends["backends"][0];
+    assert_eq!(b["name"], "shop/up");
+    assert_eq!(b["endpoints"][1]["weight"], 3);
+    assert_eq!(b["endpoints"][0]["inFlight"], 0);
+}
