@@ -409,6 +409,8 @@ mod tests {
     use crate::yaml::parse_documents;
     use serde::Deserialize;
 
+    // Fields exist to be deserialized; the test reads only the errors.
+    #[allow(dead_code)]
     #[derive(Deserialize, Debug)]
     #[serde(rename_all = "camelCase")]
     struct T {
@@ -418,6 +420,7 @@ mod tests {
         items: Vec<Inner>,
     }
 
+    #[allow(dead_code)]
     #[derive(Deserialize, Debug)]
     struct Inner {
         address: String,

@@ -4,6 +4,9 @@
 //! (`validate`), check the route table as a whole (`rules`) and return either the model or every
 //! error found, each with file, line, column and field path.
 
+// Enum variants are spelled as the manifests spell them (`HTTP`, `HTTPS`, `GRPC`).
+#![allow(clippy::upper_case_acronyms)]
+
 pub mod error;
 pub mod model;
 pub mod units;

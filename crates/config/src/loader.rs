@@ -191,15 +191,16 @@ pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
         }
     }
     let mut objects = Vec::new();
+    let mut declared = Vec::new();
     for (file, docs) in &parsed {
         for doc in docs {
-            if let Some(obj) = read_document(file, doc, &mut errors) {
+            if let Some(obj) = read_document(file, doc, &mut errors, &mut declared) {
                 objects.push(obj);
             }
         }
     }
     let version = version_of(sources);
-    let config = crate::validate::validate(objects, &mut errors).map(|mut c| {
+    let config = crate::validate::validate(objects, &declared, &mut errors).map(|mut c| {
         c.version = version;
         c.sources = sources.iter().map(|s| s.name.clone()).collect();
         c
@@ -235,10 +236,13 @@ fn version_of(sources: &[SourceFile]) -> String {
     format!("{h:016x}")
 }
 
+/// Reads one document. `declared` gets its kind and id even when its spec is invalid, so that
+/// references to it do not cascade into more errors.
 fn read_document<'a>(
     file: &Arc<str>,
     doc: &'a Node,
     errors: &mut Vec<ConfigError>,
+    declared: &mut Vec<(&'static str, ObjectId)>,
 ) -> Option<Object<'a>> {
     let mut ctx = Ctx {
         file: file.clone(),
@@ -252,9 +256,14 @@ fn read_document<'a>(
         ));
         return None;
     };
-    for (k, _) in entries {
-        let name = k.as_str().unwrap_or("");
-        if !TOP_FIELDS.contains(&name) {
+    let unknown_top: Vec<&Node> = entries
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| !TOP_FIELDS.contains(&k.as_str().unwrap_or("")))
+        .collect();
+    let report_unknown_top = |ctx: &Ctx, errors: &mut Vec<ConfigError>| {
+        for k in &unknown_top {
+            let name = k.as_str().unwrap_or("");
             errors.push(ConfigError {
                 mark: k.mark,
                 ..ctx.error(
@@ -263,7 +272,7 @@ fn read_document<'a>(
                 )
             });
         }
-    }
+    };
     match doc.get("apiVersion").map(|n| (n.as_str(), n)) {
         None => errors.push(ctx.error(
             "",
@@ -278,16 +287,18 @@ fn read_document<'a>(
             ),
         )),
     }
-    let kind = match doc.get("kind").and_then(Node::as_str) {
+    let kind: &'static str = match doc.get("kind").and_then(Node::as_str) {
         None => {
+            report_unknown_top(&ctx, errors);
             errors.push(ctx.error(
                 "kind",
                 format!("missing field `kind` (one of {})", KINDS.join(", ")),
             ));
             return None;
         }
-        Some(k) if KINDS.contains(&k) => k,
+        Some(k) if KINDS.contains(&k) => KINDS.into_iter().find(|x| *x == k).unwrap_or("Route"),
         Some(k) if LATER_KINDS.contains(&k) => {
+            report_unknown_top(&ctx, errors);
             errors.push(ctx.error(
                 "kind",
                 format!("kind `{k}` is not supported by this version of Gatehouse"),
@@ -295,6 +306,7 @@ fn read_document<'a>(
             return None;
         }
         Some(k) => {
+            report_unknown_top(&ctx, errors);
             errors.push(ctx.error(
                 "kind",
                 format!(
@@ -309,12 +321,14 @@ fn read_document<'a>(
     let soft = RefCell::new(Vec::new());
     let meta = match doc.get("metadata") {
         None => {
+            report_unknown_top(&ctx, errors);
             errors.push(ctx.error("", "missing field `metadata`"));
             return None;
         }
         Some(n) => match from_node::<Metadata>(n, "metadata", &soft) {
             Ok(m) => m,
             Err(e) => {
+                report_unknown_top(&ctx, errors);
                 errors.push(de_error(file, kind, e, doc));
                 return None;
             }
@@ -325,6 +339,8 @@ fn read_document<'a>(
         name: meta.name.clone(),
     };
     ctx.object = format!("{kind} {id}");
+    declared.push((kind, id.clone()));
+    report_unknown_top(&ctx, errors);
     for (field, value) in [
         ("metadata.name", Some(&meta.name)),
         ("metadata.namespace", meta.namespace.as_ref()),

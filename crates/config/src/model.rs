@@ -277,13 +277,14 @@ pub enum HostMatch {
     Wildcard(String),
 }
 
-/// A compiled regular expression that serializes as its pattern.
+/// A compiled regular expression (anchored where the match must be whole) and the pattern as
+/// written, which is what tables and JSON show.
 #[derive(Debug, Clone)]
-pub struct Pattern(pub regex::Regex);
+pub struct Pattern(pub regex::Regex, pub String);
 
 impl Serialize for Pattern {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
+        s.serialize_str(&self.1)
     }
 }
 

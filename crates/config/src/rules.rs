@@ -9,7 +9,7 @@ fn signature(rule: &Rule) -> String {
     let path = match &rule.path {
         PathMatch::Exact(p) => format!("exact:{p}"),
         PathMatch::Prefix(p) => format!("prefix:{p}"),
-        PathMatch::Regex(r) => format!("regex:{}", r.0.as_str()),
+        PathMatch::Regex(r) => format!("regex:{}", r.1.as_str()),
     };
     let mut methods = rule.methods.clone();
     methods.sort();
@@ -19,7 +19,7 @@ fn signature(rule: &Rule) -> String {
             .map(|m| match &m.value {
                 ValueMatch::Present => format!("{}?", m.name),
                 ValueMatch::Exact(x) => format!("{}={x}", m.name),
-                ValueMatch::Regex(r) => format!("{}~{}", m.name, r.0.as_str()),
+                ValueMatch::Regex(r) => format!("{}~{}", m.name, r.1.as_str()),
             })
             .collect();
         v.sort();

@@ -52,7 +52,7 @@ impl V<'_> {
             pattern.to_string()
         };
         match regex::Regex::new(&full) {
-            Ok(r) => Some(Pattern(r)),
+            Ok(r) => Some(Pattern(r, pattern.to_string())),
             Err(e) => {
                 let detail = e.to_string();
                 let last = detail.lines().last().unwrap_or("").trim().to_string();
@@ -66,7 +66,11 @@ impl V<'_> {
 
 /// Validates every object; returns the model when the structure allowed building one (errors may
 /// still have been added, in which case the caller refuses it).
-pub(crate) fn validate(objects: Vec<Object>, errors: &mut Vec<ConfigError>) -> Option<Config> {
+pub(crate) fn validate(
+    objects: Vec<Object>,
+    declared: &[(&'static str, ObjectId)],
+    errors: &mut Vec<ConfigError>,
+) -> Option<Config> {
     let mut v = V { errors };
     // Names are unique per kind and namespace.
     let mut seen: HashMap<(&str, &ObjectId), &Ctx> = HashMap::new();
@@ -87,10 +91,10 @@ pub(crate) fn validate(objects: Vec<Object>, errors: &mut Vec<ConfigError>) -> O
             seen.insert((o.spec.kind(), &o.id), &o.ctx);
         }
     }
-    let backend_ids: Vec<&ObjectId> = objects
+    let backend_ids: Vec<&ObjectId> = declared
         .iter()
-        .filter(|o| matches!(o.spec, Spec::Backend(_)))
-        .map(|o| &o.id)
+        .filter(|(k, _)| *k == "Backend")
+        .map(|(_, id)| id)
         .collect();
 
     let mut config = Config {
@@ -206,10 +210,17 @@ fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener>
     };
     // Relative certificate paths are relative to the manifest that names them, so a config
     // directory can be moved or checked out anywhere.
-    let base = std::path::Path::new(&*ctx.file).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let base = std::path::Path::new(&*ctx.file)
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
     let resolve = |p: &str| {
         let path = std::path::Path::new(p);
-        if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base.join(path)
+        }
     };
     let tls = spec.tls.as_ref().map(|t| Tls {
         certificates: t

@@ -21,11 +21,15 @@ pub struct Entry<T> {
     pub target: T,
 }
 
+/// Rules of one host class, in precedence order.
+type Rules<T> = Vec<Arc<Entry<T>>>;
+
 /// The compiled route table.
 pub struct Router<T> {
-    exact: HashMap<Box<str>, Vec<Arc<Entry<T>>>>,
-    wildcard: Vec<(Box<str>, Vec<Arc<Entry<T>>>)>,
-    any: Vec<Arc<Entry<T>>>,
+    exact: HashMap<Box<str>, Rules<T>>,
+    /// By suffix (`.example.com`), longest first.
+    wildcard: Vec<(Box<str>, Rules<T>)>,
+    any: Rules<T>,
 }
 
 /// One line of the printed route table.
@@ -125,7 +129,7 @@ impl<T> Router<T> {
                     path: match &e.rule.path {
                         PathMatch::Exact(p) => format!("exact {p}"),
                         PathMatch::Prefix(p) => format!("prefix {p}"),
-                        PathMatch::Regex(r) => format!("regex {}", r.0.as_str()),
+                        PathMatch::Regex(r) => format!("regex {}", r.1.as_str()),
                     },
                     conditions: conditions(&e.rule),
                     rule: format!("{}[{}]", e.route, e.index),
@@ -154,7 +158,7 @@ fn conditions(rule: &Rule) -> String {
     let kv = |kind: &str, m: &gatehouse_config::KeyValueMatch| match &m.value {
         ValueMatch::Present => format!("{kind}:{}", m.name),
         ValueMatch::Exact(v) => format!("{kind}:{}={v}", m.name),
-        ValueMatch::Regex(r) => format!("{kind}:{}~{}", m.name, r.0.as_str()),
+        ValueMatch::Regex(r) => format!("{kind}:{}~{}", m.name, r.1.as_str()),
     };
     parts.extend(rule.headers.iter().map(|m| kv("header", m)));
     parts.extend(rule.query.iter().map(|m| kv("query", m)));
@@ -297,7 +301,9 @@ spec:
     #[test]
     fn precedence_table() {
         let r = router(TABLE);
-        let cases: &[(&str, &str, &str, &[(&str, &str)], &str)] = &[
+        // host, method, uri, headers, expected rule
+        type Case<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             // host class first: exact host beats wildcard beats any
             (
                 "api.example.com",

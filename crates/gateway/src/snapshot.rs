@@ -183,7 +183,7 @@ pub fn describe_action(rule: &gatehouse_config::Rule) -> String {
                         s.push_str(&format!(" rewrite prefix {x}"))
                     }
                     gatehouse_config::PathRewrite::Regex(r, sub) => {
-                        s.push_str(&format!(" rewrite {} -> {sub}", r.0.as_str()))
+                        s.push_str(&format!(" rewrite {} -> {sub}", r.1.as_str()))
                     }
                 }
             }

@@ -18,10 +18,26 @@ async fn setup() -> (TestGateway, Upstream, String, String) {
 async fn health_endpoints_answer() {
     let (_gw, _up, _url, admin) = setup().await;
     let c = Client::new();
-    assert_eq!(c.get(&format!("{admin}/live"), &[]).await.unwrap().status, 200);
-    assert_eq!(c.get(&format!("{admin}/ready"), &[]).await.unwrap().status, 200);
-    assert_eq!(c.get(&format!("{admin}/nope"), &[]).await.unwrap().status, 404);
-    let r = c.send(http::Request::post(format!("{admin}/ready")).body(Default::default()).unwrap()).await.unwrap();
+    assert_eq!(
+        c.get(&format!("{admin}/live"), &[]).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        c.get(&format!("{admin}/ready"), &[]).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        c.get(&format!("{admin}/nope"), &[]).await.unwrap().status,
+        404
+    );
+    let r = c
+        .send(
+            http::Request::post(format!("{admin}/ready"))
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 405);
     let r = c.get(&format!("{admin}/reload"), &[]).await.unwrap();
     assert_eq!(r.status, 405);
@@ -32,10 +48,23 @@ async fn metrics_count_requests_by_route_backend_and_status_class() {
     let (_gw, _up, url, admin) = setup().await;
     let c = Client::new();
     for _ in 0..3 {
-        assert_eq!(c.get(&format!("{url}/cart/1"), &[("host", "shop.example.com")]).await.unwrap().status, 200);
+        assert_eq!(
+            c.get(&format!("{url}/cart/1"), &[("host", "shop.example.com")])
+                .await
+                .unwrap()
+                .status,
+            200
+        );
     }
-    assert_eq!(c.get(&format!("{url}/nothing"), &[]).await.unwrap().status, 404);
-    let m = c.get(&format!("{admin}/metrics"), &[]).await.unwrap().text();
+    assert_eq!(
+        c.get(&format!("{url}/nothing"), &[]).await.unwrap().status,
+        404
+    );
+    let m = c
+        .get(&format!("{admin}/metrics"), &[])
+        .await
+        .unwrap()
+        .text();
     for want in [
         "gatehouse_requests_total{route=\"shop/cart\",backend=\"shop/up\",status_class=\"2xx\"} 3",
         "gatehouse_requests_total{route=\"none\",backend=\"\",status_class=\"4xx\"} 1",
@@ -65,7 +94,11 @@ async fn config_routes_and_backends_are_exposed() {
     assert_eq!(row["conditions"], "GET");
     assert_eq!(row["rule"], "shop/cart[0]");
     assert_eq!(row["action"], "forward shop/up (1)");
-    let backends = c.get(&format!("{admin}/backends"), &[]).await.unwrap().json();
+    let backends = c
+        .get(&format!("{admin}/backends"), &[])
+        .await
+        .unwrap()
+        .json();
     let b = &backends["backends"][0];
     assert_eq!(b["name"], "shop/up");
     assert_eq!(b["endpoints"][1]["weight"], 3);

@@ -26,7 +26,13 @@ async fn proxies_to_a_real_nginx() {
     let c = Client::new();
     let mut conns = std::collections::HashSet::new();
     for i in 0..5 {
-        let r = c.get(&format!("{url}/api/items?page={i}"), &[("host", "shop.test"), ("x-request-id", "rid-1")]).await.unwrap();
+        let r = c
+            .get(
+                &format!("{url}/api/items?page={i}"),
+                &[("host", "shop.test"), ("x-request-id", "rid-1")],
+            )
+            .await
+            .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         let v = r.json();
         assert_eq!(v["host"], "shop.test");
@@ -37,7 +43,10 @@ async fn proxies_to_a_real_nginx() {
         conns.insert(v["conn"].as_str().unwrap().to_string());
     }
     // Idle connections are pooled per worker thread, so two workers may hold one each.
-    assert!(conns.len() <= 2, "sequential requests reuse keep-alive connections: {conns:?}");
+    assert!(
+        conns.len() <= 2,
+        "sequential requests reuse keep-alive connections: {conns:?}"
+    );
 
     let r = c.get(&format!("{url}/files/big.bin"), &[]).await.unwrap();
     assert_eq!(r.status, 200);

@@ -105,7 +105,9 @@ async fn setup() -> (TestGateway, Upstream, Upstream, String) {
 async fn routes_by_host_path_and_header_over_real_sockets() {
     let (_gw, _a, _b, url) = setup().await;
     let c = Client::new();
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    // host, path, headers, expected upstream
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("api.example.com", "/v1/tasks/7", &[], "a"),
         ("API.Example.com:8080", "/v1/tasks/7", &[], "a"),
         ("api.example.com", "/users/42/profile", &[], "b"),
@@ -128,7 +130,15 @@ async fn rewrites_and_header_changes_reach_the_upstream() {
     let (_gw, _a, _b, url) = setup().await;
     let c = Client::new();
     let r = c
-        .get(&format!("{url}/v1/tasks/7?x=1"), &[("host", "api.example.com"), ("x-drop-me", "1"), ("connection", "keep-alive, x-hop"), ("x-hop", "secret")])
+        .get(
+            &format!("{url}/v1/tasks/7?x=1"),
+            &[
+                ("host", "api.example.com"),
+                ("x-drop-me", "1"),
+                ("connection", "keep-alive, x-hop"),
+                ("x-hop", "secret"),
+            ],
+        )
         .await
         .unwrap();
     let echo = r.json();
@@ -138,7 +148,10 @@ async fn rewrites_and_header_changes_reach_the_upstream() {
     assert_eq!(h["x-team"], "tasks");
     assert_eq!(h["x-added"], "1");
     assert!(h.get("x-drop-me").is_none());
-    assert!(h.get("x-hop").is_none(), "headers named by Connection are hop-by-hop");
+    assert!(
+        h.get("x-hop").is_none(),
+        "headers named by Connection are hop-by-hop"
+    );
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -146,7 +159,13 @@ async fn rewrites_and_header_changes_reach_the_upstream() {
     assert_eq!(r.header("x-route"), Some("api"));
     assert_eq!(r.header("x-upstream"), None, "response header removed");
 
-    let r = c.get(&format!("{url}/users/42/profile"), &[("host", "api.example.com")]).await.unwrap();
+    let r = c
+        .get(
+            &format!("{url}/users/42/profile"),
+            &[("host", "api.example.com")],
+        )
+        .await
+        .unwrap();
     let echo = r.json();
     assert_eq!(echo["path"], "/u/42/profile");
     assert_eq!(echo["headers"]["host"], "users.internal");
@@ -156,7 +175,13 @@ async fn rewrites_and_header_changes_reach_the_upstream() {
 async fn forged_forwarded_headers_from_untrusted_peers_are_replaced() {
     let (_gw, _a, _b, url) = setup().await;
     let r = Client::new()
-        .get(&format!("{url}/x"), &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https")])
+        .get(
+            &format!("{url}/x"),
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-proto", "https"),
+            ],
+        )
         .await
         .unwrap();
     let h = &r.json()["headers"];
@@ -168,7 +193,10 @@ async fn forged_forwarded_headers_from_untrusted_peers_are_replaced() {
 async fn request_ids_are_generated_or_propagated() {
     let (_gw, _a, _b, url) = setup().await;
     let c = Client::new();
-    let r = c.get(&format!("{url}/x"), &[("x-request-id", "abc-123")]).await.unwrap();
+    let r = c
+        .get(&format!("{url}/x"), &[("x-request-id", "abc-123")])
+        .await
+        .unwrap();
     assert_eq!(r.header("x-request-id"), Some("abc-123"));
     assert_eq!(r.json()["headers"]["x-request-id"], "abc-123");
     let r = c.get(&format!("{url}/x"), &[]).await.unwrap();
@@ -203,10 +231,16 @@ async fn no_route_is_404() {
         a.addr
     );
     let gw = TestGateway::start(&yaml).await;
-    let r = Client::new().get(&format!("{}/elsewhere", gw.url("web").await), &[]).await.unwrap();
+    let r = Client::new()
+        .get(&format!("{}/elsewhere", gw.url("web").await), &[])
+        .await
+        .unwrap();
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"], "no_route");
-    let r = Client::new().get(&format!("{}/only/x", gw.url("web").await), &[]).await.unwrap();
+    let r = Client::new()
+        .get(&format!("{}/only/x", gw.url("web").await), &[])
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
 }
 
@@ -216,7 +250,10 @@ async fn redirects_and_direct_responses() {
     let c = Client::new();
     let r = c.get(&format!("{url}/moved?q=1"), &[]).await.unwrap();
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("https://new.example.com/landing?q=1"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://new.example.com/landing?q=1")
+    );
 }
 
 #[tokio::test]
@@ -241,22 +278,44 @@ async fn keep_alive_connections_to_upstreams_are_reused() {
         assert_eq!(c.get(&format!("{url}/x"), &[]).await.unwrap().status, 200);
     }
     assert_eq!(a.requests(), 50);
-    assert!(a.connections() <= 3, "{} upstream connections for 50 sequential requests", a.connections());
+    assert!(
+        a.connections() <= 3,
+        "{} upstream connections for 50 sequential requests",
+        a.connections()
+    );
 }
 
 fn curl(args: &[&str]) -> (String, String) {
-    let out = Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().expect("curl is installed");
-    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_downstream_and_http2_upstream_with_curl() {
     let (_gw, _a, _b, url) = setup().await;
     let u = url.clone();
-    let (out, _) = tokio::task::spawn_blocking(move || curl(&["--http2-prior-knowledge", "-w", "\n%{http_version}", &format!("{u}/x")]))
-        .await
-        .unwrap();
+    let (out, _) = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "--http2-prior-knowledge",
+            "-w",
+            "\n%{http_version}",
+            &format!("{u}/x"),
+        ])
+    })
+    .await
+    .unwrap();
     let (body, version) = out.rsplit_once('\n').unwrap();
     assert_eq!(version, "2");
     let echo: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -264,7 +323,9 @@ async fn h2c_downstream_and_http2_upstream_with_curl() {
     assert_eq!(echo["headers"]["host"], url.trim_start_matches("http://"));
 
     let u = url.clone();
-    let (out, _) = tokio::task::spawn_blocking(move || curl(&[&format!("{u}/h2/y")])).await.unwrap();
+    let (out, _) = tokio::task::spawn_blocking(move || curl(&[&format!("{u}/h2/y")]))
+        .await
+        .unwrap();
     let echo: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(echo["version"], "HTTP/2.0", "HTTP2 backend gets h2c");
     assert_eq!(echo["path"], "/h2/y");
@@ -275,14 +336,24 @@ async fn large_bodies_stream_both_ways_intact() {
     let (_gw, _a, _b, url) = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let upload = dir.path().join("upload.bin");
-    let data: Vec<u8> = (0..48 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let data: Vec<u8> = (0..48 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     std::fs::write(&upload, &data).unwrap();
     let want = fnv64(&data);
     let u = url.clone();
     let up = upload.display().to_string();
-    let (out, _) = tokio::task::spawn_blocking(move || curl(&["--data-binary", &format!("@{up}"), "-H", "content-type: application/octet-stream", &format!("{u}/upload")]))
-        .await
-        .unwrap();
+    let (out, _) = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "--data-binary",
+            &format!("@{up}"),
+            "-H",
+            "content-type: application/octet-stream",
+            &format!("{u}/upload"),
+        ])
+    })
+    .await
+    .unwrap();
     let echo: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(echo["bodyBytes"], data.len());
     assert_eq!(echo["bodyHash"], want);
@@ -291,15 +362,25 @@ async fn large_bodies_stream_both_ways_intact() {
     let down = dir.path().join("down.bin");
     let d = down.display().to_string();
     let u = url.clone();
-    tokio::task::spawn_blocking(move || curl(&["-o", &d, &format!("{u}/stream/{n}")])).await.unwrap();
+    tokio::task::spawn_blocking(move || curl(&["-o", &d, &format!("{u}/stream/{n}")]))
+        .await
+        .unwrap();
     let got = std::fs::read(&down).unwrap();
     assert_eq!(got.len(), n);
-    assert!(got.iter().enumerate().all(|(i, b)| *b == gatehouse_testkit::upstream::pattern(i)));
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == gatehouse_testkit::upstream::pattern(i)));
 }
 
-async fn raw_h1(addr: std::net::SocketAddr) -> hyper::client::conn::http1::SendRequest<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+async fn raw_h1(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::combinators::BoxBody<Bytes, Infallible>>
+{
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     tx
 }
@@ -308,15 +389,29 @@ async fn raw_h1(addr: std::net::SocketAddr) -> hyper::client::conn::http1::SendR
 async fn response_bodies_are_streamed_not_buffered() {
     let (gw, a, _b, _url) = setup().await;
     let mut tx = raw_h1(gw.addr("web").await).await;
-    let req = http::Request::get("/gate").header("host", "x").body(http_body_util::Empty::new().boxed()).unwrap();
-    let resp = tokio::time::timeout(LIMIT, tx.send_request(req)).await.expect("headers arrive").unwrap();
+    let req = http::Request::get("/gate")
+        .header("host", "x")
+        .body(http_body_util::Empty::new().boxed())
+        .unwrap();
+    let resp = tokio::time::timeout(LIMIT, tx.send_request(req))
+        .await
+        .expect("headers arrive")
+        .unwrap();
     let mut body = resp.into_body();
     // The upstream holds back the rest until released: the first chunk can only arrive now if the
     // gateway forwards frames as they come.
-    let first = tokio::time::timeout(LIMIT, body.frame()).await.expect("first chunk before the body ends").unwrap().unwrap();
+    let first = tokio::time::timeout(LIMIT, body.frame())
+        .await
+        .expect("first chunk before the body ends")
+        .unwrap()
+        .unwrap();
     assert_eq!(first.into_data().unwrap(), "first\n");
     a.release();
-    let rest = tokio::time::timeout(LIMIT, body.frame()).await.unwrap().unwrap().unwrap();
+    let rest = tokio::time::timeout(LIMIT, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(rest.into_data().unwrap(), "rest\n");
 }
 
@@ -326,16 +421,31 @@ async fn request_bodies_are_streamed_not_buffered() {
     let mut tx = raw_h1(gw.addr("web").await).await;
     let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
     let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(body_rx));
-    let req = http::Request::post("/upload-gate").header("host", "x").body(body.boxed()).unwrap();
+    let req = http::Request::post("/upload-gate")
+        .header("host", "x")
+        .body(body.boxed())
+        .unwrap();
     let pending = tokio::spawn(async move { tx.send_request(req).await });
-    body_tx.send(Ok(Frame::data(Bytes::from_static(b"part one;")))).await.unwrap();
+    body_tx
+        .send(Ok(Frame::data(Bytes::from_static(b"part one;"))))
+        .await
+        .unwrap();
     // The client has not finished its body: the upstream sees the first chunk only if the gateway
     // streams the request instead of collecting it.
-    let n = tokio::time::timeout(LIMIT, a.first_chunk()).await.expect("upstream got the first chunk early");
+    let n = tokio::time::timeout(LIMIT, a.first_chunk())
+        .await
+        .expect("upstream got the first chunk early");
     assert_eq!(n, 9);
-    body_tx.send(Ok(Frame::data(Bytes::from_static(b"part two")))).await.unwrap();
+    body_tx
+        .send(Ok(Frame::data(Bytes::from_static(b"part two"))))
+        .await
+        .unwrap();
     drop(body_tx);
-    let resp = tokio::time::timeout(LIMIT, pending).await.unwrap().unwrap().unwrap();
+    let resp = tokio::time::timeout(LIMIT, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let echo: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(echo["bodyBytes"], 17);
@@ -346,14 +456,27 @@ async fn malformed_requests_get_4xx_not_a_crash() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (gw, _a, _b, url) = setup().await;
     let addr = gw.addr("web").await;
-    for raw in [&b"GARBAGE\r\n\r\n"[..], b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n", b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n"] {
+    for raw in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n",
+    ] {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(raw).await.unwrap();
         let mut out = Vec::new();
-        let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut out)).await.expect("connection answered and closed");
+        let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut out))
+            .await
+            .expect("connection answered and closed");
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("HTTP/1.1 4"), "{raw:?} -> {text}");
     }
     // and the gateway still serves
-    assert_eq!(Client::new().get(&format!("{url}/x"), &[]).await.unwrap().status, 200);
+    assert_eq!(
+        Client::new()
+            .get(&format!("{url}/x"), &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 }

@@ -8,8 +8,15 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn config(backend: &str, a: &Upstream, b: &Upstream, extra_listener: bool, main_listener: bool) -> String {
-    let mut s = String::from("kind: Gateway\nmetadata: {name: g}\nspec: {accessLog: {enabled: false}}\n");
+fn config(
+    backend: &str,
+    a: &Upstream,
+    b: &Upstream,
+    extra_listener: bool,
+    main_listener: bool,
+) -> String {
+    let mut s =
+        String::from("kind: Gateway\nmetadata: {name: g}\nspec: {accessLog: {enabled: false}}\n");
     if main_listener {
         s.push_str("---\nkind: Listener\nmetadata: {name: web}\nspec: {address: \"127.0.0.1:0\", protocol: HTTP}\n");
     }
@@ -35,7 +42,13 @@ async fn reload_under_continuous_load_fails_no_request() {
     let saw_b = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..8 {
-        let (stop, ok, failed, saw_b, url) = (stop.clone(), ok.clone(), failed.clone(), saw_b.clone(), url.clone());
+        let (stop, ok, failed, saw_b, url) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            saw_b.clone(),
+            url.clone(),
+        );
         clients.push(tokio::spawn(async move {
             // One keep-alive client per task: its connections stay open across every reload.
             let c = Client::new();
@@ -70,7 +83,13 @@ async fn reload_under_continuous_load_fails_no_request() {
         })
         .await
         .expect("traffic flows");
-        gw.write(&config(if i % 2 == 0 { "b" } else { "a" }, &a, &b, false, true));
+        gw.write(&config(
+            if i % 2 == 0 { "b" } else { "a" },
+            &a,
+            &b,
+            false,
+            true,
+        ));
         gw.gw.reload("test").await.expect("valid reload");
     }
     stop.store(true, Ordering::Relaxed);
@@ -78,7 +97,11 @@ async fn reload_under_continuous_load_fails_no_request() {
         c.await.unwrap();
     }
     let total = ok.load(Ordering::Relaxed);
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during reloads");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
     assert!(total >= 4000, "only {total} requests");
     assert!(saw_b.load(Ordering::Relaxed), "reloads took effect");
     eprintln!("{total} requests across {reloads} reloads, none failed");
@@ -94,15 +117,28 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     let c = Client::new();
     let before = c.get(&format!("{admin}/config"), &[]).await.unwrap().json()["version"].clone();
 
-    gw.write(&config("a", &a, &b, false, true).replace("backend: a}", "backend: nope}").replace("name: g}", "name: g}\nspec: {drainTimeout: soon}\n#"));
-    let req = http::Request::post(format!("{admin}/reload")).body(Default::default()).unwrap();
+    gw.write(
+        &config("a", &a, &b, false, true)
+            .replace("backend: a}", "backend: nope}")
+            .replace("name: g}", "name: g}\nspec: {drainTimeout: soon}\n#"),
+    );
+    let req = http::Request::post(format!("{admin}/reload"))
+        .body(Default::default())
+        .unwrap();
     let r = c.send(req).await.unwrap();
     assert_eq!(r.status, 400);
     let errors = r.json()["errors"].as_array().unwrap().clone();
     assert_eq!(errors.len(), 2, "{errors:?}");
     let text: Vec<&str> = errors.iter().map(|e| e.as_str().unwrap()).collect();
-    assert!(text.iter().any(|e| e.contains("config.yaml:") && e.contains("spec.rules[0].backends[0].backend: unknown backend `default/nope`")), "{text:?}");
-    assert!(text.iter().any(|e| e.contains("spec.drainTimeout")), "{text:?}");
+    assert!(
+        text.iter().any(|e| e.contains("config.yaml:")
+            && e.contains("spec.rules[0].backends[0].backend: unknown backend `default/nope`")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|e| e.contains("spec.drainTimeout")),
+        "{text:?}"
+    );
 
     let r = c.get(&format!("{url}/x"), &[]).await.unwrap();
     assert_eq!(r.status, 200);
@@ -111,8 +147,15 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     assert_eq!(cfg["version"], before);
     assert_eq!(cfg["lastReload"]["ok"], false);
     assert_eq!(cfg["lastReload"]["errors"].as_array().unwrap().len(), 2);
-    let metrics = c.get(&format!("{admin}/metrics"), &[]).await.unwrap().text();
-    assert!(metrics.contains("gatehouse_config_reloads_total{result=\"failure\"} 1"), "{metrics}");
+    let metrics = c
+        .get(&format!("{admin}/metrics"), &[])
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("gatehouse_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -124,8 +167,19 @@ async fn reload_starts_and_stops_listeners() {
     gw.write(&config("a", &a, &b, true, true));
     gw.gw.reload("test").await.unwrap();
     let extra = gw.url("extra").await;
-    assert_eq!(Client::new().get(&format!("{extra}/x"), &[]).await.unwrap().status, 200);
-    assert_eq!(gw.addr("web").await, web, "an unchanged listener keeps its socket");
+    assert_eq!(
+        Client::new()
+            .get(&format!("{extra}/x"), &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        gw.addr("web").await,
+        web,
+        "an unchanged listener keeps its socket"
+    );
 
     gw.write(&config("a", &a, &b, true, false));
     gw.gw.reload("test").await.unwrap();
@@ -138,7 +192,14 @@ async fn reload_starts_and_stops_listeners() {
     })
     .await
     .expect("removed listener stops accepting");
-    assert_eq!(Client::new().get(&format!("{extra}/x"), &[]).await.unwrap().status, 200);
+    assert_eq!(
+        Client::new()
+            .get(&format!("{extra}/x"), &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -147,11 +208,18 @@ async fn a_file_change_triggers_a_reload() {
     let b = Upstream::start("b").await;
     let gw = TestGateway::start(&config("a", &a, &b, false, true)).await;
     let source = gatehouse_gateway::ConfigSource::Path(gw.dir.path().to_path_buf());
-    let _watcher = gatehouse_gateway::reload::watch_files(gw.gw.clone(), &source).expect("watching");
+    let _watcher =
+        gatehouse_gateway::reload::watch_files(gw.gw.clone(), &source).expect("watching");
     let mut versions = gw.gw.subscribe();
     gw.write(&config("b", &a, &b, false, true));
-    tokio::time::timeout(LIMIT, versions.changed()).await.expect("reloaded after the file changed").unwrap();
-    let r = Client::new().get(&format!("{}/x", gw.url("web").await), &[]).await.unwrap();
+    tokio::time::timeout(LIMIT, versions.changed())
+        .await
+        .expect("reloaded after the file changed")
+        .unwrap();
+    let r = Client::new()
+        .get(&format!("{}/x", gw.url("web").await), &[])
+        .await
+        .unwrap();
     assert_eq!(r.header("x-config"), Some("b"));
     assert_eq!(gw.gw.status().trigger, "file");
 }

@@ -4,7 +4,11 @@ use gatehouse_testkit::{TestGateway, Upstream};
 use std::process::Command;
 
 fn curl(args: &[String]) -> std::process::Output {
-    Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().expect("curl is installed")
+    Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl is installed")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +50,11 @@ spec:
     std::fs::write(dir.path().join("a.pem"), a.cert.pem()).unwrap();
     std::fs::write(dir.path().join("a-key.pem"), a.key_pair.serialize_pem()).unwrap();
     std::fs::write(dir.path().join("certs/b.pem"), b.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("certs/b-key.pem"), b.key_pair.serialize_pem()).unwrap();
+    std::fs::write(
+        dir.path().join("certs/b-key.pem"),
+        b.key_pair.serialize_pem(),
+    )
+    .unwrap();
     let gw = TestGateway::start_in(dir, &yaml).await;
     let port = gw.addr("secure").await.port();
     let certs = gw.dir.path().to_path_buf();
@@ -87,17 +95,32 @@ spec:
     };
     assert_eq!(ok(&out.0), "2", "a.test over h2 with a's certificate");
     assert_eq!(ok(&out.1), "2", "x.b.test gets the wildcard certificate");
-    assert_eq!(ok(&out.2), "1.1", "ALPN http/1.1 when the client asks for it");
-    assert!(!out.3.status.success(), "x.b.test must not be served a's certificate");
+    assert_eq!(
+        ok(&out.2),
+        "1.1",
+        "ALPN http/1.1 when the client asks for it"
+    );
+    assert!(
+        !out.3.status.success(),
+        "x.b.test must not be served a's certificate"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_certificate_fails_startup_with_the_path() {
     let yaml = "kind: Listener\nmetadata: {name: s}\nspec:\n  address: \"127.0.0.1:0\"\n  protocol: HTTPS\n  tls: {certificates: [{certFile: nope.pem, keyFile: nope-key.pem}]}\n";
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.yaml"), gatehouse_testkit::gateway::with_api_version(yaml)).unwrap();
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        gatehouse_testkit::gateway::with_api_version(yaml),
+    )
+    .unwrap();
     let source = gatehouse_gateway::ConfigSource::Path(dir.path().to_path_buf());
     let config = source.load().unwrap();
-    let err = gatehouse_gateway::Gateway::start(source, config).await.err().expect("refused").to_string();
+    let err = gatehouse_gateway::Gateway::start(source, config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("nope.pem"), "{err}");
 }

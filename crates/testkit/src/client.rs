@@ -21,7 +21,8 @@ pub struct Reply {
 impl Reply {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// The body as text.
@@ -57,7 +58,11 @@ impl Client {
 
     /// Sends a request and reads the whole response.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
-        let resp = self.inner.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let resp = self
+            .inner
+            .request(req)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok(Reply {
@@ -73,11 +78,15 @@ impl Client {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        self.send(b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?).await
+        self.send(b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?)
+            .await
     }
 }
 
 /// FNV-64 of a byte string, as the upstream reports `bodyHash`.
 pub fn fnv64(data: &[u8]) -> String {
-    format!("{:016x}", crate::upstream::fnv64_update(crate::upstream::fnv64_init(), data))
+    format!(
+        "{:016x}",
+        crate::upstream::fnv64_update(crate::upstream::fnv64_init(), data)
+    )
 }

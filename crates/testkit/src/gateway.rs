@@ -28,13 +28,19 @@ impl TestGateway {
 
     /// As `start`, in a directory the test prepared (with certificates, say).
     pub async fn start_in(dir: tempfile::TempDir, yaml: &str) -> TestGateway {
-        std::fs::write(dir.path().join("config.yaml"), with_api_version(yaml)).expect("write config");
+        std::fs::write(dir.path().join("config.yaml"), with_api_version(yaml))
+            .expect("write config");
         let source = ConfigSource::Path(dir.path().to_path_buf());
-        let config = source.load().unwrap_or_else(|e| panic!("invalid test config:\n{e}"));
-        let gw = Gateway::start(source, config).await.unwrap_or_else(|e| panic!("{e}"));
-        let admin = gatehouse_gateway::admin::serve(gw.clone(), "127.0.0.1:0".parse().expect("addr"))
+        let config = source
+            .load()
+            .unwrap_or_else(|e| panic!("invalid test config:\n{e}"));
+        let gw = Gateway::start(source, config)
             .await
-            .expect("admin bind");
+            .unwrap_or_else(|e| panic!("{e}"));
+        let admin =
+            gatehouse_gateway::admin::serve(gw.clone(), "127.0.0.1:0".parse().expect("addr"))
+                .await
+                .expect("admin bind");
         TestGateway { gw, admin, dir }
     }
 

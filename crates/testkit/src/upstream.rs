@@ -54,7 +54,9 @@ pub fn pattern(i: usize) -> u8 {
 impl Upstream {
     /// Starts an upstream that names itself `name` in every echo.
     pub async fn start(name: &str) -> Upstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(State {
@@ -67,7 +69,9 @@ impl Upstream {
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 tokio::spawn(async move {
@@ -96,7 +100,12 @@ impl Upstream {
 
     /// Waits until an `/upload-gate` request's first body chunk arrived; returns its size.
     pub async fn first_chunk(&self) -> usize {
-        self.first_chunk_rx.lock().await.recv().await.expect("upstream alive")
+        self.first_chunk_rx
+            .lock()
+            .await
+            .recv()
+            .await
+            .expect("upstream alive")
     }
 
     /// TCP connections accepted so far.
@@ -119,7 +128,10 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 async fn serve(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     st.requests.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
-    if let Some(n) = path.strip_prefix("/stream/").and_then(|n| n.parse::<usize>().ok()) {
+    if let Some(n) = path
+        .strip_prefix("/stream/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
         tokio::spawn(async move {
             let mut sent = 0;
@@ -141,18 +153,31 @@ async fn serve(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
         let st2 = st.clone();
         tokio::spawn(async move {
-            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first\n")))).await;
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"first\n"))))
+                .await;
             st2.release.notified().await;
-            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"rest\n")))).await;
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"rest\n"))))
+                .await;
         });
         return Response::new(BodyExt::boxed(StreamBody::new(tokio_stream(rx))));
     }
-    if let Some(ms) = path.strip_prefix("/slow/").and_then(|n| n.parse::<u64>().ok()) {
+    if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         return full(StatusCode::OK, format!("slept {ms}ms\n"));
     }
-    if let Some(code) = path.strip_prefix("/status/").and_then(|n| n.parse::<u16>().ok()) {
-        return full(StatusCode::from_u16(code).unwrap_or(StatusCode::OK), format!("status {code}\n"));
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|n| n.parse::<u16>().ok())
+    {
+        return full(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+            format!("status {code}\n"),
+        );
     }
     let (parts, mut body) = req.into_parts();
     let gate = path == "/upload-gate";
@@ -175,7 +200,12 @@ async fn serve(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), serde_json::Value::from(v.to_str().unwrap_or("<binary>"))))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                serde_json::Value::from(v.to_str().unwrap_or("<binary>")),
+            )
+        })
         .fold(serde_json::Map::new(), |mut m, (k, v)| {
             match m.get_mut(&k) {
                 Some(serde_json::Value::String(prev)) => {
@@ -198,8 +228,14 @@ async fn serve(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         "bodyHash": format!("{hash:016x}"),
     });
     let mut r = full(StatusCode::OK, echo.to_string());
-    r.headers_mut().insert("content-type", "application/json".parse().expect("static"));
-    r.headers_mut().insert("x-upstream", st.name.parse().unwrap_or_else(|_| "?".parse().expect("static")));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().expect("static"));
+    r.headers_mut().insert(
+        "x-upstream",
+        st.name
+            .parse()
+            .unwrap_or_else(|_| "?".parse().expect("static")),
+    );
     r
 }
 
