@@ -20,7 +20,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GATEHOUSE = os.path.join(ROOT, "target", "release", "gatehouse")
+GATEHOUSE = os.environ.get("GATEHOUSE_BIN") or os.path.join(ROOT, "target", "release", "gatehouse")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 ENVOY = shutil.which("envoy")
@@ -247,12 +247,14 @@ def run_wrk(port, path, duration, conns):
         capture_output=True,
         text=True,
     ).stdout
+    if "Requests/sec" not in out or "99%" not in out:
+        raise RuntimeError(f"wrk failed on port {port}{path}:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
-    p50 = parse_latency(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = parse_latency(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = parse_latency(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = parse_latency(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     bad = int(errs.group(1)) if errs else 0
     return dict(rps=rps, reqs=reqs, p50=p50, p99=p99, errors=bad, socket=sock.group(1) if sock else "")
 

@@ -158,10 +158,17 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(w) = config.gateway.workers {
-        rt.worker_threads(w);
-    }
+    // One worker needs no work-stealing scheduler: the single-threaded one skips its cross-thread
+    // wakeups and atomics.
+    let mut rt = match config.gateway.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(w) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(w);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
