@@ -32,6 +32,8 @@ pub struct Target {
     pub local_metrics: Arc<RequestMetrics>,
     /// Body of a direct response.
     pub body: Bytes,
+    /// `rewrite.host` as a ready header value.
+    pub host_rewrite: Option<http::HeaderValue>,
 }
 
 impl Target {
@@ -144,6 +146,7 @@ impl Snapshot {
                     Action::Direct(d) => Bytes::from(d.body.clone()),
                     _ => Bytes::new(),
                 },
+                host_rewrite: rule.rewrite.host.as_deref().and_then(|h| http::HeaderValue::from_str(h).ok()),
             }
         });
         let access_log = AccessLogger::new(&config.gateway.access_log)

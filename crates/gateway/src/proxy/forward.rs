@@ -13,8 +13,21 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
 /// Removes hop-by-hop headers: the fixed set, and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names is cheaper than six hashed removals.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION) {
         let named: Vec<HeaderName> = conn
             .to_str()
@@ -70,36 +83,40 @@ pub fn rewrite_path(rule: &Rule, path: &str, query: Option<&str>) -> Option<Stri
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host. Values from the client are kept only when its address is
-/// trusted; otherwise they are replaced, so nobody can forge their origin.
+/// trusted; otherwise they are replaced, so nobody can forge their origin. `peer_value` is the
+/// peer's address already formatted (once per connection).
 pub fn set_forwarded(
     headers: &mut HeaderMap,
+    peer_value: &HeaderValue,
     peer: IpAddr,
     trusted: &[IpNet],
     scheme: &'static str,
-    host: &str,
+    host: Option<&HeaderValue>,
 ) {
-    let is_trusted = trusted.iter().any(|n| n.contains(&peer));
-    let mut buf = itoa_ip(peer);
-    if is_trusted {
-        let prior: Vec<&str> = headers
+    let is_trusted = !trusted.is_empty() && trusted.iter().any(|n| n.contains(&peer));
+    let prior: Vec<&str> = if is_trusted {
+        headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .collect();
-        if !prior.is_empty() {
-            buf = format!("{}, {buf}", prior.join(", "));
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&buf) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let xff = if prior.is_empty() {
+        peer_value.clone()
+    } else {
+        HeaderValue::from_str(&format!("{}, {}", prior.join(", "), peer_value.to_str().unwrap_or("")))
+            .unwrap_or_else(|_| peer_value.clone())
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     if !is_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
     if !is_trusted || !headers.contains_key(&X_FORWARDED_HOST) {
-        match HeaderValue::from_str(host) {
-            Ok(v) if !host.is_empty() => {
-                headers.insert(X_FORWARDED_HOST.clone(), v);
+        match host {
+            Some(h) if !h.is_empty() => {
+                headers.insert(X_FORWARDED_HOST.clone(), h.clone());
             }
             _ => {
                 headers.remove(&X_FORWARDED_HOST);
@@ -108,14 +125,16 @@ pub fn set_forwarded(
     }
 }
 
-fn itoa_ip(ip: IpAddr) -> String {
-    match ip {
+/// A peer address as an `X-Forwarded-For` element (IPv4-mapped IPv6 shown as IPv4).
+pub fn forwarded_for_value(ip: IpAddr) -> HeaderValue {
+    let text = match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
             None => v6.to_string(),
         },
         v4 => v4.to_string(),
-    }
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Applies a rule's header changes.
@@ -204,13 +223,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
-        set_forwarded(
-            &mut h,
-            "192.168.1.1".parse().unwrap(),
-            &trusted,
-            "http",
-            "api.example.com",
-        );
+        let host = HeaderValue::from_static("api.example.com");
+        let peer: IpAddr = "192.168.1.1".parse().unwrap();
+        set_forwarded(&mut h, &forwarded_for_value(peer), peer, &trusted, "http", Some(&host));
         assert_eq!(h["x-forwarded-for"], "192.168.1.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -218,13 +233,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
-        set_forwarded(
-            &mut h,
-            "10.1.1.1".parse().unwrap(),
-            &trusted,
-            "http",
-            "api.example.com",
-        );
+        let peer: IpAddr = "10.1.1.1".parse().unwrap();
+        set_forwarded(&mut h, &forwarded_for_value(peer), peer, &trusted, "http", Some(&host));
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.1.1.1");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

@@ -28,6 +28,19 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The client address as an `X-Forwarded-For` value, formatted once per connection.
+    pub forwarded_for: HeaderValue,
+}
+
+impl ConnInfo {
+    /// Describes a new downstream connection.
+    pub fn new(peer: SocketAddr, scheme: &'static str) -> Self {
+        ConnInfo {
+            peer,
+            scheme,
+            forwarded_for: forward::forwarded_for_value(peer.ip()),
+        }
+    }
 }
 
 fn request_id(req: &Request<Incoming>) -> HeaderValue {
@@ -137,10 +150,9 @@ pub async fn handle(
             local_response(resp, Bytes::new(), &entry.rule, rid, start, target, log)
         }
         Action::Forward(_) => {
-            let route = entry.route.clone();
+            let log = log_context(&snap, conn, &req, &rid, &host, &entry.route, "", None);
             let entry = entry.clone();
-            let host = host.into_owned();
-            forward(snap, conn, req, entry, rid, host, route, start).await
+            forward(snap, conn, req, entry, rid, log, start).await
         }
     }
 }
@@ -250,133 +262,95 @@ fn redirect_location(
     out
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn forward(
     snap: Arc<Snapshot>,
     conn: &ConnInfo,
     req: Request<Incoming>,
     entry: Arc<crate::routing::Entry<Target>>,
     rid: HeaderValue,
-    host: String,
-    route: Arc<str>,
+    mut log: Option<Box<LogContext>>,
     start: Instant,
 ) -> Response<ResponseBody> {
     let target = &entry.target;
     let rule = &entry.rule;
+    let route = &entry.route;
     let Some(choice) = target.pick() else {
-        let err = ProxyError::new(
-            ErrorKind::NoHealthyEndpoint,
-            "no backend with a weight above 0",
-        );
-        let log = log_context(&snap, conn, &req, &rid, &host, &route, "", None);
-        return error_response(
-            &snap,
-            err,
-            &rid,
-            &route,
-            start,
-            target.local_metrics.clone(),
-            log,
-        );
+        let err = ProxyError::new(ErrorKind::NoHealthyEndpoint, "no backend with a weight above 0");
+        return error_response(&snap, err, &rid, route, start, target.local_metrics.clone(), log);
     };
     let backend = &choice.backend;
-    let bytes_in = snap
-        .access_log
-        .as_ref()
-        .map(|_| Arc::new(AtomicU64::new(0)));
-    let mut log = log_context(
-        &snap,
-        conn,
-        &req,
-        &rid,
-        &host,
-        &route,
-        &backend.id,
-        bytes_in.clone(),
-    );
+    let bytes_in = log.as_mut().map(|l| {
+        l.backend = backend.id.clone();
+        let counter = Arc::new(AtomicU64::new(0));
+        l.bytes_in = Some(counter.clone());
+        counter
+    });
     let Some(ep) = backend.pick() else {
-        let err = ProxyError::new(
-            ErrorKind::NoHealthyEndpoint,
-            format!("backend {} has no endpoints", backend.id),
-        );
-        return error_response(&snap, err, &rid, &route, start, choice.metrics.clone(), log);
+        let err = ProxyError::new(ErrorKind::NoHealthyEndpoint, format!("backend {} has no endpoints", backend.id));
+        return error_response(&snap, err, &rid, route, start, choice.metrics.clone(), log);
     };
 
     let (mut parts, body) = req.into_parts();
-    let wants_trailers = parts
-        .headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    let authority = match parts.uri.authority() {
-        Some(a) => Some(a.as_str().to_string()),
-        None => parts
+    let h2 = backend.protocol == BackendProtocol::HTTP2;
+    // gRPC needs `te: trailers` end to end, though TE is otherwise hop-by-hop.
+    let wants_trailers = h2
+        && parts
             .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string),
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+    // The request's authority: the Host header (HTTP/1.1) or :authority (HTTP/2).
+    let authority: Option<HeaderValue> = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
     };
     forward::strip_hop_by_hop(&mut parts.headers);
-    forward::set_forwarded(
-        &mut parts.headers,
-        conn.peer.ip(),
-        &snap.trusted_proxies,
-        conn.scheme,
-        authority.as_deref().unwrap_or(""),
-    );
+    forward::set_forwarded(&mut parts.headers, &conn.forwarded_for, conn.peer.ip(), &snap.trusted_proxies, conn.scheme, authority.as_ref());
     parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
-    let upstream_host = rule
-        .rewrite
-        .host
-        .clone()
-        .or(authority)
-        .unwrap_or_else(|| ep.address.to_string());
-    forward::apply_mods(&mut parts.headers, &rule.request_headers);
+    if !rule.request_headers.is_empty() {
+        forward::apply_mods(&mut parts.headers, &rule.request_headers);
+    }
+    let upstream_host = target.host_rewrite.clone().or(authority);
 
-    let path_and_query = forward::rewrite_path(rule, parts.uri.path(), parts.uri.query())
-        .unwrap_or_else(|| {
-            parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string()
-        });
-    let uri = match backend.protocol {
-        BackendProtocol::HTTP1 => {
-            parts.version = Version::HTTP_11;
-            if let Ok(h) = HeaderValue::from_str(&upstream_host) {
-                parts.headers.insert(header::HOST, h);
-            }
-            path_and_query.parse::<Uri>()
+    let rewritten = forward::rewrite_path(rule, parts.uri.path(), parts.uri.query());
+    let uri = if h2 {
+        parts.version = Version::HTTP_2;
+        parts.headers.remove(header::HOST);
+        if wants_trailers {
+            parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        BackendProtocol::HTTP2 => {
-            parts.version = Version::HTTP_2;
-            parts.headers.remove(header::HOST);
-            if wants_trailers {
-                parts
-                    .headers
-                    .insert(header::TE, HeaderValue::from_static("trailers"));
+        let host = upstream_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(&ep.address);
+        let pq = rewritten.as_deref().or(parts.uri.path_and_query().map(|p| p.as_str())).unwrap_or("/");
+        Some(format!("http://{host}{pq}").parse::<Uri>().map_err(|e| e.to_string()))
+    } else {
+        parts.version = Version::HTTP_11;
+        if let Some(h) = upstream_host {
+            parts.headers.insert(header::HOST, h);
+        }
+        match rewritten {
+            Some(pq) => Some(pq.parse::<Uri>().map_err(|e| e.to_string())),
+            // HTTP/1.1 upstreams get origin-form; an absolute-form or HTTP/2 request URI is cut
+            // down to its path and query (a cheap clone of shared bytes).
+            None if parts.uri.scheme().is_some() || parts.uri.authority().is_some() => {
+                let mut p = http::uri::Parts::default();
+                p.path_and_query = parts.uri.path_and_query().cloned();
+                Some(Uri::from_parts(p).map_err(|e| e.to_string()))
             }
-            format!("http://{upstream_host}{path_and_query}").parse::<Uri>()
+            None => None,
         }
     };
-    parts.uri = match uri {
-        Ok(u) => u,
-        Err(e) => {
-            let err = ProxyError::new(
-                ErrorKind::BadRequest,
-                format!("cannot build upstream URI: {e}"),
-            );
-            return error_response(&snap, err, &rid, &route, start, choice.metrics.clone(), log);
+    match uri {
+        Some(Ok(u)) => parts.uri = u,
+        Some(Err(e)) => {
+            let err = ProxyError::new(ErrorKind::BadRequest, format!("cannot build upstream URI: {e}"));
+            return error_response(&snap, err, &rid, route, start, choice.metrics.clone(), log);
         }
-    };
+        None => {}
+    }
     let upstream_req = Request::from_parts(parts, RequestBody::new(body, bytes_in));
 
     ep.shared.in_flight.fetch_add(1, Ordering::Relaxed);
-    let sent_at = Instant::now();
+    let sent_at = log.as_ref().map(|_| Instant::now());
     let timeout = rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
     let result = if timeout.is_zero() {
         client::send(backend, &ep, upstream_req).await
@@ -385,15 +359,11 @@ async fn forward(
             Ok(r) => r,
             Err(_) => Err(ProxyError::new(
                 ErrorKind::Timeout,
-                format!(
-                    "upstream {} did not answer within {}",
-                    ep.address,
-                    gatehouse_config::units::DisplayDuration(timeout)
-                ),
+                format!("upstream {} did not answer within {}", ep.address, gatehouse_config::units::DisplayDuration(timeout)),
             )),
         }
     };
-    if let Some(l) = log.as_mut() {
+    if let (Some(l), Some(sent_at)) = (log.as_mut(), sent_at) {
         l.upstream = Some(ep.address.clone());
         l.upstream_duration = Some(sent_at.elapsed());
     }
@@ -401,12 +371,14 @@ async fn forward(
         Ok(r) => r,
         Err(err) => {
             ep.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-            return error_response(&snap, err, &rid, &route, start, choice.metrics.clone(), log);
+            return error_response(&snap, err, &rid, route, start, choice.metrics.clone(), log);
         }
     };
     let (mut parts, body) = resp.into_parts();
     forward::strip_hop_by_hop(&mut parts.headers);
-    forward::apply_mods(&mut parts.headers, &rule.response_headers);
+    if !rule.response_headers.is_empty() {
+        forward::apply_mods(&mut parts.headers, &rule.response_headers);
+    }
     parts.headers.insert(X_REQUEST_ID.clone(), rid);
     let done = Completion {
         start,

@@ -102,7 +102,7 @@ pub fn start(
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let info = Arc::new(ConnInfo { peer, scheme });
+                    let info = Arc::new(ConnInfo::new(peer, scheme));
                     let snapshot = snapshot.clone();
                     let builder = builder.clone();
                     let gauge = gauge.clone();
