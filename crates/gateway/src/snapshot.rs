@@ -146,7 +146,11 @@ impl Snapshot {
                     Action::Direct(d) => Bytes::from(d.body.clone()),
                     _ => Bytes::new(),
                 },
-                host_rewrite: rule.rewrite.host.as_deref().and_then(|h| http::HeaderValue::from_str(h).ok()),
+                host_rewrite: rule
+                    .rewrite
+                    .host
+                    .as_deref()
+                    .and_then(|h| http::HeaderValue::from_str(h).ok()),
             }
         });
         let access_log = AccessLogger::new(&config.gateway.access_log)

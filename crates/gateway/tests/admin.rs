@@ -104,3 +104,57 @@ async fn config_routes_and_backends_are_exposed() {
     assert_eq!(b["endpoints"][1]["weight"], 3);
     assert_eq!(b["endpoints"][0]["inFlight"], 0);
 }
+
+#[tokio::test]
+async fn access_log_writes_one_json_line_per_request() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let yaml = format!(
+        "kind: Gateway\nmetadata: {{name: g}}\nspec: {{accessLog: {{format: json, path: \"{}\"}}}}\n---\nkind: Listener\nmetadata: {{name: web}}\nspec: {{address: \"127.0.0.1:0\", protocol: HTTP}}\n---\nkind: Backend\nmetadata: {{name: up}}\nspec: {{endpoints: [\"{}\"]}}\n---\nkind: Route\nmetadata: {{name: r}}\nspec:\n  rules:\n    - match: {{path: {{prefix: /api}}}}\n      backends: [{{backend: up}}]\n",
+        log.display(),
+        up.addr
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let url = gw.url("web").await;
+    let c = Client::new();
+    let req = http::Request::post(format!("{url}/api/items?secret=1"))
+        .header("host", "shop.test")
+        .header("x-request-id", "log-1")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"0123456789",
+        )))
+        .unwrap();
+    let r = c.send(req).await.unwrap();
+    assert_eq!(r.status, 200);
+    let missing = c
+        .get(&format!("{url}/nothing"), &[("x-request-id", "log-2")])
+        .await
+        .unwrap();
+    assert_eq!(missing.status, 404);
+    // The line is written when the gateway sees the end of the response body, so before the
+    // client can have read all of it: no waiting needed.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let l = &lines[0];
+    assert_eq!(l["requestId"], "log-1");
+    assert_eq!(l["client"], "127.0.0.1");
+    assert_eq!(l["method"], "POST");
+    assert_eq!(l["host"], "shop.test");
+    assert_eq!(l["path"], "/api/items", "no query strings in logs");
+    assert_eq!(l["status"], 200);
+    assert_eq!(l["bytesIn"], 10);
+    assert_eq!(l["bytesOut"].as_u64().unwrap(), r.body.len() as u64);
+    assert_eq!(l["route"], "default/r");
+    assert_eq!(l["backend"], "default/up");
+    assert_eq!(l["upstream"], up.addr.to_string());
+    assert!(l["durationMs"].as_f64().unwrap() >= l["upstreamDurationMs"].as_f64().unwrap());
+    assert!(l["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(lines[1]["status"], 404);
+    assert_eq!(lines[1]["error"], "no_route");
+    assert_eq!(lines[1]["route"], "");
+}

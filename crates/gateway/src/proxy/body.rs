@@ -10,7 +10,6 @@ use crate::upstream::pool;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,19 +60,19 @@ pub struct LogContext {
     /// The logger.
     pub logger: Arc<AccessLogger>,
     /// Request id.
-    pub request_id: String,
-    /// Peer.
-    pub client: SocketAddr,
+    pub request_id: http::HeaderValue,
+    /// Peer address, as formatted for X-Forwarded-For.
+    pub client: http::HeaderValue,
     /// Method.
     pub method: http::Method,
-    /// Host.
-    pub host: String,
-    /// Path.
-    pub path: String,
+    /// Request URI (its path, and its authority for HTTP/2).
+    pub uri: http::Uri,
+    /// Host header (HTTP/1.1).
+    pub host: Option<http::HeaderValue>,
     /// Route.
-    pub route: Arc<str>,
+    pub route: Option<Arc<str>>,
     /// Backend.
-    pub backend: Arc<str>,
+    pub backend: Option<Arc<str>>,
     /// Endpoint.
     pub upstream: Option<Arc<str>>,
     /// Time to upstream headers.
@@ -108,18 +107,22 @@ impl Completion {
             ep.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(l) = self.log {
+            let host = match l.uri.authority() {
+                Some(a) => a.as_str(),
+                None => l.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+            };
             l.logger.log(&Record {
-                request_id: &l.request_id,
-                client: l.client,
+                request_id: l.request_id.to_str().unwrap_or(""),
+                client: l.client.to_str().unwrap_or(""),
                 method: l.method.as_str(),
-                host: &l.host,
-                path: &l.path,
+                host,
+                path: l.uri.path(),
                 status: self.status,
                 bytes_in: l.bytes_in.as_ref().map_or(0, |c| c.load(Ordering::Relaxed)),
                 bytes_out,
                 duration: elapsed,
-                route: &l.route,
-                backend: &l.backend,
+                route: l.route.as_deref().unwrap_or(""),
+                backend: l.backend.as_deref().unwrap_or(""),
                 upstream: l.upstream.as_deref(),
                 upstream_duration: l.upstream_duration,
                 error: l.error,

@@ -13,43 +13,50 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-}
-
 /// Removes hop-by-hop headers: the fixed set, and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names is cheaper than six hashed removals.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names finds what to remove; most messages carry only `Connection:
+    // keep-alive` or nothing, so the common case does one or no hashed removal.
+    let mut found = [false; 6];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
+            found[i] = true;
+            any = true;
+        }
+    }
+    if !any {
         return;
     }
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+    if found[0] {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for n in named {
             headers.remove(n);
         }
     }
-    for h in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ] {
-        headers.remove(h);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if found[i] {
+            headers.remove(*name);
+        }
     }
 }
+
+static HOP_BY_HOP: [&HeaderName; 6] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+];
 
 /// The path (and query) to send upstream after the rule's rewrite.
 pub fn rewrite_path(rule: &Rule, path: &str, query: Option<&str>) -> Option<String> {
@@ -106,8 +113,12 @@ pub fn set_forwarded(
     let xff = if prior.is_empty() {
         peer_value.clone()
     } else {
-        HeaderValue::from_str(&format!("{}, {}", prior.join(", "), peer_value.to_str().unwrap_or("")))
-            .unwrap_or_else(|_| peer_value.clone())
+        HeaderValue::from_str(&format!(
+            "{}, {}",
+            prior.join(", "),
+            peer_value.to_str().unwrap_or("")
+        ))
+        .unwrap_or_else(|_| peer_value.clone())
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     if !is_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -225,7 +236,14 @@ mod tests {
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         let host = HeaderValue::from_static("api.example.com");
         let peer: IpAddr = "192.168.1.1".parse().unwrap();
-        set_forwarded(&mut h, &forwarded_for_value(peer), peer, &trusted, "http", Some(&host));
+        set_forwarded(
+            &mut h,
+            &forwarded_for_value(peer),
+            peer,
+            &trusted,
+            "http",
+            Some(&host),
+        );
         assert_eq!(h["x-forwarded-for"], "192.168.1.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -234,7 +252,14 @@ mod tests {
         h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         let peer: IpAddr = "10.1.1.1".parse().unwrap();
-        set_forwarded(&mut h, &forwarded_for_value(peer), peer, &trusted, "http", Some(&host));
+        set_forwarded(
+            &mut h,
+            &forwarded_for_value(peer),
+            peer,
+            &trusted,
+            "http",
+            Some(&host),
+        );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.1.1.1");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

@@ -109,7 +109,7 @@ pub async fn handle(
             ErrorKind::NoRoute,
             format!("no route for {} {}", req.method(), path),
         );
-        let log = log_context(&snap, conn, &req, &rid, &host, "", "", None);
+        let log = log_context(&snap, conn, &req, &rid, None);
         return error_response(
             &snap,
             err,
@@ -128,7 +128,7 @@ pub async fn handle(
             if let Ok(ct) = HeaderValue::from_str(&d.content_type) {
                 resp.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
-            let log = log_context(&snap, conn, &req, &rid, &host, &entry.route, "", None);
+            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
             local_response(
                 resp,
                 target.body.clone(),
@@ -146,41 +146,39 @@ pub async fn handle(
             if let Ok(loc) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(header::LOCATION, loc);
             }
-            let log = log_context(&snap, conn, &req, &rid, &host, &entry.route, "", None);
+            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
             local_response(resp, Bytes::new(), &entry.rule, rid, start, target, log)
         }
         Action::Forward(_) => {
-            let log = log_context(&snap, conn, &req, &rid, &host, &entry.route, "", None);
+            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
             let entry = entry.clone();
             forward(snap, conn, req, entry, rid, log, start).await
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Access-log data for a request, when logging is on. Everything is a reference-counted clone of
+/// what the request already holds: no string is copied here.
 fn log_context(
     snap: &Snapshot,
     conn: &ConnInfo,
     req: &Request<Incoming>,
     rid: &HeaderValue,
-    host: &str,
-    route: &str,
-    backend: &str,
-    bytes_in: Option<Arc<AtomicU64>>,
+    route: Option<&Arc<str>>,
 ) -> Option<Box<LogContext>> {
     let logger = snap.access_log.as_ref()?;
     Some(Box::new(LogContext {
         logger: logger.clone(),
-        request_id: rid.to_str().unwrap_or("").to_string(),
-        client: conn.peer,
+        request_id: rid.clone(),
+        client: conn.forwarded_for.clone(),
         method: req.method().clone(),
-        host: host.to_string(),
-        path: req.uri().path().to_string(),
-        route: route.into(),
-        backend: backend.into(),
+        uri: req.uri().clone(),
+        host: req.headers().get(header::HOST).cloned(),
+        route: route.cloned(),
+        backend: None,
         upstream: None,
         upstream_duration: None,
-        bytes_in,
+        bytes_in: None,
         error: None,
     }))
 }
@@ -275,18 +273,32 @@ async fn forward(
     let rule = &entry.rule;
     let route = &entry.route;
     let Some(choice) = target.pick() else {
-        let err = ProxyError::new(ErrorKind::NoHealthyEndpoint, "no backend with a weight above 0");
-        return error_response(&snap, err, &rid, route, start, target.local_metrics.clone(), log);
+        let err = ProxyError::new(
+            ErrorKind::NoHealthyEndpoint,
+            "no backend with a weight above 0",
+        );
+        return error_response(
+            &snap,
+            err,
+            &rid,
+            route,
+            start,
+            target.local_metrics.clone(),
+            log,
+        );
     };
     let backend = &choice.backend;
     let bytes_in = log.as_mut().map(|l| {
-        l.backend = backend.id.clone();
+        l.backend = Some(backend.id.clone());
         let counter = Arc::new(AtomicU64::new(0));
         l.bytes_in = Some(counter.clone());
         counter
     });
     let Some(ep) = backend.pick() else {
-        let err = ProxyError::new(ErrorKind::NoHealthyEndpoint, format!("backend {} has no endpoints", backend.id));
+        let err = ProxyError::new(
+            ErrorKind::NoHealthyEndpoint,
+            format!("backend {} has no endpoints", backend.id),
+        );
         return error_response(&snap, err, &rid, route, start, choice.metrics.clone(), log);
     };
 
@@ -298,18 +310,30 @@ async fn forward(
             .headers
             .get(header::TE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
     // The request's authority: the Host header (HTTP/1.1) or :authority (HTTP/2).
     let authority: Option<HeaderValue> = match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
     forward::strip_hop_by_hop(&mut parts.headers);
-    forward::set_forwarded(&mut parts.headers, &conn.forwarded_for, conn.peer.ip(), &snap.trusted_proxies, conn.scheme, authority.as_ref());
+    forward::set_forwarded(
+        &mut parts.headers,
+        &conn.forwarded_for,
+        conn.peer.ip(),
+        &snap.trusted_proxies,
+        conn.scheme,
+        authority.as_ref(),
+    );
     parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
     if !rule.request_headers.is_empty() {
         forward::apply_mods(&mut parts.headers, &rule.request_headers);
     }
+    // HTTP/1.1 requests already carry the right Host unless it is rewritten.
+    let from_host_header = parts.uri.authority().is_none();
     let upstream_host = target.host_rewrite.clone().or(authority);
 
     let rewritten = forward::rewrite_path(rule, parts.uri.path(), parts.uri.query());
@@ -317,14 +341,28 @@ async fn forward(
         parts.version = Version::HTTP_2;
         parts.headers.remove(header::HOST);
         if wants_trailers {
-            parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        let host = upstream_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(&ep.address);
-        let pq = rewritten.as_deref().or(parts.uri.path_and_query().map(|p| p.as_str())).unwrap_or("/");
-        Some(format!("http://{host}{pq}").parse::<Uri>().map_err(|e| e.to_string()))
+        let host = upstream_host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(&ep.address);
+        let pq = rewritten
+            .as_deref()
+            .or(parts.uri.path_and_query().map(|p| p.as_str()))
+            .unwrap_or("/");
+        Some(
+            format!("http://{host}{pq}")
+                .parse::<Uri>()
+                .map_err(|e| e.to_string()),
+        )
     } else {
         parts.version = Version::HTTP_11;
-        if let Some(h) = upstream_host {
+        if let Some(h) =
+            upstream_host.filter(|_| target.host_rewrite.is_some() || !from_host_header)
+        {
             parts.headers.insert(header::HOST, h);
         }
         match rewritten {
@@ -342,7 +380,10 @@ async fn forward(
     match uri {
         Some(Ok(u)) => parts.uri = u,
         Some(Err(e)) => {
-            let err = ProxyError::new(ErrorKind::BadRequest, format!("cannot build upstream URI: {e}"));
+            let err = ProxyError::new(
+                ErrorKind::BadRequest,
+                format!("cannot build upstream URI: {e}"),
+            );
             return error_response(&snap, err, &rid, route, start, choice.metrics.clone(), log);
         }
         None => {}
@@ -359,7 +400,11 @@ async fn forward(
             Ok(r) => r,
             Err(_) => Err(ProxyError::new(
                 ErrorKind::Timeout,
-                format!("upstream {} did not answer within {}", ep.address, gatehouse_config::units::DisplayDuration(timeout)),
+                format!(
+                    "upstream {} did not answer within {}",
+                    ep.address,
+                    gatehouse_config::units::DisplayDuration(timeout)
+                ),
             )),
         }
     };

@@ -75,7 +75,8 @@ pub fn start(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(spec.idle_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        .writev(false);
     builder.http2().timer(TokioTimer::new());
     let scheme = match spec.protocol {
         ListenerProtocol::HTTP => "http",

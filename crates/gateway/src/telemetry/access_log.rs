@@ -7,7 +7,6 @@ use gatehouse_config::{AccessLog, LogTarget};
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -26,8 +25,8 @@ enum Target {
 pub struct Record<'a> {
     /// Request id.
     pub request_id: &'a str,
-    /// Downstream peer.
-    pub client: SocketAddr,
+    /// Downstream peer's address.
+    pub client: &'a str,
     /// Method.
     pub method: &'a str,
     /// Host as requested.
@@ -59,8 +58,60 @@ thread_local! {
 }
 
 fn string(buf: &mut Vec<u8>, s: &str) {
-    // serde_json escapes correctly; writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *buf, s);
+    // No early exit, so the check vectorizes; almost every string needs no escaping.
+    let needs_escape = s.bytes().fold(false, |acc, b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else {
+        // serde_json escapes correctly; writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, s);
+    }
+}
+
+/// Milliseconds with three decimals, without float formatting.
+fn millis(buf: &mut Vec<u8>, d: Duration) {
+    let micros = d.as_micros();
+    let mut b = itoa::Buffer::new();
+    buf.extend_from_slice(b.format(micros / 1000).as_bytes());
+    buf.push(b'.');
+    let frac = (micros % 1000) as u32;
+    buf.extend_from_slice(&[
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+thread_local! {
+    /// The second the cached timestamp prefix belongs to, and `YYYY-MM-DDTHH:MM:SS.` for it.
+    static STAMP: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// `2026-11-23T03:03:48.307Z`; the date and time part is formatted once per second.
+fn timestamp(buf: &mut Vec<u8>, now: SystemTime) {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (secs, ms) = (since.as_secs(), since.subsec_millis());
+    STAMP.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let full = humantime::format_rfc3339_seconds(now).to_string();
+            c.1 = format!("{}.", full.trim_end_matches('Z'));
+            c.0 = secs;
+        }
+        buf.extend_from_slice(c.1.as_bytes());
+    });
+    buf.extend_from_slice(&[
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ]);
 }
 
 impl AccessLogger {
@@ -85,23 +136,28 @@ impl AccessLogger {
             let mut guard = b.borrow_mut();
             let buf = &mut *guard;
             buf.clear();
-            let ts = humantime::format_rfc3339_millis(SystemTime::now());
-            let _ = write!(buf, "{{\"timestamp\":\"{ts}\",\"requestId\":");
+            buf.extend_from_slice(b"{\"timestamp\":\"");
+            timestamp(buf, SystemTime::now());
+            buf.extend_from_slice(b"\",\"requestId\":");
             string(buf, r.request_id);
-            let _ = write!(buf, ",\"client\":\"{}\",\"method\":", r.client.ip());
+            buf.extend_from_slice(b",\"client\":");
+            string(buf, r.client);
+            buf.extend_from_slice(b",\"method\":");
             string(buf, r.method);
             buf.extend_from_slice(b",\"host\":");
             string(buf, r.host);
             buf.extend_from_slice(b",\"path\":");
             string(buf, r.path);
-            let _ = write!(
-                buf,
-                ",\"status\":{},\"bytesIn\":{},\"bytesOut\":{},\"durationMs\":{:.3},\"route\":",
-                r.status,
-                r.bytes_in,
-                r.bytes_out,
-                r.duration.as_secs_f64() * 1000.0
-            );
+            let mut n = itoa::Buffer::new();
+            buf.extend_from_slice(b",\"status\":");
+            buf.extend_from_slice(n.format(r.status).as_bytes());
+            buf.extend_from_slice(b",\"bytesIn\":");
+            buf.extend_from_slice(n.format(r.bytes_in).as_bytes());
+            buf.extend_from_slice(b",\"bytesOut\":");
+            buf.extend_from_slice(n.format(r.bytes_out).as_bytes());
+            buf.extend_from_slice(b",\"durationMs\":");
+            millis(buf, r.duration);
+            buf.extend_from_slice(b",\"route\":");
             string(buf, r.route);
             buf.extend_from_slice(b",\"backend\":");
             string(buf, r.backend);
@@ -112,9 +168,7 @@ impl AccessLogger {
             }
             buf.extend_from_slice(b",\"upstreamDurationMs\":");
             match r.upstream_duration {
-                Some(d) => {
-                    let _ = write!(buf, "{:.3}", d.as_secs_f64() * 1000.0);
-                }
+                Some(d) => millis(buf, d),
                 None => buf.extend_from_slice(b"null"),
             }
             if let Some(e) = r.error {
@@ -131,5 +185,36 @@ impl AccessLogger {
                 },
             };
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_times_and_strings_format_without_fmt() {
+        let mut b = Vec::new();
+        millis(&mut b, Duration::from_micros(12_345_678));
+        assert_eq!(b, b"12345.678");
+        b.clear();
+        millis(&mut b, Duration::from_micros(7));
+        assert_eq!(b, b"0.007");
+        b.clear();
+        timestamp(
+            &mut b,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_404_228_307),
+        );
+        assert_eq!(
+            String::from_utf8(b.clone()).unwrap(),
+            "2026-11-23T03:23:48.307Z"
+        );
+        b.clear();
+        string(&mut b, "plain/path");
+        string(&mut b, "quote\"and\nnewline");
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            r#""plain/path""quote\"and\nnewline""#
+        );
     }
 }
