@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Idle connections kept per endpoint per thread; more are closed.
-const MAX_IDLE_PER_ENDPOINT: usize = 256;
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
 struct Idle {
     tx: SendRequest<RequestBody>,
