@@ -547,6 +547,23 @@ fn rule(
             }
             (None, None) => {}
         }
+        if let Some(h) = &rw.host {
+            let (name, port) = match h.rsplit_once(':') {
+                Some((n, p)) => (n, Some(p)),
+                None => (h.as_str(), None),
+            };
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && port.is_none_or(|p| p.parse::<u16>().is_ok());
+            if !ok {
+                v.errors.push(ctx.error(
+                    &format!("{at}.rewrite.host"),
+                    format!("invalid host `{h}`: expected a host name, optionally with a port"),
+                ));
+            }
+        }
         rewrite.host = rw.host.clone();
     }
     let request_headers = header_mods(

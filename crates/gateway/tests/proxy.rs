@@ -207,12 +207,27 @@ async fn request_ids_are_generated_or_propagated() {
 
 #[tokio::test]
 async fn proxy_errors_are_json_with_the_right_status() {
-    let (_gw, _a, _b, url) = setup().await;
+    let (gw, _a, _b, url) = setup().await;
     let c = Client::new();
     let r = c.get(&format!("{url}/down/x"), &[]).await.unwrap();
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["error"], "upstream_connect");
     assert_eq!(r.json()["requestId"], r.header("x-request-id").unwrap());
+    let metrics = c
+        .get(&format!("http://{}/metrics", gw.admin), &[])
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("gatehouse_upstream_connect_errors_total{backend=\"default/dead\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "gatehouse_proxy_errors_total{route=\"default/any\",kind=\"upstream_connect\"} 1"
+        ),
+        "{metrics}"
+    );
 
     let r = c.get(&format!("{url}/timeout"), &[]).await.unwrap();
     assert_eq!(r.status, 504);
