@@ -1,7 +1,7 @@
 //! The `gatehouse` binary as users run it: `check` and `routes` output, SIGHUP reload, and the
 //! SIGTERM drain that lets an in-flight request finish.
 
-use gatehouse_testkit::{Client, Upstream};
+use gatehouse_testkit::{refuses, wait_for, Client, Upstream};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -168,23 +168,14 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let url = format!("http://{}", gw.web);
     let slow =
         tokio::spawn(async move { Client::new().get(&format!("{url}/slow/2000"), &[]).await });
-    tokio::time::timeout(LIMIT, async {
-        while up.requests() == 0 {
-            tokio::task::yield_now().await;
-        }
+    wait_for("the slow request to reach the upstream", || async {
+        up.requests() > 0
     })
-    .await
-    .expect("the slow request reached the upstream");
+    .await;
     signal(&gw.child, "-TERM");
     // New connections are refused while the slow request is still being served.
     let web = gw.web;
-    tokio::time::timeout(LIMIT, async {
-        while tokio::net::TcpStream::connect(web).await.is_ok() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("listener closed after SIGTERM");
+    wait_for("the listener to close after SIGTERM", || refuses(web)).await;
     assert!(
         !slow.is_finished(),
         "the slow request was still in flight when accepting stopped"
@@ -219,17 +210,11 @@ async fn sighup_reloads_the_config() {
     signal(&gw.child, "-HUP");
     // The file watcher may win the race to reload; either way the new config must be served.
     let admin = format!("http://{}/config", gw.admin);
-    tokio::time::timeout(LIMIT, async {
-        loop {
-            let cfg = c.get(&admin, &[]).await.unwrap().json();
-            if cfg["lastReload"]["ok"] == true && cfg["lastReload"]["trigger"] != "startup" {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+    wait_for("the reload", || async {
+        let cfg = c.get(&admin, &[]).await.unwrap().json();
+        cfg["lastReload"]["ok"] == true && cfg["lastReload"]["trigger"] != "startup"
     })
-    .await
-    .expect("reloaded");
+    .await;
     assert_eq!(
         c.get(&url, &[]).await.unwrap().header("x-config"),
         Some("two")

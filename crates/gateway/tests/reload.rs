@@ -1,7 +1,7 @@
 //! Hot reload: under continuous load nothing fails; invalid configs are refused and the old one
 //! keeps serving; listeners come and go; file changes trigger reloads.
 
-use gatehouse_testkit::{Client, TestGateway, Upstream};
+use gatehouse_testkit::{refuses, wait_for, Client, TestGateway, Upstream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,13 +76,10 @@ async fn reload_under_continuous_load_fails_no_request() {
     for i in 0..reloads {
         // Let traffic flow between reloads: wait for 100 more successful requests.
         let target = ok.load(Ordering::Relaxed) + 100;
-        tokio::time::timeout(LIMIT, async {
-            while ok.load(Ordering::Relaxed) < target && failed.load(Ordering::Relaxed) == 0 {
-                tokio::task::yield_now().await;
-            }
+        wait_for("traffic between reloads", || async {
+            ok.load(Ordering::Relaxed) >= target || failed.load(Ordering::Relaxed) > 0
         })
-        .await
-        .expect("traffic flows");
+        .await;
         gw.write(&config(
             if i % 2 == 0 { "b" } else { "a" },
             &a,
@@ -185,13 +182,7 @@ async fn reload_starts_and_stops_listeners() {
     gw.gw.reload("test").await.unwrap();
     assert!(!gw.gw.listener_addrs().await.contains_key("default/web"));
     // The removed listener's socket is closed once its accept loop has stopped.
-    tokio::time::timeout(LIMIT, async {
-        while tokio::net::TcpStream::connect(web).await.is_ok() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("removed listener stops accepting");
+    wait_for("the removed listener to stop accepting", || refuses(web)).await;
     assert_eq!(
         Client::new()
             .get(&format!("{extra}/x"), &[])

@@ -10,3 +10,28 @@ pub use client::{fnv64, Client, Reply};
 pub use gateway::TestGateway;
 pub use nginx::Nginx;
 pub use upstream::Upstream;
+
+/// Waits until `cond` holds, re-checking after yielding to other tasks; panics naming `what` after
+/// 20 seconds. For conditions that another task or process makes true (readiness, a counter).
+pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let check = async {
+        while !cond().await {
+            tokio::task::yield_now().await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(20), check)
+        .await
+        .is_err()
+    {
+        panic!("timed out waiting for: {what}");
+    }
+}
+
+/// Whether nothing accepts connections on `addr` any more.
+pub async fn refuses(addr: std::net::SocketAddr) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_err()
+}
