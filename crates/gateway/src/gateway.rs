@@ -92,11 +92,10 @@ fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// Why a listener must be rebound rather than kept.
+/// A listener keeps its socket across reloads unless its address changes; protocol, certificates
+/// and timeouts are applied to new connections in place.
 fn needs_rebind(old: &Listener, new: &Listener) -> bool {
     old.address != new.address
-        || old.protocol != new.protocol
-        || old.idle_timeout != new.idle_timeout
 }
 
 impl Gateway {
@@ -246,10 +245,11 @@ impl Gateway {
         }
         for (spec, tls, rebind, socket) in prepared {
             if !rebind {
-                if let (Some(h), Some(t)) = (listeners.get(&spec.id), tls) {
-                    if let Some(cur) = &h.tls {
-                        cur.store(t);
+                if let Some(h) = listeners.get_mut(&spec.id) {
+                    if h.spec != spec {
+                        tracing::info!(listener = %spec.id, "listener settings updated in place");
                     }
+                    h.update(spec, tls);
                 }
                 continue;
             }

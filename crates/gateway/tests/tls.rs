@@ -124,3 +124,50 @@ async fn a_missing_certificate_fails_startup_with_the_path() {
         .to_string();
     assert!(err.contains("nope.pem"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_a_listener_to_https_on_the_same_socket() {
+    let up = Upstream::start("up").await;
+    let cert = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("a-key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let yaml = |listener: &str| {
+        format!(
+            "kind: Gateway\nmetadata: {{name: g}}\nspec: {{accessLog: {{enabled: false}}}}\n---\nkind: Listener\nmetadata: {{name: web}}\nspec: {listener}\n---\nkind: Backend\nmetadata: {{name: up}}\nspec: {{endpoints: [\"{}\"]}}\n---\nkind: Route\nmetadata: {{name: r}}\nspec:\n  rules:\n    - backends: [{{backend: up}}]\n",
+            up.addr
+        )
+    };
+    let gw = TestGateway::start_in(dir, &yaml("{address: \"127.0.0.1:0\", protocol: HTTP}")).await;
+    let addr = gw.addr("web").await;
+    let c = gatehouse_testkit::Client::new();
+    assert_eq!(
+        c.get(&format!("http://{addr}/x"), &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    gw.write(&yaml("{address: \"127.0.0.1:0\", protocol: HTTPS, tls: {certificates: [{certFile: a.pem, keyFile: a-key.pem}]}}"));
+    gw.gw.reload("test").await.unwrap();
+    assert_eq!(gw.addr("web").await, addr, "same socket");
+    let ca = gw.dir.path().join("a.pem").display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "--cacert".into(),
+            ca,
+            "--resolve".into(),
+            format!("a.test:{}:127.0.0.1", addr.port()),
+            format!("https://a.test:{}/x", addr.port()),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let echo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+}

@@ -22,19 +22,54 @@ use tokio::task::JoinHandle;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a listener applies to each new connection; replaced whole when a reload changes the
+/// protocol, certificates or timeouts of a listener whose address stays the same.
+struct Settings {
+    scheme: &'static str,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl Settings {
+    fn new(spec: &Listener, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(spec.idle_timeout)
+            .keep_alive(true)
+            .writev(false);
+        builder.http2().timer(TokioTimer::new());
+        Settings {
+            scheme: match spec.protocol {
+                ListenerProtocol::HTTP => "http",
+                ListenerProtocol::HTTPS => "https",
+            },
+            tls: tls.map(tokio_rustls::TlsAcceptor::from),
+            builder,
+        }
+    }
+}
+
 /// A running listener.
 pub struct ListenerHandle {
-    /// The spec it was started from.
+    /// The spec it runs with now.
     pub spec: Listener,
     /// The bound address (differs from the spec when it asked for port 0).
     pub local_addr: SocketAddr,
-    /// Current TLS config; swapped in place when only certificates change.
-    pub tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    settings: Arc<ArcSwap<Settings>>,
     stop: watch::Sender<Option<Duration>>,
     task: JoinHandle<()>,
 }
 
 impl ListenerHandle {
+    /// Applies a new spec with the same address: new connections get the new protocol,
+    /// certificates and timeouts; open connections keep theirs.
+    pub fn update(&mut self, spec: Listener, tls: Option<Arc<rustls::ServerConfig>>) {
+        self.settings.store(Arc::new(Settings::new(&spec, tls)));
+        self.spec = spec;
+    }
+
     /// Stops accepting, then waits up to `drain` for open connections to finish.
     pub fn stop(&self, drain: Duration) {
         let _ = self.stop.send(Some(drain));
@@ -68,22 +103,10 @@ pub fn start(
     gauge: Gauge,
 ) -> std::io::Result<ListenerHandle> {
     let local_addr = tcp.local_addr()?;
-    let tls = tls.map(|t| Arc::new(ArcSwap::new(t)));
+    let settings = Arc::new(ArcSwap::from_pointee(Settings::new(&spec, tls)));
     let (stop_tx, mut stop_rx) = watch::channel(None);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(spec.idle_timeout)
-        .keep_alive(true)
-        .writev(false);
-    builder.http2().timer(TokioTimer::new());
-    let scheme = match spec.protocol {
-        ListenerProtocol::HTTP => "http",
-        ListenerProtocol::HTTPS => "https",
-    };
-    let tls_cfg = tls.clone();
     let name = spec.id.to_string();
+    let current = settings.clone();
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
         let drain = loop {
@@ -103,21 +126,21 @@ pub fn start(
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let info = Arc::new(ConnInfo::new(peer, scheme));
+                    let settings = current.load_full();
+                    let info = Arc::new(ConnInfo::new(peer, settings.scheme));
                     let snapshot = snapshot.clone();
-                    let builder = builder.clone();
                     let gauge = gauge.clone();
                     gauge.inc();
-                    match &tls_cfg {
-                        None => serve(&graceful, builder, stream, info, snapshot, gauge),
-                        Some(cfg) => {
-                            let acceptor = tokio_rustls::TlsAcceptor::from(cfg.load_full());
+                    match &settings.tls {
+                        None => serve(&graceful, settings.builder.clone(), stream, info, snapshot, gauge),
+                        Some(acceptor) => {
+                            let acceptor = acceptor.clone();
                             let watcher = graceful.watcher();
                             tokio::spawn(async move {
                                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                     Ok(Ok(tls)) => {
                                         let svc = service_fn(move |req| respond(&snapshot, &info, req));
-                                        let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
+                                        let conn = settings.builder.serve_connection(TokioIo::new(tls), svc).into_owned();
                                         let _ = watcher.watch(conn).await;
                                     }
                                     Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
@@ -141,7 +164,7 @@ pub fn start(
     Ok(ListenerHandle {
         spec,
         local_addr,
-        tls,
+        settings,
         stop: stop_tx,
         task,
     })
