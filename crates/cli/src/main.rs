@@ -177,6 +177,13 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        let mut signals = match gatehouse_gateway::reload::Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let admin = config.gateway.admin_address;
         let gw = match Gateway::start(source.clone(), config).await {
             Ok(gw) => gw,
@@ -185,6 +192,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        signals.reload_on_sighup(gw.clone());
         match gatehouse_gateway::admin::serve(gw.clone(), admin).await {
             Ok(addr) => tracing::info!(address = %addr, "admin listening"),
             Err(e) => {
@@ -193,8 +201,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             }
         }
         let _watcher = gatehouse_gateway::reload::watch_files(gw.clone(), &source);
-        gatehouse_gateway::reload::reload_on_sighup(gw.clone());
-        gatehouse_gateway::reload::terminated().await;
+        signals.terminated().await;
         tracing::info!("draining: no new connections; waiting for in-flight requests");
         gw.shutdown().await;
         tracing::info!("stopped");

@@ -60,32 +60,53 @@ pub fn watch_files(gw: Arc<Gateway>, source: &ConfigSource) -> Option<notify::Re
     Some(watcher)
 }
 
-/// Reloads on every SIGHUP.
-pub fn reload_on_sighup(gw: Arc<Gateway>) {
+/// The process's signal handlers. Installed before the gateway announces it is listening: until a
+/// handler exists, SIGTERM and SIGHUP keep their default action, which kills the process.
+pub struct Signals {
     #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let _ = gw.reload("signal").await;
-        }
-    });
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("signal handlers can be installed");
-        let mut int = signal(SignalKind::interrupt()).expect("signal handlers can be installed");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+impl Signals {
+    /// Installs the handlers for SIGTERM, SIGINT and SIGHUP.
+    pub fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+                hup: Some(signal(SignalKind::hangup())?),
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Reloads `gw` on every SIGHUP, in the background.
+    pub fn reload_on_sighup(&mut self, gw: Arc<Gateway>) {
+        #[cfg(unix)]
+        if let Some(mut hup) = self.hup.take() {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = gw.reload("signal").await;
+                }
+            });
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves on SIGTERM or SIGINT.
+    pub async fn terminated(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
