@@ -124,7 +124,10 @@ class Upstream:
 def start_gatehouse(d, up, log):
     port = free_port()
     admin = free_port()
-    log_spec = f"{{path: {d}/gatehouse-access.log}}" if log else "{enabled: false}"
+    # The log lives outside the watched config directory: every write to a watched directory is
+    # an inotify event the gateway has to read.
+    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+    log_spec = f"{{path: {d}/logs/gatehouse-access.log}}" if log else "{enabled: false}"
     cfg = f"""apiVersion: gatehouse.dev/v1alpha1
 kind: Gateway
 metadata: {{name: bench}}

@@ -16,9 +16,15 @@ pub fn watch_files(gw: Arc<Gateway>, source: &ConfigSource) -> Option<notify::Re
         return None;
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let single_file = path.is_file().then(|| path.clone());
     let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
-            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+            let relevant = !matches!(ev.kind, notify::EventKind::Access(_))
+                && ev
+                    .paths
+                    .iter()
+                    .any(|p| is_manifest(p, single_file.as_deref()));
+            if relevant {
                 let _ = tx.send(());
             }
         }
@@ -37,7 +43,8 @@ pub fn watch_files(gw: Arc<Gateway>, source: &ConfigSource) -> Option<notify::Re
     } else {
         path.clone()
     };
-    if let Err(e) = watcher.watch(&target, RecursiveMode::Recursive) {
+    let mode = if path.is_file() { RecursiveMode::NonRecursive } else { RecursiveMode::Recursive };
+    if let Err(e) = watcher.watch(&target, mode) {
         tracing::warn!(
             "cannot watch {}: {e}; use SIGHUP or POST /reload",
             target.display()
@@ -58,6 +65,24 @@ pub fn watch_files(gw: Arc<Gateway>, source: &ConfigSource) -> Option<notify::Re
         }
     });
     Some(watcher)
+}
+
+/// Whether a changed path can affect the config: the config file itself, or any manifest
+/// (`*.yaml`, `*.yml`, `*.json`, not hidden) under a config directory. Other files in the same
+/// directory — an access log, an editor's swap file — must not trigger reloads.
+fn is_manifest(changed: &std::path::Path, single_file: Option<&std::path::Path>) -> bool {
+    if let Some(file) = single_file {
+        return changed.file_name() == file.file_name();
+    }
+    let hidden = changed
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
+    !hidden
+        && matches!(
+            changed.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        )
 }
 
 /// The process's signal handlers. Installed before the gateway announces it is listening: until a
@@ -108,5 +133,24 @@ impl Signals {
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_manifest;
+    use std::path::Path;
+
+    #[test]
+    fn only_manifest_changes_trigger_reloads() {
+        assert!(is_manifest(Path::new("/c/routes/a.yaml"), None));
+        assert!(is_manifest(Path::new("/c/b.json"), None));
+        assert!(!is_manifest(Path::new("/c/access.log"), None));
+        assert!(!is_manifest(Path::new("/c/.a.yaml.swp"), None));
+        assert!(!is_manifest(Path::new("/c/.config.yaml.tmp"), None));
+        let file = Some(Path::new("/c/gatehouse.yaml"));
+        assert!(is_manifest(Path::new("/c/gatehouse.yaml"), file));
+        assert!(!is_manifest(Path::new("/c/other.yaml"), file));
+        assert!(!is_manifest(Path::new("/c/access.log"), file));
     }
 }
