@@ -37,8 +37,7 @@ impl Settings {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(spec.idle_timeout)
-            .keep_alive(true)
-            .writev(false);
+            .keep_alive(true);
         builder.http2().timer(TokioTimer::new());
         Settings {
             scheme: match spec.protocol {

@@ -65,7 +65,6 @@ async fn new_h1(
 ) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
     let stream = connect(backend, ep).await?;
     let (tx, conn) = http1::Builder::new()
-        .writev(false)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| protocol_error(ep, e))?;
