@@ -43,7 +43,11 @@ pub fn watch_files(gw: Arc<Gateway>, source: &ConfigSource) -> Option<notify::Re
     } else {
         path.clone()
     };
-    let mode = if path.is_file() { RecursiveMode::NonRecursive } else { RecursiveMode::Recursive };
+    let mode = if path.is_file() {
+        RecursiveMode::NonRecursive
+    } else {
+        RecursiveMode::Recursive
+    };
     if let Err(e) = watcher.watch(&target, mode) {
         tracing::warn!(
             "cannot watch {}: {e}; use SIGHUP or POST /reload",

@@ -214,3 +214,33 @@ async fn a_file_change_triggers_a_reload() {
     assert_eq!(r.header("x-config"), Some("b"));
     assert_eq!(gw.gw.status().trigger, "file");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_during_a_reload_completes() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let gw = TestGateway::start(&config("a", &a, &b, false, true)).await;
+    let url = gw.url("web").await;
+    let slow = tokio::spawn({
+        let url = url.clone();
+        async move { Client::new().get(&format!("{url}/slow/800"), &[]).await }
+    });
+    wait_for("the slow request to reach upstream a", || async {
+        a.requests() > 0
+    })
+    .await;
+    // Swap the backend and remove nothing: the in-flight request keeps the snapshot it started
+    // with, and finishes on upstream a.
+    gw.write(&config("b", &a, &b, false, true));
+    gw.gw.reload("test").await.unwrap();
+    assert!(
+        !slow.is_finished(),
+        "the request was still in flight during the reload"
+    );
+    let r = slow.await.unwrap().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "slept 800ms\n");
+    assert_eq!(r.header("x-config"), Some("a"));
+    let r = Client::new().get(&format!("{url}/x"), &[]).await.unwrap();
+    assert_eq!(r.header("x-config"), Some("b"));
+}

@@ -168,7 +168,7 @@ impl ResponseBody {
     fn end(&mut self, clean: bool) {
         if let Some(lease) = self.lease.take() {
             if clean {
-                pool::checkin(lease.key, lease.tx);
+                pool::checkin(lease.key, lease.tx, lease.max_idle);
             }
         }
         if let Some(done) = self.done.take() {

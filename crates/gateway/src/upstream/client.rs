@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 pub struct Lease {
     /// Pool key of the endpoint.
     pub key: u64,
+    /// How long it may then sit idle in the pool.
+    pub max_idle: std::time::Duration,
     /// The connection.
     pub tx: http1::SendRequest<RequestBody>,
 }
@@ -117,12 +119,21 @@ pub async fn send(
             let mut req = req;
             // A pooled connection may have been closed by the upstream while idle; when hyper hands
             // the request back unsent, it is safe to try again on a fresh connection.
-            while let Some(mut tx) = pool::checkout(key, backend.idle_timeout) {
+            while let Some(mut tx) = pool::checkout(key) {
                 if tx.ready().await.is_err() {
                     continue;
                 }
                 match tx.try_send_request(req).await {
-                    Ok(resp) => return Ok((resp, Some(Lease { key, tx }))),
+                    Ok(resp) => {
+                        return Ok((
+                            resp,
+                            Some(Lease {
+                                key,
+                                tx,
+                                max_idle: backend.idle_timeout,
+                            }),
+                        ))
+                    }
                     Err(mut e) => match e.take_message() {
                         Some(unsent) => req = unsent,
                         None => return Err(protocol_error(ep, e.into_error())),
@@ -134,7 +145,14 @@ pub async fn send(
                 .send_request(req)
                 .await
                 .map_err(|e| protocol_error(ep, e))?;
-            Ok((resp, Some(Lease { key, tx })))
+            Ok((
+                resp,
+                Some(Lease {
+                    key,
+                    tx,
+                    max_idle: backend.idle_timeout,
+                }),
+            ))
         }
     }
 }

@@ -12,22 +12,38 @@ use std::time::{Duration, Instant};
 /// Idle connections kept per endpoint per thread; more are closed.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
+/// How often a thread's pool is swept of expired connections (lazily, on check-in).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
 struct Idle {
     tx: SendRequest<RequestBody>,
     since: Instant,
+    max_idle: Duration,
+}
+
+impl Idle {
+    fn usable(&self, now: Instant) -> bool {
+        !self.tx.is_closed() && now.duration_since(self.since) < self.max_idle
+    }
+}
+
+struct Pools {
+    idle: HashMap<u64, Vec<Idle>>,
+    last_sweep: Instant,
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<u64, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static POOLS: RefCell<Pools> = RefCell::new(Pools { idle: HashMap::new(), last_sweep: Instant::now() });
 }
 
-/// Takes an idle connection to endpoint `key` that is open and younger than `max_idle`.
-pub fn checkout(key: u64, max_idle: Duration) -> Option<SendRequest<RequestBody>> {
-    IDLE.with(|p| {
+/// Takes an idle connection to endpoint `key` that is open and younger than its idle timeout.
+pub fn checkout(key: u64) -> Option<SendRequest<RequestBody>> {
+    POOLS.with(|p| {
         let mut pools = p.borrow_mut();
-        let list = pools.get_mut(&key)?;
+        let list = pools.idle.get_mut(&key)?;
+        let now = Instant::now();
         while let Some(idle) = list.pop() {
-            if !idle.tx.is_closed() && idle.since.elapsed() < max_idle {
+            if idle.usable(now) {
                 return Some(idle.tx);
             }
         }
@@ -35,18 +51,29 @@ pub fn checkout(key: u64, max_idle: Duration) -> Option<SendRequest<RequestBody>
     })
 }
 
-/// Returns a connection whose response has been fully read.
-pub fn checkin(key: u64, tx: SendRequest<RequestBody>) {
+/// Returns a connection whose response has been fully read; it may be reused for `max_idle`.
+pub fn checkin(key: u64, tx: SendRequest<RequestBody>, max_idle: Duration) {
     if tx.is_closed() {
         return;
     }
-    IDLE.with(|p| {
+    POOLS.with(|p| {
         let mut pools = p.borrow_mut();
-        let list = pools.entry(key).or_default();
+        let now = Instant::now();
+        // Endpoints that are no longer used (removed by a reload, say) are never checked out
+        // again, so their connections are dropped here once they expire.
+        if now.duration_since(pools.last_sweep) >= SWEEP_EVERY {
+            pools.last_sweep = now;
+            pools.idle.retain(|_, list| {
+                list.retain(|i| i.usable(now));
+                !list.is_empty()
+            });
+        }
+        let list = pools.idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(Idle {
                 tx,
-                since: Instant::now(),
+                since: now,
+                max_idle,
             });
         }
     });
