@@ -495,3 +495,22 @@ async fn malformed_requests_get_4xx_not_a_crash() {
         200
     );
 }
+
+#[tokio::test]
+async fn dot_segments_cannot_escape_a_route() {
+    let (_gw, _a, _b, url) = setup().await;
+    let c = Client::new();
+    // Unnormalized, this would match the /v1/tasks prefix (upstream a, rewritten to
+    // /tasks/%2e%2e/../users/1/x). It is /users/1/x, and routes as such.
+    let r = c
+        .get(
+            &format!("{url}/v1/tasks/%2e%2e/../users/1/x?q=1"),
+            &[("host", "api.example.com")],
+        )
+        .await
+        .unwrap();
+    let echo = r.json();
+    assert_eq!(echo["server"], "b", "routed by the normalized path");
+    assert_eq!(echo["path"], "/u/1/x");
+    assert_eq!(echo["query"], "q=1");
+}

@@ -58,6 +58,44 @@ static HOP_BY_HOP: [&HeaderName; 6] = [
     &header::UPGRADE,
 ];
 
+/// The path with `.` and `..` segments resolved (RFC 3986 §5.2.4), or `None` when it has none —
+/// the common case, which allocates nothing. Percent-encoded dots (`%2e`) count as dots, so
+/// `/v1/%2e%2e/admin` cannot slip past a `/v1` rule and reach `/admin` upstream.
+pub fn normalize_path(path: &str) -> Option<String> {
+    let is_dot = |seg: &str| seg == "." || seg.eq_ignore_ascii_case("%2e");
+    let is_dotdot = |seg: &str| {
+        let s = seg.to_ascii_lowercase();
+        s == ".." || s == ".%2e" || s == "%2e." || s == "%2e%2e"
+    };
+    if !path.split('/').any(|seg| is_dot(seg) || is_dotdot(seg)) {
+        return None;
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, seg) in segments.iter().enumerate() {
+        if is_dot(seg) {
+            trailing_slash = i == last;
+        } else if is_dotdot(seg) {
+            out.pop();
+            trailing_slash = i == last;
+        } else {
+            out.push(seg);
+            trailing_slash = false;
+        }
+    }
+    let mut norm = String::with_capacity(path.len());
+    for seg in &out {
+        norm.push('/');
+        norm.push_str(seg);
+    }
+    if norm.is_empty() || trailing_slash {
+        norm.push('/');
+    }
+    Some(norm)
+}
+
 /// The path (and query) to send upstream after the rule's rewrite.
 pub fn rewrite_path(rule: &Rule, path: &str, query: Option<&str>) -> Option<String> {
     let new_path = match &rule.rewrite.path {
@@ -213,6 +251,24 @@ mod tests {
             rewrite_path(&r, "/users/42/profile", None).unwrap(),
             "/u/42/profile"
         );
+    }
+
+    #[test]
+    fn dot_segments_are_resolved() {
+        assert_eq!(normalize_path("/v1/tasks/7"), None);
+        assert_eq!(
+            normalize_path("/v1/tasks/../../admin").as_deref(),
+            Some("/admin")
+        );
+        assert_eq!(
+            normalize_path("/v1/%2e%2e/admin").as_deref(),
+            Some("/admin")
+        );
+        assert_eq!(normalize_path("/v1/%2E./x").as_deref(), Some("/x"));
+        assert_eq!(normalize_path("/../../etc").as_deref(), Some("/etc"));
+        assert_eq!(normalize_path("/a/./b/.").as_deref(), Some("/a/b/"));
+        assert_eq!(normalize_path("/a/..").as_deref(), Some("/"));
+        assert_eq!(normalize_path("/a..b/c.d"), None);
     }
 
     #[test]

@@ -94,10 +94,40 @@ fn host_of(req: &Request<Incoming>) -> (Cow<'_, str>, Option<&str>) {
 pub async fn handle(
     snap: Arc<Snapshot>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let rid = request_id(&req);
+    // Match and forward the same path: `/v1/../admin` is `/admin` to the upstream, so it must be
+    // `/admin` to the route table too.
+    if let Some(norm) = forward::normalize_path(req.uri().path()) {
+        let pq = match req.uri().query() {
+            Some(q) => format!("{norm}?{q}"),
+            None => norm,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        match pq.parse() {
+            Ok(p) => {
+                parts.path_and_query = Some(p);
+                if let Ok(uri) = Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
+            Err(_) => {
+                let err = ProxyError::new(ErrorKind::BadRequest, "invalid request path");
+                let log = log_context(&snap, conn, &req, &rid, None);
+                return error_response(
+                    &snap,
+                    err,
+                    &rid,
+                    "none",
+                    start,
+                    snap.no_route_metrics.clone(),
+                    log,
+                );
+            }
+        }
+    }
     let (host, port) = host_of(&req);
     let path = req.uri().path();
     let query = req.uri().query();
