@@ -100,32 +100,12 @@ pub async fn handle(
     let rid = request_id(&req);
     // Match and forward the same path: `/v1/../admin` is `/admin` to the upstream, so it must be
     // `/admin` to the route table too.
-    if let Some(norm) = forward::normalize_path(req.uri().path()) {
-        let pq = match req.uri().query() {
-            Some(q) => format!("{norm}?{q}"),
-            None => norm,
-        };
-        let mut parts = req.uri().clone().into_parts();
-        match pq.parse() {
-            Ok(p) => {
-                parts.path_and_query = Some(p);
-                if let Ok(uri) = Uri::from_parts(parts) {
-                    *req.uri_mut() = uri;
-                }
-            }
-            Err(_) => {
-                let err = ProxyError::new(ErrorKind::BadRequest, "invalid request path");
-                let log = log_context(&snap, conn, &req, &rid, None);
-                return error_response(
-                    &snap,
-                    err,
-                    &rid,
-                    "none",
-                    start,
-                    snap.no_route_metrics.clone(),
-                    log,
-                );
-            }
+    match normalized_uri(req.uri()) {
+        Ok(None) => {}
+        Ok(Some(uri)) => *req.uri_mut() = uri,
+        Err(()) => {
+            let err = ProxyError::new(ErrorKind::BadRequest, "invalid request path");
+            return unrouted(&snap, conn, &req, &rid, err, start);
         }
     }
     let (host, port) = host_of(&req);
@@ -139,16 +119,7 @@ pub async fn handle(
             ErrorKind::NoRoute,
             format!("no route for {} {}", req.method(), path),
         );
-        let log = log_context(&snap, conn, &req, &rid, None);
-        return error_response(
-            &snap,
-            err,
-            &rid,
-            "none",
-            start,
-            snap.no_route_metrics.clone(),
-            log,
-        );
+        return unrouted(&snap, conn, &req, &rid, err, start);
     };
     let target = &entry.target;
     match &entry.rule.action {
@@ -187,6 +158,41 @@ pub async fn handle(
             Box::pin(forward(snap, conn, req, entry, rid, log, start)).await
         }
     }
+}
+
+/// The URI with its path's dot segments resolved; `None` when there were none.
+fn normalized_uri(uri: &Uri) -> Result<Option<Uri>, ()> {
+    let Some(norm) = forward::normalize_path(uri.path()) else {
+        return Ok(None);
+    };
+    let pq = match uri.query() {
+        Some(q) => format!("{norm}?{q}"),
+        None => norm,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().map_err(|_| ())?);
+    Uri::from_parts(parts).map(Some).map_err(|_| ())
+}
+
+/// The error response for a request that reached no route.
+fn unrouted(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    rid: &HeaderValue,
+    err: ProxyError,
+    start: Instant,
+) -> Response<ResponseBody> {
+    let log = log_context(snap, conn, req, rid, None);
+    error_response(
+        snap,
+        err,
+        rid,
+        "none",
+        start,
+        snap.no_route_metrics.clone(),
+        log,
+    )
 }
 
 /// Access-log data for a request, when logging is on. Everything is a reference-counted clone of
