@@ -158,3 +158,45 @@ async fn access_log_writes_one_json_line_per_request() {
     assert_eq!(lines[1]["error"], "no_route");
     assert_eq!(lines[1]["route"], "");
 }
+
+#[tokio::test]
+async fn an_abandoned_request_is_logged_as_499_and_leaves_no_in_flight_count() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let yaml = format!(
+        "kind: Gateway\nmetadata: {{name: g}}\nspec: {{accessLog: {{path: \"{}\"}}}}\n---\nkind: Listener\nmetadata: {{name: web}}\nspec: {{address: \"127.0.0.1:0\", protocol: HTTP}}\n---\nkind: Backend\nmetadata: {{name: up}}\nspec: {{endpoints: [\"{}\"]}}\n---\nkind: Route\nmetadata: {{name: r}}\nspec:\n  rules:\n    - backends: [{{backend: up}}]\n",
+        log.display(),
+        up.addr
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let admin = format!("http://{}/backends", gw.admin);
+    let mut s = tokio::net::TcpStream::connect(gw.addr("web").await)
+        .await
+        .unwrap();
+    s.write_all(b"GET /slow/5000 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    gatehouse_testkit::wait_for("the request to reach the upstream", || async {
+        up.requests() > 0
+    })
+    .await;
+    let c = Client::new();
+    let in_flight = || async {
+        c.get(&admin, &[]).await.unwrap().json()["backends"][0]["endpoints"][0]["inFlight"].as_u64()
+    };
+    assert_eq!(in_flight().await, Some(1));
+    drop(s);
+    // The upstream would answer after 5 s; the gateway gives up on the exchange as soon as the
+    // client is gone.
+    gatehouse_testkit::wait_for("the in-flight count to drop", || async {
+        in_flight().await == Some(0)
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a log line")).unwrap();
+    assert_eq!(line["status"], 499);
+    assert_eq!(line["path"], "/slow/5000");
+}

@@ -83,11 +83,13 @@ pub struct LogContext {
     pub error: Option<&'static str>,
 }
 
-/// Records the end of an exchange exactly once.
+/// Records the end of an exchange exactly once: metrics, the access log line and the endpoint's
+/// in-flight count. It records when dropped, so an exchange abandoned half-way (the client went
+/// away while the upstream was still answering) is counted too, with status 499 as nginx does.
 pub struct Completion {
     /// When the request arrived.
     pub start: Instant,
-    /// Status sent.
+    /// Status sent; 499 until a response exists.
     pub status: u16,
     /// Metric handles of the route/backend pair.
     pub metrics: Option<Arc<RequestMetrics>>,
@@ -95,18 +97,35 @@ pub struct Completion {
     pub log: Option<Box<LogContext>>,
     /// In-flight counter of the endpoint, decremented at the end.
     pub in_flight: Option<Arc<crate::upstream::EndpointShared>>,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
 }
 
+/// Status recorded for an exchange the client abandoned before its response was complete.
+pub const CLIENT_CLOSED: u16 = 499;
+
 impl Completion {
-    fn finish(self, bytes_out: u64) {
+    /// A pending exchange.
+    pub fn new(start: Instant, metrics: Arc<RequestMetrics>, log: Option<Box<LogContext>>) -> Self {
+        Completion {
+            start,
+            status: CLIENT_CLOSED,
+            metrics: Some(metrics),
+            log,
+            in_flight: None,
+            bytes_out: 0,
+        }
+    }
+
+    fn record(&mut self) {
         let elapsed = self.start.elapsed();
-        if let Some(m) = &self.metrics {
+        if let Some(m) = self.metrics.take() {
             m.record(self.status, elapsed.as_secs_f64());
         }
-        if let Some(ep) = &self.in_flight {
+        if let Some(ep) = self.in_flight.take() {
             ep.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
-        if let Some(l) = self.log {
+        if let Some(l) = self.log.take() {
             let host = match l.uri.authority() {
                 Some(a) => a.as_str(),
                 None => l.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
@@ -119,7 +138,7 @@ impl Completion {
                 path: l.uri.path(),
                 status: self.status,
                 bytes_in: l.bytes_in.as_ref().map_or(0, |c| c.load(Ordering::Relaxed)),
-                bytes_out,
+                bytes_out: self.bytes_out,
                 duration: elapsed,
                 route: l.route.as_deref().unwrap_or(""),
                 backend: l.backend.as_deref().unwrap_or(""),
@@ -128,6 +147,12 @@ impl Completion {
                 error: l.error,
             });
         }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.record();
     }
 }
 
@@ -171,8 +196,8 @@ impl ResponseBody {
                 pool::checkin(lease.key, lease.tx, lease.max_idle);
             }
         }
-        if let Some(done) = self.done.take() {
-            done.finish(self.bytes);
+        if let Some(mut done) = self.done.take() {
+            done.bytes_out = self.bytes;
         }
     }
 }

@@ -130,15 +130,8 @@ pub async fn handle(
                 resp.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
-            local_response(
-                resp,
-                target.body.clone(),
-                &entry.rule,
-                rid,
-                start,
-                target,
-                log,
-            )
+            let done = Completion::new(start, target.local_metrics.clone(), log);
+            local_response(resp, target.body.clone(), &entry.rule, rid, done)
         }
         Action::Redirect(r) => {
             let location = redirect_location(r, conn.scheme, &host, port, path, query);
@@ -148,7 +141,8 @@ pub async fn handle(
                 resp.headers_mut().insert(header::LOCATION, loc);
             }
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
-            local_response(resp, Bytes::new(), &entry.rule, rid, start, target, log)
+            let done = Completion::new(start, target.local_metrics.clone(), log);
+            local_response(resp, Bytes::new(), &entry.rule, rid, done)
         }
         Action::Forward(_) => {
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
@@ -184,15 +178,8 @@ fn unrouted(
     start: Instant,
 ) -> Response<ResponseBody> {
     let log = log_context(snap, conn, req, rid, None);
-    error_response(
-        snap,
-        err,
-        rid,
-        "none",
-        start,
-        snap.no_route_metrics.clone(),
-        log,
-    )
+    let done = Completion::new(start, snap.no_route_metrics.clone(), log);
+    error_response(snap, err, rid, "none", done)
 }
 
 /// Access-log data for a request, when logging is on. Everything is a reference-counted clone of
@@ -226,20 +213,12 @@ fn local_response(
     body: Bytes,
     rule: &gatehouse_config::Rule,
     rid: HeaderValue,
-    start: Instant,
-    target: &Target,
-    log: Option<Box<LogContext>>,
+    mut done: Completion,
 ) -> Response<ResponseBody> {
     let (mut parts, ()) = resp.into_parts();
     forward::apply_mods(&mut parts.headers, &rule.response_headers);
     parts.headers.insert(X_REQUEST_ID.clone(), rid);
-    let done = Completion {
-        start,
-        status: parts.status.as_u16(),
-        metrics: Some(target.local_metrics.clone()),
-        log,
-        in_flight: None,
-    };
+    done.status = parts.status.as_u16();
     Response::from_parts(parts, ResponseBody::full(body, Some(done)))
 }
 
@@ -248,24 +227,16 @@ fn error_response(
     err: ProxyError,
     rid: &HeaderValue,
     route: &str,
-    start: Instant,
-    metrics: Arc<crate::telemetry::metrics::RequestMetrics>,
-    mut log: Option<Box<LogContext>>,
+    mut done: Completion,
 ) -> Response<ResponseBody> {
     tracing::debug!(request_id = rid.to_str().unwrap_or(""), route, "{err}");
     snap.metrics.proxy_errors(route, err.kind).inc();
     let (mut parts, body) = err.to_response(rid).into_parts();
     parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
-    if let Some(l) = log.as_mut() {
+    if let Some(l) = done.log.as_mut() {
         l.error = Some(err.kind.as_str());
     }
-    let done = Completion {
-        start,
-        status: parts.status.as_u16(),
-        metrics: Some(metrics),
-        log,
-        in_flight: None,
-    };
+    done.status = parts.status.as_u16();
     Response::from_parts(parts, ResponseBody::full(body, Some(done)))
 }
 
@@ -320,9 +291,7 @@ async fn forward(
             err,
             &rid,
             route,
-            start,
-            target.local_metrics.clone(),
-            log,
+            Completion::new(start, target.local_metrics.clone(), log),
         );
     };
     let backend = &choice.backend;
@@ -337,7 +306,13 @@ async fn forward(
             ErrorKind::NoHealthyEndpoint,
             format!("backend {} has no endpoints", backend.id),
         );
-        return error_response(&snap, err, &rid, route, start, choice.metrics.clone(), log);
+        return error_response(
+            &snap,
+            err,
+            &rid,
+            route,
+            Completion::new(start, choice.metrics.clone(), log),
+        );
     };
 
     let (mut parts, body) = req.into_parts();
@@ -422,14 +397,24 @@ async fn forward(
                 ErrorKind::BadRequest,
                 format!("cannot build upstream URI: {e}"),
             );
-            return error_response(&snap, err, &rid, route, start, choice.metrics.clone(), log);
+            return error_response(
+                &snap,
+                err,
+                &rid,
+                route,
+                Completion::new(start, choice.metrics.clone(), log),
+            );
         }
         None => {}
     }
     let upstream_req = Request::from_parts(parts, RequestBody::new(body, bytes_in));
 
+    // From here the exchange is recorded even if it is abandoned (the client disconnects and hyper
+    // drops this future): `done` decrements the in-flight count and logs when dropped.
+    let mut done = Completion::new(start, choice.metrics.clone(), log);
     ep.shared.in_flight.fetch_add(1, Ordering::Relaxed);
-    let sent_at = log.as_ref().map(|_| Instant::now());
+    done.in_flight = Some(ep.shared.clone());
+    let sent_at = done.log.as_ref().map(|_| Instant::now());
     let timeout = rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
     let result = if timeout.is_zero() {
         client::send(backend, &ep, upstream_req).await
@@ -446,15 +431,14 @@ async fn forward(
             )),
         }
     };
-    if let (Some(l), Some(sent_at)) = (log.as_mut(), sent_at) {
+    if let (Some(l), Some(sent_at)) = (done.log.as_mut(), sent_at) {
         l.upstream = Some(ep.address.clone());
         l.upstream_duration = Some(sent_at.elapsed());
     }
     let (resp, lease) = match result {
         Ok(r) => r,
         Err(err) => {
-            ep.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-            return error_response(&snap, err, &rid, route, start, choice.metrics.clone(), log);
+            return error_response(&snap, err, &rid, route, done);
         }
     };
     let (mut parts, body) = resp.into_parts();
@@ -463,13 +447,7 @@ async fn forward(
         forward::apply_mods(&mut parts.headers, &rule.response_headers);
     }
     parts.headers.insert(X_REQUEST_ID.clone(), rid);
-    let done = Completion {
-        start,
-        status: parts.status.as_u16(),
-        metrics: Some(choice.metrics.clone()),
-        log,
-        in_flight: Some(ep.shared.clone()),
-    };
+    done.status = parts.status.as_u16();
     Response::from_parts(parts, ResponseBody::upstream(body, lease, Some(done)))
 }
 
