@@ -38,7 +38,13 @@ impl Settings {
             .timer(TokioTimer::new())
             .header_read_timeout(spec.idle_timeout)
             .keep_alive(true);
-        builder.http2().timer(TokioTimer::new());
+        // HTTP/2 connections have no request-head timer to bound them; pings at the idle interval
+        // find peers that vanished without closing.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(spec.idle_timeout))
+            .keep_alive_timeout(Duration::from_secs(20));
         Settings {
             scheme: match spec.protocol {
                 ListenerProtocol::HTTP => "http",
