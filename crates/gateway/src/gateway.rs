@@ -236,10 +236,13 @@ impl Gateway {
             .filter(|id| !keep.contains(id))
             .cloned()
             .collect();
+        // Addresses being given up, with a signal for when their sockets are closed.
+        let mut closing = HashMap::new();
         for id in retired {
             if let Some(h) = listeners.remove(&id) {
                 tracing::info!(listener = %id, address = %h.local_addr, "listener stopped");
                 h.stop(drain);
+                closing.insert(h.spec.address, h.socket_closed());
                 tokio::spawn(h.join());
             }
         }
@@ -255,12 +258,18 @@ impl Gateway {
             }
             let socket = match socket {
                 Some(s) => s,
-                None => listener::bind(spec.address).map_err(|e| {
-                    format!(
-                        "Listener {}: cannot listen on {}: {e}",
-                        spec.id, spec.address
-                    )
-                })?,
+                None => {
+                    // The address belonged to a listener retired above: wait for its socket to close.
+                    if let Some(closed) = closing.get_mut(&spec.address) {
+                        let _ = closed.wait_for(|c| *c).await;
+                    }
+                    listener::bind(spec.address).map_err(|e| {
+                        format!(
+                            "Listener {}: cannot listen on {}: {e}",
+                            spec.id, spec.address
+                        )
+                    })?
+                }
             };
             self.start_listener(spec, socket, tls, listeners)?;
         }

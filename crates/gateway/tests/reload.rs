@@ -244,3 +244,33 @@ async fn a_request_in_flight_during_a_reload_completes() {
     let r = Client::new().get(&format!("{url}/x"), &[]).await.unwrap();
     assert_eq!(r.header("x-config"), Some("b"));
 }
+
+#[tokio::test]
+async fn renaming_a_listener_hands_its_address_over() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    // A concrete port, so two listener names can claim the same address in turn.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = config("a", &a, &b, false, false);
+    let with = |name: &str| {
+        format!("{base}---\nkind: Listener\nmetadata: {{name: {name}}}\nspec: {{address: \"127.0.0.1:{port}\", protocol: HTTP}}\n")
+    };
+    let gw = TestGateway::start(&with("old")).await;
+    let url = format!("http://127.0.0.1:{port}/x");
+    assert_eq!(Client::new().get(&url, &[]).await.unwrap().status, 200);
+    gw.write(&with("new"));
+    gw.gw
+        .reload("test")
+        .await
+        .expect("the new listener takes over the address");
+    let addrs = gw.gw.listener_addrs().await;
+    assert!(
+        addrs.contains_key("default/new") && !addrs.contains_key("default/old"),
+        "{addrs:?}"
+    );
+    assert_eq!(Client::new().get(&url, &[]).await.unwrap().status, 200);
+}

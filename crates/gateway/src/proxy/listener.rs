@@ -64,6 +64,7 @@ pub struct ListenerHandle {
     pub local_addr: SocketAddr,
     settings: Arc<ArcSwap<Settings>>,
     stop: watch::Sender<Option<Duration>>,
+    closed: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
@@ -78,6 +79,12 @@ impl ListenerHandle {
     /// Stops accepting, then waits up to `drain` for open connections to finish.
     pub fn stop(&self, drain: Duration) {
         let _ = self.stop.send(Some(drain));
+    }
+
+    /// Becomes true once the listening socket is closed (before the drain ends), so another
+    /// listener may bind the address.
+    pub fn socket_closed(&self) -> watch::Receiver<bool> {
+        self.closed.clone()
     }
 
     /// Waits for the accept loop and its drain to end.
@@ -110,6 +117,7 @@ pub fn start(
     let local_addr = tcp.local_addr()?;
     let settings = Arc::new(ArcSwap::from_pointee(Settings::new(&spec, tls)));
     let (stop_tx, mut stop_rx) = watch::channel(None);
+    let (closed_tx, closed_rx) = watch::channel(false);
     let name = spec.id.to_string();
     let current = settings.clone();
     let task = tokio::spawn(async move {
@@ -159,6 +167,7 @@ pub fn start(
             }
         };
         drop(tcp);
+        let _ = closed_tx.send(true);
         if tokio::time::timeout(drain, graceful.shutdown())
             .await
             .is_err()
@@ -171,6 +180,7 @@ pub fn start(
         local_addr,
         settings,
         stop: stop_tx,
+        closed: closed_rx,
         task,
     })
 }
