@@ -22,7 +22,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.mark.line, self.mark.col)?;
+        if self.mark.line == 0 {
+            // File-level problems (unreadable file) have no position.
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.mark.line, self.mark.col)?;
+        }
         match (self.object.is_empty(), self.path.is_empty()) {
             (true, true) => {}
             (true, false) => write!(f, "{}: ", self.path)?,
