@@ -514,3 +514,46 @@ async fn dot_segments_cannot_escape_a_route() {
     assert_eq!(echo["path"], "/u/1/x");
     assert_eq!(echo["query"], "q=1");
 }
+
+#[tokio::test]
+async fn bodiless_responses_keep_the_upstream_connection_reusable() {
+    let (_gw, a, b, url) = setup().await;
+    let c = Client::new();
+    for _ in 0..5 {
+        let head = http::Request::head(format!("{url}/x"))
+            .body(Default::default())
+            .unwrap();
+        let r = c.send(head).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+        assert_eq!(
+            c.get(&format!("{url}/status/204"), &[])
+                .await
+                .unwrap()
+                .status,
+            204
+        );
+        assert_eq!(
+            c.get(&format!("{url}/status/304"), &[])
+                .await
+                .unwrap()
+                .status,
+            304
+        );
+    }
+    assert_eq!(a.requests(), 15);
+    assert_eq!(
+        a.connections(),
+        1,
+        "HEAD, 204 and 304 exchanges return their connection to the pool"
+    );
+
+    // HTTP/2 backends multiplex every request over one connection.
+    for _ in 0..10 {
+        assert_eq!(
+            c.get(&format!("{url}/h2/z"), &[]).await.unwrap().json()["version"],
+            "HTTP/2.0"
+        );
+    }
+    assert_eq!(b.connections(), 1);
+}
