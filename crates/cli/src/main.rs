@@ -158,24 +158,56 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One worker needs no work-stealing scheduler: the single-threaded one skips its cross-thread
-    // wakeups and atomics.
-    let mut rt = match config.gateway.workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(w) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(w);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
+    // Thread per core: every worker is a single-threaded runtime with its own accept loop on each
+    // listener (SO_REUSEPORT), so a connection, its requests and the upstream connections they
+    // pool stay on one thread, with no work-stealing atomics or cross-thread wake-ups. The main
+    // thread is worker 0 and also runs the admin API and reloads.
+    let workers = config
+        .gateway
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     };
-    let rt = match rt.enable_all().build() {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let mut handles = vec![rt.handle().clone()];
+    for i in 1..workers {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("gatehouse-worker-{i}"))
+            .spawn(move || match runtime() {
+                Ok(rt) => {
+                    let _ = tx.send(Ok(rt.handle().clone()));
+                    // Serves whatever the gateway spawns on it until the process exits.
+                    rt.block_on(std::future::pending::<()>());
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            });
+        match spawned
+            .map_err(|e| e.to_string())
+            .and_then(|_| rx.recv().map_err(|e| e.to_string()))
+        {
+            Ok(Ok(h)) => handles.push(h),
+            Ok(Err(e)) => {
+                eprintln!("cannot start worker {i}: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("cannot start worker {i}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     rt.block_on(async move {
         let mut signals = match gatehouse_gateway::reload::Signals::install() {
             Ok(s) => s,
@@ -185,7 +217,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             }
         };
         let admin = config.gateway.admin_address;
-        let gw = match Gateway::start(source.clone(), config).await {
+        let gw = match Gateway::start_on(source.clone(), config, handles).await {
             Ok(gw) => gw,
             Err(e) => {
                 eprintln!("{e}");

@@ -86,6 +86,8 @@ pub struct Gateway {
     draining: AtomicBool,
     admin_addr: Mutex<Option<SocketAddr>>,
     version: tokio::sync::watch::Sender<String>,
+    /// The runtimes that accept and serve connections, one per worker thread.
+    workers: Vec<tokio::runtime::Handle>,
 }
 
 fn now() -> String {
@@ -99,8 +101,19 @@ fn needs_rebind(old: &Listener, new: &Listener) -> bool {
 }
 
 impl Gateway {
-    /// Builds the first snapshot from `config` and starts its listeners.
+    /// Builds the first snapshot from `config` and starts its listeners on the current runtime.
     pub async fn start(source: ConfigSource, config: Config) -> Result<Arc<Gateway>, StartError> {
+        Self::start_on(source, config, vec![tokio::runtime::Handle::current()]).await
+    }
+
+    /// As `start`, with each listener accepting on every one of `workers` (single-threaded
+    /// runtimes, one per core: connections, their requests and their upstream pools stay on one
+    /// thread).
+    pub async fn start_on(
+        source: ConfigSource,
+        config: Config,
+        workers: Vec<tokio::runtime::Handle>,
+    ) -> Result<Arc<Gateway>, StartError> {
         let metrics = Metrics::new();
         let registry = EndpointRegistry::default();
         let config = Arc::new(config);
@@ -124,6 +137,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             admin_addr: Mutex::new(None),
             version: tokio::sync::watch::channel(config.version.clone()).0,
+            workers,
         });
         gw.apply_listeners(&config)
             .await
@@ -215,7 +229,7 @@ impl Gateway {
                 if taken {
                     None
                 } else {
-                    Some(listener::bind(l.address).map_err(|e| {
+                    Some(listener::bind(l.address, self.workers.len()).map_err(|e| {
                         format!("Listener {}: cannot listen on {}: {e}", l.id, l.address)
                     })?)
                 }
@@ -263,7 +277,7 @@ impl Gateway {
                     if let Some(closed) = closing.get_mut(&spec.address) {
                         let _ = closed.wait_for(|c| *c).await;
                     }
-                    listener::bind(spec.address).map_err(|e| {
+                    listener::bind(spec.address, self.workers.len()).map_err(|e| {
                         format!(
                             "Listener {}: cannot listen on {}: {e}",
                             spec.id, spec.address
@@ -279,14 +293,21 @@ impl Gateway {
     fn start_listener(
         &self,
         spec: Listener,
-        socket: tokio::net::TcpListener,
+        socket: listener::Bound,
         tls: Option<Arc<rustls::ServerConfig>>,
         listeners: &mut HashMap<ObjectId, ListenerHandle>,
     ) -> Result<(), String> {
         let gauge = self.metrics.active_connections(&spec.id.to_string());
         let id = spec.id.clone();
-        let h = listener::start(spec, socket, tls, self.snapshot.clone(), gauge)
-            .map_err(|e| e.to_string())?;
+        let h = listener::start(
+            spec,
+            socket,
+            tls,
+            self.snapshot.clone(),
+            gauge,
+            &self.workers,
+        )
+        .map_err(|e| e.to_string())?;
         tracing::info!(listener = %id, address = %h.local_addr, protocol = ?h.spec.protocol, "listening");
         listeners.insert(id, h);
         Ok(())
@@ -302,7 +323,7 @@ impl Gateway {
                 ),
                 _ => None,
             };
-            let socket = listener::bind(l.address)
+            let socket = listener::bind(l.address, self.workers.len())
                 .map_err(|e| format!("Listener {}: cannot listen on {}: {e}", l.id, l.address))?;
             self.start_listener(l.clone(), socket, tls, &mut listeners)?;
         }

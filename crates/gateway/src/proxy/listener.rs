@@ -65,7 +65,7 @@ pub struct ListenerHandle {
     settings: Arc<ArcSwap<Settings>>,
     stop: watch::Sender<Option<Duration>>,
     closed: watch::Receiver<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl ListenerHandle {
@@ -87,65 +87,161 @@ impl ListenerHandle {
         self.closed.clone()
     }
 
-    /// Waits for the accept loop and its drain to end.
+    /// Waits for every accept loop and its drain to end.
     pub async fn join(self) {
-        let _ = self.task.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 }
 
-/// Binds a listener's socket (before it is started, so a reload can fail cleanly).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
+/// The sockets of one listener: one per worker, sharing the address (SO_REUSEPORT) so the kernel
+/// spreads connections over the workers and each worker accepts on its own.
+pub struct Bound {
+    /// The bound address (the port is resolved when the spec asked for port 0).
+    pub local_addr: SocketAddr,
+    sockets: Vec<std::net::TcpListener>,
 }
 
-/// Starts the accept loop of a bound listener.
+/// Binds a listener's sockets, before it is started, so a reload can fail cleanly.
+pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Bound> {
+    let mut sockets = Vec::with_capacity(workers);
+    let mut actual = addr;
+    for _ in 0..workers.max(1) {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        // Only shared when there are several workers: a single socket keeps "address in use"
+        // errors against any other holder of the port.
+        if workers > 1 {
+            socket.set_reuseport(true)?;
+        }
+        socket.set_nodelay(true)?;
+        socket.bind(actual)?;
+        let listener = socket.listen(4096)?;
+        actual = listener.local_addr()?;
+        sockets.push(listener.into_std()?);
+    }
+    Ok(Bound {
+        local_addr: actual,
+        sockets,
+    })
+}
+
+/// Starts one accept loop per socket, each on its worker's runtime.
 pub fn start(
     spec: Listener,
-    tcp: TcpListener,
+    bound: Bound,
     tls: Option<Arc<rustls::ServerConfig>>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     gauge: Gauge,
+    workers: &[tokio::runtime::Handle],
 ) -> std::io::Result<ListenerHandle> {
-    let local_addr = tcp.local_addr()?;
     let settings = Arc::new(ArcSwap::from_pointee(Settings::new(&spec, tls)));
-    let (stop_tx, mut stop_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(None);
     let (closed_tx, closed_rx) = watch::channel(false);
-    let name = spec.id.to_string();
-    let current = settings.clone();
-    let task = tokio::spawn(async move {
+    let open = Arc::new((
+        std::sync::atomic::AtomicUsize::new(bound.sockets.len()),
+        closed_tx,
+    ));
+    let name: Arc<str> = spec.id.to_string().into();
+    let mut tasks = Vec::with_capacity(bound.sockets.len());
+    for (i, socket) in bound.sockets.into_iter().enumerate() {
+        let worker = &workers[i % workers.len().max(1)];
+        let accept = AcceptLoop {
+            name: name.clone(),
+            settings: settings.clone(),
+            snapshot: snapshot.clone(),
+            gauge: gauge.clone(),
+            stop: stop_rx.clone(),
+            open: open.clone(),
+        };
+        tasks.push(worker.spawn(accept.run(socket)));
+    }
+    Ok(ListenerHandle {
+        spec,
+        local_addr: bound.local_addr,
+        settings,
+        stop: stop_tx,
+        closed: closed_rx,
+        tasks,
+    })
+}
+
+/// One worker's accept loop of a listener.
+struct AcceptLoop {
+    name: Arc<str>,
+    settings: Arc<ArcSwap<Settings>>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    gauge: Gauge,
+    stop: watch::Receiver<Option<Duration>>,
+    /// Sockets of this listener still open, and the signal sent when none is.
+    open: Arc<(std::sync::atomic::AtomicUsize, watch::Sender<bool>)>,
+}
+
+impl AcceptLoop {
+    async fn run(mut self, socket: std::net::TcpListener) {
+        // Registered here, on the worker's own runtime, so its connections are served there.
+        let tcp = match TcpListener::from_std(socket) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(listener = %self.name, "cannot register the listening socket: {e}");
+                None
+            }
+        };
         let graceful = GracefulShutdown::new();
-        let drain = loop {
+        let drain = match &tcp {
+            Some(tcp) => self.accept(tcp, &graceful).await,
+            None => Duration::ZERO,
+        };
+        drop(tcp);
+        if self
+            .open
+            .0
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            let _ = self.open.1.send(true);
+        }
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(listener = %self.name, "drain deadline passed; closing remaining connections");
+        }
+    }
+
+    /// Accepts until stopped; returns how long to drain.
+    async fn accept(&mut self, tcp: &TcpListener, graceful: &GracefulShutdown) -> Duration {
+        loop {
             tokio::select! {
-                changed = stop_rx.changed() => {
-                    let drain = if changed.is_ok() { *stop_rx.borrow() } else { Some(Duration::ZERO) };
-                    if let Some(d) = drain { break d; }
+                changed = self.stop.changed() => {
+                    let drain = if changed.is_ok() { *self.stop.borrow() } else { Some(Duration::ZERO) };
+                    if let Some(d) = drain {
+                        return d;
+                    }
                 }
                 accepted = tcp.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(x) => x,
                         Err(e) => {
                             // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(listener = %name, "accept failed: {e}");
+                            tracing::warn!(listener = %self.name, "accept failed: {e}");
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let settings = current.load_full();
+                    let settings = self.settings.load_full();
                     let info = Arc::new(ConnInfo::new(peer, settings.scheme));
-                    let snapshot = snapshot.clone();
-                    let gauge = gauge.clone();
+                    let snapshot = self.snapshot.clone();
+                    let gauge = self.gauge.clone();
                     gauge.inc();
                     match &settings.tls {
-                        None => serve(&graceful, settings.builder.clone(), stream, info, snapshot, gauge),
+                        None => serve(graceful, settings.builder.clone(), stream, info, snapshot, gauge),
                         Some(acceptor) => {
                             let acceptor = acceptor.clone();
                             let watcher = graceful.watcher();
@@ -165,24 +261,8 @@ pub fn start(
                     }
                 }
             }
-        };
-        drop(tcp);
-        let _ = closed_tx.send(true);
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(listener = %name, "drain deadline passed; closing remaining connections");
         }
-    });
-    Ok(ListenerHandle {
-        spec,
-        local_addr,
-        settings,
-        stop: stop_tx,
-        closed: closed_rx,
-        task,
-    })
+    }
 }
 
 type Svc = Arc<ConnInfo>;
