@@ -274,3 +274,45 @@ async fn renaming_a_listener_hands_its_address_over() {
     );
     assert_eq!(Client::new().get(&url, &[]).await.unwrap().status, 200);
 }
+
+#[tokio::test]
+async fn several_workers_share_each_listener_and_shut_down_together() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    // Two extra single-threaded runtimes, as `gatehouse run` makes for `workers: 3`.
+    let mut workers = vec![tokio::runtime::Handle::current()];
+    for _ in 0..2 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tx.send(rt.handle().clone()).unwrap();
+            rt.block_on(std::future::pending::<()>());
+        });
+        workers.push(rx.recv().unwrap());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = gatehouse_testkit::gateway::with_api_version(&config("a", &a, &b, false, true));
+    std::fs::write(dir.path().join("c.yaml"), yaml).unwrap();
+    let source = gatehouse_gateway::ConfigSource::Path(dir.path().to_path_buf());
+    let config = source.load().unwrap();
+    let gw = gatehouse_gateway::Gateway::start_on(source, config, workers)
+        .await
+        .unwrap();
+    let web = gw.listener_addrs().await["default/web"];
+    for _ in 0..20 {
+        // A new client each time: a new connection, which the kernel may hand to any worker.
+        let r = Client::new()
+            .get(&format!("http://{web}/x"), &[])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    gw.shutdown().await;
+    assert!(
+        refuses(web).await,
+        "every worker's socket is closed after shutdown"
+    );
+}
