@@ -62,10 +62,15 @@ static HOP_BY_HOP: [&HeaderName; 6] = [
 /// the common case, which allocates nothing. Percent-encoded dots (`%2e`) count as dots, so
 /// `/v1/%2e%2e/admin` cannot slip past a `/v1` rule and reach `/admin` upstream.
 pub fn normalize_path(path: &str) -> Option<String> {
+    // Fast path: no dot and no percent sign means no dot segment.
+    if !path.bytes().any(|b| b == b'.' || b == b'%') {
+        return None;
+    }
     let is_dot = |seg: &str| seg == "." || seg.eq_ignore_ascii_case("%2e");
     let is_dotdot = |seg: &str| {
-        let s = seg.to_ascii_lowercase();
-        s == ".." || s == ".%2e" || s == "%2e." || s == "%2e%2e"
+        ["..", ".%2e", "%2e.", "%2e%2e"]
+            .iter()
+            .any(|d| seg.eq_ignore_ascii_case(d))
     };
     if !path.split('/').any(|seg| is_dot(seg) || is_dotdot(seg)) {
         return None;
