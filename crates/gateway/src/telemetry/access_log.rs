@@ -138,29 +138,35 @@ impl AccessLogger {
             buf.clear();
             buf.extend_from_slice(b"{\"timestamp\":\"");
             timestamp(buf, SystemTime::now());
-            buf.extend_from_slice(b"\",\"requestId\":");
-            string(buf, r.request_id);
-            buf.extend_from_slice(b",\"client\":");
-            string(buf, r.client);
-            buf.extend_from_slice(b",\"method\":");
-            string(buf, r.method);
-            buf.extend_from_slice(b",\"host\":");
-            string(buf, r.host);
-            buf.extend_from_slice(b",\"path\":");
-            string(buf, r.path);
+            buf.push(b'"');
+            for (key, value) in [
+                (&b",\"requestId\":"[..], r.request_id),
+                (b",\"client\":", r.client),
+                (b",\"method\":", r.method),
+                (b",\"host\":", r.host),
+                (b",\"path\":", r.path),
+            ] {
+                buf.extend_from_slice(key);
+                string(buf, value);
+            }
             let mut n = itoa::Buffer::new();
-            buf.extend_from_slice(b",\"status\":");
-            buf.extend_from_slice(n.format(r.status).as_bytes());
-            buf.extend_from_slice(b",\"bytesIn\":");
-            buf.extend_from_slice(n.format(r.bytes_in).as_bytes());
-            buf.extend_from_slice(b",\"bytesOut\":");
-            buf.extend_from_slice(n.format(r.bytes_out).as_bytes());
+            for (key, value) in [
+                (&b",\"status\":"[..], u64::from(r.status)),
+                (b",\"bytesIn\":", r.bytes_in),
+                (b",\"bytesOut\":", r.bytes_out),
+            ] {
+                buf.extend_from_slice(key);
+                buf.extend_from_slice(n.format(value).as_bytes());
+            }
             buf.extend_from_slice(b",\"durationMs\":");
             millis(buf, r.duration);
-            buf.extend_from_slice(b",\"route\":");
-            string(buf, r.route);
-            buf.extend_from_slice(b",\"backend\":");
-            string(buf, r.backend);
+            for (key, value) in [
+                (&b",\"route\":"[..], r.route),
+                (b",\"backend\":", r.backend),
+            ] {
+                buf.extend_from_slice(key);
+                string(buf, value);
+            }
             buf.extend_from_slice(b",\"upstream\":");
             match r.upstream {
                 Some(u) => string(buf, u),
