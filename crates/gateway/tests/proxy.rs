@@ -475,6 +475,7 @@ async fn malformed_requests_get_4xx_not_a_crash() {
         &b"GARBAGE\r\n\r\n"[..],
         b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n",
         b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
     ] {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(raw).await.unwrap();

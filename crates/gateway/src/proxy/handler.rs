@@ -98,6 +98,11 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let rid = request_id(&req);
+    // A gateway is not a forward proxy: tunnels are not routed (WebSocket upgrades arrive later).
+    if req.method() == http::Method::CONNECT {
+        let err = ProxyError::new(ErrorKind::BadRequest, "CONNECT is not supported");
+        return unrouted(&snap, conn, &req, &rid, err, start);
+    }
     // Match and forward the same path: `/v1/../admin` is `/admin` to the upstream, so it must be
     // `/admin` to the route table too.
     match normalized_uri(req.uri()) {
