@@ -5,6 +5,7 @@ use super::body::{Completion, LogContext, RequestBody, ResponseBody};
 use super::forward;
 use crate::error::{ErrorKind, ProxyError};
 use crate::snapshot::{Snapshot, Target};
+use crate::telemetry::metrics::RequestMetrics;
 use crate::upstream::client;
 use bytes::Bytes;
 use gatehouse_config::{Action, BackendProtocol, Redirect};
@@ -286,18 +287,22 @@ async fn forward(
     let target = &entry.target;
     let rule = &entry.rule;
     let route = &entry.route;
+    // Every failure before the upstream answers becomes one error response.
+    let fail = |err: ProxyError, metrics: &Arc<RequestMetrics>, log: Option<Box<LogContext>>| {
+        error_response(
+            &snap,
+            err,
+            &rid,
+            route,
+            Completion::new(start, metrics.clone(), log),
+        )
+    };
     let Some(choice) = target.pick() else {
         let err = ProxyError::new(
             ErrorKind::NoHealthyEndpoint,
             "no backend with a weight above 0",
         );
-        return error_response(
-            &snap,
-            err,
-            &rid,
-            route,
-            Completion::new(start, target.local_metrics.clone(), log),
-        );
+        return fail(err, &target.local_metrics, log);
     };
     let backend = &choice.backend;
     let bytes_in = log.as_mut().map(|l| {
@@ -311,13 +316,7 @@ async fn forward(
             ErrorKind::NoHealthyEndpoint,
             format!("backend {} has no endpoints", backend.id),
         );
-        return error_response(
-            &snap,
-            err,
-            &rid,
-            route,
-            Completion::new(start, choice.metrics.clone(), log),
-        );
+        return fail(err, &choice.metrics, log);
     };
 
     let (mut parts, body) = req.into_parts();
@@ -402,13 +401,7 @@ async fn forward(
                 ErrorKind::BadRequest,
                 format!("cannot build upstream URI: {e}"),
             );
-            return error_response(
-                &snap,
-                err,
-                &rid,
-                route,
-                Completion::new(start, choice.metrics.clone(), log),
-            );
+            return fail(err, &choice.metrics, log);
         }
         None => {}
     }
