@@ -200,28 +200,20 @@ pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
         }
     }
     let version = version_of(sources);
-    let config = crate::validate::validate(objects, &declared, &mut errors).map(|mut c| {
-        c.version = version;
-        c.sources = sources.iter().map(|s| s.name.clone()).collect();
-        c
-    });
-    crate::rules::check(config.as_ref(), &mut errors);
-    match config {
-        Some(c) if errors.is_empty() => Ok(c),
-        _ => {
-            let order: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-            let pos = |f: &str| order.iter().position(|o| *o == f).unwrap_or(usize::MAX);
-            errors.sort_by(|a, b| {
-                (pos(&a.file), a.mark.line, a.mark.col).cmp(&(
-                    pos(&b.file),
-                    b.mark.line,
-                    b.mark.col,
-                ))
-            });
-            errors.dedup();
-            Err(ConfigErrors(errors))
-        }
+    let mut config = crate::validate::validate(objects, &declared, &mut errors);
+    config.version = version;
+    config.sources = sources.iter().map(|s| s.name.clone()).collect();
+    crate::rules::check(&config, &mut errors);
+    if errors.is_empty() {
+        return Ok(config);
     }
+    let order: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    let pos = |f: &str| order.iter().position(|o| *o == f).unwrap_or(usize::MAX);
+    errors.sort_by(|a, b| {
+        (pos(&a.file), a.mark.line, a.mark.col).cmp(&(pos(&b.file), b.mark.line, b.mark.col))
+    });
+    errors.dedup();
+    Err(ConfigErrors(errors))
 }
 
 fn version_of(sources: &[SourceFile]) -> String {

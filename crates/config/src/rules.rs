@@ -34,12 +34,7 @@ fn signature(rule: &Rule) -> String {
 }
 
 /// Adds an error for every rule that another rule makes unreachable.
-pub(crate) fn check(config: Option<&crate::model::Config>, errors: &mut Vec<ConfigError>) {
-    let Some(config) = config else { return };
-    check_config(config, errors);
-}
-
-fn check_config(config: &Config, errors: &mut Vec<ConfigError>) {
+pub(crate) fn check(config: &Config, errors: &mut Vec<ConfigError>) {
     // (host key, signature) -> first rule's description
     let mut first: HashMap<(String, String), String> = HashMap::new();
     let mut catch_all: HashMap<String, String> = HashMap::new();

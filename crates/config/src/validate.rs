@@ -64,13 +64,12 @@ impl V<'_> {
     }
 }
 
-/// Validates every object; returns the model when the structure allowed building one (errors may
-/// still have been added, in which case the caller refuses it).
+/// Validates every object into the model; the model is only usable when no error was added.
 pub(crate) fn validate(
     objects: Vec<Object>,
     declared: &[(&'static str, ObjectId)],
     errors: &mut Vec<ConfigError>,
-) -> Option<Config> {
+) -> Config {
     let mut v = V { errors };
     // Names are unique per kind and namespace.
     let mut seen: HashMap<(&str, &ObjectId), &Ctx> = HashMap::new();
@@ -140,7 +139,7 @@ pub(crate) fn validate(
             Spec::Route(spec) => config.routes.push(route(&mut v, o, spec, &backend_ids)),
         }
     }
-    Some(config)
+    config
 }
 
 fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {

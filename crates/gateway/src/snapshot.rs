@@ -7,7 +7,6 @@ use crate::telemetry::metrics::{Metrics, RequestMetrics};
 use crate::upstream::{BackendRt, EndpointShared};
 use bytes::Bytes;
 use gatehouse_config::{Action, BackendProtocol, Config};
-use ipnet::IpNet;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -96,8 +95,6 @@ pub struct Snapshot {
     pub backends: Vec<Arc<BackendRt>>,
     /// Access logger, when enabled.
     pub access_log: Option<Arc<AccessLogger>>,
-    /// Trusted proxy networks.
-    pub trusted_proxies: Vec<IpNet>,
     /// Metrics for requests that matched no route.
     pub no_route_metrics: Arc<RequestMetrics>,
     /// The process's metric families.
@@ -159,7 +156,6 @@ impl Snapshot {
         let mut list: Vec<_> = backends.into_values().collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(Snapshot {
-            trusted_proxies: config.gateway.trusted_proxies.clone(),
             no_route_metrics: Arc::new(metrics.request_metrics("none", "")),
             config,
             router,

@@ -341,7 +341,7 @@ async fn forward(
         &mut parts.headers,
         &conn.forwarded_for,
         conn.peer.ip(),
-        &snap.trusted_proxies,
+        &snap.config.gateway.trusted_proxies,
         conn.scheme,
         authority.as_ref(),
     );
