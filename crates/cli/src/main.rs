@@ -2,7 +2,7 @@
 //! `check`, `routes`); nothing else lives in this crate.
 
 use clap::{Parser, Subcommand};
-use gatehouse_config::{Config, ConfigErrors, ListenerProtocol};
+use gatehouse_config::{Config, ConfigErrors};
 use gatehouse_gateway::routing::Router;
 use gatehouse_gateway::{ConfigSource, Gateway};
 use std::path::PathBuf;
@@ -57,13 +57,7 @@ fn check_files(config: &Config) -> Vec<String> {
     config
         .listeners
         .iter()
-        .filter(|l| l.protocol == ListenerProtocol::HTTPS)
-        .filter_map(|l| {
-            let tls = l.tls.as_ref()?;
-            gatehouse_gateway::proxy::tls::server_config(tls)
-                .err()
-                .map(|e| format!("Listener {}: {e}", l.id))
-        })
+        .filter_map(|l| gatehouse_gateway::gateway::tls_config(l).err())
         .collect()
 }
 

@@ -94,6 +94,16 @@ fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
+/// The TLS server config of an HTTPS listener, built (certificates read) now.
+pub fn tls_config(l: &Listener) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    match (&l.protocol, &l.tls) {
+        (ListenerProtocol::HTTPS, Some(t)) => crate::proxy::tls::server_config(t)
+            .map(Some)
+            .map_err(|e| format!("Listener {}: {e}", l.id)),
+        _ => Ok(None),
+    }
+}
+
 /// A listener keeps its socket across reloads unless its address changes; protocol, certificates
 /// and timeouts are applied to new connections in place.
 fn needs_rebind(old: &Listener, new: &Listener) -> bool {
@@ -210,13 +220,7 @@ impl Gateway {
         // Everything that can fail happens before the swap: TLS configs and new sockets.
         let mut prepared = Vec::new();
         for l in &config.listeners {
-            let tls = match (&l.protocol, &l.tls) {
-                (ListenerProtocol::HTTPS, Some(t)) => Some(
-                    crate::proxy::tls::server_config(t)
-                        .map_err(|e| format!("Listener {}: {e}", l.id))?,
-                ),
-                _ => None,
-            };
+            let tls = tls_config(l)?;
             let rebind = listeners
                 .get(&l.id)
                 .is_none_or(|h| needs_rebind(&h.spec, l));
@@ -229,9 +233,7 @@ impl Gateway {
                 if taken {
                     None
                 } else {
-                    Some(listener::bind(l.address, self.workers.len()).map_err(|e| {
-                        format!("Listener {}: cannot listen on {}: {e}", l.id, l.address)
-                    })?)
+                    Some(self.bind(l)?)
                 }
             } else {
                 None
@@ -277,17 +279,18 @@ impl Gateway {
                     if let Some(closed) = closing.get_mut(&spec.address) {
                         let _ = closed.wait_for(|c| *c).await;
                     }
-                    listener::bind(spec.address, self.workers.len()).map_err(|e| {
-                        format!(
-                            "Listener {}: cannot listen on {}: {e}",
-                            spec.id, spec.address
-                        )
-                    })?
+                    self.bind(&spec)?
                 }
             };
             self.start_listener(spec, socket, tls, listeners)?;
         }
         Ok(version)
+    }
+
+    /// Binds a listener's sockets, one per worker.
+    fn bind(&self, l: &Listener) -> Result<listener::Bound, String> {
+        listener::bind(l.address, self.workers.len())
+            .map_err(|e| format!("Listener {}: cannot listen on {}: {e}", l.id, l.address))
     }
 
     fn start_listener(
@@ -316,15 +319,8 @@ impl Gateway {
     async fn apply_listeners(&self, config: &Config) -> Result<(), String> {
         let mut listeners = self.listeners.lock().await;
         for l in &config.listeners {
-            let tls = match &l.tls {
-                Some(t) if l.protocol == ListenerProtocol::HTTPS => Some(
-                    crate::proxy::tls::server_config(t)
-                        .map_err(|e| format!("Listener {}: {e}", l.id))?,
-                ),
-                _ => None,
-            };
-            let socket = listener::bind(l.address, self.workers.len())
-                .map_err(|e| format!("Listener {}: cannot listen on {}: {e}", l.id, l.address))?;
+            let tls = tls_config(l)?;
+            let socket = self.bind(l)?;
             self.start_listener(l.clone(), socket, tls, &mut listeners)?;
         }
         Ok(())

@@ -239,26 +239,21 @@ impl AcceptLoop {
                     let info = Arc::new(ConnInfo::new(peer, settings.scheme));
                     let snapshot = self.snapshot.clone();
                     let gauge = self.gauge.clone();
+                    let watcher = graceful.watcher();
                     gauge.inc();
-                    match &settings.tls {
-                        None => serve(graceful, settings.builder.clone(), stream, info, snapshot, gauge),
-                        Some(acceptor) => {
-                            let acceptor = acceptor.clone();
-                            let watcher = graceful.watcher();
-                            tokio::spawn(async move {
+                    tokio::spawn(async move {
+                        match &settings.tls {
+                            None => serve(watcher, &settings, stream, info, snapshot).await,
+                            Some(acceptor) => {
                                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => {
-                                        let svc = service_fn(move |req| respond(&snapshot, &info, req));
-                                        let conn = settings.builder.serve_connection(TokioIo::new(tls), svc).into_owned();
-                                        let _ = watcher.watch(conn).await;
-                                    }
+                                    Ok(Ok(tls)) => serve(watcher, &settings, tls, info, snapshot).await,
                                     Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                                 }
-                                gauge.dec();
-                            });
+                            }
                         }
-                    }
+                        gauge.dec();
+                    });
                 }
             }
         }
@@ -281,21 +276,20 @@ fn respond(
     async move { Ok::<_, Infallible>(handle(snap, &info, req).await) }
 }
 
-fn serve<IO>(
-    graceful: &GracefulShutdown,
-    builder: auto::Builder<TokioExecutor>,
+/// Serves one connection (plain, or after its TLS handshake) until it closes or drains.
+async fn serve<IO>(
+    watcher: hyper_util::server::graceful::Watcher,
+    settings: &Settings,
     io: IO,
     info: Svc,
     snapshot: Arc<ArcSwap<Snapshot>>,
-    gauge: Gauge,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req| respond(&snapshot, &info, req));
-    let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
-    let fut = graceful.watch(conn);
-    tokio::spawn(async move {
-        let _ = fut.await;
-        gauge.dec();
-    });
+    let conn = settings
+        .builder
+        .serve_connection(TokioIo::new(io), svc)
+        .into_owned();
+    let _ = watcher.watch(conn).await;
 }
