@@ -25,6 +25,9 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// How many kinds there are (kinds index arrays with `as usize`).
+    pub const COUNT: usize = 6;
+
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {

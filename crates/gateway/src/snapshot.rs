@@ -3,7 +3,7 @@
 
 use crate::routing::Router;
 use crate::telemetry::access_log::AccessLogger;
-use crate::telemetry::metrics::{Metrics, RequestMetrics};
+use crate::telemetry::metrics::{ErrorCounters, Metrics, RequestMetrics};
 use crate::upstream::{BackendRt, EndpointShared};
 use bytes::Bytes;
 use gatehouse_config::{Action, BackendProtocol, Config};
@@ -33,6 +33,10 @@ pub struct Target {
     pub body: Bytes,
     /// `rewrite.host` as a ready header value.
     pub host_rewrite: Option<http::HeaderValue>,
+    /// Content type of a direct response, as a ready header value.
+    pub content_type: Option<http::HeaderValue>,
+    /// Errors the proxy answers on this route.
+    pub errors: ErrorCounters,
 }
 
 impl Target {
@@ -97,6 +101,8 @@ pub struct Snapshot {
     pub access_log: Option<Arc<AccessLogger>>,
     /// Metrics for requests that matched no route.
     pub no_route_metrics: Arc<RequestMetrics>,
+    /// Errors answered to requests that matched no route.
+    pub no_route_errors: ErrorCounters,
     /// The process's metric families.
     pub metrics: Arc<Metrics>,
 }
@@ -143,6 +149,11 @@ impl Snapshot {
                     Action::Direct(d) => Bytes::from(d.body.clone()),
                     _ => Bytes::new(),
                 },
+                content_type: match &rule.action {
+                    Action::Direct(d) => http::HeaderValue::from_str(&d.content_type).ok(),
+                    _ => None,
+                },
+                errors: ErrorCounters::new(route),
                 host_rewrite: rule
                     .rewrite
                     .host
@@ -157,6 +168,7 @@ impl Snapshot {
         list.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(Snapshot {
             no_route_metrics: Arc::new(metrics.request_metrics("none", "")),
+            no_route_errors: ErrorCounters::new("none"),
             config,
             router,
             backends: list,

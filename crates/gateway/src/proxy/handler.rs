@@ -5,7 +5,7 @@ use super::body::{Completion, LogContext, RequestBody, ResponseBody};
 use super::forward;
 use crate::error::{ErrorKind, ProxyError};
 use crate::snapshot::{Snapshot, Target};
-use crate::telemetry::metrics::RequestMetrics;
+use crate::telemetry::metrics::{ErrorCounters, RequestMetrics};
 use crate::upstream::client;
 use bytes::Bytes;
 use gatehouse_config::{Action, BackendProtocol, Redirect};
@@ -132,8 +132,8 @@ pub async fn handle(
         Action::Direct(d) => {
             let mut resp = Response::new(());
             *resp.status_mut() = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
-            if let Ok(ct) = HeaderValue::from_str(&d.content_type) {
-                resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+            if let Some(ct) = &target.content_type {
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
             }
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
             let done = Completion::new(start, target.local_metrics.clone(), log);
@@ -185,7 +185,7 @@ fn unrouted(
 ) -> Response<ResponseBody> {
     let log = log_context(snap, conn, req, rid, None);
     let done = Completion::new(start, snap.no_route_metrics.clone(), log);
-    error_response(snap, err, rid, "none", done)
+    error_response(snap, err, rid, &snap.no_route_errors, done)
 }
 
 /// Access-log data for a request, when logging is on. Everything is a reference-counted clone of
@@ -232,11 +232,11 @@ fn error_response(
     snap: &Snapshot,
     err: ProxyError,
     rid: &HeaderValue,
-    route: &str,
+    errors: &ErrorCounters,
     mut done: Completion,
 ) -> Response<ResponseBody> {
-    tracing::debug!(request_id = rid.to_str().unwrap_or(""), route, "{err}");
-    snap.metrics.proxy_errors(route, err.kind).inc();
+    tracing::debug!(request_id = rid.to_str().unwrap_or(""), "{err}");
+    errors.inc(&snap.metrics, err.kind);
     let (mut parts, body) = err.to_response(rid).into_parts();
     parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
     if let Some(l) = done.log.as_mut() {
@@ -286,14 +286,13 @@ async fn forward(
 ) -> Response<ResponseBody> {
     let target = &entry.target;
     let rule = &entry.rule;
-    let route = &entry.route;
     // Every failure before the upstream answers becomes one error response.
     let fail = |err: ProxyError, metrics: &Arc<RequestMetrics>, log: Option<Box<LogContext>>| {
         error_response(
             &snap,
             err,
             &rid,
-            route,
+            &target.errors,
             Completion::new(start, metrics.clone(), log),
         )
     };
@@ -436,7 +435,7 @@ async fn forward(
     let (resp, lease) = match result {
         Ok(r) => r,
         Err(err) => {
-            return error_response(&snap, err, &rid, route, done);
+            return error_response(&snap, err, &rid, &target.errors, done);
         }
     };
     let (mut parts, body) = resp.into_parts();

@@ -83,6 +83,30 @@ impl RequestMetrics {
     }
 }
 
+/// The proxy-error counters of one route, each resolved on its first use, so an error response
+/// (a 404 flood, say) costs one atomic increment rather than a label lookup.
+pub struct ErrorCounters {
+    route: String,
+    counters: [std::sync::OnceLock<Counter>; crate::error::ErrorKind::COUNT],
+}
+
+impl ErrorCounters {
+    /// Counters for `route` (`none` for requests no route matched).
+    pub fn new(route: &str) -> Self {
+        ErrorCounters {
+            route: route.to_string(),
+            counters: Default::default(),
+        }
+    }
+
+    /// Counts one error of `kind`.
+    pub fn inc(&self, metrics: &Metrics, kind: crate::error::ErrorKind) {
+        self.counters[kind as usize]
+            .get_or_init(|| metrics.proxy_errors(&self.route, kind))
+            .inc();
+    }
+}
+
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl Metrics {
