@@ -1,7 +1,7 @@
 //! Hot reload: under continuous load nothing fails; invalid configs are refused and the old one
 //! keeps serving; listeners come and go; file changes trigger reloads.
 
-use gatehouse_testkit::{refuses, wait_for, Client, TestGateway, Upstream};
+use gatehouse_testkit::{refuses, status, wait_for, Client, TestGateway, Upstream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,14 +164,7 @@ async fn reload_starts_and_stops_listeners() {
     gw.write(&config("a", &a, &b, true, true));
     gw.gw.reload("test").await.unwrap();
     let extra = gw.url("extra").await;
-    assert_eq!(
-        Client::new()
-            .get(&format!("{extra}/x"), &[])
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(status(&format!("{extra}/x")).await, 200);
     assert_eq!(
         gw.addr("web").await,
         web,
@@ -183,14 +176,7 @@ async fn reload_starts_and_stops_listeners() {
     assert!(!gw.gw.listener_addrs().await.contains_key("default/web"));
     // The removed listener's socket is closed once its accept loop has stopped.
     wait_for("the removed listener to stop accepting", || refuses(web)).await;
-    assert_eq!(
-        Client::new()
-            .get(&format!("{extra}/x"), &[])
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(status(&format!("{extra}/x")).await, 200);
 }
 
 #[tokio::test]
@@ -261,7 +247,7 @@ async fn renaming_a_listener_hands_its_address_over() {
     };
     let gw = TestGateway::start(&with("old")).await;
     let url = format!("http://127.0.0.1:{port}/x");
-    assert_eq!(Client::new().get(&url, &[]).await.unwrap().status, 200);
+    assert_eq!(status(&url).await, 200);
     gw.write(&with("new"));
     gw.gw
         .reload("test")
@@ -272,7 +258,7 @@ async fn renaming_a_listener_hands_its_address_over() {
         addrs.contains_key("default/new") && !addrs.contains_key("default/old"),
         "{addrs:?}"
     );
-    assert_eq!(Client::new().get(&url, &[]).await.unwrap().status, 200);
+    assert_eq!(status(&url).await, 200);
 }
 
 #[tokio::test]

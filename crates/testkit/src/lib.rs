@@ -35,3 +35,12 @@ where
 pub async fn refuses(addr: std::net::SocketAddr) -> bool {
     tokio::net::TcpStream::connect(addr).await.is_err()
 }
+
+/// The status of a plain GET to `url` on a fresh connection.
+pub async fn status(url: &str) -> http::StatusCode {
+    Client::new()
+        .get(url, &[])
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .status
+}
