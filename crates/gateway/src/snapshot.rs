@@ -71,7 +71,7 @@ impl EndpointRegistry {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                         as u64,
                     in_flight: AtomicUsize::new(0),
-                    h2: Mutex::new(None),
+                    h2: arc_swap::ArcSwapOption::empty(),
                 })
             })
             .clone()

@@ -4,12 +4,12 @@
 //! backend without rebuilding the route table. Per-endpoint state that must survive reloads (the
 //! HTTP/2 connection, in-flight counts) lives in `EndpointShared`, reused by address across snapshots.
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use gatehouse_config::{Backend, BackendProtocol, LbPolicy};
 use prometheus_client::metrics::counter::Counter;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// State of one upstream address that outlives a snapshot.
@@ -19,7 +19,8 @@ pub struct EndpointShared {
     /// Requests in flight to it (for least-request balancing and `/backends`).
     pub in_flight: AtomicUsize,
     /// The multiplexed HTTP/2 connection, when the backend speaks HTTP/2.
-    pub h2: Mutex<Option<hyper::client::conn::http2::SendRequest<crate::proxy::body::RequestBody>>>,
+    /// Read without a lock on every request to an HTTP/2 backend; replaced when it closes.
+    pub h2: ArcSwapOption<hyper::client::conn::http2::SendRequest<crate::proxy::body::RequestBody>>,
 }
 
 /// One endpoint of a backend.
@@ -189,7 +190,7 @@ mod tests {
             shared: Arc::new(EndpointShared {
                 pool_key: 0,
                 in_flight: AtomicUsize::new(0),
-                h2: Mutex::new(None),
+                h2: ArcSwapOption::empty(),
             }),
         })
     }

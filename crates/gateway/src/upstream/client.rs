@@ -11,6 +11,7 @@ use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpStream;
 
 /// An HTTP/1.1 connection lent to one exchange, returned to the pool when the response body ends.
@@ -80,10 +81,8 @@ async fn h2_sender(
     backend: &BackendRt,
     ep: &EndpointRt,
 ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
-    if let Ok(guard) = ep.shared.h2.lock() {
-        if let Some(tx) = guard.as_ref().filter(|tx| !tx.is_closed()) {
-            return Ok(tx.clone());
-        }
+    if let Some(tx) = ep.shared.h2.load().as_ref().filter(|tx| !tx.is_closed()) {
+        return Ok(http2::SendRequest::clone(tx));
     }
     let stream = connect(backend, ep).await?;
     let (tx, conn) = http2::Builder::new(TokioExecutor::new())
@@ -93,9 +92,7 @@ async fn h2_sender(
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    if let Ok(mut guard) = ep.shared.h2.lock() {
-        *guard = Some(tx.clone());
-    }
+    ep.shared.h2.store(Some(Arc::new(tx.clone())));
     Ok(tx)
 }
 
