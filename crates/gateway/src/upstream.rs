@@ -2,6 +2,8 @@
 
 pub mod backend;
 pub mod client;
+pub mod codec;
+pub mod h1;
 pub mod pool;
 
 pub use backend::{BackendRt, EndpointRt, EndpointShared};

@@ -1,31 +1,41 @@
 //! Request flow, step 10: the bodies streamed through the proxy, frame by frame, never buffered whole.
 //!
-//! `ResponseBody` also ends the exchange: when the upstream body ends it returns the HTTP/1.1
-//! connection to the pool, and when it ends or is dropped it records metrics and the access log.
+//! `ResponseBody` also ends the exchange: when it ends or is dropped it records metrics and the
+//! access log. (An HTTP/1.1 upstream body returns its connection to the pool by itself.)
 
 use crate::telemetry::access_log::{AccessLogger, Record};
 use crate::telemetry::metrics::RequestMetrics;
-use crate::upstream::client::Lease;
-use crate::upstream::pool;
+use crate::upstream::client::UpstreamBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 /// A downstream request body on its way upstream, counting bytes when the access log wants them.
 pub struct RequestBody {
-    inner: Incoming,
+    inner: Option<Incoming>,
     counter: Option<Arc<AtomicU64>>,
 }
 
 impl RequestBody {
     /// Wraps a downstream body.
     pub fn new(inner: Incoming, counter: Option<Arc<AtomicU64>>) -> Self {
-        RequestBody { inner, counter }
+        RequestBody {
+            inner: Some(inner),
+            counter,
+        }
+    }
+
+    /// No body (a request sent again after its body-less first attempt met a closed connection).
+    pub fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            counter: None,
+        }
     }
 }
 
@@ -37,7 +47,10 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let poll = Pin::new(inner).poll_frame(cx);
         if let (Poll::Ready(Some(Ok(frame))), Some(c)) = (&poll, &self.counter) {
             if let Some(d) = frame.data_ref() {
                 c.fetch_add(d.len() as u64, Ordering::Relaxed);
@@ -47,11 +60,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -157,24 +172,29 @@ impl Drop for Completion {
 }
 
 enum Inner {
-    Upstream(Incoming),
+    H1(crate::upstream::h1::UpstreamBody),
+    H2(Incoming),
     Full(Option<Bytes>),
 }
+
+/// Errors a response body can end with, from either kind of upstream.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body sent downstream: an upstream body streamed through, or a body the proxy made.
 pub struct ResponseBody {
     inner: Inner,
-    lease: Option<Lease>,
     done: Option<Completion>,
     bytes: u64,
 }
 
 impl ResponseBody {
-    /// Streams an upstream body; `lease` goes back to the pool when it ends.
-    pub fn upstream(inner: Incoming, lease: Option<Lease>, done: Option<Completion>) -> Self {
+    /// Streams an upstream body.
+    pub fn upstream(inner: UpstreamBody, done: Option<Completion>) -> Self {
         ResponseBody {
-            inner: Inner::Upstream(inner),
-            lease,
+            inner: match inner {
+                UpstreamBody::H1(b) => Inner::H1(b),
+                UpstreamBody::H2(b) => Inner::H2(b),
+            },
             done,
             bytes: 0,
         }
@@ -184,68 +204,71 @@ impl ResponseBody {
     pub fn full(data: Bytes, done: Option<Completion>) -> Self {
         ResponseBody {
             inner: Inner::Full(if data.is_empty() { None } else { Some(data) }),
-            lease: None,
             done,
             bytes: 0,
         }
     }
 
-    fn end(&mut self, clean: bool) {
-        if let Some(lease) = self.lease.take() {
-            if clean {
-                pool::checkin(lease.key, lease.tx, lease.max_idle);
-            }
-        }
+    fn end(&mut self) {
         if let Some(mut done) = self.done.take() {
             done.bytes_out = self.bytes;
         }
     }
 }
 
+impl ResponseBody {
+    fn poll_upstream<B>(
+        body: Pin<&mut B>,
+        bytes: &mut u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BodyError>,
+    {
+        let poll = ready!(body.poll_frame(cx));
+        if let Some(Ok(frame)) = &poll {
+            if let Some(d) = frame.data_ref() {
+                *bytes += d.len() as u64;
+            }
+        }
+        Poll::Ready(poll.map(|r| r.map_err(Into::into)))
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        match &mut this.inner {
+        let poll = match &mut this.inner {
             Inner::Full(data) => {
                 let frame = data.take();
                 if let Some(d) = &frame {
                     this.bytes += d.len() as u64;
                 }
-                this.end(true);
                 Poll::Ready(frame.map(|d| Ok(Frame::data(d))))
             }
-            Inner::Upstream(body) => {
-                let poll = Pin::new(&mut *body).poll_frame(cx);
-                match &poll {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(d) = frame.data_ref() {
-                            this.bytes += d.len() as u64;
-                        }
-                        // hyper may stop polling once the body says it is complete, so the
-                        // connection must go back to the pool now rather than on the next poll.
-                        if body.is_end_stream() {
-                            this.end(true);
-                        }
-                    }
-                    Poll::Ready(None) => this.end(true),
-                    Poll::Ready(Some(Err(_))) => this.end(false),
-                    Poll::Pending => {}
-                }
-                poll
-            }
+            Inner::H1(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
+            Inner::H2(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
+        };
+        // hyper may stop polling once the body says it is complete, so the exchange is recorded
+        // as soon as that is true rather than on a later poll.
+        if matches!(poll, Poll::Ready(None | Some(Err(_)))) || this.is_end_stream() {
+            this.end();
         }
+        poll
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Full(d) => d.is_none(),
-            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::H1(b) => b.is_end_stream(),
+            Inner::H2(b) => b.is_end_stream(),
         }
     }
 
@@ -253,16 +276,14 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
-            Inner::Upstream(b) => b.size_hint(),
+            Inner::H1(b) => b.size_hint(),
+            Inner::H2(b) => b.size_hint(),
         }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        // Dropped before its end (client gone, or hyper never polled an empty body): the connection
-        // may be mid-response, so it is closed rather than pooled, unless the body was complete.
-        let complete = self.is_end_stream();
-        self.end(complete);
+        self.end();
     }
 }

@@ -432,7 +432,7 @@ async fn forward(
         l.upstream = Some(ep.address.clone());
         l.upstream_duration = Some(sent_at.elapsed());
     }
-    let (resp, lease) = match result {
+    let resp = match result {
         Ok(r) => r,
         Err(err) => {
             return error_response(&snap, err, &rid, &target.errors, done);
@@ -445,7 +445,7 @@ async fn forward(
     }
     parts.headers.insert(X_REQUEST_ID.clone(), rid);
     done.status = parts.status.as_u16();
-    Response::from_parts(parts, ResponseBody::upstream(body, lease, Some(done)))
+    Response::from_parts(parts, ResponseBody::upstream(body, Some(done)))
 }
 
 #[cfg(test)]

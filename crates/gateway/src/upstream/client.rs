@@ -1,27 +1,26 @@
-//! Request flow, step 9: the upstream client — connect, send, and hand back the response with the
-//! connection to return to the pool once its body has been read.
+//! Request flow, step 9: the upstream client — connect (or take a pooled connection), send, and
+//! hand back the response head with a body that streams the rest.
 
 use super::backend::{BackendRt, EndpointRt};
+use super::h1;
 use super::pool;
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::body::RequestBody;
 use gatehouse_config::BackendProtocol;
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
-/// An HTTP/1.1 connection lent to one exchange, returned to the pool when the response body ends.
-pub struct Lease {
-    /// Pool key of the endpoint.
-    pub key: u64,
-    /// How long it may then sit idle in the pool.
-    pub max_idle: std::time::Duration,
-    /// The connection.
-    pub tx: http1::SendRequest<RequestBody>,
+/// A response body from an upstream, by protocol.
+pub enum UpstreamBody {
+    /// Read by the request's own task from a pooled HTTP/1.1 connection.
+    H1(h1::UpstreamBody),
+    /// A stream of a multiplexed HTTP/2 connection (hyper).
+    H2(Incoming),
 }
 
 async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpStream, ProxyError> {
@@ -62,21 +61,6 @@ fn protocol_error(ep: &EndpointRt, e: hyper::Error) -> ProxyError {
     )
 }
 
-async fn new_h1(
-    backend: &BackendRt,
-    ep: &EndpointRt,
-) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
-    let stream = connect(backend, ep).await?;
-    let (tx, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| protocol_error(ep, e))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(tx)
-}
-
 async fn h2_sender(
     backend: &BackendRt,
     ep: &EndpointRt,
@@ -96,12 +80,12 @@ async fn h2_sender(
     Ok(tx)
 }
 
-/// Sends `req` to `ep`. For HTTP/1.1 the lease must be handed to the response body.
+/// Sends `req` to `ep` and waits for the response head.
 pub async fn send(
     backend: &BackendRt,
     ep: &EndpointRt,
     req: Request<RequestBody>,
-) -> Result<(Response<Incoming>, Option<Lease>), ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     match backend.protocol {
         BackendProtocol::HTTP2 => {
             let mut tx = h2_sender(backend, ep).await?;
@@ -109,47 +93,29 @@ pub async fn send(
                 .send_request(req)
                 .await
                 .map_err(|e| protocol_error(ep, e))?;
-            Ok((resp, None))
+            Ok(resp.map(UpstreamBody::H2))
         }
         BackendProtocol::HTTP1 => {
             let key = ep.shared.pool_key;
             let mut req = req;
-            // A pooled connection may have been closed by the upstream while idle; when hyper hands
-            // the request back unsent, it is safe to try again on a fresh connection.
-            while let Some(mut tx) = pool::checkout(key) {
-                if tx.ready().await.is_err() {
-                    continue;
-                }
-                match tx.try_send_request(req).await {
-                    Ok(resp) => {
-                        return Ok((
-                            resp,
-                            Some(Lease {
-                                key,
-                                tx,
-                                max_idle: backend.idle_timeout,
-                            }),
+            loop {
+                let conn = match pool::checkout(key) {
+                    Some(c) => c,
+                    None => h1::Conn::new(connect(backend, ep).await?),
+                };
+                match h1::exchange(conn, req, &ep.address, key, backend.idle_timeout).await {
+                    Ok(resp) => return Ok(resp.map(UpstreamBody::H1)),
+                    // The upstream closed a pooled connection as the request went out; only a
+                    // reused connection reports this, so the loop ends on a fresh one at the latest.
+                    Err(h1::ExchangeError::Stale(unsent)) => req = *unsent,
+                    Err(h1::ExchangeError::Failed(msg)) => {
+                        return Err(ProxyError::new(
+                            ErrorKind::UpstreamProtocol,
+                            format!("upstream {}: {msg}", ep.address),
                         ))
                     }
-                    Err(mut e) => match e.take_message() {
-                        Some(unsent) => req = unsent,
-                        None => return Err(protocol_error(ep, e.into_error())),
-                    },
                 }
             }
-            let mut tx = new_h1(backend, ep).await?;
-            let resp = tx
-                .send_request(req)
-                .await
-                .map_err(|e| protocol_error(ep, e))?;
-            Ok((
-                resp,
-                Some(Lease {
-                    key,
-                    tx,
-                    max_idle: backend.idle_timeout,
-                }),
-            ))
         }
     }
 }

@@ -3,8 +3,7 @@
 //! A lock-free alternative to a shared pool: each worker thread keeps its own idle connections per
 //! endpoint. A connection returns to the pool of the thread that finishes reading its response.
 
-use crate::proxy::body::RequestBody;
-use hyper::client::conn::http1::SendRequest;
+use super::h1::Conn;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,14 +15,14 @@ const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 struct Idle {
-    tx: SendRequest<RequestBody>,
+    conn: Conn,
     since: Instant,
     max_idle: Duration,
 }
 
 impl Idle {
     fn usable(&self, now: Instant) -> bool {
-        !self.tx.is_closed() && now.duration_since(self.since) < self.max_idle
+        self.conn.is_usable() && now.duration_since(self.since) < self.max_idle
     }
 }
 
@@ -37,14 +36,14 @@ thread_local! {
 }
 
 /// Takes an idle connection to endpoint `key` that is open and younger than its idle timeout.
-pub fn checkout(key: u64) -> Option<SendRequest<RequestBody>> {
+pub fn checkout(key: u64) -> Option<Conn> {
     POOLS.with(|p| {
         let mut pools = p.borrow_mut();
         let list = pools.idle.get_mut(&key)?;
         let now = Instant::now();
         while let Some(idle) = list.pop() {
             if idle.usable(now) {
-                return Some(idle.tx);
+                return Some(idle.conn);
             }
         }
         None
@@ -52,10 +51,7 @@ pub fn checkout(key: u64) -> Option<SendRequest<RequestBody>> {
 }
 
 /// Returns a connection whose response has been fully read; it may be reused for `max_idle`.
-pub fn checkin(key: u64, tx: SendRequest<RequestBody>, max_idle: Duration) {
-    if tx.is_closed() {
-        return;
-    }
+pub fn checkin(key: u64, conn: Conn, max_idle: Duration) {
     POOLS.with(|p| {
         let mut pools = p.borrow_mut();
         let now = Instant::now();
@@ -71,7 +67,7 @@ pub fn checkin(key: u64, tx: SendRequest<RequestBody>, max_idle: Duration) {
         let list = pools.idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(Idle {
-                tx,
+                conn,
                 since: now,
                 max_idle,
             });

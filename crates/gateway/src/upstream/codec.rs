@@ -1,0 +1,460 @@
+//! Request flow, step 9 (HTTP/1.1 upstreams): the wire format — the request head written to the
+//! upstream, its response head parsed (by `httparse`) with the body framing of RFC 9112 §6, and
+//! chunked bodies decoded.
+//!
+//! The upstream side is a trusted-but-fallible peer: every ambiguity (conflicting lengths, a
+//! transfer coding that is not chunked, a head too large) either fails the exchange with a 502 or
+//! makes the connection single-use, never a guess that could desynchronise a reused connection.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+use std::mem::MaybeUninit;
+
+/// The most header fields accepted in one upstream response head.
+const MAX_HEADERS: usize = 128;
+/// The largest upstream response head accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Head {
+    /// Status.
+    pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// Header fields as received (hop-by-hop ones are removed later, by the proxy).
+    pub headers: HeaderMap,
+    /// Body framing.
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this exchange.
+    pub keep_alive: bool,
+}
+
+/// Why an upstream message could not be used.
+#[derive(Debug)]
+pub struct WireError(pub String);
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+fn err(msg: impl Into<String>) -> WireError {
+    WireError(msg.into())
+}
+
+/// Writes the request head. `chunked` adds `Transfer-Encoding: chunked` (the body length is
+/// unknown); the headers must already be free of hop-by-hop fields.
+pub fn encode_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    default_host: &str,
+    chunked: bool,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(header::HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(default_host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parses a response head from the start of `buf`. `Ok(None)`: more bytes are needed. On success
+/// the head's bytes are removed from `buf`; header values share its memory (no copy).
+pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, WireError> {
+    let mut slots: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS] =
+        [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > MAX_HEAD {
+                return Err(err(format!("response head larger than {MAX_HEAD} bytes")));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(err(format!(
+                "more than {MAX_HEADERS} response header fields"
+            )))
+        }
+        Err(e) => return Err(err(format!("malformed response head: {e}"))),
+    };
+    let code = resp.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| err(format!("bad status {code}")))?;
+    let version = if resp.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    // Offsets into `buf`, so values can become slices of one frozen `Bytes`.
+    let base = buf.as_ptr() as usize;
+    let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| err(format!("bad header name {:?}", h.name)))?;
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start, start + h.value.len()));
+    }
+    let head_bytes = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, start, end) in fields {
+        // httparse has already refused control characters, so this cannot fail in practice;
+        // `from_maybe_shared` keeps the check rather than trusting that.
+        let value = HeaderValue::from_maybe_shared(head_bytes.slice(start..end))
+            .map_err(|_| err(format!("bad value for header {name}")))?;
+        headers.append(name, value);
+    }
+    let (framing, mut keep_alive) = framing(status, method, &mut headers)?;
+    keep_alive &= version == Version::HTTP_11 && !has_token(&headers, header::CONNECTION, "close");
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// RFC 9112 §6.3, for a response. Returns the framing and whether it allows reuse.
+fn framing(
+    status: StatusCode,
+    method: &Method,
+    headers: &mut HeaderMap,
+) -> Result<(Framing, bool), WireError> {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Empty, true));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // A length next to a transfer coding is a smuggling vector: the coding wins, the length
+        // goes, and the connection is not trusted with another request.
+        let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
+        let last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|t| !t.is_empty());
+        return Ok(match last {
+            Some(t) if t.eq_ignore_ascii_case("chunked") => (Framing::Chunked, !had_length),
+            _ => (Framing::Close, false),
+        });
+    }
+    let mut length: Option<u64> = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            let n = std::str::from_utf8(part)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| err("invalid content-length in response"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(err("conflicting content-length values in response"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), true),
+        None => (Framing::Close, false),
+    })
+}
+
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Where a chunked body decoder stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunked {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk, this many bytes to go.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields up to an empty line.
+    Trailers,
+    /// Finished.
+    Done,
+}
+
+/// What one step of chunked decoding produced.
+#[derive(Debug)]
+pub enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// The trailer section (possibly empty); the body is complete.
+    End(Option<HeaderMap>),
+    /// More input is needed.
+    NeedMore,
+}
+
+impl Chunked {
+    /// Decodes from the front of `buf`, consuming what it uses.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
+        loop {
+            match *self {
+                Chunked::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        buf.advance(used);
+                        *self = if size == 0 {
+                            Chunked::Trailers
+                        } else {
+                            Chunked::Data(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < 4096 => {
+                        return Ok(Decoded::NeedMore)
+                    }
+                    _ => return Err(err("malformed chunk size in response body")),
+                },
+                Chunked::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let n = left.min(buf.len() as u64) as usize;
+                    let data = buf.split_to(n).freeze();
+                    *self = if left == n as u64 {
+                        Chunked::DataEnd
+                    } else {
+                        Chunked::Data(left - n as u64)
+                    };
+                    return Ok(Decoded::Data(data));
+                }
+                Chunked::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(err("chunk data not followed by CRLF"));
+                    }
+                    buf.advance(2);
+                    *self = Chunked::Size;
+                }
+                Chunked::Trailers => {
+                    if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        *self = Chunked::Done;
+                        return Ok(Decoded::End(None));
+                    }
+                    let mut fields = [httparse::EMPTY_HEADER; 32];
+                    match httparse::parse_headers(buf, &mut fields) {
+                        Ok(httparse::Status::Complete((used, parsed))) => {
+                            let mut map = HeaderMap::with_capacity(parsed.len());
+                            for f in parsed {
+                                if let (Ok(n), Ok(v)) = (
+                                    HeaderName::from_bytes(f.name.as_bytes()),
+                                    HeaderValue::from_bytes(f.value),
+                                ) {
+                                    map.append(n, v);
+                                }
+                            }
+                            buf.advance(used);
+                            *self = Chunked::Done;
+                            return Ok(Decoded::End(Some(map)));
+                        }
+                        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
+                            return Ok(Decoded::NeedMore)
+                        }
+                        _ => return Err(err("malformed trailer section in response body")),
+                    }
+                }
+                Chunked::Done => return Ok(Decoded::End(None)),
+            }
+        }
+    }
+}
+
+/// The chunk-size line for `len` bytes of data.
+pub fn chunk_prefix(len: usize) -> Vec<u8> {
+    let mut out = format!("{len:x}").into_bytes();
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, method: Method) -> Result<Option<Head>, WireError> {
+        let mut buf = BytesMut::from(raw);
+        parse_head(&mut buf, &method)
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let h = parse("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::GET)
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Length(5), true));
+        let h = parse("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Empty);
+        let h = parse("HTTP/1.1 204 No Content\r\n\r\n", Method::GET)
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Empty, true));
+        let h = parse(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
+        // Transfer coding and length together: chunked wins, length removed, no reuse.
+        let h = parse(
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, false));
+        assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
+        let h = parse(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Close, false));
+        let h = parse("HTTP/1.1 200 OK\r\n\r\n", Method::GET)
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Close, false));
+        let h = parse(
+            "HTTP/1.1 200 OK\r\ncontent-length: 7, 7\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, Framing::Length(7));
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.keep_alive);
+        let h = parse("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", Method::GET)
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn bad_heads_are_errors_and_partial_heads_wait() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 1x\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "SMTP ready\r\n\r\n",
+        ] {
+            assert!(parse(raw, Method::GET).is_err(), "{raw:?}");
+        }
+        assert!(parse("HTTP/1.1 200 OK\r\ncontent-le", Method::GET)
+            .unwrap()
+            .is_none());
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert!(parse(&huge, Method::GET).is_err());
+    }
+
+    #[test]
+    fn head_is_consumed_and_body_bytes_stay() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nX-A: 1\r\ncontent-length: 2\r\n\r\nhi");
+        let h = parse_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(&buf[..], b"hi");
+        assert_eq!(h.headers["x-a"], "1");
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_any_split() {
+        let wire = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\ngrpc-status: 0\r\n\r\nNEXT";
+        for split in 1..wire.len() {
+            let mut dec = Chunked::Size;
+            let mut buf = BytesMut::from(&wire[..split]);
+            let mut body = Vec::new();
+            let mut rest = &wire[split..];
+            let trailers = loop {
+                match dec.decode(&mut buf).unwrap() {
+                    Decoded::Data(d) => body.extend_from_slice(&d),
+                    Decoded::End(t) => break t,
+                    Decoded::NeedMore => {
+                        assert!(!rest.is_empty(), "ran out at split {split}");
+                        buf.extend_from_slice(&rest[..1]);
+                        rest = &rest[1..];
+                    }
+                }
+            };
+            assert_eq!(body, b"hello world", "split {split}");
+            assert_eq!(trailers.unwrap()["grpc-status"], "0");
+            buf.extend_from_slice(rest);
+            assert_eq!(&buf[..], b"NEXT", "split {split}");
+        }
+        let mut dec = Chunked::Size;
+        assert!(dec.decode(&mut BytesMut::from("zz\r\n")).is_err());
+        let mut dec = Chunked::Size;
+        assert!(dec.decode(&mut BytesMut::from("2\r\nabXY")).is_ok());
+        assert!(dec.decode(&mut BytesMut::from("XY")).is_err());
+    }
+
+    #[test]
+    fn request_heads_carry_host_and_framing() {
+        let mut out = Vec::new();
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        encode_head(&mut out, &Method::POST, "/p?q=1", &h, "10.0.0.1:80", true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /p?q=1 HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(chunk_prefix(255), b"ff\r\n");
+    }
+}

@@ -1,0 +1,413 @@
+//! Request flow, step 9 (HTTP/1.1 upstreams): one exchange on a pooled connection, driven inside
+//! the request's own task.
+//!
+//! Why not hyper's client here: its connection runs as a separate task fed through channels, which
+//! on a small proxied request costs more than the proxying itself (a task wake-up and three channel
+//! hand-offs per request). The exchange below reads and writes the socket directly from the
+//! request task; parsing is `httparse`'s, framing follows RFC 9112 (see `codec`). The request body
+//! keeps streaming while the response is read (full duplex), and the connection returns to the
+//! pool only when both messages are complete and the upstream allowed reuse.
+
+use super::codec::{self, Chunked, Decoded, Framing, WireError};
+use super::pool;
+use crate::proxy::body::RequestBody;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::pin::{pin, Pin};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// An idle upstream connection.
+pub struct Conn {
+    io: TcpStream,
+    /// Kept across exchanges so its allocation is reused.
+    rbuf: BytesMut,
+    reused: bool,
+}
+
+impl Conn {
+    /// A freshly connected socket.
+    pub fn new(io: TcpStream) -> Self {
+        Conn {
+            io,
+            rbuf: BytesMut::new(),
+            reused: false,
+        }
+    }
+
+    /// Whether the upstream has closed (or written to) this idle connection. Checks only what the
+    /// event loop already saw — no system call — so a healthy pooled connection costs nothing.
+    pub fn is_usable(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // Readiness is cleared by the last read that drained the socket; an event since then means
+        // EOF or unsolicited bytes, and either way the connection is done.
+        self.io.poll_read_ready(&mut cx).is_pending()
+    }
+}
+
+/// How an exchange failed.
+pub enum ExchangeError {
+    /// A reused connection was found closed before any response byte, and the request can be
+    /// sent again as it was (no body): here it is, for the caller to retry on a fresh connection.
+    Stale(Box<Request<RequestBody>>),
+    /// Anything else; the message is for the 502 body and the log.
+    Failed(String),
+}
+
+/// The state shared by both directions of one exchange.
+struct Duplex {
+    io: TcpStream,
+    rbuf: BytesMut,
+    /// Bytes still to write: up to three slices (chunk size line, data, CRLF) to send in one call.
+    out: [Bytes; 3],
+    body: Option<RequestBody>,
+    chunked_out: bool,
+    write_error: Option<io::Error>,
+    /// Whether any response byte has arrived.
+    got_bytes: bool,
+}
+
+impl Duplex {
+    fn out_len(&self) -> usize {
+        self.out.iter().map(Bytes::len).sum()
+    }
+
+    /// Sends the request: what is queued, then the body frame by frame. `Ready(Ok)` once it has
+    /// all been written; a failure is kept in `write_error` and stops the writing.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.write_error.is_some() {
+            return Poll::Ready(());
+        }
+        loop {
+            while self.out_len() > 0 {
+                let slices = [
+                    IoSlice::new(&self.out[0]),
+                    IoSlice::new(&self.out[1]),
+                    IoSlice::new(&self.out[2]),
+                ];
+                match Pin::new(&mut self.io).poll_write_vectored(cx, &slices) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0)) => {
+                        self.write_error = Some(io::ErrorKind::WriteZero.into());
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(Ok(mut n)) => {
+                        for part in &mut self.out {
+                            let k = n.min(part.len());
+                            bytes::Buf::advance(part, k);
+                            n -= k;
+                        }
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.write_error = Some(e);
+                        return Poll::Ready(());
+                    }
+                }
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(());
+            };
+            match ready!(Pin::new(body).poll_frame(cx)) {
+                None => {
+                    self.body = None;
+                    if self.chunked_out {
+                        self.out[0] = Bytes::from_static(b"0\r\n\r\n");
+                    }
+                }
+                Some(Ok(frame)) => {
+                    // Trailers of a request are dropped, as every HTTP/1.1 proxy that does not
+                    // negotiate them does.
+                    if let Ok(data) = frame.into_data() {
+                        if data.is_empty() {
+                            continue;
+                        }
+                        if self.chunked_out {
+                            self.out = [
+                                Bytes::from(codec::chunk_prefix(data.len())),
+                                data,
+                                Bytes::from_static(b"\r\n"),
+                            ];
+                        } else {
+                            self.out[1] = data;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    self.body = None;
+                    self.write_error =
+                        Some(io::Error::other(format!("client request body failed: {e}")));
+                    return Poll::Ready(());
+                }
+            }
+        }
+    }
+
+    fn sent(&self) -> bool {
+        self.write_error.is_none() && self.body.is_none() && self.out_len() == 0
+    }
+
+    /// Reads more of the response; `Ok(0)` is end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.rbuf.reserve(READ_CHUNK);
+        let n = ready!(pin!(self.io.read_buf(&mut self.rbuf)).poll(cx))?;
+        self.got_bytes |= n > 0;
+        Poll::Ready(Ok(n))
+    }
+}
+
+/// Sends `req` on `conn` and waits for the response head. `default_host` fills in a missing Host.
+pub async fn exchange(
+    conn: Conn,
+    req: Request<RequestBody>,
+    default_host: &str,
+    pool_key: u64,
+    max_idle: Duration,
+) -> Result<Response<UpstreamBody>, ExchangeError> {
+    let (parts, body) = req.into_parts();
+    let has_body = !body.is_end_stream();
+    let chunked_out = has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH);
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut head = Vec::with_capacity(512);
+    codec::encode_head(
+        &mut head,
+        &parts.method,
+        pq,
+        &parts.headers,
+        default_host,
+        chunked_out,
+    );
+    let method = parts.method.clone();
+    let reused = conn.reused;
+    let mut d = Duplex {
+        io: conn.io,
+        rbuf: conn.rbuf,
+        out: [Bytes::from(head), Bytes::new(), Bytes::new()],
+        body: has_body.then_some(body),
+        chunked_out,
+        write_error: None,
+        got_bytes: false,
+    };
+    let head = poll_fn(|cx| poll_head(&mut d, cx, &method)).await;
+    let head = match head {
+        Ok(h) => h,
+        Err(e) => {
+            let e = match e {
+                // Safe to send again only when nothing of it can have been acted on: no response
+                // byte came back, and there is no body that was consumed on the way.
+                HeadError::Closed if reused && !has_body && !d.got_bytes => {
+                    let req = Request::from_parts(parts, RequestBody::empty());
+                    return Err(ExchangeError::Stale(Box::new(req)));
+                }
+                HeadError::Closed => "upstream closed the connection before responding".into(),
+                HeadError::Io(e) => format!("upstream connection failed: {e}"),
+                HeadError::Wire(e) => e.0,
+            };
+            return Err(ExchangeError::Failed(e));
+        }
+    };
+    let mut resp = Response::new(());
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = head.version;
+    *resp.headers_mut() = head.headers;
+    let decoder = match head.framing {
+        Framing::Empty => Decoder::Length(0),
+        Framing::Length(n) => Decoder::Length(n),
+        Framing::Chunked => Decoder::Chunked(Chunked::Size),
+        Framing::Close => Decoder::Close,
+    };
+    let body = UpstreamBody {
+        d: Some(Box::new(d)),
+        decoder,
+        keep_alive: head.keep_alive,
+        pool_key,
+        max_idle,
+    };
+    let (parts, ()) = resp.into_parts();
+    Ok(Response::from_parts(parts, body))
+}
+
+enum HeadError {
+    Closed,
+    Io(io::Error),
+    Wire(WireError),
+}
+
+fn poll_head(
+    d: &mut Duplex,
+    cx: &mut Context<'_>,
+    method: &Method,
+) -> Poll<Result<codec::Head, HeadError>> {
+    loop {
+        // Writing may stall on a slow client body; the response can still arrive meanwhile.
+        let _ = d.poll_send(cx);
+        if !d.rbuf.is_empty() {
+            match codec::parse_head(&mut d.rbuf, method) {
+                // Interim responses (100 Continue, 103 Early Hints) are not relayed; the final
+                // response follows on the same connection. 101 would switch protocols, which the
+                // proxy never asks for (Upgrade is hop-by-hop), so it is an error.
+                Ok(Some(h)) if h.status.as_u16() == 101 => {
+                    return Poll::Ready(Err(HeadError::Wire(WireError(
+                        "upstream switched protocols unasked".into(),
+                    ))))
+                }
+                Ok(Some(h)) if h.status.is_informational() => continue,
+                Ok(Some(h)) => return Poll::Ready(Ok(h)),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(HeadError::Wire(e))),
+            }
+        }
+        match ready!(d.poll_fill(cx)) {
+            Ok(0) => {
+                return Poll::Ready(Err(match d.write_error.take() {
+                    Some(e) if d.got_bytes => HeadError::Io(e),
+                    _ if d.got_bytes => HeadError::Wire(WireError(
+                        "upstream closed the connection inside the response head".into(),
+                    )),
+                    _ => HeadError::Closed,
+                }))
+            }
+            Ok(_) => {}
+            Err(e) if !d.got_bytes && e.kind() == io::ErrorKind::ConnectionReset => {
+                return Poll::Ready(Err(HeadError::Closed))
+            }
+            Err(e) => return Poll::Ready(Err(HeadError::Io(e))),
+        }
+    }
+}
+
+enum Decoder {
+    Length(u64),
+    Chunked(Chunked),
+    Close,
+}
+
+/// A response body read straight from the upstream socket. It owns the connection and hands it
+/// back to this thread's pool when the exchange has ended cleanly.
+pub struct UpstreamBody {
+    d: Option<Box<Duplex>>,
+    decoder: Decoder,
+    keep_alive: bool,
+    pool_key: u64,
+    max_idle: Duration,
+}
+
+impl UpstreamBody {
+    fn finish(&mut self) {
+        let Some(d) = self.d.take() else { return };
+        // Unread bytes after the body mean the upstream said more than it framed: not reusable.
+        if self.keep_alive && d.sent() && d.rbuf.is_empty() {
+            pool::checkin(
+                self.pool_key,
+                Conn {
+                    io: d.io,
+                    rbuf: d.rbuf,
+                    reused: true,
+                },
+                self.max_idle,
+            );
+        }
+    }
+
+    fn fail(&mut self, msg: String) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
+        self.d = None;
+        Poll::Ready(Some(Err(WireError(msg))))
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // A body with nothing left to read (204, HEAD, or read to its end) may never be polled
+        // again by the server; its connection is still good to reuse.
+        if matches!(self.decoder, Decoder::Length(0)) {
+            self.finish();
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = WireError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(d) = this.d.as_deref_mut() else {
+                return Poll::Ready(None);
+            };
+            let _ = d.poll_send(cx);
+            match &mut this.decoder {
+                Decoder::Length(0) => {
+                    // An early response leaves the request body unsent: wait for it (the upstream
+                    // reads it to keep the connection), unless sending failed.
+                    if !d.sent() && d.write_error.is_none() && this.keep_alive {
+                        return Poll::Pending;
+                    }
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Decoder::Length(left) => {
+                    if !d.rbuf.is_empty() {
+                        let n = (*left).min(d.rbuf.len() as u64) as usize;
+                        *left -= n as u64;
+                        let data = d.rbuf.split_to(n).freeze();
+                        if *left == 0 && (d.sent() || !this.keep_alive) {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Decoder::Chunked(state) => match state.decode(&mut d.rbuf) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Decoded::End(trailers)) => {
+                        this.decoder = Decoder::Length(0);
+                        if let Some(t) = trailers.filter(|t: &HeaderMap| !t.is_empty()) {
+                            return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                        }
+                        continue;
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return this.fail(e.0),
+                },
+                Decoder::Close => {
+                    if !d.rbuf.is_empty() {
+                        let data = d.rbuf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            }
+            match ready!(d.poll_fill(cx)) {
+                Ok(0) => {
+                    if matches!(this.decoder, Decoder::Close) {
+                        this.d = None;
+                        return Poll::Ready(None);
+                    }
+                    return this.fail("upstream closed the connection inside the body".into());
+                }
+                Ok(_) => {}
+                Err(e) => return this.fail(format!("reading the upstream body failed: {e}")),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.d.is_none() || matches!(self.decoder, Decoder::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder {
+            Decoder::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
