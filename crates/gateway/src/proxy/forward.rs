@@ -15,15 +15,23 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 
 /// Removes hop-by-hop headers: the fixed set, and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names finds what to remove; most messages carry only `Connection:
-    // keep-alive` or nothing, so the common case does one or no hashed removal.
+    // One pass over the names finds what to remove (comparing text is cheaper than a hashed
+    // lookup per candidate); most messages carry only `Connection: keep-alive` or nothing, so the
+    // common case does one or no hashed removal.
     let mut found = [false; 6];
     let mut any = false;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
-            found[i] = true;
-            any = true;
-        }
+        let i = match name.as_str() {
+            "connection" => 0,
+            "keep-alive" => 1,
+            "proxy-connection" => 2,
+            "te" => 3,
+            "transfer-encoding" => 4,
+            "upgrade" => 5,
+            _ => continue,
+        };
+        found[i] = true;
+        any = true;
     }
     if !any {
         return;

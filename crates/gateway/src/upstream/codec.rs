@@ -91,9 +91,17 @@ pub fn encode_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Where one header field lies in a head: name start/end, value start/end.
+pub type Span = (usize, usize, usize, usize);
+
 /// Parses a response head from the start of `buf`. `Ok(None)`: more bytes are needed. On success
-/// the head's bytes are removed from `buf`; header values share its memory (no copy).
-pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, WireError> {
+/// the head's bytes are removed from `buf`; header values share its memory (no copy). `spans` is
+/// scratch space, kept by the caller so that parsing allocates nothing but the header map.
+pub fn parse_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    spans: &mut Vec<Span>,
+) -> Result<Option<Head>, WireError> {
     let mut slots: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS] =
         [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
@@ -121,21 +129,27 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
     } else {
         Version::HTTP_11
     };
-    // Offsets into `buf`, so values can become slices of one frozen `Bytes`.
+    // Offsets into `buf`, so names and values can be read from one frozen `Bytes` after the
+    // parser's borrow ends (values then share its memory instead of being copied).
     let base = buf.as_ptr() as usize;
-    let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| err(format!("bad header name {:?}", h.name)))?;
-        let start = h.value.as_ptr() as usize - base;
-        fields.push((name, start, start + h.value.len()));
-    }
+    spans.clear();
+    spans.extend(resp.headers.iter().map(|h| {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        (name, name + h.name.len(), value, value + h.value.len())
+    }));
     let head_bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(fields.len());
-    for (name, start, end) in fields {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &(ns, ne, vs, ve) in spans.iter() {
+        let name = HeaderName::from_bytes(&head_bytes[ns..ne]).map_err(|_| {
+            err(format!(
+                "bad header name {:?}",
+                String::from_utf8_lossy(&head_bytes[ns..ne])
+            ))
+        })?;
         // httparse has already refused control characters, so this cannot fail in practice;
         // `from_maybe_shared` keeps the check rather than trusting that.
-        let value = HeaderValue::from_maybe_shared(head_bytes.slice(start..end))
+        let value = HeaderValue::from_maybe_shared(head_bytes.slice(vs..ve))
             .map_err(|_| err(format!("bad value for header {name}")))?;
         headers.append(name, value);
     }
@@ -324,7 +338,7 @@ mod tests {
 
     fn parse(raw: &str, method: Method) -> Result<Option<Head>, WireError> {
         let mut buf = BytesMut::from(raw);
-        parse_head(&mut buf, &method)
+        parse_head(&mut buf, &method, &mut Vec::new())
     }
 
     #[test]
@@ -409,7 +423,9 @@ mod tests {
     #[test]
     fn head_is_consumed_and_body_bytes_stay() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nX-A: 1\r\ncontent-length: 2\r\n\r\nhi");
-        let h = parse_head(&mut buf, &Method::GET).unwrap().unwrap();
+        let h = parse_head(&mut buf, &Method::GET, &mut Vec::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(&buf[..], b"hi");
         assert_eq!(h.headers["x-a"], "1");
     }

@@ -25,22 +25,26 @@ use tokio::net::TcpStream;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// An idle upstream connection.
-pub struct Conn {
-    io: TcpStream,
-    /// Kept across exchanges so its allocation is reused.
-    rbuf: BytesMut,
-    reused: bool,
-}
+/// An idle upstream connection, with the buffers and state every exchange on it reuses (one
+/// allocation for the connection's life rather than several per request).
+pub struct Conn(Box<Duplex>);
 
 impl Conn {
     /// A freshly connected socket.
     pub fn new(io: TcpStream) -> Self {
-        Conn {
+        Conn(Box::new(Duplex {
             io,
             rbuf: BytesMut::new(),
+            head: Vec::with_capacity(1024),
+            head_pos: 0,
+            spans: Vec::new(),
+            out: [Bytes::new(), Bytes::new(), Bytes::new()],
+            body: None,
+            chunked_out: false,
+            write_error: None,
+            got_bytes: false,
             reused: false,
-        }
+        }))
     }
 
     /// Whether the upstream has closed (or written to) this idle connection. Checks only what the
@@ -49,7 +53,7 @@ impl Conn {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         // Readiness is cleared by the last read that drained the socket; an event since then means
         // EOF or unsolicited bytes, and either way the connection is done.
-        self.io.poll_read_ready(&mut cx).is_pending()
+        self.0.io.poll_read_ready(&mut cx).is_pending()
     }
 }
 
@@ -62,22 +66,29 @@ pub enum ExchangeError {
     Failed(String),
 }
 
-/// The state shared by both directions of one exchange.
+/// A connection and the state shared by both directions of its current exchange.
 struct Duplex {
     io: TcpStream,
     rbuf: BytesMut,
-    /// Bytes still to write: up to three slices (chunk size line, data, CRLF) to send in one call.
+    /// The encoded request head; `head_pos` of it is written.
+    head: Vec<u8>,
+    head_pos: usize,
+    /// Scratch for the response head parser.
+    spans: Vec<codec::Span>,
+    /// Body bytes still to write: chunk size line, data, CRLF, sent with the head in one call.
     out: [Bytes; 3],
     body: Option<RequestBody>,
     chunked_out: bool,
     write_error: Option<io::Error>,
     /// Whether any response byte has arrived.
     got_bytes: bool,
+    /// Whether an earlier exchange used this connection.
+    reused: bool,
 }
 
 impl Duplex {
     fn out_len(&self) -> usize {
-        self.out.iter().map(Bytes::len).sum()
+        self.head.len() - self.head_pos + self.out.iter().map(Bytes::len).sum::<usize>()
     }
 
     /// Sends the request: what is queued, then the body frame by frame. `Ready(Ok)` once it has
@@ -89,6 +100,7 @@ impl Duplex {
         loop {
             while self.out_len() > 0 {
                 let slices = [
+                    IoSlice::new(&self.head[self.head_pos..]),
                     IoSlice::new(&self.out[0]),
                     IoSlice::new(&self.out[1]),
                     IoSlice::new(&self.out[2]),
@@ -100,6 +112,9 @@ impl Duplex {
                         return Poll::Ready(());
                     }
                     Poll::Ready(Ok(mut n)) => {
+                        let k = n.min(self.head.len() - self.head_pos);
+                        self.head_pos += k;
+                        n -= k;
                         for part in &mut self.out {
                             let k = n.min(part.len());
                             bytes::Buf::advance(part, k);
@@ -175,27 +190,23 @@ pub async fn exchange(
     let has_body = !body.is_end_stream();
     let chunked_out = has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut head = Vec::with_capacity(512);
+    let mut d = conn.0;
+    d.head.clear();
+    d.head_pos = 0;
     codec::encode_head(
-        &mut head,
+        &mut d.head,
         &parts.method,
         pq,
         &parts.headers,
         default_host,
         chunked_out,
     );
-    let method = parts.method.clone();
-    let reused = conn.reused;
-    let mut d = Duplex {
-        io: conn.io,
-        rbuf: conn.rbuf,
-        out: [Bytes::from(head), Bytes::new(), Bytes::new()],
-        body: has_body.then_some(body),
-        chunked_out,
-        write_error: None,
-        got_bytes: false,
-    };
-    let head = poll_fn(|cx| poll_head(&mut d, cx, &method)).await;
+    d.body = has_body.then_some(body);
+    d.chunked_out = chunked_out;
+    d.write_error = None;
+    d.got_bytes = false;
+    let reused = d.reused;
+    let head = poll_fn(|cx| poll_head(&mut d, cx, &parts.method)).await;
     let head = match head {
         Ok(h) => h,
         Err(e) => {
@@ -224,7 +235,7 @@ pub async fn exchange(
         Framing::Close => Decoder::Close,
     };
     let body = UpstreamBody {
-        d: Some(Box::new(d)),
+        d: Some(d),
         decoder,
         keep_alive: head.keep_alive,
         pool_key,
@@ -249,7 +260,7 @@ fn poll_head(
         // Writing may stall on a slow client body; the response can still arrive meanwhile.
         let _ = d.poll_send(cx);
         if !d.rbuf.is_empty() {
-            match codec::parse_head(&mut d.rbuf, method) {
+            match codec::parse_head(&mut d.rbuf, method, &mut d.spans) {
                 // Interim responses (100 Continue, 103 Early Hints) are not relayed; the final
                 // response follows on the same connection. 101 would switch protocols, which the
                 // proxy never asks for (Upgrade is hop-by-hop), so it is an error.
@@ -301,18 +312,11 @@ pub struct UpstreamBody {
 
 impl UpstreamBody {
     fn finish(&mut self) {
-        let Some(d) = self.d.take() else { return };
+        let Some(mut d) = self.d.take() else { return };
         // Unread bytes after the body mean the upstream said more than it framed: not reusable.
         if self.keep_alive && d.sent() && d.rbuf.is_empty() {
-            pool::checkin(
-                self.pool_key,
-                Conn {
-                    io: d.io,
-                    rbuf: d.rbuf,
-                    reused: true,
-                },
-                self.max_idle,
-            );
+            d.reused = true;
+            pool::checkin(self.pool_key, Conn(d), self.max_idle);
         }
     }
 
