@@ -13,13 +13,21 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Removes hop-by-hop headers: the fixed set, and every header named in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names finds what to remove (comparing text is cheaper than a hashed
-    // lookup per candidate); most messages carry only `Connection: keep-alive` or nothing, so the
-    // common case does one or no hashed removal.
-    let mut found = [false; 6];
-    let mut any = false;
+/// What one pass over a message's header names found.
+#[derive(Default)]
+pub struct Scan {
+    /// Which of `HOP_BY_HOP` are present.
+    hop: [bool; 6],
+    /// Whether any X-Forwarded-For/-Proto/-Host is present.
+    pub forwarded: bool,
+    /// Whether an X-Request-Id is present.
+    pub request_id: bool,
+}
+
+/// Looks at every header name once (comparing text is cheaper than a hashed lookup per
+/// candidate name).
+pub fn scan(headers: &HeaderMap) -> Scan {
+    let mut s = Scan::default();
     for name in headers.keys() {
         let i = match name.as_str() {
             "connection" => 0,
@@ -28,33 +36,86 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             "te" => 3,
             "transfer-encoding" => 4,
             "upgrade" => 5,
+            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" => {
+                s.forwarded = true;
+                continue;
+            }
+            "x-request-id" => {
+                s.request_id = true;
+                continue;
+            }
             _ => continue,
         };
-        found[i] = true;
-        any = true;
+        s.hop[i] = true;
     }
-    if !any {
-        return;
-    }
-    if found[0] {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
+    s
+}
+
+/// Removes hop-by-hop headers: the fixed set, and every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let found = scan(headers);
+    strip_found(headers, &found);
+}
+
+/// `strip_hop_by_hop` with the scan already done. Most messages carry only `Connection:
+/// keep-alive` or nothing, so the common case does one or no hashed removal.
+pub fn strip_found(headers: &mut HeaderMap, found: &Scan) {
+    if found.hop[0] {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in headers.get_all(header::CONNECTION) {
+            let b = v.as_bytes();
+            if b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close") {
+                continue;
+            }
+            named.extend(
+                v.to_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| {
+                        !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close")
+                    })
+                    .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
+            );
+        }
         for n in named {
             headers.remove(n);
         }
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if found[i] {
+        if found.hop[i] {
             headers.remove(*name);
         }
     }
+}
+
+/// Header fields added to an upstream request as it is written, instead of being inserted into
+/// its header map (for HTTP/1.1 upstreams the head is encoded by the proxy, and a hashed insert
+/// per field costs more than writing it).
+#[derive(Default)]
+pub struct Extra(pub [Option<(&'static str, HeaderValue)>; 4]);
+
+impl Extra {
+    /// The fields, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
+        self.0.iter().flatten().map(|(n, v)| (*n, v))
+    }
+}
+
+/// The X-Forwarded-* fields for a request that carried none (so there is nothing to replace or
+/// extend, whether the peer is trusted or not).
+pub fn forwarded_extra(
+    peer_value: &HeaderValue,
+    scheme: &'static str,
+    host: Option<&HeaderValue>,
+) -> Extra {
+    Extra([
+        Some(("x-forwarded-for", peer_value.clone())),
+        Some(("x-forwarded-proto", HeaderValue::from_static(scheme))),
+        host.filter(|h| !h.is_empty())
+            .map(|h| ("x-forwarded-host", h.clone())),
+        None,
+    ])
 }
 
 static HOP_BY_HOP: [&HeaderName; 6] = [

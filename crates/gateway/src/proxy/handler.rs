@@ -335,16 +335,28 @@ async fn forward(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
-    forward::strip_hop_by_hop(&mut parts.headers);
-    forward::set_forwarded(
-        &mut parts.headers,
-        &conn.forwarded_for,
-        conn.peer.ip(),
-        &snap.config.gateway.trusted_proxies,
-        conn.scheme,
-        authority.as_ref(),
-    );
-    parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
+    let scan = forward::scan(&parts.headers);
+    forward::strip_found(&mut parts.headers, &scan);
+    // The common case — an HTTP/1.1 upstream, a request without forwarding headers or an id, no
+    // header changes in the rule — writes the added fields straight into the upstream head.
+    let mut extra = forward::Extra::default();
+    if !h2 && !scan.forwarded && rule.request_headers.is_empty() {
+        extra = forward::forwarded_extra(&conn.forwarded_for, conn.scheme, authority.as_ref());
+    } else {
+        forward::set_forwarded(
+            &mut parts.headers,
+            &conn.forwarded_for,
+            conn.peer.ip(),
+            &snap.config.gateway.trusted_proxies,
+            conn.scheme,
+            authority.as_ref(),
+        );
+    }
+    if !h2 && !scan.request_id && rule.request_headers.is_empty() {
+        extra.0[3] = Some(("x-request-id", rid.clone()));
+    } else {
+        parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
+    }
     if !rule.request_headers.is_empty() {
         forward::apply_mods(&mut parts.headers, &rule.request_headers);
     }
@@ -414,9 +426,10 @@ async fn forward(
     let sent_at = done.log.as_ref().map(|_| Instant::now());
     let timeout = rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
     let result = if timeout.is_zero() {
-        client::send(backend, &ep, upstream_req).await
+        client::send(backend, &ep, upstream_req, &extra).await
     } else {
-        match tokio::time::timeout(timeout, client::send(backend, &ep, upstream_req)).await {
+        match tokio::time::timeout(timeout, client::send(backend, &ep, upstream_req, &extra)).await
+        {
             Ok(r) => r,
             Err(_) => Err(ProxyError::new(
                 ErrorKind::Timeout,

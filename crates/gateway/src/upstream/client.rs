@@ -6,6 +6,7 @@ use super::h1;
 use super::pool;
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::body::RequestBody;
+use crate::proxy::forward::Extra;
 use gatehouse_config::BackendProtocol;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -80,14 +81,19 @@ async fn h2_sender(
     Ok(tx)
 }
 
-/// Sends `req` to `ep` and waits for the response head.
+/// Sends `req`, with the `extra` header fields, to `ep` and waits for the response head.
 pub async fn send(
     backend: &BackendRt,
     ep: &EndpointRt,
     req: Request<RequestBody>,
+    extra: &Extra,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     match backend.protocol {
         BackendProtocol::HTTP2 => {
+            let mut req = req;
+            for (name, value) in extra.0.iter().flatten() {
+                req.headers_mut().insert(*name, value.clone());
+            }
             let mut tx = h2_sender(backend, ep).await?;
             let resp = tx
                 .send_request(req)
@@ -103,7 +109,7 @@ pub async fn send(
                     Some(c) => c,
                     None => h1::Conn::new(connect(backend, ep).await?),
                 };
-                match h1::exchange(conn, req, &ep.address, key, backend.idle_timeout).await {
+                match h1::exchange(conn, req, extra, &ep.address, key, backend.idle_timeout).await {
                     Ok(resp) => return Ok(resp.map(UpstreamBody::H1)),
                     // The upstream closed a pooled connection as the request went out; only a
                     // reused connection reports this, so the loop ends on a fresh one at the latest.

@@ -6,6 +6,7 @@
 //! transfer coding that is not chunked, a head too large) either fails the exchange with a 502 or
 //! makes the connection single-use, never a guess that could desynchronise a reused connection.
 
+use crate::proxy::forward::Extra;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
@@ -60,13 +61,14 @@ fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
 }
 
-/// Writes the request head. `chunked` adds `Transfer-Encoding: chunked` (the body length is
+/// Writes the request head, with the `extra` fields after the map's. `chunked` adds `Transfer-Encoding: chunked` (the body length is
 /// unknown); the headers must already be free of hop-by-hop fields.
 pub fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
     path_and_query: &str,
     headers: &HeaderMap,
+    extra: &Extra,
     default_host: &str,
     chunked: bool,
 ) {
@@ -79,8 +81,12 @@ pub fn encode_head(
         out.extend_from_slice(default_host.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
+    for (name, value) in headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v))
+        .chain(extra.iter())
+    {
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -466,10 +472,20 @@ mod tests {
         let mut out = Vec::new();
         let mut h = HeaderMap::new();
         h.insert("x-a", HeaderValue::from_static("1"));
-        encode_head(&mut out, &Method::POST, "/p?q=1", &h, "10.0.0.1:80", true);
+        let mut extra = Extra::default();
+        extra.0[1] = Some(("x-b", HeaderValue::from_static("2")));
+        encode_head(
+            &mut out,
+            &Method::POST,
+            "/p?q=1",
+            &h,
+            &extra,
+            "10.0.0.1:80",
+            true,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /p?q=1 HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+            "POST /p?q=1 HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\nx-b: 2\r\ntransfer-encoding: chunked\r\n\r\n"
         );
         assert_eq!(chunk_prefix(255), b"ff\r\n");
     }

@@ -11,6 +11,7 @@
 use super::codec::{self, Chunked, Decoded, Framing, WireError};
 use super::pool;
 use crate::proxy::body::RequestBody;
+use crate::proxy::forward::Extra;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -178,10 +179,12 @@ impl Duplex {
     }
 }
 
-/// Sends `req` on `conn` and waits for the response head. `default_host` fills in a missing Host.
+/// Sends `req` and the `extra` fields on `conn` and waits for the response head. `default_host`
+/// fills in a missing Host.
 pub async fn exchange(
     conn: Conn,
     req: Request<RequestBody>,
+    extra: &Extra,
     default_host: &str,
     pool_key: u64,
     max_idle: Duration,
@@ -198,6 +201,7 @@ pub async fn exchange(
         &parts.method,
         pq,
         &parts.headers,
+        extra,
         default_host,
         chunked_out,
     );
