@@ -443,9 +443,13 @@ async fn forward(
     let sent_at = done.log.as_ref().map(|_| Instant::now());
     let timeout = rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
     let result = if timeout.is_zero() {
-        client::send(backend, &ep, upstream_req, &extra).await
+        client::send(backend, &ep, upstream_req, &extra, start).await
     } else {
-        match tokio::time::timeout(timeout, client::send(backend, &ep, upstream_req, &extra)).await
+        match tokio::time::timeout(
+            timeout,
+            client::send(backend, &ep, upstream_req, &extra, start),
+        )
+        .await
         {
             Ok(r) => r,
             Err(_) => Err(ProxyError::new(

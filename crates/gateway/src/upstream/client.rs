@@ -14,6 +14,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::net::TcpStream;
 
 /// A response body from an upstream, by protocol.
@@ -81,12 +82,14 @@ async fn h2_sender(
     Ok(tx)
 }
 
-/// Sends `req`, with the `extra` header fields, to `ep` and waits for the response head.
+/// Sends `req`, with the `extra` header fields, to `ep` and waits for the response head. `now` is
+/// a recent clock reading.
 pub async fn send(
     backend: &BackendRt,
     ep: &EndpointRt,
     req: Request<RequestBody>,
     extra: &Extra,
+    now: Instant,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     match backend.protocol {
         BackendProtocol::HTTP2 => {
@@ -105,7 +108,7 @@ pub async fn send(
             let key = ep.shared.pool_key;
             let mut req = req;
             loop {
-                let conn = match pool::checkout(key) {
+                let conn = match pool::checkout(key, now) {
                     Some(c) => c,
                     None => h1::Conn::new(connect(backend, ep).await?),
                 };

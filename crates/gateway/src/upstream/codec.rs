@@ -146,6 +146,9 @@ pub fn parse_head(
     }));
     let head_bytes = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(spans.len());
+    // The fields that decide framing and reuse are noted while the map is built, which saves
+    // a hashed lookup for each of them afterwards.
+    let mut framing_fields = FramingFields::default();
     for &(ns, ne, vs, ve) in spans.iter() {
         let name = HeaderName::from_bytes(&head_bytes[ns..ne]).map_err(|_| {
             err(format!(
@@ -157,10 +160,11 @@ pub fn parse_head(
         // `from_maybe_shared` keeps the check rather than trusting that.
         let value = HeaderValue::from_maybe_shared(head_bytes.slice(vs..ve))
             .map_err(|_| err(format!("bad value for header {name}")))?;
+        framing_fields.note(&name, &value)?;
         headers.append(name, value);
     }
-    let (framing, mut keep_alive) = framing(status, method, &mut headers)?;
-    keep_alive &= version == Version::HTTP_11 && !has_token(&headers, header::CONNECTION, "close");
+    let (framing, mut keep_alive) = framing(status, method, &mut headers, &framing_fields);
+    keep_alive &= version == Version::HTTP_11 && !framing_fields.close;
     Ok(Some(Head {
         status,
         version,
@@ -170,63 +174,82 @@ pub fn parse_head(
     }))
 }
 
+/// What the framing rules need from a response head.
+#[derive(Default)]
+struct FramingFields {
+    length: Option<u64>,
+    /// Whether Transfer-Encoding is present, and whether its last coding is `chunked`.
+    transfer_encoding: bool,
+    chunked: bool,
+    /// Whether Connection carries `close`.
+    close: bool,
+}
+
+impl FramingFields {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), WireError> {
+        if name == header::CONTENT_LENGTH {
+            for part in value.as_bytes().split(|b| *b == b',') {
+                let part = part.trim_ascii();
+                let n = std::str::from_utf8(part)
+                    .ok()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| err("invalid content-length in response"))?;
+                if self.length.is_some_and(|l| l != n) {
+                    return Err(err("conflicting content-length values in response"));
+                }
+                self.length = Some(n);
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            // Codings accumulate over repeated fields; the last non-empty one decides.
+            if let Some(last) = tokens(value).next_back() {
+                self.chunked = last.eq_ignore_ascii_case("chunked");
+            }
+        } else if name == header::CONNECTION {
+            self.close |= tokens(value).any(|t| t.eq_ignore_ascii_case("close"));
+        }
+        Ok(())
+    }
+}
+
+fn tokens(value: &HeaderValue) -> impl DoubleEndedIterator<Item = &str> {
+    value
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// RFC 9112 §6.3, for a response. Returns the framing and whether it allows reuse.
 fn framing(
     status: StatusCode,
     method: &Method,
     headers: &mut HeaderMap,
-) -> Result<(Framing, bool), WireError> {
+    fields: &FramingFields,
+) -> (Framing, bool) {
     if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return Ok((Framing::Empty, true));
+        return (Framing::Empty, true);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if fields.transfer_encoding {
         // A length next to a transfer coding is a smuggling vector: the coding wins, the length
         // goes, and the connection is not trusted with another request.
         let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|t| !t.is_empty());
-        return Ok(match last {
-            Some(t) if t.eq_ignore_ascii_case("chunked") => (Framing::Chunked, !had_length),
-            _ => (Framing::Close, false),
-        });
+        return if fields.chunked {
+            (Framing::Chunked, !had_length)
+        } else {
+            (Framing::Close, false)
+        };
     }
-    let mut length: Option<u64> = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            let n = std::str::from_utf8(part)
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| err("invalid content-length in response"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(err("conflicting content-length values in response"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
+    match fields.length {
         Some(n) => (Framing::Length(n), true),
         None => (Framing::Close, false),
-    })
-}
-
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
 }
 
 /// Where a chunked body decoder stands.

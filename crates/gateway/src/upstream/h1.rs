@@ -232,25 +232,23 @@ pub async fn exchange(
             return Err(ExchangeError::Failed(e));
         }
     };
-    let mut resp = Response::new(());
-    *resp.status_mut() = head.status;
-    *resp.version_mut() = head.version;
-    *resp.headers_mut() = head.headers;
     let decoder = match head.framing {
         Framing::Empty => Decoder::Length(0),
         Framing::Length(n) => Decoder::Length(n),
         Framing::Chunked => Decoder::Chunked(Chunked::Size),
         Framing::Close => Decoder::Close,
     };
-    let body = UpstreamBody {
+    let mut resp = Response::new(UpstreamBody {
         d: Some(d),
         decoder,
         keep_alive: head.keep_alive,
         pool_key,
         max_idle,
-    };
-    let (parts, ()) = resp.into_parts();
-    Ok(Response::from_parts(parts, body))
+    });
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = head.version;
+    *resp.headers_mut() = head.headers;
+    Ok(resp)
 }
 
 enum HeadError {

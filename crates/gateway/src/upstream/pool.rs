@@ -6,7 +6,29 @@
 use super::h1::Conn;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
+
+/// Pool keys are already unique numbers chosen by the gateway, not attacker input: a multiply
+/// spreads them over the table, where SipHash would cost more than the rest of the lookup.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// Idle connections kept per endpoint per thread; more are closed.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -27,20 +49,20 @@ impl Idle {
 }
 
 struct Pools {
-    idle: HashMap<u64, Vec<Idle>>,
+    idle: HashMap<u64, Vec<Idle>, BuildHasherDefault<KeyHasher>>,
     last_sweep: Instant,
 }
 
 thread_local! {
-    static POOLS: RefCell<Pools> = RefCell::new(Pools { idle: HashMap::new(), last_sweep: Instant::now() });
+    static POOLS: RefCell<Pools> = RefCell::new(Pools { idle: HashMap::default(), last_sweep: Instant::now() });
 }
 
-/// Takes an idle connection to endpoint `key` that is open and younger than its idle timeout.
-pub fn checkout(key: u64) -> Option<Conn> {
+/// Takes an idle connection to endpoint `key` that is open and younger than its idle timeout at
+/// `now` (the caller's recent clock reading: the request's start is close enough).
+pub fn checkout(key: u64, now: Instant) -> Option<Conn> {
     POOLS.with(|p| {
         let mut pools = p.borrow_mut();
         let list = pools.idle.get_mut(&key)?;
-        let now = Instant::now();
         while let Some(idle) = list.pop() {
             if idle.usable(now) {
                 return Some(idle.conn);
