@@ -182,8 +182,9 @@ pub struct Listener {
     pub protocol: ListenerProtocol,
     /// Certificates, for HTTPS.
     pub tls: Option<Tls>,
-    /// An HTTP/1 connection is closed when no complete request head arrives within this: it bounds
-    /// both idle keep-alive connections and slow request headers.
+    /// A connection is closed when no request has been in flight on it, and none has started, for
+    /// this long: it bounds idle keep-alive connections and slow request heads alike, and never
+    /// cuts a request in flight.
     #[serde(serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
 }

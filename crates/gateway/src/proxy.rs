@@ -2,6 +2,7 @@
 //! bodies that stream both ways.
 
 pub mod body;
+pub mod conn;
 pub mod forward;
 pub mod handler;
 pub mod listener;

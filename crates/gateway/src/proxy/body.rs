@@ -184,6 +184,8 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 pub struct ResponseBody {
     inner: Inner,
     done: Option<Completion>,
+    /// Keeps the request counted as in flight on its connection while the body lives.
+    held: Option<crate::proxy::conn::InFlight>,
     bytes: u64,
 }
 
@@ -196,8 +198,14 @@ impl ResponseBody {
                 UpstreamBody::H2(b) => Inner::H2(b),
             },
             done,
+            held: None,
             bytes: 0,
         }
+    }
+
+    /// Ties `guard` to this body's life.
+    pub fn hold(&mut self, guard: crate::proxy::conn::InFlight) {
+        self.held = Some(guard);
     }
 
     /// A body the proxy made (errors, direct responses, redirects).
@@ -205,6 +213,7 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Full(if data.is_empty() { None } else { Some(data) }),
             done,
+            held: None,
             bytes: 0,
         }
     }

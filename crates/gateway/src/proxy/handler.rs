@@ -31,6 +31,10 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// The client address as an `X-Forwarded-For` value, formatted once per connection.
     pub forwarded_for: HeaderValue,
+    /// Requests started on the connection (for its idle timeout).
+    pub requests: AtomicU64,
+    /// Requests whose response is not finished yet.
+    pub in_flight: AtomicU64,
 }
 
 impl ConnInfo {
@@ -40,6 +44,8 @@ impl ConnInfo {
             peer,
             scheme,
             forwarded_for: forward::forwarded_for_value(peer.ip()),
+            requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         }
     }
 }

@@ -2,20 +2,17 @@
 //! one port, or TLS with ALPN first). Each listener drains its own connections when it is stopped,
 //! so a reload that removes a listener, or SIGTERM, lets in-flight requests finish.
 
-use super::handler::{handle, ConnInfo};
+use super::conn::{serve, Drain};
+use super::handler::ConnInfo;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use gatehouse_config::{Listener, ListenerProtocol};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::metrics::gauge::Gauge;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,15 +25,17 @@ struct Settings {
     scheme: &'static str,
     tls: Option<tokio_rustls::TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
+    idle: Duration,
 }
 
 impl Settings {
     fn new(spec: &Listener, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // No header-read timer: the idle timeout is kept per connection (see `conn`).
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(spec.idle_timeout)
+            .header_read_timeout(None)
             .keep_alive(true);
         // HTTP/2 connections have no request-head timer to bound them; pings at the idle interval
         // find peers that vanished without closing.
@@ -52,6 +51,7 @@ impl Settings {
             },
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             builder,
+            idle: spec.idle_timeout,
         }
     }
 }
@@ -192,9 +192,9 @@ impl AcceptLoop {
                 None
             }
         };
-        let graceful = GracefulShutdown::new();
+        let connections = Drain::default();
         let drain = match &tcp {
-            Some(tcp) => self.accept(tcp, &graceful).await,
+            Some(tcp) => self.accept(tcp, &connections).await,
             None => Duration::ZERO,
         };
         drop(tcp);
@@ -206,7 +206,7 @@ impl AcceptLoop {
         {
             let _ = self.open.1.send(true);
         }
-        if tokio::time::timeout(drain, graceful.shutdown())
+        if tokio::time::timeout(drain, connections.shutdown())
             .await
             .is_err()
         {
@@ -215,7 +215,7 @@ impl AcceptLoop {
     }
 
     /// Accepts until stopped; returns how long to drain.
-    async fn accept(&mut self, tcp: &TcpListener, graceful: &GracefulShutdown) -> Duration {
+    async fn accept(&mut self, tcp: &TcpListener, connections: &Drain) -> Duration {
         loop {
             tokio::select! {
                 changed = self.stop.changed() => {
@@ -239,14 +239,15 @@ impl AcceptLoop {
                     let info = Arc::new(ConnInfo::new(peer, settings.scheme));
                     let snapshot = self.snapshot.clone();
                     let gauge = self.gauge.clone();
-                    let watcher = graceful.watcher();
+                    let token = connections.token();
                     gauge.inc();
                     tokio::spawn(async move {
+                        let (builder, idle) = (&settings.builder, settings.idle);
                         match &settings.tls {
-                            None => serve(watcher, &settings, stream, info, snapshot).await,
+                            None => serve(token, builder, idle, stream, info, snapshot).await,
                             Some(acceptor) => {
                                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => serve(watcher, &settings, tls, info, snapshot).await,
+                                    Ok(Ok(tls)) => serve(token, builder, idle, tls, info, snapshot).await,
                                     Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                                 }
@@ -258,38 +259,4 @@ impl AcceptLoop {
             }
         }
     }
-}
-
-type Svc = Arc<ConnInfo>;
-
-fn respond(
-    snapshot: &ArcSwap<Snapshot>,
-    info: &Svc,
-    req: http::Request<hyper::body::Incoming>,
-) -> impl std::future::Future<Output = Result<http::Response<super::body::ResponseBody>, Infallible>>
-       + Send
-       + 'static {
-    // The snapshot is loaded once per request and kept to its end: a reload never changes the
-    // rules under a request in flight.
-    let snap = snapshot.load_full();
-    let info = info.clone();
-    async move { Ok::<_, Infallible>(handle(snap, &info, req).await) }
-}
-
-/// Serves one connection (plain, or after its TLS handshake) until it closes or drains.
-async fn serve<IO>(
-    watcher: hyper_util::server::graceful::Watcher,
-    settings: &Settings,
-    io: IO,
-    info: Svc,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let svc = service_fn(move |req| respond(&snapshot, &info, req));
-    let conn = settings
-        .builder
-        .serve_connection(TokioIo::new(io), svc)
-        .into_owned();
-    let _ = watcher.watch(conn).await;
 }

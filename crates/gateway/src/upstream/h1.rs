@@ -172,11 +172,9 @@ impl Duplex {
 
     /// Reads more of the response; `Ok(0)` is end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        // Grow only when little room is left: the head and body slices handed on share this
-        // buffer, and reserving a full chunk on every read would reallocate while they live.
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-            self.rbuf.reserve(READ_CHUNK);
-        }
+        // Once the slices handed on from the last read are gone this reuses the buffer from its
+        // start, so reads keep landing in the same (cache-warm) memory.
+        self.rbuf.reserve(READ_CHUNK);
         let n = ready!(pin!(self.io.read_buf(&mut self.rbuf)).poll(cx))?;
         self.got_bytes |= n > 0;
         Poll::Ready(Ok(n))

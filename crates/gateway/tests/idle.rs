@@ -1,0 +1,99 @@
+//! The listener idle timeout over raw sockets: idle keep-alive connections and trickling request
+//! heads are closed, a request that outlasts the timeout is not cut.
+
+use gatehouse_testkit::{TestGateway, Upstream};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const IDLE: Duration = Duration::from_millis(400);
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn gateway(up: &Upstream) -> (TestGateway, std::net::SocketAddr) {
+    let yaml = format!(
+        "kind: Gateway\nmetadata: {{name: g}}\nspec: {{accessLog: {{enabled: false}}}}\n---\nkind: Listener\nmetadata: {{name: web}}\nspec: {{address: \"127.0.0.1:0\", protocol: HTTP, timeouts: {{idle: 400ms}}}}\n---\nkind: Backend\nmetadata: {{name: up}}\nspec: {{endpoints: [\"{}\"]}}\n---\nkind: Route\nmetadata: {{name: r}}\nspec:\n  rules:\n    - backends: [{{backend: up}}]\n",
+        up.addr
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let addr = gw.addr("web").await;
+    (gw, addr)
+}
+
+/// Reads until the peer closes; returns everything read.
+async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut all))
+        .await
+        .expect("the gateway closes the connection")
+        .expect("read");
+    all
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let up = Upstream::start("a").await;
+    let (_gw, addr) = gateway(&up).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    s.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_to_close(&mut s).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= IDLE,
+        "closed after {waited:?}, before the idle timeout"
+    );
+
+    // A connection that never sends anything is closed the same way.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    assert!(read_to_close(&mut s).await.is_empty());
+    assert!(started.elapsed() >= IDLE);
+}
+
+#[tokio::test]
+async fn a_request_head_that_trickles_in_is_cut_off() {
+    let up = Upstream::start("a").await;
+    let (_gw, addr) = gateway(&up).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    // One header byte every 50 ms: each write is activity, but no request head ever completes.
+    let mut buf = [0u8; 1];
+    let closed = loop {
+        assert!(
+            started.elapsed() < LIMIT,
+            "a trickling head is never cut off"
+        );
+        if s.write_all(b"x").await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => panic!("no response was asked for"),
+            Err(_) => {}
+        }
+    };
+    assert!(closed);
+    assert!(started.elapsed() >= IDLE);
+}
+
+#[tokio::test]
+async fn a_request_longer_than_the_idle_timeout_completes() {
+    let up = Upstream::start("a").await;
+    let (_gw, addr) = gateway(&up).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The upstream takes 3 idle periods to answer; nothing moves on the connection meanwhile.
+    s.write_all(b"GET /slow/1200 HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_to_close(&mut s).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\r\n\r\nslept 1200ms"), "{text}");
+}
