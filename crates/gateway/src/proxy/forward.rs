@@ -91,29 +91,29 @@ pub fn strip_found(headers: &mut HeaderMap, found: &Scan) {
 
 /// Header fields added to an upstream request as it is written, instead of being inserted into
 /// its header map (for HTTP/1.1 upstreams the head is encoded by the proxy, and a hashed insert
-/// per field costs more than writing it).
+/// per field costs more than writing it). The values are borrowed from the request's handler.
 #[derive(Default)]
-pub struct Extra(pub [Option<(&'static str, HeaderValue)>; 4]);
+pub struct Extra<'a>(pub [Option<(&'static str, &'a HeaderValue)>; 4]);
 
-impl Extra {
+impl Extra<'_> {
     /// The fields, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
-        self.0.iter().flatten().map(|(n, v)| (*n, v))
+        self.0.iter().flatten().map(|(n, v)| (*n, *v))
     }
 }
 
 /// The X-Forwarded-* fields for a request that carried none (so there is nothing to replace or
 /// extend, whether the peer is trusted or not).
-pub fn forwarded_extra(
-    peer_value: &HeaderValue,
-    scheme: &'static str,
-    host: Option<&HeaderValue>,
-) -> Extra {
+pub fn forwarded_extra<'a>(
+    peer_value: &'a HeaderValue,
+    scheme: &'a HeaderValue,
+    host: Option<&'a HeaderValue>,
+) -> Extra<'a> {
     Extra([
-        Some(("x-forwarded-for", peer_value.clone())),
-        Some(("x-forwarded-proto", HeaderValue::from_static(scheme))),
+        Some(("x-forwarded-for", peer_value)),
+        Some(("x-forwarded-proto", scheme)),
         host.filter(|h| !h.is_empty())
-            .map(|h| ("x-forwarded-host", h.clone())),
+            .map(|h| ("x-forwarded-host", h)),
         None,
     ])
 }

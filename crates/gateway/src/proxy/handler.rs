@@ -363,8 +363,9 @@ async fn forward(
     // The common case — an HTTP/1.1 upstream, a request without forwarding headers or an id, no
     // header changes in the rule — writes the added fields straight into the upstream head.
     let mut extra = forward::Extra::default();
+    let scheme = HeaderValue::from_static(conn.scheme);
     if !h2 && !scan.forwarded && rule.request_headers.is_empty() {
-        extra = forward::forwarded_extra(&conn.forwarded_for, conn.scheme, authority.as_ref());
+        extra = forward::forwarded_extra(&conn.forwarded_for, &scheme, authority.as_ref());
     } else {
         forward::set_forwarded(
             &mut parts.headers,
@@ -376,7 +377,7 @@ async fn forward(
         );
     }
     if !h2 && !scan.request_id && rule.request_headers.is_empty() {
-        extra.0[3] = Some(("x-request-id", rid.clone()));
+        extra.0[3] = Some(("x-request-id", &rid));
     } else {
         parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
     }
@@ -385,7 +386,7 @@ async fn forward(
     }
     // HTTP/1.1 requests already carry the right Host unless it is rewritten.
     let from_host_header = parts.uri.authority().is_none();
-    let upstream_host = target.host_rewrite.clone().or(authority);
+    let upstream_host = target.host_rewrite.clone().or_else(|| authority.clone());
 
     let rewritten = forward::rewrite_path(rule, parts.uri.path(), parts.uri.query());
     let uri = if h2 {
@@ -479,7 +480,10 @@ async fn forward(
         }
     };
     let (mut parts, body) = resp.into_parts();
-    forward::strip_hop_by_hop(&mut parts.headers);
+    // The HTTP/1.1 codec leaves hop-by-hop fields out as it parses.
+    if matches!(body, client::UpstreamBody::H2(_)) {
+        forward::strip_hop_by_hop(&mut parts.headers);
+    }
     if !rule.response_headers.is_empty() {
         forward::apply_mods(&mut parts.headers, &rule.response_headers);
     }

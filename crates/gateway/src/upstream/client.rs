@@ -88,14 +88,14 @@ pub async fn send(
     backend: &BackendRt,
     ep: &EndpointRt,
     req: Request<RequestBody>,
-    extra: &Extra,
+    extra: &Extra<'_>,
     now: Instant,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     match backend.protocol {
         BackendProtocol::HTTP2 => {
             let mut req = req;
             for (name, value) in extra.0.iter().flatten() {
-                req.headers_mut().insert(*name, value.clone());
+                req.headers_mut().insert(*name, (*value).clone());
             }
             let mut tx = h2_sender(backend, ep).await?;
             let resp = tx

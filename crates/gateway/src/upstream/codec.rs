@@ -68,7 +68,7 @@ pub fn encode_head(
     method: &Method,
     path_and_query: &str,
     headers: &HeaderMap,
-    extra: &Extra,
+    extra: &Extra<'_>,
     default_host: &str,
     chunked: bool,
 ) {
@@ -160,8 +160,14 @@ pub fn parse_head(
         // `from_maybe_shared` keeps the check rather than trusting that.
         let value = HeaderValue::from_maybe_shared(head_bytes.slice(vs..ve))
             .map_err(|_| err(format!("bad value for header {name}")))?;
-        framing_fields.note(&name, &value)?;
-        headers.append(name, value);
+        // Hop-by-hop fields (RFC 9110 §7.6.1) are read for framing and then left out of the map,
+        // which is what goes downstream.
+        if framing_fields.note(&name, &value)? {
+            headers.append(name, value);
+        }
+    }
+    for name in framing_fields.connection_named.drain(..) {
+        headers.remove(name);
     }
     let (framing, mut keep_alive) = framing(status, method, &mut headers, &framing_fields);
     keep_alive &= version == Version::HTTP_11 && !framing_fields.close;
@@ -183,11 +189,17 @@ struct FramingFields {
     chunked: bool,
     /// Whether Connection carries `close`.
     close: bool,
+    /// Other fields Connection names as hop-by-hop.
+    connection_named: Vec<HeaderName>,
+    /// Whether a Content-Length was seen (it stays in the map unless a transfer coding wins).
+    has_length: bool,
 }
 
 impl FramingFields {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), WireError> {
+    /// Notes a field; `false` when it is hop-by-hop and must not be passed on.
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, WireError> {
         if name == header::CONTENT_LENGTH {
+            self.has_length = true;
             for part in value.as_bytes().split(|b| *b == b',') {
                 let part = part.trim_ascii();
                 let n = std::str::from_utf8(part)
@@ -206,10 +218,26 @@ impl FramingFields {
             if let Some(last) = tokens(value).next_back() {
                 self.chunked = last.eq_ignore_ascii_case("chunked");
             }
+            return Ok(false);
         } else if name == header::CONNECTION {
-            self.close |= tokens(value).any(|t| t.eq_ignore_ascii_case("close"));
+            for t in tokens(value) {
+                if t.eq_ignore_ascii_case("close") {
+                    self.close = true;
+                } else if !t.eq_ignore_ascii_case("keep-alive") {
+                    if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                        self.connection_named.push(n);
+                    }
+                }
+            }
+            return Ok(false);
+        } else if name == header::TE
+            || name == header::UPGRADE
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection"
+        {
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -239,7 +267,10 @@ fn framing(
     if fields.transfer_encoding {
         // A length next to a transfer coding is a smuggling vector: the coding wins, the length
         // goes, and the connection is not trusted with another request.
-        let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
+        let had_length = fields.has_length;
+        if had_length {
+            headers.remove(header::CONTENT_LENGTH);
+        }
         return if fields.chunked {
             (Framing::Chunked, !had_length)
         } else {
@@ -450,6 +481,19 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_fields_are_left_out_of_the_map() {
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-trace\r\nkeep-alive: timeout=5\r\nx-trace: 1\r\nupgrade: h2c\r\nproxy-connection: x\r\nte: trailers\r\ntransfer-encoding: chunked\r\nx-kept: 2\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        let names: Vec<&str> = h.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+        assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
+    }
+
+    #[test]
     fn head_is_consumed_and_body_bytes_stay() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nX-A: 1\r\ncontent-length: 2\r\n\r\nhi");
         let h = parse_head(&mut buf, &Method::GET, &mut Vec::new())
@@ -496,7 +540,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-a", HeaderValue::from_static("1"));
         let mut extra = Extra::default();
-        extra.0[1] = Some(("x-b", HeaderValue::from_static("2")));
+        let two = HeaderValue::from_static("2");
+        extra.0[1] = Some(("x-b", &two));
         encode_head(
             &mut out,
             &Method::POST,

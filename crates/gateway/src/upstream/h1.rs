@@ -186,7 +186,7 @@ impl Duplex {
 pub async fn exchange(
     conn: Conn,
     req: Request<RequestBody>,
-    extra: &Extra,
+    extra: &Extra<'_>,
     default_host: &str,
     pool_key: u64,
     max_idle: Duration,
