@@ -63,6 +63,7 @@ fn protocol_error(ep: &EndpointRt, e: hyper::Error) -> ProxyError {
     )
 }
 
+/// The endpoint's HTTP/2 connection, made when there is none (or it closed).
 async fn h2_sender(
     backend: &BackendRt,
     ep: &EndpointRt,
@@ -70,6 +71,15 @@ async fn h2_sender(
     if let Some(tx) = ep.shared.h2.load().as_ref().filter(|tx| !tx.is_closed()) {
         return Ok(http2::SendRequest::clone(tx));
     }
+    // Boxed: connecting is rare and its state large; inline, it would be copied with every
+    // request's future.
+    Box::pin(h2_connect(backend, ep)).await
+}
+
+async fn h2_connect(
+    backend: &BackendRt,
+    ep: &EndpointRt,
+) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
     let stream = connect(backend, ep).await?;
     let (tx, conn) = http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(stream))
@@ -110,7 +120,8 @@ pub async fn send(
             loop {
                 let conn = match pool::checkout(key, now) {
                     Some(c) => c,
-                    None => h1::Conn::new(connect(backend, ep).await?),
+                    // Boxed: connecting is rare and its state large (see `h2_sender`).
+                    None => h1::Conn::new(Box::pin(connect(backend, ep)).await?),
                 };
                 match h1::exchange(conn, req, extra, &ep.address, key, backend.idle_timeout).await {
                     Ok(resp) => return Ok(resp.map(UpstreamBody::H1)),
