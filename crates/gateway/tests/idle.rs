@@ -1,5 +1,6 @@
-//! The listener idle timeout over raw sockets: idle keep-alive connections and trickling request
-//! heads are closed, a request that outlasts the timeout is not cut.
+//! Connection handling over raw sockets: the idle timeout (idle keep-alive connections and
+//! trickling request heads are closed, a request that outlasts it is not cut) and telling HTTP/1
+//! from HTTP/2 by the first bytes however they are split.
 
 use gatehouse_testkit::{TestGateway, Upstream};
 use std::time::{Duration, Instant};
@@ -96,4 +97,46 @@ async fn a_request_longer_than_the_idle_timeout_completes() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("\r\n\r\nslept 1200ms"), "{text}");
+}
+
+#[tokio::test]
+async fn the_protocol_is_told_apart_however_the_first_bytes_are_split() {
+    let up = Upstream::start("a").await;
+    let (_gw, addr) = gateway(&up).await;
+    // "P" could begin the HTTP/2 preface ("PRI * HTTP/2.0"); the gateway must wait for more
+    // rather than guess. The pause makes the client's first packet that one byte.
+    for (first, rest) in [
+        (
+            "P",
+            "OST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi",
+        ),
+        (
+            "PR",
+            "OPFIND /x HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+        ),
+        (
+            "G",
+            "ET /x HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+        ),
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(first.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        s.write_all(rest.as_bytes()).await.unwrap();
+        let got = read_to_close(&mut s).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{first}{rest}: {text}");
+    }
+    // The real preface is served as HTTP/2: the gateway answers with its SETTINGS frame
+    // (type 4 in the fifth byte of the frame header).
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(LIMIT, s.read_exact(&mut frame))
+        .await
+        .expect("an HTTP/2 answer")
+        .unwrap();
+    assert_eq!(frame[3], 4, "a SETTINGS frame, got {frame:?}");
 }

@@ -1,5 +1,10 @@
-//! Request flow, step 1b: one downstream connection after accept — served by hyper, closed when
-//! idle, drained when its listener stops.
+//! Request flow, step 1b: one downstream connection after accept — its protocol told apart
+//! (ALPN, or the HTTP/2 preface on cleartext), served by hyper, closed when idle, drained when its
+//! listener stops.
+//!
+//! Each protocol gets its own service: HTTP/2 streams run as tasks of their own, so their request
+//! futures are boxed (a small pointer to move into the task); HTTP/1 requests run inside the
+//! connection's task and are not.
 //!
 //! The idle timeout is kept per connection, not per request: a timer ticks a few times per idle
 //! period and closes the connection once no request has started or been in flight for a whole
@@ -11,11 +16,12 @@
 use super::handler::{handle, ConnInfo};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use std::convert::Infallible;
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,11 +112,76 @@ fn respond(
     }
 }
 
+/// The HTTP/2 connection preface starts with these bytes; no HTTP/1 request does.
+const H2_PREFACE_START: &[u8] = b"PRI ";
+
+/// Whether a cleartext connection speaks HTTP/2 (prior knowledge), from its first bytes, which
+/// stay unread. `None`: the peer closed or failed first.
+pub async fn sniff_h2(stream: &tokio::net::TcpStream) -> Option<bool> {
+    let mut buf = [0u8; 4];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE_START[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFACE_START.len() {
+            return Some(true);
+        }
+        // A preface split across packets: peeking again at once would see the same bytes.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// How a connection is served, per protocol.
+pub struct Protocols {
+    /// HTTP/1.1.
+    pub h1: http1::Builder,
+    /// HTTP/2.
+    pub h2: http2::Builder<TokioExecutor>,
+}
+
+/// A hyper connection that can be asked to finish and close.
+trait Graceful: Future {
+    fn shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for http1::Connection<I, S>
+where
+    Self: Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: http_body::Body + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> Graceful for http2::Connection<I, S, TokioExecutor>
+where
+    Self: Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Future: Send + 'static,
+    S::ResBody: http_body::Body + Send + 'static,
+    <S::ResBody as http_body::Body>::Data: Send,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 /// Serves one connection (plain, or after its TLS handshake) until it closes, stays idle for
 /// `idle`, or is drained.
 pub async fn serve<IO>(
     token: DrainToken,
-    builder: &auto::Builder<TokioExecutor>,
+    protocols: &Protocols,
+    h2: bool,
     idle: Duration,
     io: IO,
     info: Arc<ConnInfo>,
@@ -119,8 +190,19 @@ pub async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn_info = info.clone();
-    let svc = service_fn(move |req| respond(&snapshot, &conn_info, req));
-    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), svc));
+    if h2 {
+        let svc = service_fn(move |req| Box::pin(respond(&snapshot, &conn_info, req)));
+        let conn = protocols.h2.serve_connection(TokioIo::new(io), svc);
+        drive(conn, token, idle, &info).await;
+    } else {
+        let svc = service_fn(move |req| respond(&snapshot, &conn_info, req));
+        let conn = protocols.h1.serve_connection(TokioIo::new(io), svc);
+        drive(conn, token, idle, &info).await;
+    }
+}
+
+async fn drive<C: Graceful>(conn: C, token: DrainToken, idle: Duration, info: &ConnInfo) {
+    let mut conn = pin!(conn);
     let mut signal = token.signal;
     let mut drained = pin!(async move {
         let _ = signal.wait_for(|d| *d).await;
@@ -151,7 +233,7 @@ pub async fn serve<IO>(
     };
     // HTTP/1: closes now if between requests, after the current response otherwise.
     // HTTP/2: GOAWAY, then the open streams finish.
-    conn.as_mut().graceful_shutdown();
+    conn.as_mut().shutdown();
     if idle_close {
         // Nothing is in flight, but a request head may be half read (hyper then waits for the
         // rest): the connection gets one more tick, then is dropped.

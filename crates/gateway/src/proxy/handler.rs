@@ -176,9 +176,7 @@ pub async fn handle(
         Action::Forward(_) => {
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
             let entry = entry.clone();
-            // Boxed: the forwarding state machine is large, and hyper moves the request future
-            // around (into its task, into the dispatcher); moving a pointer is cheaper.
-            Box::pin(forward(snap, conn, req, entry, rid, log, start)).await
+            forward(snap, conn, req, entry, rid, log, start).await
         }
     }
 }

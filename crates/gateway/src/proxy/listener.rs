@@ -2,13 +2,13 @@
 //! one port, or TLS with ALPN first). Each listener drains its own connections when it is stopped,
 //! so a reload that removes a listener, or SIGTERM, lets in-flight requests finish.
 
-use super::conn::{serve, Drain};
+use super::conn::{serve, sniff_h2, Drain, Protocols};
 use super::handler::ConnInfo;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use gatehouse_config::{Listener, ListenerProtocol};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,24 +24,18 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 struct Settings {
     scheme: &'static str,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    builder: auto::Builder<TokioExecutor>,
+    protocols: Protocols,
     idle: Duration,
 }
 
 impl Settings {
     fn new(spec: &Listener, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
         // No header-read timer: the idle timeout is kept per connection (see `conn`).
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .keep_alive(true);
-        // HTTP/2 connections have no request-head timer to bound them; pings at the idle interval
-        // find peers that vanished without closing.
-        builder
-            .http2()
-            .timer(TokioTimer::new())
+        let mut h1 = http1::Builder::new();
+        h1.header_read_timeout(None).keep_alive(true);
+        // Pings at the idle interval also find HTTP/2 peers that vanished without closing.
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
             .keep_alive_interval(Some(spec.idle_timeout))
             .keep_alive_timeout(Duration::from_secs(20));
         Settings {
@@ -50,7 +44,7 @@ impl Settings {
                 ListenerProtocol::HTTPS => "https",
             },
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
-            builder,
+            protocols: Protocols { h1, h2 },
             idle: spec.idle_timeout,
         }
     }
@@ -242,12 +236,22 @@ impl AcceptLoop {
                     let token = connections.token();
                     gauge.inc();
                     tokio::spawn(async move {
-                        let (builder, idle) = (&settings.builder, settings.idle);
+                        let (protocols, idle) = (&settings.protocols, settings.idle);
                         match &settings.tls {
-                            None => serve(token, builder, idle, stream, info, snapshot).await,
+                            None => {
+                                // Bounded by the idle timeout: a client that connects and says
+                                // nothing is closed like an idle one.
+                                if let Ok(Some(h2)) = tokio::time::timeout(idle, sniff_h2(&stream)).await {
+                                    serve(token, protocols, h2, idle, stream, info, snapshot).await;
+                                }
+                            }
                             Some(acceptor) => {
                                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => serve(token, builder, idle, tls, info, snapshot).await,
+                                    Ok(Ok(tls)) => {
+                                        // Over TLS, HTTP/2 is negotiated by ALPN (RFC 9113 §3.2).
+                                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                                        serve(token, protocols, h2, idle, tls, info, snapshot).await;
+                                    }
                                     Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                                 }
