@@ -6,8 +6,8 @@
 //! futures are boxed (a small pointer to move into the task); HTTP/1 requests run inside the
 //! connection's task and are not.
 //!
-//! The idle timeout is kept per connection, not per request: a timer ticks a few times per idle
-//! period and closes the connection once no request has started or been in flight for a whole
+//! The idle timeout is kept per connection, not per request: a watcher task ticks a few times per
+//! idle period and closes the connection once no request has started or been in flight for a whole
 //! period. That bounds idle keep-alive connections and request heads that trickle in (slowloris)
 //! alike, never cuts a request in flight, and costs nothing per request — hyper's own
 //! header-read timer allocates and registers a timer for every request, ~6% of a small proxied
@@ -22,8 +22,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
@@ -201,44 +202,109 @@ pub async fn serve<IO>(
     }
 }
 
-async fn drive<C: Graceful>(conn: C, token: DrainToken, idle: Duration, info: &ConnInfo) {
-    let mut conn = pin!(conn);
-    let mut signal = token.signal;
-    let mut drained = pin!(async move {
-        let _ = signal.wait_for(|d| *d).await;
+/// What the watcher of a connection asks of it.
+const RUN: u8 = 0;
+const FINISH: u8 = 1;
+const CLOSE: u8 = 2;
+
+/// Shared between a connection and its watcher.
+struct Control {
+    /// `RUN`, `FINISH` (graceful shutdown) or `CLOSE` (drop it now).
+    state: AtomicU8,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Control {
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        if let Some(w) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.wake();
+        }
+    }
+}
+
+/// The connection future, obeying its watcher. Checking the watcher costs one atomic load per
+/// poll; the timers and the drain signal live in the watcher's own task, so they are not polled
+/// every time the connection wakes up.
+struct Watched<'a, C> {
+    conn: Pin<&'a mut C>,
+    control: &'a Control,
+    finishing: bool,
+}
+
+impl<C: Graceful> Future for Watched<'_, C> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.control.state.load(Ordering::Acquire) {
+            RUN => {
+                let mut slot = self.control.waker.lock().unwrap_or_else(|e| e.into_inner());
+                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *slot = Some(cx.waker().clone());
+                }
+            }
+            FINISH if !self.finishing => {
+                self.finishing = true;
+                self.conn.as_mut().shutdown();
+            }
+            CLOSE => return Poll::Ready(()),
+            _ => {}
+        }
+        self.conn.as_mut().poll(cx).map(|_| ())
+    }
+}
+
+async fn drive<C: Graceful>(conn: C, token: DrainToken, idle: Duration, info: &Arc<ConnInfo>) {
+    let conn = pin!(conn);
+    let control = Arc::new(Control {
+        state: AtomicU8::new(RUN),
+        waker: Mutex::new(None),
     });
+    let watcher = tokio::spawn(watch(control.clone(), token.signal, idle, info.clone()));
+    Watched {
+        conn,
+        control: &control,
+        finishing: false,
+    }
+    .await;
+    watcher.abort();
+}
+
+/// Watches one connection: asks it to finish when its listener drains, or when it has been idle
+/// (no request started or in flight) for `idle`; then, if it was idle, closes it one tick later
+/// (a request head may be half read, and hyper would wait for the rest).
+async fn watch(
+    control: Arc<Control>,
+    mut drain: watch::Receiver<bool>,
+    idle: Duration,
+    info: Arc<ConnInfo>,
+) {
     let period = (idle / IDLE_TICKS).max(Duration::from_millis(5));
-    let mut tick = pin!(tokio::time::sleep(period));
     let mut quiet = 0;
     let mut seen = 0;
-    let idle_close = loop {
+    loop {
         tokio::select! {
-            biased;
-            _ = conn.as_mut() => return,
-            _ = drained.as_mut() => break false,
-            _ = tick.as_mut() => {
+            _ = drain.wait_for(|d| *d) => {
+                // HTTP/1: closes now if between requests, after the current response otherwise.
+                // HTTP/2: GOAWAY, then the open streams finish.
+                control.set(FINISH);
+                return;
+            }
+            _ = tokio::time::sleep(period) => {
                 let requests = info.requests.load(Ordering::Relaxed);
                 if requests == seen && info.in_flight.load(Ordering::Relaxed) == 0 {
                     quiet += 1;
                     if quiet >= IDLE_TICKS {
-                        break true;
+                        break;
                     }
                 } else {
                     quiet = 0;
                     seen = requests;
                 }
-                tick.as_mut().reset(tokio::time::Instant::now() + period);
             }
         }
-    };
-    // HTTP/1: closes now if between requests, after the current response otherwise.
-    // HTTP/2: GOAWAY, then the open streams finish.
-    conn.as_mut().shutdown();
-    if idle_close {
-        // Nothing is in flight, but a request head may be half read (hyper then waits for the
-        // rest): the connection gets one more tick, then is dropped.
-        let _ = tokio::time::timeout(period, conn).await;
-    } else {
-        let _ = conn.await;
     }
+    control.set(FINISH);
+    tokio::time::sleep(period).await;
+    control.set(CLOSE);
 }
