@@ -373,6 +373,30 @@ async fn large_bodies_stream_both_ways_intact() {
     assert_eq!(echo["bodyBytes"], data.len());
     assert_eq!(echo["bodyHash"], want);
 
+    // Without a length (chunked from an HTTP/1.1 client, a length-less stream from an HTTP/2 one)
+    // the body goes upstream chunked, and arrives whole.
+    let part = &data[..8 * 1024 * 1024];
+    std::fs::write(&upload, part).unwrap();
+    let want = fnv64(part);
+    for http in ["--http1.1", "--http2-prior-knowledge"] {
+        let (u, up) = (url.clone(), upload.display().to_string());
+        let (out, _) = tokio::task::spawn_blocking(move || {
+            let upload = format!("cat {up} | curl -sS --max-time 20 {http} -T - {u}/upload");
+            let out = Command::new("sh").args(["-c", &upload]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (String::from_utf8_lossy(&out.stdout).into_owned(), ())
+        })
+        .await
+        .unwrap();
+        let echo: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(echo["bodyBytes"], part.len(), "{http}");
+        assert_eq!(echo["bodyHash"], want, "{http}");
+    }
+
     let n = 40 * 1024 * 1024;
     let down = dir.path().join("down.bin");
     let d = down.display().to_string();
