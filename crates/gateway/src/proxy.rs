@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod conn;
+pub mod deadline;
 pub mod forward;
 pub mod handler;
 pub mod listener;

@@ -450,8 +450,10 @@ async fn forward(
     let result = if timeout.is_zero() {
         client::send(backend, &ep, upstream_req, &extra, start).await
     } else {
-        match tokio::time::timeout(
-            timeout,
+        // Measured from the request's arrival, and coarse (see `deadline`).
+        let until = tokio::time::Instant::from_std(start) + timeout;
+        match super::deadline::timed(
+            until,
             client::send(backend, &ep, upstream_req, &extra, start),
         )
         .await
