@@ -39,13 +39,32 @@ impl Shard {
     }
 }
 
-/// Wakes expired entries every tick until the table is empty.
-async fn sweep(shard: Arc<Shard>) {
+/// Clears the sweeping mark if the sweeper is dropped before it ends by itself (its runtime shut
+/// down under it), so that a later runtime on the same thread starts a new one.
+struct Sweeping {
+    shard: Arc<Shard>,
+    ended: bool,
+}
+
+impl Drop for Sweeping {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.shard.lock().sweeping = false;
+        }
+    }
+}
+
+/// Wakes expired entries every tick until the table is empty. The mark is made by the caller, so
+/// it is cleared even if the task is dropped before it first runs.
+async fn sweep(mut mark: Sweeping) {
+    let shard = mark.shard.clone();
     loop {
         tokio::time::sleep(TICK).await;
         let mut t = shard.lock();
         if t.live == 0 {
+            // Under the lock, so a registration racing with this sees the mark cleared.
             t.sweeping = false;
+            mark.ended = true;
             return;
         }
         let now = Instant::now();
@@ -119,7 +138,10 @@ impl<F: Future> Future for Timed<F> {
                 t.sweeping = true;
                 drop(t);
                 if start_sweeper {
-                    tokio::spawn(sweep(shard.clone()));
+                    tokio::spawn(sweep(Sweeping {
+                        shard: shard.clone(),
+                        ended: false,
+                    }));
                 }
                 *this.slot = Some((shard, key));
                 Poll::Pending
@@ -178,5 +200,50 @@ mod tests {
         assert!(b.0, "the 30 ms deadline fired");
         assert!(b.1 >= Duration::from_millis(30) && b.1 <= Duration::from_millis(30) + TICK);
         assert!(Instant::now() - base >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_runtime_shut_down_mid_sweep_does_not_stop_the_next_one() {
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        // The first runtime ends while its sweeper and a deadline are pending.
+        let first = rt();
+        first.block_on(async {
+            let pending = timed(
+                Instant::now() + Duration::from_secs(60),
+                std::future::pending::<()>(),
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(20), pending).await;
+            tokio::spawn(timed(
+                Instant::now() + Duration::from_secs(60),
+                std::future::pending::<()>(),
+            ));
+            tokio::task::yield_now().await;
+        });
+        drop(first);
+        // The next runtime on this thread gets a sweeper of its own.
+        let took = rt().block_on(async {
+            let start = Instant::now();
+            let t = timed(
+                start + Duration::from_millis(30),
+                std::future::pending::<()>(),
+            );
+            // Without a sweeper only this outer timeout would wake `t`, a second later.
+            let fired = tokio::time::timeout(Duration::from_secs(1), async {
+                assert!(t.await.is_err());
+                Instant::now()
+            });
+            fired.await.map(|at| at - start)
+        });
+        let took = took.expect("the deadline fires");
+        assert!(
+            took <= Duration::from_millis(30) + TICK,
+            "fired after {took:?}: no sweeper ran"
+        );
     }
 }
