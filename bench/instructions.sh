@@ -10,17 +10,8 @@ cd "$(dirname "$0")/.."
 N=${1:-20000}
 P=${2:-small}
 
-need=()
-command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
-if [ ${#need[@]} -gt 0 ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
-    rm -f /usr/sbin/policy-rc.d
-fi
+. bench/install.sh
+install_missing valgrind:valgrind nginx:nginx-light h2load:nghttp2-client
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [ -z "${GATEHOUSE_BIN:-}" ]; then
     cargo build --release -p gatehouse

@@ -2,6 +2,7 @@
 //! trickling request heads are closed, a request that outlasts it is not cut) and telling HTTP/1
 //! from HTTP/2 by the first bytes however they are split.
 
+use gatehouse_testkit::gateway::one_route;
 use gatehouse_testkit::{TestGateway, Upstream};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,11 +12,7 @@ const IDLE: Duration = Duration::from_millis(400);
 const LIMIT: Duration = Duration::from_secs(10);
 
 async fn gateway(up: &Upstream) -> (TestGateway, std::net::SocketAddr) {
-    let yaml = format!(
-        "kind: Gateway\nmetadata: {{name: g}}\nspec: {{accessLog: {{enabled: false}}}}\n---\nkind: Listener\nmetadata: {{name: web}}\nspec: {{address: \"127.0.0.1:0\", protocol: HTTP, timeouts: {{idle: 400ms}}}}\n---\nkind: Backend\nmetadata: {{name: up}}\nspec: {{endpoints: [\"{}\"]}}\n---\nkind: Route\nmetadata: {{name: r}}\nspec:\n  rules:\n    - backends: [{{backend: up}}]\n",
-        up.addr
-    );
-    let gw = TestGateway::start(&yaml).await;
+    let gw = TestGateway::start(&one_route(up.addr, "timeouts: {idle: 400ms}")).await;
     let addr = gw.addr("web").await;
     (gw, addr)
 }

@@ -2,6 +2,7 @@
 //! needs: framings hyper's own server never produces (close-delimited bodies, interim responses,
 //! conflicting lengths), broken responses, and pooled connections the upstream closes.
 
+use gatehouse_testkit::gateway::one_route;
 use gatehouse_testkit::{Client, TestGateway};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -89,11 +90,7 @@ async fn scripted() -> Scripted {
 }
 
 async fn gateway(up: &Scripted) -> (TestGateway, String) {
-    let yaml = format!(
-        "kind: Gateway\nmetadata: {{name: g}}\nspec: {{accessLog: {{enabled: false}}}}\n---\nkind: Listener\nmetadata: {{name: web}}\nspec: {{address: \"127.0.0.1:0\", protocol: HTTP}}\n---\nkind: Backend\nmetadata: {{name: up}}\nspec: {{endpoints: [\"{}\"]}}\n---\nkind: Route\nmetadata: {{name: r}}\nspec:\n  rules:\n    - backends: [{{backend: up}}]\n",
-        up.addr
-    );
-    let gw = TestGateway::start(&yaml).await;
+    let gw = TestGateway::start(&one_route(up.addr, "")).await;
     let url = gw.url("web").await;
     (gw, url)
 }

@@ -71,6 +71,20 @@ impl TestGateway {
     }
 }
 
+/// The smallest useful config: listener `web` on a free port (with `listener_extra` added to its
+/// spec, e.g. `"timeouts: {idle: 400ms}"`), every request routed to one backend at `upstream`,
+/// access log off.
+pub fn one_route(upstream: std::net::SocketAddr, listener_extra: &str) -> String {
+    let extra = if listener_extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {listener_extra}")
+    };
+    format!(
+        "kind: Gateway\nmetadata: {{name: g}}\nspec: {{accessLog: {{enabled: false}}}}\n---\nkind: Listener\nmetadata: {{name: web}}\nspec: {{address: \"127.0.0.1:0\", protocol: HTTP{extra}}}\n---\nkind: Backend\nmetadata: {{name: up}}\nspec: {{endpoints: [\"{upstream}\"]}}\n---\nkind: Route\nmetadata: {{name: r}}\nspec:\n  rules:\n    - backends: [{{backend: up}}]\n"
+    )
+}
+
 /// Adds the apiVersion line to every document of `yaml` that lacks one.
 pub fn with_api_version(yaml: &str) -> String {
     yaml.split("\n---\n")
