@@ -2,7 +2,8 @@
 """Gatehouse beside nginx, HAProxy and Envoy, all proxying to the same nginx upstream on loopback.
 
 Each proxy is pinned to CPU 0 with one worker; the upstream and the load generators share CPU 1.
-Runs are interleaved (every proxy once per round) so drifting machine load hits all of them alike.
+Runs are interleaved (each test runs on every proxy back to back, once per round) so drifting machine
+load hits all of them alike; the ratios to nginx are the medians of the per-round ratios.
 Reported: req/s, p50/p99 latency, CPU time per request (proxy process tree, from /proc), peak RSS
 (VmHWM summed over the tree), idle RSS, and ratios to nginx. Access logs are off in the main table;
 the `+log` rows turn them on in Gatehouse and nginx (written to a file).
@@ -323,17 +324,19 @@ def main():
     results = {(p, t): [] for p in proxies for t in tests}
     idle = {}
     try:
+        # Every test runs on every proxy back to back, so the runs compared in a round see the same
+        # machine; the ratios below are taken within rounds.
         for rnd in range(a.rounds):
-            for p in proxies:
-                start, log = PROXIES[p]
-                proc, port, h2port = start(d, up, log)
-                try:
-                    wait_port(port, proc)
-                    wait_port(h2port, proc)
-                    idle[p] = mem_kib(proc.pid, "VmRSS")
-                    for t in tests:
-                        if p.endswith("+log") and t != "small h1":
-                            continue
+            for t in tests:
+                for p in proxies:
+                    if p.endswith("+log") and t != "small h1":
+                        continue
+                    start, log = PROXIES[p]
+                    proc, port, h2port = start(d, up, log)
+                    try:
+                        wait_port(port, proc)
+                        wait_port(h2port, proc)
+                        idle.setdefault(p, mem_kib(proc.pid, "VmRSS"))
                         # warm up pools and caches
                         run_wrk(port, "/small", 1, a.connections)
                         c0 = cpu_seconds(proc.pid)
@@ -342,12 +345,12 @@ def main():
                         r["peak"] = mem_kib(proc.pid, "VmHWM")
                         results[(p, t)].append(r)
                         print(f"round {rnd + 1} {p:14} {t:10} {r['rps']:10.0f} req/s  p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  cpu {r['cpu_us']:.1f} us/req  errors {r['errors']} {r['socket']}", flush=True)
-                finally:
-                    proc.terminate()
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                    finally:
+                        proc.terminate()
+                        try:
+                            proc.wait(10)
+                        except subprocess.TimeoutExpired:
+                            proc.kill()
     finally:
         up.proc.terminate()
         up.proc.wait()
@@ -355,7 +358,7 @@ def main():
 
     med = lambda rs, k: statistics.median(r[k] for r in rs)
     print()
-    print(f"proxy pinned to CPU {PROXY_CPU} (1 worker); upstream nginx + load on CPU {LOAD_CPU}; {a.connections} connections; {a.duration}s x {a.rounds} rounds, medians")
+    print(f"proxy pinned to CPU {PROXY_CPU} (1 worker); upstream nginx + load on CPU {LOAD_CPU}; {a.connections} connections; {a.duration}s x {a.rounds} rounds; medians, ratios = median of per-round ratios")
     hdr = f"{'proxy':14} {'test':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/req':>10} {'peak MiB':>8} {'idle MiB':>8} {'rps/nginx':>9} {'p99/nginx':>9} {'cpu/nginx':>9}"
     print(hdr)
     print("-" * len(hdr))
@@ -370,7 +373,9 @@ def main():
             peak = max(r["peak"] for r in rs) / 1024
             ratios = ("", "", "")
             if base:
-                ratios = (f"{rps / med(base, 'rps'):.2f}", f"{p99 / med(base, 'p99'):.2f}", f"{cpu / med(base, 'cpu_us'):.2f}")
+                # Median of the per-round ratios: each compares two runs minutes apart at most.
+                ratio = lambda k: statistics.median(r[k] / b[k] for r, b in zip(rs, base))
+                ratios = (f"{ratio('rps'):.2f}", f"{ratio('p99'):.2f}", f"{ratio('cpu_us'):.2f}")
             errors = sum(r["errors"] for r in rs)
             print(f"{p:14} {t:10} {rps:9.0f} {p50:8.3f} {p99:8.3f} {cpu:10.1f} {peak:8.1f} {idle.get(p, 0) / 1024:8.1f} {ratios[0]:>9} {ratios[1]:>9} {ratios[2]:>9}" + (f"  ERRORS {errors}" if errors else ""))
 
