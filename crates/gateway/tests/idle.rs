@@ -82,6 +82,20 @@ async fn a_request_head_that_trickles_in_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_half_sent_request_head_is_cut_off() {
+    let up = Upstream::start("a").await;
+    let (_gw, addr) = gateway(&up).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // Part of a head, then silence: hyper waits for the rest, so the idle close must not.
+    s.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(read_to_close(&mut s).await.is_empty());
+    assert!(started.elapsed() >= IDLE);
+}
+
+#[tokio::test]
 async fn a_request_longer_than_the_idle_timeout_completes() {
     let up = Upstream::start("a").await;
     let (_gw, addr) = gateway(&up).await;

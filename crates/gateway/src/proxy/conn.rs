@@ -217,8 +217,14 @@ struct Control {
 impl Control {
     fn set(&self, state: u8) {
         self.state.store(state, Ordering::Release);
-        if let Some(w) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            w.wake();
+        // Left registered: FINISH is followed by CLOSE, which must wake the task too.
+        if let Some(w) = self
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            w.wake_by_ref();
         }
     }
 }
@@ -230,25 +236,32 @@ struct Watched<'a, C> {
     conn: Pin<&'a mut C>,
     control: &'a Control,
     finishing: bool,
+    /// The waker last handed to the watcher.
+    woken_by: Option<Waker>,
 }
 
 impl<C: Graceful> Future for Watched<'_, C> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.control.state.load(Ordering::Acquire) {
-            RUN => {
-                let mut slot = self.control.waker.lock().unwrap_or_else(|e| e.into_inner());
-                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *slot = Some(cx.waker().clone());
-                }
-            }
-            FINISH if !self.finishing => {
-                self.finishing = true;
-                self.conn.as_mut().shutdown();
-            }
-            CLOSE => return Poll::Ready(()),
-            _ => {}
+        let state = self.control.state.load(Ordering::Acquire);
+        if state == CLOSE {
+            return Poll::Ready(());
+        }
+        // The lock is taken only when the task's waker changes (for one connection's task it
+        // does not), not on every poll.
+        if !self
+            .woken_by
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            let waker = cx.waker().clone();
+            *self.control.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+            self.woken_by = Some(waker);
+        }
+        if state == FINISH && !self.finishing {
+            self.finishing = true;
+            self.conn.as_mut().shutdown();
         }
         self.conn.as_mut().poll(cx).map(|_| ())
     }
@@ -265,6 +278,7 @@ async fn drive<C: Graceful>(conn: C, token: DrainToken, idle: Duration, info: &A
         conn,
         control: &control,
         finishing: false,
+        woken_by: None,
     }
     .await;
     watcher.abort();

@@ -24,29 +24,55 @@ pub struct Scan {
     pub request_id: bool,
 }
 
-/// Looks at every header name once (comparing text is cheaper than a hashed lookup per
-/// candidate name).
+/// Position of `name` among the fixed hop-by-hop fields (`HOP_BY_HOP`, RFC 9110 §7.6.1), by text:
+/// comparing text is cheaper than a hashed lookup per candidate name.
+pub fn hop_by_hop_index(name: &str) -> Option<usize> {
+    match name {
+        "connection" => Some(0),
+        "keep-alive" => Some(1),
+        "proxy-connection" => Some(2),
+        "te" => Some(3),
+        "transfer-encoding" => Some(4),
+        "upgrade" => Some(5),
+        _ => None,
+    }
+}
+
+/// The fields a `Connection` value names as hop-by-hop: its tokens other than `close` and
+/// `keep-alive`. The usual values (`keep-alive`, `close`) are recognised without splitting.
+pub fn connection_named(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
+    let b = value.as_bytes();
+    let plain = b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close");
+    let text = if plain {
+        ""
+    } else {
+        value.to_str().unwrap_or("")
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("keep-alive")
+                && !t.eq_ignore_ascii_case("close")
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+}
+
+/// Looks at every header name once.
 pub fn scan(headers: &HeaderMap) -> Scan {
     let mut s = Scan::default();
     for name in headers.keys() {
-        let i = match name.as_str() {
-            "connection" => 0,
-            "keep-alive" => 1,
-            "proxy-connection" => 2,
-            "te" => 3,
-            "transfer-encoding" => 4,
-            "upgrade" => 5,
-            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" => {
-                s.forwarded = true;
-                continue;
-            }
-            "x-request-id" => {
-                s.request_id = true;
-                continue;
-            }
-            _ => continue,
-        };
-        s.hop[i] = true;
+        let name = name.as_str();
+        if let Some(i) = hop_by_hop_index(name) {
+            s.hop[i] = true;
+        } else if matches!(
+            name,
+            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+        ) {
+            s.forwarded = true;
+        } else if name == "x-request-id" {
+            s.request_id = true;
+        }
     }
     s
 }
@@ -61,23 +87,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// keep-alive` or nothing, so the common case does one or no hashed removal.
 pub fn strip_found(headers: &mut HeaderMap, found: &Scan) {
     if found.hop[0] {
-        let mut named: Vec<HeaderName> = Vec::new();
-        for v in headers.get_all(header::CONNECTION) {
-            let b = v.as_bytes();
-            if b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close") {
-                continue;
-            }
-            named.extend(
-                v.to_str()
-                    .unwrap_or("")
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| {
-                        !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close")
-                    })
-                    .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
-            );
-        }
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(connection_named)
+            .collect();
         for n in named {
             headers.remove(n);
         }

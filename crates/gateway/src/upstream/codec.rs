@@ -6,7 +6,7 @@
 //! transfer coding that is not chunked, a head too large) either fails the exchange with a 502 or
 //! makes the connection single-use, never a guess that could desynchronise a reused connection.
 
-use crate::proxy::forward::Extra;
+use crate::proxy::forward::{self, Extra};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
@@ -220,21 +220,11 @@ impl FramingFields {
             }
             return Ok(false);
         } else if name == header::CONNECTION {
-            for t in tokens(value) {
-                if t.eq_ignore_ascii_case("close") {
-                    self.close = true;
-                } else if !t.eq_ignore_ascii_case("keep-alive") {
-                    if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
-                        self.connection_named.push(n);
-                    }
-                }
-            }
+            self.close |= tokens(value).any(|t| t.eq_ignore_ascii_case("close"));
+            self.connection_named
+                .extend(forward::connection_named(value));
             return Ok(false);
-        } else if name == header::TE
-            || name == header::UPGRADE
-            || name.as_str() == "keep-alive"
-            || name.as_str() == "proxy-connection"
-        {
+        } else if forward::hop_by_hop_index(name.as_str()).is_some() {
             return Ok(false);
         }
         Ok(true)
