@@ -187,6 +187,18 @@ pub struct Listener {
     /// cuts a request in flight.
     #[serde(serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
+    /// What the path normaliser does with `%2F` and `%5C` (`paths.escapedSlashes`).
+    pub escaped_slashes: EscapedSlashes,
+}
+
+/// How a listener treats an escaped slash (`%2F`) or backslash (`%5C`) in a request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub enum EscapedSlashes {
+    /// Answer 400: a backend that decodes it would see another path than the router did.
+    #[default]
+    Reject,
+    /// Keep them escaped, as data inside one segment (never a separator for routing).
+    Keep,
 }
 
 /// TLS settings of a listener.

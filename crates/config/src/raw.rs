@@ -72,6 +72,15 @@ pub struct ListenerSpec {
     pub tls: Option<TlsSpec>,
     #[serde(default)]
     pub timeouts: Option<ListenerTimeouts>,
+    #[serde(default)]
+    pub paths: Option<ListenerPaths>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerPaths {
+    #[serde(default)]
+    pub escaped_slashes: Option<crate::model::EscapedSlashes>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

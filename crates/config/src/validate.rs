@@ -259,6 +259,11 @@ fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener>
         protocol,
         tls,
         idle_timeout,
+        escaped_slashes: spec
+            .paths
+            .as_ref()
+            .and_then(|p| p.escaped_slashes)
+            .unwrap_or_default(),
     })
 }
 

@@ -22,11 +22,13 @@ pub enum ErrorKind {
     NoHealthyEndpoint,
     /// The upstream did not answer in time.
     Timeout,
+    /// The route does not accept the request's method (TRACE unless allowed).
+    MethodNotAllowed,
 }
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -37,6 +39,7 @@ impl ErrorKind {
             ErrorKind::UpstreamProtocol => "upstream_protocol",
             ErrorKind::NoHealthyEndpoint => "no_healthy_endpoint",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -48,6 +51,7 @@ impl ErrorKind {
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ErrorKind::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 

@@ -7,4 +7,6 @@ pub mod deadline;
 pub mod forward;
 pub mod handler;
 pub mod listener;
+pub(crate) mod normalize;
+pub(crate) mod request_target;
 pub mod tls;

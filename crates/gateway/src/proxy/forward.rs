@@ -40,6 +40,8 @@ pub fn hop_by_hop_index(name: &str) -> Option<usize> {
 
 /// The fields a `Connection` value names as hop-by-hop: its tokens other than `close` and
 /// `keep-alive`. The usual values (`keep-alive`, `close`) are recognised without splitting.
+/// A peer cannot make the gateway drop the fields it routes and frames by (`Connection: host`
+/// would otherwise strip the Host a rule matched on).
 pub fn connection_named(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
     let b = value.as_bytes();
     let plain = b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close");
@@ -52,8 +54,9 @@ pub fn connection_named(value: &HeaderValue) -> impl Iterator<Item = HeaderName>
         .map(str::trim)
         .filter(|t| {
             !t.is_empty()
-                && !t.eq_ignore_ascii_case("keep-alive")
-                && !t.eq_ignore_ascii_case("close")
+                && !["keep-alive", "close", "host", "content-length"]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
         })
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
 }
@@ -140,49 +143,6 @@ static HOP_BY_HOP: [&HeaderName; 6] = [
     &header::TRANSFER_ENCODING,
     &header::UPGRADE,
 ];
-
-/// The path with `.` and `..` segments resolved (RFC 3986 §5.2.4), or `None` when it has none —
-/// the common case, which allocates nothing. Percent-encoded dots (`%2e`) count as dots, so
-/// `/v1/%2e%2e/admin` cannot slip past a `/v1` rule and reach `/admin` upstream.
-pub fn normalize_path(path: &str) -> Option<String> {
-    // Fast path: no dot and no percent sign means no dot segment.
-    if !path.bytes().any(|b| b == b'.' || b == b'%') {
-        return None;
-    }
-    let is_dot = |seg: &str| seg == "." || seg.eq_ignore_ascii_case("%2e");
-    let is_dotdot = |seg: &str| {
-        ["..", ".%2e", "%2e.", "%2e%2e"]
-            .iter()
-            .any(|d| seg.eq_ignore_ascii_case(d))
-    };
-    if !path.split('/').any(|seg| is_dot(seg) || is_dotdot(seg)) {
-        return None;
-    }
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let last = segments.len().saturating_sub(1);
-    let mut trailing_slash = false;
-    for (i, seg) in segments.iter().enumerate() {
-        if is_dot(seg) {
-            trailing_slash = i == last;
-        } else if is_dotdot(seg) {
-            out.pop();
-            trailing_slash = i == last;
-        } else {
-            out.push(seg);
-            trailing_slash = false;
-        }
-    }
-    let mut norm = String::with_capacity(path.len());
-    for seg in &out {
-        norm.push('/');
-        norm.push_str(seg);
-    }
-    if norm.is_empty() || trailing_slash {
-        norm.push('/');
-    }
-    Some(norm)
-}
 
 /// The path (and query) to send upstream after the rule's rewrite.
 pub fn rewrite_path(rule: &Rule, path: &str, query: Option<&str>) -> Option<String> {
@@ -342,24 +302,6 @@ mod tests {
     }
 
     #[test]
-    fn dot_segments_are_resolved() {
-        assert_eq!(normalize_path("/v1/tasks/7"), None);
-        assert_eq!(
-            normalize_path("/v1/tasks/../../admin").as_deref(),
-            Some("/admin")
-        );
-        assert_eq!(
-            normalize_path("/v1/%2e%2e/admin").as_deref(),
-            Some("/admin")
-        );
-        assert_eq!(normalize_path("/v1/%2E./x").as_deref(), Some("/x"));
-        assert_eq!(normalize_path("/../../etc").as_deref(), Some("/etc"));
-        assert_eq!(normalize_path("/a/./b/.").as_deref(), Some("/a/b/"));
-        assert_eq!(normalize_path("/a/..").as_deref(), Some("/"));
-        assert_eq!(normalize_path("/a..b/c.d"), None);
-    }
-
-    #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
         h.insert("connection", "close, x-secret".parse().unwrap());
@@ -370,6 +312,13 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+
+        let mut h = HeaderMap::new();
+        h.insert("connection", "host, Content-Length".parse().unwrap());
+        h.insert("host", "a.example".parse().unwrap());
+        h.insert("content-length", "3".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2, "Host and Content-Length survive `Connection`");
     }
 
     #[test]

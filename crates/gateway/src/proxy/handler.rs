@@ -3,6 +3,8 @@
 
 use super::body::{Completion, LogContext, RequestBody, ResponseBody};
 use super::forward;
+use super::normalize::EscapedSlashes;
+use super::request_target::{self, Admission};
 use crate::error::{ErrorKind, ProxyError};
 use crate::snapshot::{Snapshot, Target};
 use crate::telemetry::metrics::{ErrorCounters, RequestMetrics};
@@ -35,17 +37,20 @@ pub struct ConnInfo {
     pub requests: AtomicU64,
     /// Requests whose response is not finished yet.
     pub in_flight: AtomicU64,
+    /// The listener's choice for `%2F` and `%5C` in paths.
+    pub(crate) escaped_slashes: EscapedSlashes,
 }
 
 impl ConnInfo {
     /// Describes a new downstream connection.
-    pub fn new(peer: SocketAddr, scheme: &'static str) -> Self {
+    pub fn new(peer: SocketAddr, scheme: &'static str, escaped_slashes: EscapedSlashes) -> Self {
         ConnInfo {
             peer,
             scheme,
             forwarded_for: forward::forwarded_for_value(peer.ip()),
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            escaped_slashes,
         }
     }
 }
@@ -94,7 +99,6 @@ fn host_of(req: &Request<Incoming>) -> (Cow<'_, str>, Option<&str>) {
                 .and_then(|h| h.to_str().ok())
         })
         .unwrap_or("");
-    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
     let (host, port) = if raw.starts_with('[') {
         match raw.find(']') {
             Some(i) => (&raw[..=i], raw[i + 1..].strip_prefix(':')),
@@ -122,20 +126,10 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let rid = request_id(&req);
-    // A gateway is not a forward proxy: tunnels are not routed (WebSocket upgrades arrive later).
-    if req.method() == http::Method::CONNECT {
-        let err = ProxyError::new(ErrorKind::BadRequest, "CONNECT is not supported");
-        return unrouted(&snap, conn, &req, &rid, err, start);
-    }
-    // Match and forward the same path: `/v1/../admin` is `/admin` to the upstream, so it must be
-    // `/admin` to the route table too.
-    match normalized_uri(req.uri()) {
-        Ok(None) => {}
-        Ok(Some(uri)) => *req.uri_mut() = uri,
-        Err(()) => {
-            let err = ProxyError::new(ErrorKind::BadRequest, "invalid request path");
-            return unrouted(&snap, conn, &req, &rid, err, start);
-        }
+    match request_target::check(&mut req, conn.escaped_slashes) {
+        Ok(Admission::Route) => {}
+        Ok(Admission::ServerOptions) => return server_options(&snap, conn, &req, rid, start),
+        Err(err) => return unrouted(&snap, conn, &req, &rid, err, start),
     }
     let (host, port) = host_of(&req);
     let path = req.uri().path();
@@ -150,6 +144,17 @@ pub async fn handle(
         );
         return unrouted(&snap, conn, &req, &rid, err, start);
     };
+    // TRACE echoes the request, cookies and credentials included, back to whoever can make a
+    // browser send it: only a rule that names it in `match.methods` may receive it.
+    if req.method() == http::Method::TRACE && !entry.rule.methods.iter().any(|m| m == "TRACE") {
+        let err = ProxyError::new(
+            ErrorKind::MethodNotAllowed,
+            "TRACE is not allowed on this route",
+        );
+        let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
+        let done = Completion::new(start, entry.target.local_metrics.clone(), log);
+        return error_response(&snap, err, &rid, &entry.target.errors, done);
+    }
     let target = &entry.target;
     match &entry.rule.action {
         Action::Direct(d) => {
@@ -181,18 +186,25 @@ pub async fn handle(
     }
 }
 
-/// The URI with its path's dot segments resolved; `None` when there were none.
-fn normalized_uri(uri: &Uri) -> Result<Option<Uri>, ()> {
-    let Some(norm) = forward::normalize_path(uri.path()) else {
-        return Ok(None);
-    };
-    let pq = match uri.query() {
-        Some(q) => format!("{norm}?{q}"),
-        None => norm,
-    };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(pq.parse().map_err(|_| ())?);
-    Uri::from_parts(parts).map(Some).map_err(|_| ())
+/// The answer to `OPTIONS *`, which asks about the gateway, not about any route.
+fn server_options(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    rid: HeaderValue,
+    start: Instant,
+) -> Response<ResponseBody> {
+    let log = log_context(snap, conn, req, &rid, None);
+    let mut done = Completion::new(start, snap.no_route_metrics.clone(), log);
+    done.status = 200;
+    let mut resp = Response::new(ResponseBody::full(Bytes::new(), Some(done)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+    );
+    h.insert(X_REQUEST_ID.clone(), rid);
+    resp
 }
 
 /// The error response for a request that reached no route.

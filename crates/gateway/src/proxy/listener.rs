@@ -26,6 +26,7 @@ struct Settings {
     tls: Option<tokio_rustls::TlsAcceptor>,
     protocols: Protocols,
     idle: Duration,
+    escaped_slashes: gatehouse_config::EscapedSlashes,
 }
 
 impl Settings {
@@ -46,6 +47,7 @@ impl Settings {
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             protocols: Protocols { h1, h2 },
             idle: spec.idle_timeout,
+            escaped_slashes: spec.escaped_slashes,
         }
     }
 }
@@ -230,7 +232,7 @@ impl AcceptLoop {
                     };
                     let _ = stream.set_nodelay(true);
                     let settings = self.settings.load_full();
-                    let info = Arc::new(ConnInfo::new(peer, settings.scheme));
+                    let info = Arc::new(ConnInfo::new(peer, settings.scheme, settings.escaped_slashes));
                     let snapshot = self.snapshot.clone();
                     let gauge = self.gauge.clone();
                     let token = connections.token();
