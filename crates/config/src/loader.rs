@@ -25,18 +25,32 @@ pub struct SourceFile {
     pub text: String,
 }
 
-/// The manifests under `path`: the file itself, or every `*.yaml`, `*.yml`, `*.json` below a
-/// directory, recursively, in path order (which is the load order that breaks routing ties).
+/// Whether a file name has a manifest extension: `.yaml`, `.yml` or `.json`, in any case, so that
+/// `gw.YAML` written on a case-insensitive file system is loaded rather than silently skipped.
+pub fn is_manifest_file(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["yaml", "yml", "json"]
+            .iter()
+            .any(|x| e.eq_ignore_ascii_case(x))
+    })
+}
+
+/// A problem with a whole file or directory, which has no line to point at.
+fn file_error(p: &Path, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        file: p.display().to_string().into(),
+        mark: Mark { line: 0, col: 0 },
+        object: String::new(),
+        path: String::new(),
+        message,
+    }])
+}
+
+/// The manifests under `path`: the file itself, or every `*.yaml`, `*.yml`, `*.json` (any case)
+/// below a directory, recursively, in path order (which is the load order that breaks routing
+/// ties). A directory without any manifest is an error: serving nothing is never what was meant.
 pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
-    let io_err = |p: &Path, e: std::io::Error| {
-        ConfigErrors(vec![ConfigError {
-            file: p.display().to_string().into(),
-            mark: Mark { line: 0, col: 0 },
-            object: String::new(),
-            path: String::new(),
-            message: format!("cannot read: {e}"),
-        }])
-    };
+    let io_err = |p: &Path, e: std::io::Error| file_error(p, format!("cannot read: {e}"));
     let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -55,13 +69,16 @@ pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
             }
             if p.is_dir() {
                 dirs.push(p);
-            } else if matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            ) {
+            } else if is_manifest_file(&p) {
                 out.push(p);
             }
         }
+    }
+    if out.is_empty() {
+        return Err(file_error(
+            path,
+            "no manifests found: expected `*.yaml`, `*.yml` or `*.json` files in this directory or below".into(),
+        ));
     }
     out.sort();
     Ok(out)
@@ -189,6 +206,20 @@ pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
                 message: format!("invalid YAML: {}", e.message),
             }),
         }
+    }
+    if errors.is_empty() && parsed.iter().all(|(_, docs)| docs.is_empty()) {
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        errors.push(ConfigError {
+            file: if names.is_empty() {
+                "<no files>".into()
+            } else {
+                names.join(", ").into()
+            },
+            mark: Mark::default(),
+            object: String::new(),
+            path: String::new(),
+            message: "no manifests found: the files hold no YAML documents".into(),
+        });
     }
     let mut objects = Vec::new();
     let mut declared = Vec::new();
