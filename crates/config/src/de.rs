@@ -338,6 +338,14 @@ impl<'a> NodeDe<'a> {
     }
 }
 
+fn at_if_unplaced(mut e: DeError, mark: Mark, path: String) -> DeError {
+    if e.mark.is_none() {
+        e.mark = Some(mark);
+        e.path = path;
+    }
+    e
+}
+
 struct SeqAccess<'a, 'b> {
     de: &'b NodeDe<'a>,
     items: std::slice::Iter<'a, Node>,
@@ -356,7 +364,13 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'de, '_> {
         };
         let path = format!("{}[{}]", self.de.path, self.index);
         self.index += 1;
-        seed.deserialize(self.de.child(node, path)).map(Some)
+        let child = self.de.child(node, path);
+        // Errors raised by a type's own `Deserialize` (not by this deserializer) carry no position:
+        // they belong to the element they were raised for.
+        let (mark, path) = (child.node.mark, child.path.clone());
+        seed.deserialize(child)
+            .map(Some)
+            .map_err(|e| at_if_unplaced(e, mark, path))
     }
 }
 
@@ -399,7 +413,9 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         let (node, path) = self.value.take().expect("value follows key");
-        seed.deserialize(self.de.child(node, path))
+        let mark = node.mark;
+        seed.deserialize(self.de.child(node, path.clone()))
+            .map_err(|e| at_if_unplaced(e, mark, path))
     }
 }
 

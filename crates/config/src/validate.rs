@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod values;
+
 struct V<'e> {
     errors: &'e mut Vec<ConfigError>,
 }
@@ -199,13 +201,6 @@ fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener>
     let protocol = match spec.protocol {
         raw::ListenerProtocol::HTTP => ListenerProtocol::HTTP,
         raw::ListenerProtocol::HTTPS => ListenerProtocol::HTTPS,
-        p => {
-            v.errors.push(ctx.error(
-                "spec.protocol",
-                format!("protocol `{p:?}` is not supported by this version of Gatehouse (supported: HTTP, HTTPS)"),
-            ));
-            ListenerProtocol::HTTP
-        }
     };
     // Relative certificate paths are relative to the manifest that names them, so a config
     // directory can be moved or checked out anywhere.
@@ -421,13 +416,19 @@ fn rule(
     };
     let mut methods = Vec::new();
     for (i, method) in m.methods.iter().enumerate() {
-        if valid_token(method) {
-            methods.push(method.to_ascii_uppercase());
-        } else {
-            v.errors.push(ctx.error(
-                &format!("{at}.match.methods[{i}]"),
-                format!("invalid method `{method}`"),
-            ));
+        match values::standard_method(method) {
+            Ok(m) => methods.push(m),
+            Err(e) => v
+                .errors
+                .push(ctx.error(&format!("{at}.match.methods[{i}]"), e)),
+        }
+    }
+    for (i, method) in m.extension_methods.iter().enumerate() {
+        match values::extension_method(method) {
+            Ok(m) => methods.push(m),
+            Err(e) => v
+                .errors
+                .push(ctx.error(&format!("{at}.match.extensionMethods[{i}]"), e)),
         }
     }
     let headers = kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true);
@@ -450,6 +451,10 @@ fn rule(
                 &format!("{at}.directResponse.status"),
                 "status must be between 200 and 599",
             ));
+        } else if let Some(e) = values::body_not_allowed(d.status, d.body.as_deref().unwrap_or(""))
+        {
+            v.errors
+                .push(ctx.error(&format!("{at}.directResponse.body"), e));
         }
         Some(Action::Direct(DirectResponse {
             status: d.status,
@@ -541,6 +546,10 @@ fn rule(
                     &re.pattern,
                     false,
                 ) {
+                    for e in values::substitution_problems(&pat.0, &re.substitution) {
+                        v.errors
+                            .push(ctx.error(&format!("{at}.rewrite.pathRegex.substitution"), e));
+                    }
                     rewrite.path = Some(PathRewrite::Regex(pat, re.substitution.clone()));
                 }
             }
