@@ -1,6 +1,6 @@
 //! Config flow, steps 1-2 driver: files -> documents -> typed objects, every error collected.
 
-use crate::de::{from_node, DeError};
+use crate::de::{from_node, Collected, DeError};
 use crate::error::{hint, ConfigError, ConfigErrors};
 use crate::model::{Config, ObjectId};
 use crate::raw::{BackendSpec, GatewaySpec, ListenerSpec, Metadata, RouteSpec};
@@ -279,12 +279,34 @@ fn read_document<'a>(
         ));
         return None;
     };
+    // `doc.get` takes the first of repeated keys: the repeats are reported where they are written.
+    let repeated: Vec<(&Node, &Node)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (k, _))| {
+            let first = entries[..i]
+                .iter()
+                .find(|(f, _)| f.as_str() == k.as_str())?;
+            Some((k, &first.0))
+        })
+        .collect();
     let unknown_top: Vec<&Node> = entries
         .iter()
         .map(|(k, _)| k)
         .filter(|k| !TOP_FIELDS.contains(&k.as_str().unwrap_or("")))
         .collect();
     let report_unknown_top = |ctx: &Ctx, errors: &mut Vec<ConfigError>| {
+        for (k, first) in &repeated {
+            let name = k.as_str().unwrap_or("");
+            let message = format!(
+                "duplicate key `{name}`, first written at line {} column {}",
+                first.mark.line, first.mark.col
+            );
+            errors.push(ConfigError {
+                mark: k.mark,
+                ..ctx.error(name, message)
+            });
+        }
         for k in &unknown_top {
             let name = k.as_str().unwrap_or("");
             errors.push(ConfigError {
@@ -341,7 +363,7 @@ fn read_document<'a>(
             return None;
         }
     };
-    let soft = RefCell::new(Vec::new());
+    let soft = RefCell::new(Collected::default());
     let meta = match doc.get("metadata") {
         None => {
             report_unknown_top(&ctx, errors);
@@ -388,7 +410,7 @@ fn read_document<'a>(
         "Backend" => from_node(spec_node, "spec", &soft).map(Spec::Backend),
         _ => from_node(spec_node, "spec", &soft).map(Spec::Route),
     };
-    for e in soft.into_inner() {
+    for e in soft.into_inner().errors {
         errors.push(de_error(file, &ctx.object, e, doc));
     }
     match spec {

@@ -67,3 +67,8 @@ fn quickstart_is_valid() {
 fn values() {
     check("values");
 }
+
+#[test]
+fn every_error() {
+    check("every-error");
+}
