@@ -14,6 +14,7 @@ pub mod yaml;
 
 mod de;
 mod loader;
+mod manifests;
 mod raw;
 mod rules;
 mod validate;

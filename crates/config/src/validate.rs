@@ -12,6 +12,11 @@ use std::time::Duration;
 
 mod values;
 
+/// Whether `method` is one of the standard methods (which go in `methods`, not `extensionMethods`).
+pub(crate) fn is_standard_method(method: &str) -> bool {
+    values::STANDARD_METHODS.contains(&method)
+}
+
 struct V<'e> {
     errors: &'e mut Vec<ConfigError>,
 }
@@ -123,6 +128,7 @@ pub(crate) fn validate(
                 }
                 gateway_seen = Some(&o.ctx);
                 config.gateway = gateway(&mut v, &o.ctx, spec);
+                config.gateway.id = Some(o.id.clone());
             }
             Spec::Listener(spec) => {
                 if let Some(l) = listener(&mut v, o, spec) {
