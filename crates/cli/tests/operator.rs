@@ -195,3 +195,43 @@ fn help_shows_both_forms() {
         assert!(help.contains("-c, --config <PATH>"), "{cmd}: {help}");
     }
 }
+
+#[test]
+fn routes_shows_redirect_ports_and_host_rewrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "gw/edge.yaml",
+        "\
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: up}
+spec: {endpoints: [\"127.0.0.1:9001\"]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Route
+metadata: {name: r}
+spec:
+  hosts: [shop.example.com]
+  rules:
+    - match: {path: {prefix: /old}}
+      redirect: {scheme: https, host: new.example.com, port: 8443, path: /new, statusCode: 301}
+    - match: {path: {prefix: /port-only}}
+      redirect: {port: 8080}
+    - match: {path: {prefix: /api}}
+      rewrite: {pathPrefix: /, host: api.internal}
+      backends: [{backend: up}]
+",
+    );
+    let out = gatehouse(tmp.path(), &["routes", "gw"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "\
+HOST              PATH               CONDITIONS  RULE          ACTION
+shop.example.com  prefix /port-only              default/r[1]  redirect 302 :8080
+shop.example.com  prefix /old                    default/r[0]  redirect 301 https://new.example.com:8443/new
+shop.example.com  prefix /api                    default/r[2]  forward default/up (1) rewrite prefix / rewrite host api.internal
+"
+    );
+}
