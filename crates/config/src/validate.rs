@@ -177,7 +177,7 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
                 ));
                 LogTarget::Stdout
             }
-            Some(p) => LogTarget::File(p.into()),
+            Some(p) => LogTarget::File(relative_to_manifest(ctx, p)),
         };
     }
     for (i, net) in spec.trusted_proxies.iter().enumerate() {
@@ -201,6 +201,20 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
     g
 }
 
+/// `p` as a path the process can open. Relative file paths (certificates, access log) are
+/// relative to the manifest that names them, so a config directory can be moved or checked out
+/// anywhere and started from any working directory.
+fn relative_to_manifest(ctx: &Ctx, p: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(p);
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::path::Path::new(&*ctx.file)
+        .parent()
+        .map(|base| base.join(path))
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
 fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener> {
     let ctx = &o.ctx;
     let address = v.socket_addr(ctx, "spec.address", &spec.address);
@@ -208,20 +222,7 @@ fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener>
         raw::ListenerProtocol::HTTP => ListenerProtocol::HTTP,
         raw::ListenerProtocol::HTTPS => ListenerProtocol::HTTPS,
     };
-    // Relative certificate paths are relative to the manifest that names them, so a config
-    // directory can be moved or checked out anywhere.
-    let base = std::path::Path::new(&*ctx.file)
-        .parent()
-        .map(|p| p.to_path_buf())
-        .unwrap_or_default();
-    let resolve = |p: &str| {
-        let path = std::path::Path::new(p);
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            base.join(path)
-        }
-    };
+    let resolve = |p: &str| relative_to_manifest(ctx, p);
     let tls = spec.tls.as_ref().map(|t| Tls {
         certificates: t
             .certificates
