@@ -4,7 +4,8 @@
 //! values (exercising the deserializer's recovery and validation).
 //!
 //! CI runs proptest's default number of cases (256 per property, a few seconds). For a longer
-//! local run: `PROPTEST_CASES=100000 cargo test -p gatehouse-config --test fuzz --release`.
+//! local run: `PROPTEST_CASES=100000 cargo test -p gatehouse-config --test fuzz` (20,000 cases
+//! took 95 s in a debug build here).
 
 use gatehouse_config::{load_sources, SourceFile};
 use proptest::prelude::*;
