@@ -14,9 +14,9 @@ Examples:
   gatehouse run -c config/           serve every *.yaml/*.yml/*.json under config/, reloading on change
   gatehouse check config/            validate and print every error with file:line:col and field path
   gatehouse routes config/           print the compiled route table in matching order
-Every command takes the config as `PATH` or as `-c PATH`: `gatehouse run config/` and
-`gatehouse check -c config/` work too.
-  kill -HUP <pid>                    reload; or: curl -X POST 127.0.0.1:9901/reload";
+  kill -HUP <pid>                    reload; or: curl -X POST 127.0.0.1:9901/reload
+Every command takes the config as PATH or as -c PATH: `gatehouse run config/` and
+`gatehouse check -c config/` work too.";
 
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about = "Gatehouse: a cloud-native API gateway", after_help = EXAMPLES)]

@@ -194,6 +194,8 @@ fn help_shows_both_forms() {
         );
         assert!(help.contains("-c, --config <PATH>"), "{cmd}: {help}");
     }
+    let out = gatehouse(Path::new("."), &["--help"]);
+    assert!(text(&out.stdout).contains("`gatehouse check -c config/` work too"));
 }
 
 #[test]
