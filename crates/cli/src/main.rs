@@ -1,7 +1,7 @@
 //! The `gatehouse` binary: parses flags and calls the library. Config flow starts here (`run`,
 //! `check`, `routes`); nothing else lives in this crate.
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use gatehouse_config::{Config, ConfigErrors};
 use gatehouse_gateway::routing::Router;
 use gatehouse_gateway::{ConfigSource, Gateway};
@@ -14,7 +14,9 @@ Examples:
   gatehouse run -c config/           serve every *.yaml/*.yml/*.json under config/, reloading on change
   gatehouse check config/            validate and print every error with file:line:col and field path
   gatehouse routes config/           print the compiled route table in matching order
-  kill -HUP <pid>                    reload; or: curl -X POST 127.0.0.1:9901/reload";
+  kill -HUP <pid>                    reload; or: curl -X POST 127.0.0.1:9901/reload
+Every command takes the config as PATH or as -c PATH: `gatehouse run config/` and
+`gatehouse check -c config/` work too.";
 
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about = "Gatehouse: a cloud-native API gateway", after_help = EXAMPLES)]
@@ -23,25 +25,52 @@ struct Cli {
     command: Command,
 }
 
+/// Where the config is: every command accepts it both as a positional `PATH` and as `-c PATH`,
+/// so the form that worked for one command never gets a confusing rejection from another.
+#[derive(Args)]
+struct ConfigArg {
+    /// A manifest file or a directory of manifests (loaded recursively).
+    #[arg(value_name = "PATH", conflicts_with = "config")]
+    path: Option<PathBuf>,
+    /// The same as PATH, as an option.
+    #[arg(short, long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn into_path(self) -> Option<PathBuf> {
+        self.path.or(self.config)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Serve traffic. Without -c, serves the embedded quickstart config.
+    /// Serve traffic. Without a PATH, serves the embedded quickstart config.
     #[command(after_help = EXAMPLES)]
     Run {
-        /// A manifest file or a directory of manifests (loaded recursively).
-        #[arg(short, long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        source: ConfigArg,
     },
     /// Validate a config; print every error; exit 1 if there is any.
+    #[command(group(ArgGroup::new("source").required(true).args(["path", "config"])))]
     Check {
-        /// A manifest file or a directory of manifests.
-        path: PathBuf,
+        #[command(flatten)]
+        source: ConfigArg,
     },
     /// Print the compiled route table, in the order requests are matched.
+    #[command(group(ArgGroup::new("source").required(true).args(["path", "config"])))]
     Routes {
-        /// A manifest file or a directory of manifests.
-        path: PathBuf,
+        #[command(flatten)]
+        source: ConfigArg,
     },
+}
+
+/// Why a config with no listener is worth a word: it would serve only the admin API.
+const NO_LISTENER: &str = "no Listener: the gateway would serve only its admin API";
+
+/// The path a required [`ConfigArg`] holds; clap's `source` group makes sure there is one.
+fn required(source: ConfigArg) -> PathBuf {
+    source.into_path().unwrap_or_default()
 }
 
 fn print_errors(e: &ConfigErrors) {
@@ -64,7 +93,7 @@ fn check_files(config: &Config) -> Vec<String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { path } => match gatehouse_config::load_path(&path) {
+        Command::Check { source } => match gatehouse_config::load_path(&required(source)) {
             Err(e) => {
                 print_errors(&e);
                 ExitCode::FAILURE
@@ -82,6 +111,9 @@ fn main() -> ExitCode {
                     );
                     return ExitCode::FAILURE;
                 }
+                if config.listeners.is_empty() {
+                    eprintln!("warning: {NO_LISTENER} (`gatehouse run` refuses this config)");
+                }
                 let rules: usize = config.routes.iter().map(|r| r.rules.len()).sum();
                 println!(
                     "ok: {} listener(s), {} backend(s), {} route(s) with {} rule(s); version {}",
@@ -94,7 +126,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         },
-        Command::Routes { path } => match gatehouse_config::load_path(&path) {
+        Command::Routes { source } => match gatehouse_config::load_path(&required(source)) {
             Err(e) => {
                 print_errors(&e);
                 ExitCode::FAILURE
@@ -128,7 +160,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         },
-        Command::Run { config } => run(config),
+        Command::Run { source } => run(source.into_path()),
     }
 }
 
@@ -152,6 +184,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if config.listeners.is_empty() {
+        eprintln!("error: {NO_LISTENER}; add a Listener manifest");
+        return ExitCode::FAILURE;
+    }
     // Thread per core: every worker is a single-threaded runtime with its own accept loop on each
     // listener (SO_REUSEPORT), so a connection, its requests and the upstream connections they
     // pool stay on one thread, with no work-stealing atomics or cross-thread wake-ups. The main

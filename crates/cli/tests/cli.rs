@@ -23,6 +23,8 @@ fn check_prints_every_error_and_exits_non_zero() {
         "unknown-fields",
         "rules",
         "syntax",
+        "values",
+        "every-error",
     ] {
         let dir = format!("tests/golden/{case}/input");
         let out = Command::new(BIN)

@@ -1,14 +1,24 @@
 //! Config flow, step 2: a serde deserializer over the marked YAML tree.
 //!
 //! Unlike a stock YAML deserializer it knows where it is: every error carries the field path and the
-//! position of the offending node, and unknown fields are collected (with a "did you mean") instead of
-//! stopping at the first, so `gatehouse check` reports them all at once.
+//! position of the offending node, and unknown fields and duplicate keys are collected (with a "did
+//! you mean") instead of stopping at the first, so `gatehouse check` reports them all at once.
+//!
+//! A hard error (a wrong type, a missing field) stops serde's derived code, which would hide every
+//! problem after it. So `from_node` recovers: it notes the error, skips the node it was raised at,
+//! and deserializes again, until a pass gets through. Errors that only follow from a skip (the
+//! `missing field` of a skipped entry) are not reported.
 
 use crate::error::hint;
 use crate::yaml::{Mark, Node, Value};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
+
+/// Passes `from_node` makes at most; each one skips one more node. A document with more hard
+/// errors than this reports the first ones.
+const MAX_PASSES: usize = 64;
 
 /// A deserialization problem at one place of the tree.
 #[derive(Debug, Clone)]
@@ -19,6 +29,27 @@ pub struct DeError {
     pub path: String,
     /// What is wrong.
     pub message: String,
+    /// The node it was raised at (its address), which the next pass skips.
+    node: Option<usize>,
+    /// Raised only because a node was skipped after an earlier error: not reported.
+    consequence: bool,
+}
+
+/// What deserialization collects besides its result: the errors it went on after, and the nodes
+/// skipped so far.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Every error not returned as the hard error, in the order found.
+    pub errors: Vec<DeError>,
+    skip: HashSet<usize>,
+}
+
+fn addr(node: &Node) -> usize {
+    node as *const Node as usize
+}
+
+fn same(a: &DeError, b: &DeError) -> bool {
+    a.mark == b.mark && a.path == b.path && a.message == b.message
 }
 
 impl fmt::Display for DeError {
@@ -35,37 +66,79 @@ impl de::Error for DeError {
             mark: None,
             path: String::new(),
             message: msg.to_string(),
+            node: None,
+            consequence: false,
         }
     }
 }
 
-/// Deserializes `T` from `node`, whose field path is `path`. Unknown fields are pushed to `soft`
-/// and skipped; the returned error, if any, is the first hard error.
+/// Deserializes `T` from `node`, whose field path is `path`. Unknown fields, duplicate keys and
+/// every hard error after the first are pushed to `soft`; the returned error, if any, is the first
+/// hard error.
 pub fn from_node<'de, T: de::Deserialize<'de>>(
     node: &'de Node,
     path: &str,
-    soft: &'de RefCell<Vec<DeError>>,
+    soft: &'de RefCell<Collected>,
 ) -> Result<T, DeError> {
-    T::deserialize(NodeDe {
-        node,
+    let found_before = {
+        let mut c = soft.borrow_mut();
+        c.skip.clear();
+        c.errors.len()
+    };
+    let mut hard: Vec<DeError> = Vec::new();
+    for _ in 0..MAX_PASSES {
+        let result = T::deserialize(NodeDe {
+            node,
+            path: path.to_string(),
+            soft,
+        });
+        match result {
+            Ok(v) if hard.is_empty() => return Ok(v),
+            Ok(_) => break,
+            Err(e) => {
+                let at = e.node;
+                if !e.consequence && !hard.iter().any(|h| same(h, &e)) {
+                    hard.push(e);
+                }
+                // The root cannot be skipped: there is nothing left to deserialize without it.
+                let skippable = at.filter(|a| *a != addr(node));
+                if !skippable.is_some_and(|a| soft.borrow_mut().skip.insert(a)) {
+                    break;
+                }
+            }
+        }
+    }
+    let mut c = soft.borrow_mut();
+    c.skip.clear();
+    // Every pass finds the same unknown fields again: keep each once.
+    let mut kept: Vec<DeError> = Vec::new();
+    for e in c.errors.drain(found_before..) {
+        if !kept.iter().any(|k| same(k, &e)) {
+            kept.push(e);
+        }
+    }
+    c.errors.extend(kept);
+    let mut hard = hard.into_iter();
+    let first = hard.next().unwrap_or_else(|| DeError {
+        mark: Some(node.mark),
         path: path.to_string(),
-        soft,
-    })
+        message: "invalid value".into(),
+        node: None,
+        consequence: false,
+    });
+    c.errors.extend(hard);
+    Err(first)
 }
 
 struct NodeDe<'a> {
     node: &'a Node,
     path: String,
-    soft: &'a RefCell<Vec<DeError>>,
+    soft: &'a RefCell<Collected>,
 }
 
 impl<'a> NodeDe<'a> {
-    fn locate(&self, mut e: DeError) -> DeError {
-        if e.mark.is_none() {
-            e.mark = Some(self.node.mark);
-            e.path = self.path.clone();
-        }
-        e
+    fn locate(&self, e: DeError) -> DeError {
+        at_if_unplaced(e, self.node, self.path.clone())
     }
 
     fn err(&self, message: String) -> DeError {
@@ -73,7 +146,13 @@ impl<'a> NodeDe<'a> {
             mark: Some(self.node.mark),
             path: self.path.clone(),
             message,
+            node: Some(addr(self.node)),
+            consequence: false,
         }
+    }
+
+    fn skipped(&self, node: &Node) -> bool {
+        self.soft.borrow().skip.contains(&addr(node))
     }
 
     fn scalar(&self, what: &str) -> Result<&'a str, DeError> {
@@ -141,12 +220,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                 items: items.iter(),
                 index: 0,
             }),
-            Value::Map(entries) => visitor.visit_map(MapAccess {
-                de: &self,
-                entries: entries.iter(),
-                fields: None,
-                value: None,
-            }),
+            Value::Map(_) => return self.map(None, visitor),
         };
         r.map_err(|e| self.locate(e))
     }
@@ -327,15 +401,33 @@ impl<'a> NodeDe<'a> {
                 )));
             }
         };
+        let skipped_any = std::cell::Cell::new(false);
         visitor
             .visit_map(MapAccess {
                 de: &self,
                 entries: entries.iter(),
                 fields,
                 value: None,
+                seen: Vec::new(),
+                skipped_any: &skipped_any,
             })
-            .map_err(|e| self.locate(e))
+            .map_err(|mut e| {
+                // A field reported missing after its entry was skipped was reported already.
+                if e.mark.is_none() && skipped_any.get() && e.message.starts_with("missing field") {
+                    e.consequence = true;
+                }
+                self.locate(e)
+            })
     }
+}
+
+fn at_if_unplaced(mut e: DeError, node: &Node, path: String) -> DeError {
+    if e.mark.is_none() {
+        e.mark = Some(node.mark);
+        e.path = path;
+        e.node = Some(addr(node));
+    }
+    e
 }
 
 struct SeqAccess<'a, 'b> {
@@ -351,12 +443,22 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'de, '_> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
-        let Some(node) = self.items.next() else {
-            return Ok(None);
+        // Elements skipped after an error keep their index, so later paths stay true.
+        let node = loop {
+            let Some(node) = self.items.next() else {
+                return Ok(None);
+            };
+            self.index += 1;
+            if !self.de.skipped(node) {
+                break node;
+            }
         };
-        let path = format!("{}[{}]", self.de.path, self.index);
-        self.index += 1;
-        seed.deserialize(self.de.child(node, path)).map(Some)
+        let path = format!("{}[{}]", self.de.path, self.index - 1);
+        // Errors raised by a type's own `Deserialize` (not by this deserializer) carry no position:
+        // they belong to the element they were raised for.
+        seed.deserialize(self.de.child(node, path.clone()))
+            .map(Some)
+            .map_err(|e| at_if_unplaced(e, node, path))
     }
 }
 
@@ -365,6 +467,9 @@ struct MapAccess<'a, 'b> {
     entries: std::slice::Iter<'a, (Node, Node)>,
     fields: Option<&'static [&'static str]>,
     value: Option<(&'a Node, String)>,
+    /// Keys so far, to report a duplicate where it is written rather than at the mapping.
+    seen: Vec<(&'a str, Mark)>,
+    skipped_any: &'b std::cell::Cell<bool>,
 }
 
 impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
@@ -375,18 +480,39 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
         seed: K,
     ) -> Result<Option<K::Value>, DeError> {
         for (key, value) in self.entries.by_ref() {
+            if self.de.skipped(key) || self.de.skipped(value) {
+                self.skipped_any.set(true);
+                continue;
+            }
             let key_de = self.de.child(key, self.de.path.clone());
             let name = key_de.scalar("a field name")?;
             let path = join(&self.de.path, name);
+            if let Some((_, first)) = self.seen.iter().find(|(k, _)| *k == name) {
+                let message = format!(
+                    "duplicate key `{name}`, first written at line {} column {}",
+                    first.line, first.col
+                );
+                self.de.soft.borrow_mut().errors.push(DeError {
+                    mark: Some(key.mark),
+                    path,
+                    message,
+                    node: Some(addr(key)),
+                    consequence: false,
+                });
+                continue;
+            }
+            self.seen.push((name, key.mark));
             if let Some(fields) = self.fields {
                 if !fields.contains(&name) {
-                    self.de.soft.borrow_mut().push(DeError {
+                    self.de.soft.borrow_mut().errors.push(DeError {
                         mark: Some(key.mark),
                         path,
                         message: format!(
                             "unknown field `{name}`{}",
                             hint(name, fields.iter().copied())
                         ),
+                        node: Some(addr(key)),
+                        consequence: false,
                     });
                     continue;
                 }
@@ -399,7 +525,8 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         let (node, path) = self.value.take().expect("value follows key");
-        seed.deserialize(self.de.child(node, path))
+        seed.deserialize(self.de.child(node, path.clone()))
+            .map_err(|e| at_if_unplaced(e, node, path))
     }
 }
 
@@ -430,18 +557,19 @@ mod tests {
     fn collects_unknown_fields_and_locates_type_errors() {
         let docs =
             parse_documents("name: x\nextra: 1\ncount: 3\nitems:\n  - {adress: a}\n").unwrap();
-        let soft = RefCell::new(Vec::new());
+        let soft = RefCell::new(Collected::default());
         let err = from_node::<T>(&docs[0], "spec", &soft).unwrap_err();
         assert_eq!(err.message, "missing field `address`");
         assert_eq!(err.path, "spec.items[0]");
-        let soft = soft.into_inner();
+        let soft = soft.into_inner().errors;
         assert_eq!(soft.len(), 2);
         assert_eq!(soft[0].path, "spec.extra");
         assert_eq!(soft[1].path, "spec.items[0].adress");
         assert!(soft[1].message.contains("did you mean `address`"));
 
         let docs = parse_documents("name: x\ncount: many\n").unwrap();
-        let err = from_node::<T>(&docs[0], "spec", &RefCell::new(Vec::new())).unwrap_err();
+        let err =
+            from_node::<T>(&docs[0], "spec", &RefCell::new(Collected::default())).unwrap_err();
         assert_eq!(err.path, "spec.count");
         assert_eq!(err.mark, Some(Mark { line: 2, col: 8 }));
     }

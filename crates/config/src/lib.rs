@@ -14,12 +14,15 @@ pub mod yaml;
 
 mod de;
 mod loader;
+mod manifests;
 mod raw;
 mod rules;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use loader::{collect_files, load_path, load_sources, SourceFile, API_VERSION};
+pub use loader::{
+    collect_files, is_manifest_file, load_path, load_sources, SourceFile, API_VERSION,
+};
 pub use model::*;
 
 /// The quickstart configuration `gatehouse run` serves when given no `-c`.

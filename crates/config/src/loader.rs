@@ -1,6 +1,6 @@
 //! Config flow, steps 1-2 driver: files -> documents -> typed objects, every error collected.
 
-use crate::de::{from_node, DeError};
+use crate::de::{from_node, Collected, DeError};
 use crate::error::{hint, ConfigError, ConfigErrors};
 use crate::model::{Config, ObjectId};
 use crate::raw::{BackendSpec, GatewaySpec, ListenerSpec, Metadata, RouteSpec};
@@ -25,18 +25,32 @@ pub struct SourceFile {
     pub text: String,
 }
 
-/// The manifests under `path`: the file itself, or every `*.yaml`, `*.yml`, `*.json` below a
-/// directory, recursively, in path order (which is the load order that breaks routing ties).
+/// Whether a file name has a manifest extension: `.yaml`, `.yml` or `.json`, in any case, so that
+/// `gw.YAML` written on a case-insensitive file system is loaded rather than silently skipped.
+pub fn is_manifest_file(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["yaml", "yml", "json"]
+            .iter()
+            .any(|x| e.eq_ignore_ascii_case(x))
+    })
+}
+
+/// A problem with a whole file or directory, which has no line to point at.
+fn file_error(p: &Path, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        file: p.display().to_string().into(),
+        mark: Mark { line: 0, col: 0 },
+        object: String::new(),
+        path: String::new(),
+        message,
+    }])
+}
+
+/// The manifests under `path`: the file itself, or every `*.yaml`, `*.yml`, `*.json` (any case)
+/// below a directory, recursively, in path order (which is the load order that breaks routing
+/// ties). A directory without any manifest is an error: serving nothing is never what was meant.
 pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
-    let io_err = |p: &Path, e: std::io::Error| {
-        ConfigErrors(vec![ConfigError {
-            file: p.display().to_string().into(),
-            mark: Mark { line: 0, col: 0 },
-            object: String::new(),
-            path: String::new(),
-            message: format!("cannot read: {e}"),
-        }])
-    };
+    let io_err = |p: &Path, e: std::io::Error| file_error(p, format!("cannot read: {e}"));
     let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -55,13 +69,16 @@ pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
             }
             if p.is_dir() {
                 dirs.push(p);
-            } else if matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            ) {
+            } else if is_manifest_file(&p) {
                 out.push(p);
             }
         }
+    }
+    if out.is_empty() {
+        return Err(file_error(
+            path,
+            "no manifests found: expected `*.yaml`, `*.yml` or `*.json` files in this directory or below".into(),
+        ));
     }
     out.sort();
     Ok(out)
@@ -190,6 +207,20 @@ pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
             }),
         }
     }
+    if errors.is_empty() && parsed.iter().all(|(_, docs)| docs.is_empty()) {
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        errors.push(ConfigError {
+            file: if names.is_empty() {
+                "<no files>".into()
+            } else {
+                names.join(", ").into()
+            },
+            mark: Mark::default(),
+            object: String::new(),
+            path: String::new(),
+            message: "no manifests found: the files hold no YAML documents".into(),
+        });
+    }
     let mut objects = Vec::new();
     let mut declared = Vec::new();
     for (file, docs) in &parsed {
@@ -248,12 +279,34 @@ fn read_document<'a>(
         ));
         return None;
     };
+    // `doc.get` takes the first of repeated keys: the repeats are reported where they are written.
+    let repeated: Vec<(&Node, &Node)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (k, _))| {
+            let first = entries[..i]
+                .iter()
+                .find(|(f, _)| f.as_str() == k.as_str())?;
+            Some((k, &first.0))
+        })
+        .collect();
     let unknown_top: Vec<&Node> = entries
         .iter()
         .map(|(k, _)| k)
         .filter(|k| !TOP_FIELDS.contains(&k.as_str().unwrap_or("")))
         .collect();
     let report_unknown_top = |ctx: &Ctx, errors: &mut Vec<ConfigError>| {
+        for (k, first) in &repeated {
+            let name = k.as_str().unwrap_or("");
+            let message = format!(
+                "duplicate key `{name}`, first written at line {} column {}",
+                first.mark.line, first.mark.col
+            );
+            errors.push(ConfigError {
+                mark: k.mark,
+                ..ctx.error(name, message)
+            });
+        }
         for k in &unknown_top {
             let name = k.as_str().unwrap_or("");
             errors.push(ConfigError {
@@ -310,7 +363,7 @@ fn read_document<'a>(
             return None;
         }
     };
-    let soft = RefCell::new(Vec::new());
+    let soft = RefCell::new(Collected::default());
     let meta = match doc.get("metadata") {
         None => {
             report_unknown_top(&ctx, errors);
@@ -357,7 +410,7 @@ fn read_document<'a>(
         "Backend" => from_node(spec_node, "spec", &soft).map(Spec::Backend),
         _ => from_node(spec_node, "spec", &soft).map(Spec::Route),
     };
-    for e in soft.into_inner() {
+    for e in soft.into_inner().errors {
         errors.push(de_error(file, &ctx.object, e, doc));
     }
     match spec {

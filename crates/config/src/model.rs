@@ -109,6 +109,8 @@ fn ser_nets<S: Serializer>(v: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySettings {
+    /// The Gateway document's identity; `None` when the config has no Gateway.
+    pub id: Option<ObjectId>,
     /// Admin listener address.
     #[serde(serialize_with = "ser_display")]
     pub admin_address: SocketAddr,
@@ -127,6 +129,7 @@ pub struct GatewaySettings {
 impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
+            id: None,
             admin_address: SocketAddr::from(([127, 0, 0, 1], 9901)),
             workers: None,
             access_log: AccessLog {

@@ -83,12 +83,29 @@ pub struct ListenerPaths {
     pub escaped_slashes: Option<crate::model::EscapedSlashes>,
 }
 
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+/// Only the protocols this build serves are accepted (`TCP` and `TLS` passthrough come later);
+/// naming those says so instead of listing them among the choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerProtocol {
     HTTP,
     HTTPS,
-    TCP,
-    TLS,
+}
+
+impl<'de> Deserialize<'de> for ListenerProtocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "HTTP" => Ok(ListenerProtocol::HTTP),
+            "HTTPS" => Ok(ListenerProtocol::HTTPS),
+            "TCP" | "TLS" => Err(serde::de::Error::custom(format!(
+                "protocol `{s}` is not supported by this version of Gatehouse, expected `HTTP` or `HTTPS`"
+            ))),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown value `{s}`, expected `HTTP` or `HTTPS`{}",
+                crate::error::hint(&s, ["HTTP", "HTTPS"])
+            ))),
+        }
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -235,6 +252,9 @@ pub struct MatchSpec {
     pub path: Option<PathMatchSpec>,
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Non-standard methods (`PURGE`), listed apart so that a typo in `methods` is an error.
+    #[serde(default)]
+    pub extension_methods: Vec<String>,
     #[serde(default)]
     pub headers: Vec<KeyValueMatchSpec>,
     #[serde(default)]

@@ -10,6 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod values;
+
+/// Whether `method` is one of the standard methods (which go in `methods`, not `extensionMethods`).
+pub(crate) fn is_standard_method(method: &str) -> bool {
+    values::STANDARD_METHODS.contains(&method)
+}
+
 struct V<'e> {
     errors: &'e mut Vec<ConfigError>,
 }
@@ -121,6 +128,7 @@ pub(crate) fn validate(
                 }
                 gateway_seen = Some(&o.ctx);
                 config.gateway = gateway(&mut v, &o.ctx, spec);
+                config.gateway.id = Some(o.id.clone());
             }
             Spec::Listener(spec) => {
                 if let Some(l) = listener(&mut v, o, spec) {
@@ -169,7 +177,7 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
                 ));
                 LogTarget::Stdout
             }
-            Some(p) => LogTarget::File(p.into()),
+            Some(p) => LogTarget::File(relative_to_manifest(ctx, p)),
         };
     }
     for (i, net) in spec.trusted_proxies.iter().enumerate() {
@@ -193,34 +201,28 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
     g
 }
 
+/// `p` as a path the process can open. Relative file paths (certificates, access log) are
+/// relative to the manifest that names them, so a config directory can be moved or checked out
+/// anywhere and started from any working directory.
+fn relative_to_manifest(ctx: &Ctx, p: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(p);
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::path::Path::new(&*ctx.file)
+        .parent()
+        .map(|base| base.join(path))
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
 fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener> {
     let ctx = &o.ctx;
     let address = v.socket_addr(ctx, "spec.address", &spec.address);
     let protocol = match spec.protocol {
         raw::ListenerProtocol::HTTP => ListenerProtocol::HTTP,
         raw::ListenerProtocol::HTTPS => ListenerProtocol::HTTPS,
-        p => {
-            v.errors.push(ctx.error(
-                "spec.protocol",
-                format!("protocol `{p:?}` is not supported by this version of Gatehouse (supported: HTTP, HTTPS)"),
-            ));
-            ListenerProtocol::HTTP
-        }
     };
-    // Relative certificate paths are relative to the manifest that names them, so a config
-    // directory can be moved or checked out anywhere.
-    let base = std::path::Path::new(&*ctx.file)
-        .parent()
-        .map(|p| p.to_path_buf())
-        .unwrap_or_default();
-    let resolve = |p: &str| {
-        let path = std::path::Path::new(p);
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            base.join(path)
-        }
-    };
+    let resolve = |p: &str| relative_to_manifest(ctx, p);
     let tls = spec.tls.as_ref().map(|t| Tls {
         certificates: t
             .certificates
@@ -426,13 +428,19 @@ fn rule(
     };
     let mut methods = Vec::new();
     for (i, method) in m.methods.iter().enumerate() {
-        if valid_token(method) {
-            methods.push(method.to_ascii_uppercase());
-        } else {
-            v.errors.push(ctx.error(
-                &format!("{at}.match.methods[{i}]"),
-                format!("invalid method `{method}`"),
-            ));
+        match values::standard_method(method) {
+            Ok(m) => methods.push(m),
+            Err(e) => v
+                .errors
+                .push(ctx.error(&format!("{at}.match.methods[{i}]"), e)),
+        }
+    }
+    for (i, method) in m.extension_methods.iter().enumerate() {
+        match values::extension_method(method) {
+            Ok(m) => methods.push(m),
+            Err(e) => v
+                .errors
+                .push(ctx.error(&format!("{at}.match.extensionMethods[{i}]"), e)),
         }
     }
     let headers = kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true);
@@ -455,6 +463,10 @@ fn rule(
                 &format!("{at}.directResponse.status"),
                 "status must be between 200 and 599",
             ));
+        } else if let Some(e) = values::body_not_allowed(d.status, d.body.as_deref().unwrap_or(""))
+        {
+            v.errors
+                .push(ctx.error(&format!("{at}.directResponse.body"), e));
         }
         Some(Action::Direct(DirectResponse {
             status: d.status,
@@ -546,6 +558,10 @@ fn rule(
                     &re.pattern,
                     false,
                 ) {
+                    for e in values::substitution_problems(&pat.0, &re.substitution) {
+                        v.errors
+                            .push(ctx.error(&format!("{at}.rewrite.pathRegex.substitution"), e));
+                    }
                     rewrite.path = Some(PathRewrite::Regex(pat, re.substitution.clone()));
                 }
             }

@@ -62,3 +62,13 @@ fn quickstart_is_valid() {
     assert_eq!(c.listeners[0].address.to_string(), "127.0.0.1:8080");
     assert_eq!(c.gateway.admin_address.to_string(), "127.0.0.1:9901");
 }
+
+#[test]
+fn values() {
+    check("values");
+}
+
+#[test]
+fn every_error() {
+    check("every-error");
+}

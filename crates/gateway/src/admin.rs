@@ -37,8 +37,39 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
     r
 }
 
+/// The admin listener: the gateway, and the addresses it was started with, which only a restart
+/// changes.
+struct Admin {
+    gw: Arc<Gateway>,
+    /// `admin.address` as configured when this listener was bound.
+    configured_at_start: SocketAddr,
+    /// The address actually bound (the port is known even when `:0` was asked for).
+    serving: SocketAddr,
+}
+
+/// `GET /config`: the effective config as manifests, and where the admin API serves. A reload can
+/// change `admin.address` in the config but not the bound listener: both are shown, flagged.
+fn config(admin: &Admin) -> Response<Full<Bytes>> {
+    let snap = admin.gw.snapshot.load();
+    let configured = snap.config.gateway.admin_address;
+    json_response(
+        StatusCode::OK,
+        json!({
+            "version": snap.config.version,
+            "lastReload": admin.gw.status(),
+            "admin": {
+                "address": configured.to_string(),
+                "serving": admin.serving.to_string(),
+                "restartRequired": configured != admin.configured_at_start,
+            },
+            "config": snap.config.to_manifests(),
+        }),
+    )
+}
+
 /// Answers one admin request.
-pub async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let gw = &admin.gw;
     let path = req.uri().path();
     let method = req.method();
     let get = method == Method::GET || method == Method::HEAD;
@@ -70,17 +101,7 @@ pub async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Full<B
             gw.metrics.encode(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
-        "/config" => {
-            let snap = gw.snapshot.load();
-            json_response(
-                StatusCode::OK,
-                json!({
-                    "version": snap.config.version,
-                    "lastReload": gw.status(),
-                    "config": &*snap.config,
-                }),
-            )
-        }
+        "/config" => config(admin),
         "/routes" => {
             let snap = gw.snapshot.load();
             json_response(
@@ -140,18 +161,23 @@ pub async fn serve(gw: Arc<Gateway>, addr: SocketAddr) -> std::io::Result<Socket
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     gw.set_admin_addr(local);
+    let admin = Arc::new(Admin {
+        configured_at_start: gw.snapshot.load().config.gateway.admin_address,
+        serving: local,
+        gw,
+    });
     tokio::spawn(async move {
         let builder = auto::Builder::new(TokioExecutor::new());
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let gw = gw.clone();
+            let admin = admin.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(route(&gw, req).await) }
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(route(&admin, req).await) }
                 });
                 let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
             });

@@ -82,11 +82,7 @@ fn is_manifest(changed: &std::path::Path, single_file: Option<&std::path::Path>)
         .file_name()
         .and_then(|n| n.to_str())
         .is_none_or(|n| n.starts_with('.'));
-    !hidden
-        && matches!(
-            changed.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        )
+    !hidden && gatehouse_config::is_manifest_file(changed)
 }
 
 /// The process's signal handlers. Installed before the gateway announces it is listening: until a
@@ -148,6 +144,7 @@ mod tests {
     #[test]
     fn only_manifest_changes_trigger_reloads() {
         assert!(is_manifest(Path::new("/c/routes/a.yaml"), None));
+        assert!(is_manifest(Path::new("/c/routes/a.YAML"), None));
         assert!(is_manifest(Path::new("/c/b.json"), None));
         assert!(!is_manifest(Path::new("/c/access.log"), None));
         assert!(!is_manifest(Path::new("/c/.a.yaml.swp"), None));

@@ -202,16 +202,21 @@ pub fn describe_action(rule: &gatehouse_config::Rule) -> String {
                     }
                 }
             }
+            if let Some(h) = &rule.rewrite.host {
+                s.push_str(&format!(" rewrite host {h}"));
+            }
             s
         }
+        // Unset parts keep the request's own; shown as they will be sent, `:port` included.
         Action::Redirect(r) => format!(
-            "redirect {} {}{}{}",
+            "redirect {} {}{}{}{}",
             r.status,
             r.scheme
                 .as_deref()
                 .map(|s| format!("{s}://"))
                 .unwrap_or_default(),
             r.host.as_deref().unwrap_or(""),
+            r.port.map(|p| format!(":{p}")).unwrap_or_default(),
             r.path.as_deref().unwrap_or("")
         ),
         Action::Direct(d) => format!("respond {}", d.status),

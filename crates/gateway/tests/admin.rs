@@ -86,7 +86,12 @@ async fn config_routes_and_backends_are_exposed() {
     let cfg = c.get(&format!("{admin}/config"), &[]).await.unwrap().json();
     assert_eq!(cfg["version"].as_str().unwrap().len(), 16);
     assert_eq!(cfg["lastReload"]["ok"], true);
-    assert_eq!(cfg["config"]["backends"][0]["id"], "shop/up");
+    let backend = &cfg["config"][2];
+    assert_eq!(backend["kind"], "Backend");
+    assert_eq!(backend["metadata"]["name"], "up");
+    assert_eq!(backend["metadata"]["namespace"], "shop");
+    assert_eq!(backend["spec"]["timeouts"]["connect"], "1s");
+    assert_eq!(cfg["admin"]["restartRequired"], false);
     let routes = c.get(&format!("{admin}/routes"), &[]).await.unwrap().json();
     let row = &routes["routes"][0];
     assert_eq!(row["host"], "shop.example.com");
@@ -199,4 +204,33 @@ async fn an_abandoned_request_is_logged_as_499_and_leaves_no_in_flight_count() {
         serde_json::from_str(text.lines().next().expect("a log line")).unwrap();
     assert_eq!(line["status"], 499);
     assert_eq!(line["path"], "/slow/5000");
+}
+
+#[tokio::test]
+async fn a_reloaded_admin_address_is_shown_beside_the_serving_one() {
+    let (gw, up, _url, admin) = setup().await;
+    let c = Client::new();
+    let before = c.get(&format!("{admin}/config"), &[]).await.unwrap().json();
+    let configured = before["admin"]["address"].as_str().unwrap().to_string();
+    assert_eq!(before["admin"]["serving"], gw.admin.to_string());
+    let moved = std::fs::read_to_string(gw.config_path()).unwrap().replace(
+        "spec: {accessLog",
+        "spec: {admin: {address: \"127.0.0.1:1\"}, accessLog",
+    );
+    assert!(moved.contains("127.0.0.1:1"));
+    gw.write(&moved);
+    let req = http::Request::post(format!("{admin}/reload"))
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(c.send(req).await.unwrap().status, 200);
+    let after = c.get(&format!("{admin}/config"), &[]).await.unwrap().json();
+    assert_ne!(configured, "127.0.0.1:1");
+    assert_eq!(after["admin"]["address"], "127.0.0.1:1");
+    assert_eq!(after["admin"]["serving"], gw.admin.to_string());
+    assert_eq!(after["admin"]["restartRequired"], true);
+    assert_eq!(
+        after["config"][0]["spec"]["admin"]["address"],
+        "127.0.0.1:1"
+    );
+    drop(up);
 }

@@ -117,7 +117,7 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     gw.write(
         &config("a", &a, &b, false, true)
             .replace("backend: a}", "backend: nope}")
-            .replace("name: g}", "name: g}\nspec: {drainTimeout: soon}\n#"),
+            .replace("name: g}\n", "name: g}\nspec: {drainTimeout: soon}\n#"),
     );
     let req = http::Request::post(format!("{admin}/reload"))
         .body(Default::default())

@@ -1,0 +1,234 @@
+//! Config flow, the way back: the validated model written out as manifests (`apiVersion`, `kind`,
+//! `metadata`, `spec` documents in the manifests' own field names, durations as `5s`), defaults
+//! filled in. The admin API's `GET /config` shows this, so what an operator reads there can be
+//! pasted back into a config directory.
+
+use crate::model::*;
+use crate::units::DisplayDuration;
+use crate::API_VERSION;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+impl Config {
+    /// The effective configuration as manifest documents: the Gateway, then listeners, backends
+    /// and routes in load order.
+    pub fn to_manifests(&self) -> Vec<Value> {
+        let mut docs = vec![gateway(&self.gateway)];
+        docs.extend(self.listeners.iter().map(listener));
+        docs.extend(self.backends.iter().map(backend));
+        docs.extend(self.routes.iter().map(route));
+        docs
+    }
+}
+
+fn duration(d: Duration) -> Value {
+    Value::String(DisplayDuration(d).to_string())
+}
+
+fn document(kind: &str, id: &ObjectId, spec: Value) -> Value {
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {"name": id.name, "namespace": id.namespace},
+        "spec": spec,
+    })
+}
+
+/// `spec` fields with a value; `None` leaves the field out rather than writing `null`.
+fn object(fields: impl IntoIterator<Item = (&'static str, Option<Value>)>) -> Value {
+    let map: Map<String, Value> = fields
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect();
+    Value::Object(map)
+}
+
+fn gateway(g: &GatewaySettings) -> Value {
+    let path = match &g.access_log.target {
+        LogTarget::Stdout => "stdout".to_string(),
+        LogTarget::Stderr => "stderr".to_string(),
+        LogTarget::File(p) => p.display().to_string(),
+    };
+    let id = g.id.clone().unwrap_or_else(|| ObjectId {
+        namespace: "default".into(),
+        name: "gateway".into(),
+    });
+    let spec = object([
+        (
+            "admin",
+            Some(json!({"address": g.admin_address.to_string()})),
+        ),
+        ("workers", g.workers.map(Value::from)),
+        (
+            "accessLog",
+            Some(json!({"enabled": g.access_log.enabled, "format": "json", "path": path})),
+        ),
+        (
+            "trustedProxies",
+            Some(g.trusted_proxies.iter().map(|n| n.to_string()).collect()),
+        ),
+        ("drainTimeout", Some(duration(g.drain_timeout))),
+    ]);
+    document("Gateway", &id, spec)
+}
+
+fn listener(l: &Listener) -> Value {
+    let protocol = match l.protocol {
+        ListenerProtocol::HTTP => "HTTP",
+        ListenerProtocol::HTTPS => "HTTPS",
+    };
+    let tls = l.tls.as_ref().map(|t| {
+        let certs: Vec<Value> = t
+            .certificates
+            .iter()
+            .map(|c| {
+                json!({
+                    "certFile": c.cert_file.display().to_string(),
+                    "keyFile": c.key_file.display().to_string(),
+                })
+            })
+            .collect();
+        json!({ "certificates": certs })
+    });
+    let spec = object([
+        ("address", Some(Value::from(l.address.to_string()))),
+        ("protocol", Some(Value::from(protocol))),
+        ("tls", tls),
+        ("timeouts", Some(json!({"idle": duration(l.idle_timeout)}))),
+    ]);
+    document("Listener", &l.id, spec)
+}
+
+fn backend(b: &Backend) -> Value {
+    let protocol = match b.protocol {
+        BackendProtocol::HTTP1 => "HTTP1",
+        BackendProtocol::HTTP2 => "HTTP2",
+    };
+    let policy = match b.lb_policy {
+        LbPolicy::RoundRobin => "RoundRobin",
+        LbPolicy::Random => "Random",
+        LbPolicy::LeastRequest => "LeastRequest",
+    };
+    let endpoints: Vec<Value> = b
+        .endpoints
+        .iter()
+        .map(|e| json!({"address": e.address, "weight": e.weight}))
+        .collect();
+    let spec = json!({
+        "protocol": protocol,
+        "endpoints": endpoints,
+        "loadBalancer": {"policy": policy},
+        "timeouts": {"connect": duration(b.connect_timeout), "idle": duration(b.idle_timeout)},
+    });
+    document("Backend", &b.id, spec)
+}
+
+fn route(r: &Route) -> Value {
+    let hosts: Vec<Value> = r
+        .hosts
+        .iter()
+        .map(|h| match h {
+            HostMatch::Exact(h) => Value::from(h.as_str()),
+            // Kept as the suffix `.example.com` for matching; written as the manifest writes it.
+            HostMatch::Wildcard(suffix) => Value::from(format!("*{suffix}")),
+        })
+        .collect();
+    let rules: Vec<Value> = r.rules.iter().map(rule).collect();
+    document("Route", &r.id, json!({"hosts": hosts, "rules": rules}))
+}
+
+fn key_values(list: &[KeyValueMatch]) -> Option<Value> {
+    if list.is_empty() {
+        return None;
+    }
+    let items = list
+        .iter()
+        .map(|kv| match &kv.value {
+            ValueMatch::Present => json!({"name": kv.name}),
+            ValueMatch::Exact(v) => json!({"name": kv.name, "value": v}),
+            ValueMatch::Regex(p) => json!({"name": kv.name, "regex": p.1}),
+        })
+        .collect();
+    Some(Value::Array(items))
+}
+
+fn matches(rule: &Rule) -> Value {
+    let path = match &rule.path {
+        PathMatch::Exact(p) => json!({"exact": p}),
+        PathMatch::Prefix(p) => json!({"prefix": p}),
+        PathMatch::Regex(p) => json!({"regex": p.1}),
+    };
+    let standard = |m: &&String| crate::validate::is_standard_method(m);
+    let methods: Vec<&String> = rule.methods.iter().filter(standard).collect();
+    let extension: Vec<&String> = rule.methods.iter().filter(|m| !standard(m)).collect();
+    let list = |v: Vec<&String>| (!v.is_empty()).then(|| json!(v));
+    object([
+        ("path", Some(path)),
+        ("methods", list(methods)),
+        ("extensionMethods", list(extension)),
+        ("headers", key_values(&rule.headers)),
+        ("query", key_values(&rule.query)),
+    ])
+}
+
+fn header_mods(h: &HeaderMods) -> Option<Value> {
+    if h.is_empty() {
+        return None;
+    }
+    let pairs = |v: &[(String, String)]| -> Value {
+        Value::Object(
+            v.iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect(),
+        )
+    };
+    Some(json!({"set": pairs(&h.set), "add": pairs(&h.add), "remove": h.remove}))
+}
+
+fn rule(rule: &Rule) -> Value {
+    let (key, action) = match &rule.action {
+        Action::Forward(list) => {
+            let backends: Vec<Value> = list
+                .iter()
+                .map(|b| json!({"backend": b.backend.to_string(), "weight": b.weight}))
+                .collect();
+            ("backends", Value::Array(backends))
+        }
+        Action::Redirect(r) => (
+            "redirect",
+            object([
+                ("scheme", r.scheme.clone().map(Value::from)),
+                ("host", r.host.clone().map(Value::from)),
+                ("port", r.port.map(Value::from)),
+                ("path", r.path.clone().map(Value::from)),
+                ("statusCode", Some(Value::from(r.status))),
+            ]),
+        ),
+        Action::Direct(d) => (
+            "directResponse",
+            json!({"status": d.status, "body": d.body, "contentType": d.content_type}),
+        ),
+    };
+    let rewrite = (rule.rewrite.path.is_some() || rule.rewrite.host.is_some()).then(|| {
+        let path = rule.rewrite.path.as_ref().map(|p| match p {
+            PathRewrite::Prefix(p) => ("pathPrefix", Value::from(p.as_str())),
+            PathRewrite::Regex(re, sub) => {
+                ("pathRegex", json!({"pattern": re.1, "substitution": sub}))
+            }
+        });
+        let mut fields = vec![];
+        if let Some((k, v)) = path {
+            fields.push((k, Some(v)));
+        }
+        fields.push(("host", rule.rewrite.host.clone().map(Value::from)));
+        object(fields)
+    });
+    object([
+        ("match", Some(matches(rule))),
+        (key, Some(action)),
+        ("rewrite", rewrite),
+        ("requestHeaders", header_mods(&rule.request_headers)),
+        ("responseHeaders", header_mods(&rule.response_headers)),
+        ("timeout", rule.timeout.map(duration)),
+    ])
+}

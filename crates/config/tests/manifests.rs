@@ -1,0 +1,92 @@
+//! The effective config written back as manifests (what `GET /config` shows): manifest field
+//! names, durations as `5s` strings, wildcard hosts as written, and text that loads again into the
+//! same config.
+
+use gatehouse_config::{load_path, load_sources, Config, SourceFile};
+use serde_json::Value;
+use std::path::Path;
+
+const RICH: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Listener
+metadata: {name: web, namespace: shop}
+spec: {address: "127.0.0.1:8080", protocol: HTTP}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: up, namespace: shop}
+spec: {endpoints: ["127.0.0.1:9001"], loadBalancer: {policy: Random}, timeouts: {connect: 5s}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Route
+metadata: {name: shop, namespace: shop}
+spec:
+  hosts: ["*.shop.local", "shop.example.com"]
+  rules:
+    - match: {path: {exact: /cache}, methods: [GET], extensionMethods: [PURGE]}
+      backends: [{backend: up}]
+      rewrite: {pathPrefix: /c, host: "cache.internal:8080"}
+      requestHeaders: {set: {x-a: "1"}, add: {x-b: "2"}, remove: [x-c]}
+    - match: {path: {regex: "/v1/(.*)"}, headers: [{name: x-env, regex: "st.*"}]}
+      rewrite: {pathRegex: {pattern: "^/v1/(.*)$", substitution: "/v2/$1"}}
+      backends: [{backend: up, weight: 3}]
+      timeout: 1m30s
+    - match: {path: {prefix: /old}}
+      redirect: {scheme: https, host: new.example.com, port: 8443, path: /new, statusCode: 301}
+    - match: {path: {prefix: /gone}}
+      directResponse: {status: 410, body: gone}
+"#;
+
+fn load(name: &str, text: &str) -> Config {
+    load_sources(&[SourceFile {
+        name: name.into(),
+        text: text.into(),
+    }])
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The manifests as one YAML stream of JSON documents (JSON being YAML).
+fn as_text(docs: &[Value]) -> String {
+    docs.iter()
+        .map(|d| serde_json::to_string_pretty(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[test]
+fn manifests_use_the_manifest_field_names() {
+    let docs = load("rich.yaml", RICH).to_manifests();
+    let text = as_text(&docs);
+    for internal in [
+        "connectTimeout",
+        "lbPolicy",
+        "adminAddress",
+        "\".shop.local\"",
+    ] {
+        assert!(!text.contains(internal), "`{internal}` in\n{text}");
+    }
+    assert_eq!(docs[0]["kind"], "Gateway");
+    assert_eq!(docs[0]["spec"]["admin"]["address"], "127.0.0.1:9901");
+    assert_eq!(docs[0]["spec"]["drainTimeout"], "30s");
+    let backend = &docs[2];
+    assert_eq!(backend["apiVersion"], "gatehouse.dev/v1alpha1");
+    assert_eq!(backend["metadata"]["namespace"], "shop");
+    assert_eq!(backend["spec"]["timeouts"]["connect"], "5s");
+    assert_eq!(backend["spec"]["loadBalancer"]["policy"], "Random");
+    let route = &docs[3]["spec"];
+    assert_eq!(route["hosts"][0], "*.shop.local");
+    assert_eq!(route["rules"][0]["match"]["extensionMethods"][0], "PURGE");
+    assert_eq!(route["rules"][0]["rewrite"]["host"], "cache.internal:8080");
+    assert_eq!(route["rules"][1]["timeout"], "90s");
+    assert_eq!(route["rules"][2]["redirect"]["port"], 8443);
+}
+
+#[test]
+fn manifests_load_back_into_the_same_config() {
+    let valid = load_path(Path::new("tests/golden/valid/input")).unwrap();
+    for config in [load("rich.yaml", RICH), valid] {
+        let first = config.to_manifests();
+        let again = load("pasted.yaml", &as_text(&first)).to_manifests();
+        assert_eq!(first, again, "{}", as_text(&first));
+    }
+}
