@@ -95,6 +95,10 @@ fn listener(l: &Listener) -> Value {
         ("protocol", Some(Value::from(protocol))),
         ("tls", tls),
         ("timeouts", Some(json!({"idle": duration(l.idle_timeout)}))),
+        (
+            "paths",
+            Some(json!({"escapedSlashes": format!("{:?}", l.escaped_slashes)})),
+        ),
     ]);
     document("Listener", &l.id, spec)
 }
