@@ -1,11 +1,13 @@
 //! Config flow, at run time: discovery providers keep one backend's endpoint set current without a
-#![allow(dead_code)] // wired into backend state by the upstreams issue; providers land first
 //! reload. Each provider runs as a task on the control runtime (never on a worker that serves
 //! traffic) and reports whole endpoint sets to a `Sink`; the backend's state turns them into a new
 //! endpoint set, swapped in without touching requests in flight or the route table.
 //!
 //! A provider that fails keeps nothing itself: it reports the failure to the sink (which keeps the
 //! last known endpoints and shows the error in `GET /backends`) and retries with backoff.
+
+// Wired into the backend state by the upstreams issue; the providers land first.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 
