@@ -188,6 +188,8 @@ pub struct BackendTimeouts {
     pub connect: Option<String>,
     #[serde(default)]
     pub idle: Option<String>,
+    #[serde(default)]
+    pub read: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]

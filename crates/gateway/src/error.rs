@@ -7,6 +7,13 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use std::fmt;
 
+/// The status logged for an exchange the client abandoned before its response was complete
+/// (nginx's 499; not a registered status, and never sent).
+pub const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 /// What went wrong; the metric label and the `error` field of the JSON body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -20,13 +27,17 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// No endpoint is available in the chosen backend.
     NoHealthyEndpoint,
-    /// The upstream did not answer in time.
+    /// The upstream did not answer in time, or its response stalled for longer than the
+    /// backend's read timeout.
     Timeout,
+    /// The client went away (closed or reset its connection, or its stream) before the exchange
+    /// ended. Logged and counted as 499, as nginx does; the response never reaches anyone.
+    ClientClosed,
 }
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -37,6 +48,7 @@ impl ErrorKind {
             ErrorKind::UpstreamProtocol => "upstream_protocol",
             ErrorKind::NoHealthyEndpoint => "no_healthy_endpoint",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::ClientClosed => "client_closed",
         }
     }
 
@@ -48,6 +60,7 @@ impl ErrorKind {
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ErrorKind::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::ClientClosed => CLIENT_CLOSED,
         }
     }
 

@@ -128,8 +128,13 @@ pub fn parse_head(
         }
         Err(e) => return Err(err(format!("malformed response head: {e}"))),
     };
+    // httparse takes any three digits; RFC 9110 §15 defines 100-599, and a code outside it has no
+    // meaning a client could be given.
     let code = resp.code.unwrap_or(0);
-    let status = StatusCode::from_u16(code).map_err(|_| err(format!("bad status {code}")))?;
+    let status = StatusCode::from_u16(code)
+        .ok()
+        .filter(|_| (100..600).contains(&code))
+        .ok_or_else(|| err(format!("bad status {code}")))?;
     let version = if resp.version == Some(0) {
         Version::HTTP_10
     } else {
@@ -169,6 +174,14 @@ pub fn parse_head(
     for name in framing_fields.connection_named.drain(..) {
         headers.remove(name);
     }
+    if framing_fields.collapse_length {
+        // RFC 9110 §8.6: a list of one value repeated may be replaced by that value, which is
+        // what a client's parser (and any cache on the way) can rely on. Rare: the usual single
+        // field is passed on as it came, without formatting a new value.
+        if let Some(n) = framing_fields.length {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
     let (framing, mut keep_alive) = framing(status, method, &mut headers, &framing_fields);
     keep_alive &= version == Version::HTTP_11 && !framing_fields.close;
     Ok(Some(Head {
@@ -184,9 +197,13 @@ pub fn parse_head(
 #[derive(Default)]
 struct FramingFields {
     length: Option<u64>,
-    /// Whether Transfer-Encoding is present, and whether its last coding is `chunked`.
+    /// Whether Transfer-Encoding is present, and whether its codings are exactly `chunked`.
     transfer_encoding: bool,
     chunked: bool,
+    /// Transfer codings seen, over all Transfer-Encoding fields.
+    codings: usize,
+    /// Whether Content-Length came as a list or repeated (identical values, or parsing fails).
+    collapse_length: bool,
     /// Whether Connection carries `close`.
     close: bool,
     /// Other fields Connection names as hop-by-hop.
@@ -199,8 +216,13 @@ impl FramingFields {
     /// Notes a field; `false` when it is hop-by-hop and must not be passed on.
     fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, WireError> {
         if name == header::CONTENT_LENGTH {
+            let bytes = value.as_bytes();
+            if self.has_length || bytes.contains(&b',') {
+                // Kept out of the map; one value is put back once the head is read.
+                self.collapse_length = true;
+            }
             self.has_length = true;
-            for part in value.as_bytes().split(|b| *b == b',') {
+            for part in bytes.split(|b| *b == b',') {
                 let part = part.trim_ascii();
                 let n = std::str::from_utf8(part)
                     .ok()
@@ -212,11 +234,22 @@ impl FramingFields {
                 }
                 self.length = Some(n);
             }
+            return Ok(!self.collapse_length);
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
-            // Codings accumulate over repeated fields; the last non-empty one decides.
-            if let Some(last) = tokens(value).next_back() {
-                self.chunked = last.eq_ignore_ascii_case("chunked");
+            // Codings accumulate over repeated fields. Only `chunked` alone is passed through:
+            // the proxy would have to undo any other coding (gzip) to reframe the body, and
+            // handing it on as Content-Encoding would change what the representation is
+            // (RFC 9110 §8.4), so such a response is refused (502) rather than guessed at.
+            for t in tokens(value) {
+                self.codings += 1;
+                if !t.eq_ignore_ascii_case("chunked") || self.codings > 1 {
+                    return Err(err(format!(
+                        "unsupported transfer coding {:?} in response",
+                        value.to_str().unwrap_or("?")
+                    )));
+                }
+                self.chunked = true;
             }
             return Ok(false);
         } else if name == header::CONNECTION {
@@ -405,13 +438,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Empty, true));
-        let h = parse(
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
-            Method::GET,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
         // Transfer coding and length together: chunked wins, length removed, no reuse.
         let h = parse(
             "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
@@ -421,13 +447,6 @@ mod tests {
         .unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, false));
         assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
-        let h = parse(
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
-            Method::GET,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!((h.framing, h.keep_alive), (Framing::Close, false));
         let h = parse("HTTP/1.1 200 OK\r\n\r\n", Method::GET)
             .unwrap()
             .unwrap();
@@ -439,6 +458,14 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(h.framing, Framing::Length(7));
+        assert_eq!(h.headers[header::CONTENT_LENGTH], "7");
+        let h = parse(
+            "HTTP/1.1 200 OK\r\ncontent-length: 7\r\ncontent-length: 7\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.headers.get_all(header::CONTENT_LENGTH).iter().count(), 1);
         let h = parse(
             "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
             Method::GET,
@@ -459,6 +486,13 @@ mod tests {
             "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-length: 1x\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 600 Odd\r\n\r\n",
+            "HTTP/1.1 099 Odd\r\n\r\n",
+            // Only `chunked`, once, is a transfer coding the proxy can pass through.
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, chunked\r\n\r\n",
             "SMTP ready\r\n\r\n",
         ] {
             assert!(parse(raw, Method::GET).is_err(), "{raw:?}");
