@@ -413,3 +413,44 @@ impl Drop for ResponseBody {
         self.end(abandoned.then_some(ErrorKind::ClientClosed));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::{advance, Duration};
+
+    async fn poll_gap(gap: &mut ReadGap) -> Poll<Duration> {
+        std::future::poll_fn(|cx| Poll::Ready(gap.poll_expired(cx))).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_read_gap_counts_from_the_last_progress_and_fires_once_it_has_passed() {
+        let ms = Duration::from_millis;
+        let mut gap = ReadGap::new(ms(100));
+        assert!(poll_gap(&mut gap).await.is_pending(), "armed at 0, for 100");
+        advance(ms(60)).await;
+        gap.progress();
+        assert!(
+            poll_gap(&mut gap).await.is_pending(),
+            "waiting again from 60"
+        );
+        // The first timer (100) fires early: it is re-armed for 160, not reported.
+        advance(ms(50)).await;
+        assert!(poll_gap(&mut gap).await.is_pending(), "110: 50 idle");
+        advance(ms(49)).await;
+        assert!(poll_gap(&mut gap).await.is_pending(), "159: 99 idle");
+        advance(ms(1)).await;
+        assert_eq!(
+            poll_gap(&mut gap).await,
+            Poll::Ready(ms(100)),
+            "160: 100 idle"
+        );
+
+        // `0s` is no limit: never armed.
+        let mut off = ReadGap::new(Duration::ZERO);
+        assert!(poll_gap(&mut off).await.is_pending());
+        advance(Duration::from_secs(3600)).await;
+        assert!(poll_gap(&mut off).await.is_pending());
+        assert!(off.timer.is_none());
+    }
+}

@@ -338,6 +338,17 @@ impl Chunked {
         loop {
             match *self {
                 Chunked::Size => match httparse::parse_chunk_size(buf) {
+                    // httparse reads an empty size as 0 (a premature end of body) and takes a
+                    // bare LF inside an extension; RFC 9112 §7.1 allows neither, and either would
+                    // let a broken body pass as a complete one.
+                    _ if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                        return Err(err("malformed chunk size in response body"))
+                    }
+                    Ok(httparse::Status::Complete((used, _)))
+                        if buf[..used - 2].contains(&b'\n') =>
+                    {
+                        return Err(err("malformed chunk extension in response body"))
+                    }
                     Ok(httparse::Status::Complete((used, size))) => {
                         buf.advance(used);
                         *self = if size == 0 {
@@ -551,8 +562,10 @@ mod tests {
             buf.extend_from_slice(rest);
             assert_eq!(&buf[..], b"NEXT", "split {split}");
         }
-        let mut dec = Chunked::Size;
-        assert!(dec.decode(&mut BytesMut::from("zz\r\n")).is_err());
+        for bad in ["zz\r\n", "\r\n", ";ext\r\n", " 5\r\n", "5;a\nb\r\n"] {
+            let mut dec = Chunked::Size;
+            assert!(dec.decode(&mut BytesMut::from(bad)).is_err(), "{bad:?}");
+        }
         let mut dec = Chunked::Size;
         assert!(dec.decode(&mut BytesMut::from("2\r\nabXY")).is_ok());
         assert!(dec.decode(&mut BytesMut::from("XY")).is_err());
