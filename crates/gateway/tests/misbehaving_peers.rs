@@ -257,8 +257,14 @@ async fn a_malformed_request_body_is_400_at_once_and_its_upstream_connection_clo
     )
     .await
     .unwrap();
-    let (head, _) = read_head(&mut s).await;
+    let (head, body) = read_head(&mut s).await;
     assert_eq!(status_of(&head), "400", "{head}");
+    // The rest of a broken body cannot be told from a next request: the connection ends.
+    let body = read_to_close(&mut s, body).await;
+    assert!(
+        String::from_utf8_lossy(&body).contains("bad_request"),
+        "{body:?}"
+    );
     up.wait_closed(1).await;
     let line = log.line("/hold").await;
     assert_eq!(
@@ -273,6 +279,31 @@ async fn a_malformed_request_body_is_400_at_once_and_its_upstream_connection_clo
     let (head, _) = read_head(&mut s).await;
     assert_eq!(status_of(&head), "200", "{head}");
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_hundred_malformed_bodies_at_once_hold_no_upstream_connection() {
+    let up = scripted().await;
+    let (gw, _log) = gateway(up.addr, "").await;
+    let addr = gw.addr("web").await;
+    // 100 requests of 80 bytes each: before, each held an upstream connection for the route
+    // timeout, then got a 504.
+    let clients = (0..100).map(|_| async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /hold HTTP/1.1\r\nhost: t\r\nx-pad: 1234\r\ntransfer-encoding: chunked\r\n\r\nzzz\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = read_head(&mut s).await;
+        status_of(&head).to_string()
+    });
+    let clients: Vec<_> = clients.map(tokio::spawn).collect();
+    let mut statuses = Vec::new();
+    for c in clients {
+        statuses.push(c.await.unwrap());
+    }
+    assert!(statuses.iter().all(|s| s == "400"), "{statuses:?}");
+    let accepted = up.accepted.load(Ordering::SeqCst);
+    up.wait_closed(accepted).await;
 }
 
 #[tokio::test]
