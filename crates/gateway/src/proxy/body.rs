@@ -378,7 +378,10 @@ impl Body for ResponseBody {
         // hyper may stop polling once the body says it is complete, so the exchange is recorded
         // as soon as that is true rather than on a later poll.
         match &poll {
-            Poll::Ready(Some(Err(e))) => this.end(Some(failure_kind(e))),
+            Poll::Ready(Some(Err(e))) => {
+                tracing::debug!("response body cut short: {e}");
+                this.end(Some(failure_kind(e)));
+            }
             Poll::Ready(None) => this.end(None),
             _ if this.is_end_stream() => this.end(None),
             _ => {}

@@ -171,17 +171,7 @@ pub fn parse_head(
             headers.append(name, value);
         }
     }
-    for name in framing_fields.connection_named.drain(..) {
-        headers.remove(name);
-    }
-    if framing_fields.collapse_length {
-        // RFC 9110 §8.6: a list of one value repeated may be replaced by that value, which is
-        // what a client's parser (and any cache on the way) can rely on. Rare: the usual single
-        // field is passed on as it came, without formatting a new value.
-        if let Some(n) = framing_fields.length {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-        }
-    }
+    framing_fields.tidy(&mut headers);
     let (framing, mut keep_alive) = framing(status, method, &mut headers, &framing_fields);
     keep_alive &= version == Version::HTTP_11 && !framing_fields.close;
     Ok(Some(Head {
@@ -213,6 +203,22 @@ struct FramingFields {
 }
 
 impl FramingFields {
+    /// What the fields ask of the map once it is built: drop what Connection named, and put
+    /// back one Content-Length for a repeated one.
+    fn tidy(&mut self, headers: &mut HeaderMap) {
+        for name in self.connection_named.drain(..) {
+            headers.remove(name);
+        }
+        if self.collapse_length {
+            // RFC 9110 §8.6: a list of one value repeated may be replaced by that value, which
+            // is what a client's parser (and any cache on the way) can rely on. Rare: the usual
+            // single field is passed on as it came, without formatting a new value.
+            if let Some(n) = self.length {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+        }
+    }
+
     /// Notes a field; `false` when it is hop-by-hop and must not be passed on.
     fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, WireError> {
         if name == header::CONTENT_LENGTH {
@@ -337,30 +343,10 @@ impl Chunked {
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
         loop {
             match *self {
-                Chunked::Size => match httparse::parse_chunk_size(buf) {
-                    // httparse reads an empty size as 0 (a premature end of body) and takes a
-                    // bare LF inside an extension; RFC 9112 §7.1 allows neither, and either would
-                    // let a broken body pass as a complete one.
-                    _ if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
-                        return Err(err("malformed chunk size in response body"))
-                    }
-                    Ok(httparse::Status::Complete((used, _)))
-                        if buf[..used - 2].contains(&b'\n') =>
-                    {
-                        return Err(err("malformed chunk extension in response body"))
-                    }
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        buf.advance(used);
-                        *self = if size == 0 {
-                            Chunked::Trailers
-                        } else {
-                            Chunked::Data(size)
-                        };
-                    }
-                    Ok(httparse::Status::Partial) if buf.len() < 4096 => {
-                        return Ok(Decoded::NeedMore)
-                    }
-                    _ => return Err(err("malformed chunk size in response body")),
+                Chunked::Size => match size_line(buf)? {
+                    None => return Ok(Decoded::NeedMore),
+                    Some(0) => *self = Chunked::Trailers,
+                    Some(size) => *self = Chunked::Data(size),
                 },
                 Chunked::Data(left) => {
                     if buf.is_empty() {
@@ -416,6 +402,27 @@ impl Chunked {
                 Chunked::Done => return Ok(Decoded::End(None)),
             }
         }
+    }
+}
+
+/// Reads a chunk-size line from the front of `buf`: the size, or `None` when more is needed.
+fn size_line(buf: &mut BytesMut) -> Result<Option<u64>, WireError> {
+    match httparse::parse_chunk_size(buf) {
+        // httparse reads an empty size as 0 (a premature end of body) and takes a bare LF inside
+        // an extension; RFC 9112 §7.1 allows neither, and either would let a broken body pass
+        // as a complete one.
+        _ if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+            Err(err("malformed chunk size in response body"))
+        }
+        Ok(httparse::Status::Complete((used, _))) if buf[..used - 2].contains(&b'\n') => {
+            Err(err("malformed chunk extension in response body"))
+        }
+        Ok(httparse::Status::Complete((used, size))) => {
+            buf.advance(used);
+            Ok(Some(size))
+        }
+        Ok(httparse::Status::Partial) if buf.len() < 4096 => Ok(None),
+        _ => Err(err("malformed chunk size in response body")),
     }
 }
 
