@@ -430,21 +430,20 @@ async fn identical_content_lengths_are_collapsed_to_one() {
     }
 }
 
-/// An HTTP/1.0 server in Python's standard library: `/file` answers with a length (as
-/// `http.server`'s file handler does), `/nolength` without one (close-delimited).
+/// `python3 -m http.server`: its file handler (HTTP/1.0, answers with a length) serving `file`
+/// from a temporary directory, plus `/nolength`, answered without a length (close-delimited) as
+/// HTTP/1.0 CGI-style handlers do.
 const PY_HTTP10: &str = r#"
-import http.server, sys
+import functools, http.server, sys
 
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
+class H(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
-        body = b"hello from python\n"
+        if self.path != "/nolength":
+            return super().do_GET()
         self.send_response(200)
         self.send_header("content-type", "text/plain")
-        if self.path == "/file":
-            self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(b"hello from python\n")
     def log_message(self, *a):
         pass
 
@@ -452,12 +451,12 @@ class S(http.server.ThreadingHTTPServer):
     # The default backlog of 5 refuses connections under a burst.
     request_queue_size = 128
 
-s = S(("127.0.0.1", 0), H)
+s = S(("127.0.0.1", 0), functools.partial(H, directory=sys.argv[1]))
 print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
 
-struct Python(std::process::Child, std::net::SocketAddr);
+struct Python(std::process::Child, std::net::SocketAddr, tempfile::TempDir);
 
 impl Drop for Python {
     fn drop(&mut self) {
@@ -468,8 +467,11 @@ impl Drop for Python {
 
 fn python_http10() -> Python {
     use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), "hello from python\n").unwrap();
     let mut child = std::process::Command::new("python3")
         .args(["-c", PY_HTTP10])
+        .arg(dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3 runs");
@@ -478,7 +480,7 @@ fn python_http10() -> Python {
         .read_line(&mut line)
         .expect("python prints its port");
     let port: u16 = line.trim().parse().expect("a port");
-    Python(child, ([127, 0, 0, 1], port).into())
+    Python(child, ([127, 0, 0, 1], port).into(), dir)
 }
 
 #[tokio::test]
