@@ -531,3 +531,21 @@ async fn an_http_1_0_upstream_does_not_downgrade_a_keep_alive_client() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_http2_response_body_ends_after_the_read_timeout_too() {
+    // The test upstream's `/gate` sends `first\n`, then waits for a release that never comes.
+    let up = gatehouse_testkit::Upstream::start("h2").await;
+    let (gw, log) = gateway(up.addr, ", protocol: HTTP2, timeouts: {read: 300ms}").await;
+    let mut s = TcpStream::connect(gw.addr("web").await).await.unwrap();
+    s.write_all(b"GET /gate HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let body = read_to_close(&mut s, body).await;
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("first\n") && !text.contains("rest"), "{text}");
+    let line = log.line("/gate").await;
+    assert_eq!(line["error"].as_str(), Some("timeout"), "{line}");
+}
