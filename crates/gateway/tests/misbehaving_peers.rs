@@ -340,6 +340,15 @@ async fn a_stalled_response_body_ends_after_the_backends_read_timeout() {
     up.wait_closed(1).await;
     let line = log.line("/stall").await;
     assert_eq!(line["error"].as_str(), Some("timeout"), "{line}");
+    let metrics = gatehouse_testkit::Client::new()
+        .get(&format!("http://{}/metrics", gw.admin), &[])
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("gatehouse_proxy_errors_total{route=\"default/r\",kind=\"timeout\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -295,6 +295,9 @@ impl ResponseBody {
         if let Some(mut done) = self.done.take() {
             done.bytes_out = self.bytes;
             if let Some(kind) = failure {
+                if let Some(m) = &done.metrics {
+                    m.late_error(kind);
+                }
                 // The status line has gone out already; the log says why the body stopped.
                 if kind == ErrorKind::ClientClosed {
                     done.status = CLIENT_CLOSED;
