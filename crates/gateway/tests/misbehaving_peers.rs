@@ -465,12 +465,17 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
 
-struct Python(std::process::Child, std::net::SocketAddr, tempfile::TempDir);
+struct Python {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    /// The served directory, removed when the server is dropped.
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for Python {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -489,13 +494,17 @@ fn python_http10() -> Python {
         .read_line(&mut line)
         .expect("python prints its port");
     let port: u16 = line.trim().parse().expect("a port");
-    Python(child, ([127, 0, 0, 1], port).into(), dir)
+    Python {
+        child,
+        addr: ([127, 0, 0, 1], port).into(),
+        _dir: dir,
+    }
 }
 
 #[tokio::test]
 async fn an_http_1_0_upstream_does_not_downgrade_a_keep_alive_client() {
     let py = python_http10();
-    let (gw, _log) = gateway(py.1, "").await;
+    let (gw, _log) = gateway(py.addr, "").await;
     let mut s = TcpStream::connect(gw.addr("web").await).await.unwrap();
     // Three requests on one client connection: each answer is HTTP/1.1 and keeps it open.
     for path in ["/file", "/nolength", "/file"] {
