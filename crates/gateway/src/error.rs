@@ -9,7 +9,7 @@ use std::fmt;
 
 /// The status logged for an exchange the client abandoned before its response was complete
 /// (nginx's 499; not a registered status, and never sent).
-pub const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+pub(crate) const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
     Ok(s) => s,
     Err(_) => StatusCode::BAD_REQUEST,
 };
