@@ -259,6 +259,9 @@ pub struct Backend {
     /// Pooled idle upstream connections older than this are closed.
     #[serde(serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
+    /// The longest a response body may go without a byte from the upstream; zero: no limit.
+    #[serde(serialize_with = "ser_duration")]
+    pub read_timeout: Duration,
 }
 
 /// One upstream address.

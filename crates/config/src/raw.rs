@@ -214,6 +214,8 @@ pub struct BackendTimeouts {
     pub connect: Option<String>,
     #[serde(default)]
     pub idle: Option<String>,
+    #[serde(default)]
+    pub read: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]

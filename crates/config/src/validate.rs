@@ -333,6 +333,16 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
             timeouts.idle.as_ref(),
             Duration::from_secs(60),
         ),
+        // Envoy's stream idle timeout rather than nginx's 60 s `proxy_read_timeout`: long polls,
+        // server-sent events and gRPC server streams go quiet for minutes (gRPC keeps its
+        // connection alive with HTTP/2 PINGs, which carry no data), and a minute is a common
+        // reason operators raise nginx's. A stalled upstream is still let go within the bound.
+        read_timeout: v.duration(
+            ctx,
+            "spec.timeouts.read",
+            timeouts.read.as_ref(),
+            Duration::from_secs(300),
+        ),
     }
 }
 

@@ -7,6 +7,13 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use std::fmt;
 
+/// The status logged for an exchange the client abandoned before its response was complete
+/// (nginx's 499; not a registered status, and never sent).
+pub(crate) const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 /// What went wrong; the metric label and the `error` field of the JSON body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -20,15 +27,19 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// No endpoint is available in the chosen backend.
     NoHealthyEndpoint,
-    /// The upstream did not answer in time.
+    /// The upstream did not answer in time, or its response stalled for longer than the
+    /// backend's read timeout.
     Timeout,
     /// The route does not accept the request's method (TRACE unless allowed).
     MethodNotAllowed,
+    /// The client went away (closed or reset its connection, or its stream) before the exchange
+    /// ended. Logged and counted as 499, as nginx does; the response never reaches anyone.
+    ClientClosed,
 }
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -40,6 +51,7 @@ impl ErrorKind {
             ErrorKind::NoHealthyEndpoint => "no_healthy_endpoint",
             ErrorKind::Timeout => "timeout",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::ClientClosed => "client_closed",
         }
     }
 
@@ -52,6 +64,7 @@ impl ErrorKind {
             ErrorKind::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::ClientClosed => CLIENT_CLOSED,
         }
     }
 

@@ -3,6 +3,8 @@
 pub mod backend;
 pub mod client;
 pub mod codec;
+#[cfg(test)]
+mod codec_props;
 pub mod h1;
 pub mod pool;
 

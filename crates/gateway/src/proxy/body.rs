@@ -1,19 +1,38 @@
 //! Request flow, step 10: the bodies streamed through the proxy, frame by frame, never buffered whole.
 //!
 //! `ResponseBody` also ends the exchange: when it ends or is dropped it records metrics and the
-//! access log. (An HTTP/1.1 upstream body returns its connection to the pool by itself.)
+//! access log — with the error that cut the body short (`timeout` for an upstream that went
+//! quiet for longer than its backend's read timeout, `upstream_protocol` for a broken body), or
+//! 499 when the client left first. (An HTTP/1.1 upstream body returns its connection to the pool
+//! by itself, and only after a clean end.)
 
+use crate::error::{ErrorKind, ProxyError};
 use crate::telemetry::access_log::{AccessLogger, Record};
 use crate::telemetry::metrics::RequestMetrics;
 use crate::upstream::client::UpstreamBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::time::Sleep;
+
+/// What a failed downstream request body means for the exchange: a body that breaks its own
+/// framing (hyper reports a bad chunk as invalid input or data) is the client's error, 400;
+/// anything else (an early end of stream, a reset, a dropped stream) is the client going away.
+pub(crate) fn request_body_fault(e: &hyper::Error) -> ErrorKind {
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io.map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData) => {
+            ErrorKind::BadRequest
+        }
+        _ => ErrorKind::ClientClosed,
+    }
+}
 
 /// A downstream request body on its way upstream, counting bytes when the access log wants them.
 pub struct RequestBody {
@@ -117,7 +136,7 @@ pub struct Completion {
 }
 
 /// Status recorded for an exchange the client abandoned before its response was complete.
-pub const CLIENT_CLOSED: u16 = 499;
+pub const CLIENT_CLOSED: u16 = crate::error::CLIENT_CLOSED.as_u16();
 
 impl Completion {
     /// A pending exchange.
@@ -180,6 +199,55 @@ enum Inner {
 /// Errors a response body can end with, from either kind of upstream.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The read-gap timer of an upstream body. It costs nothing until the body has to wait for the
+/// upstream: a small response arrives with its head and never does. After that it reads the clock
+/// once per wait and keeps one timer per response, re-armed only when it fires early (the body
+/// made progress since it was set), not on every read.
+struct ReadGap {
+    /// `None`: no limit (`timeouts.read: 0s`).
+    limit: Option<Duration>,
+    /// When the current wait for upstream bytes began; `None` while data flows.
+    idle_since: Option<tokio::time::Instant>,
+    /// Boxed (it is not `Unpin`) and made on the first wait only.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl ReadGap {
+    fn new(limit: Duration) -> Self {
+        ReadGap {
+            limit: (!limit.is_zero()).then_some(limit),
+            idle_since: None,
+            timer: None,
+        }
+    }
+
+    fn progress(&mut self) {
+        self.idle_since = None;
+    }
+
+    /// Called when the body is pending: `Ready` once it has been pending for the whole limit.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<Duration> {
+        let Some(limit) = self.limit else {
+            return Poll::Pending;
+        };
+        let since = *self
+            .idle_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        let deadline = since + limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        while timer.as_mut().poll(cx).is_ready() {
+            if timer.deadline() >= deadline {
+                return Poll::Ready(limit);
+            }
+            // Set during an earlier wait: the body moved since, so the gap starts later.
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+}
+
 /// The body sent downstream: an upstream body streamed through, or a body the proxy made.
 pub struct ResponseBody {
     inner: Inner,
@@ -187,11 +255,13 @@ pub struct ResponseBody {
     /// Keeps the request counted as in flight on its connection while the body lives.
     held: Option<crate::proxy::conn::InFlight>,
     bytes: u64,
+    gap: Option<ReadGap>,
 }
 
 impl ResponseBody {
-    /// Streams an upstream body.
-    pub fn upstream(inner: UpstreamBody, done: Option<Completion>) -> Self {
+    /// Streams an upstream body, failing it with `timeout` once the upstream has sent nothing
+    /// for `read_timeout` (zero: never).
+    pub fn upstream(inner: UpstreamBody, done: Option<Completion>, read_timeout: Duration) -> Self {
         ResponseBody {
             inner: match inner {
                 UpstreamBody::H1(b) => Inner::H1(b),
@@ -200,6 +270,7 @@ impl ResponseBody {
             done,
             held: None,
             bytes: 0,
+            gap: Some(ReadGap::new(read_timeout)),
         }
     }
 
@@ -215,14 +286,34 @@ impl ResponseBody {
             done,
             held: None,
             bytes: 0,
+            gap: None,
         }
     }
 
-    fn end(&mut self) {
+    /// Records the exchange: complete, or cut short by `failure`.
+    fn end(&mut self, failure: Option<ErrorKind>) {
         if let Some(mut done) = self.done.take() {
             done.bytes_out = self.bytes;
+            if let Some(kind) = failure {
+                if let Some(m) = &done.metrics {
+                    m.late_error(kind);
+                }
+                // The status line has gone out already; the log says why the body stopped.
+                if kind == ErrorKind::ClientClosed {
+                    done.status = CLIENT_CLOSED;
+                }
+                if let Some(l) = done.log.as_mut() {
+                    l.error = Some(kind.as_str());
+                }
+            }
         }
     }
+}
+
+/// The kind of a body error: the HTTP/1.1 upstream body says; any other is the upstream's.
+fn failure_kind(e: &BodyError) -> ErrorKind {
+    e.downcast_ref::<ProxyError>()
+        .map_or(ErrorKind::UpstreamProtocol, |p| p.kind)
 }
 
 impl ResponseBody {
@@ -265,10 +356,38 @@ impl Body for ResponseBody {
             Inner::H1(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
             Inner::H2(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
         };
+        let poll = match (poll, this.gap.as_mut()) {
+            (Poll::Pending, Some(gap)) => match gap.poll_expired(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(limit) => {
+                    // Dropping the upstream body closes its connection.
+                    this.inner = Inner::Full(None);
+                    let err = ProxyError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "the upstream sent nothing for {}",
+                            gatehouse_config::units::DisplayDuration(limit)
+                        ),
+                    );
+                    Poll::Ready(Some(Err(err.into())))
+                }
+            },
+            (poll, Some(gap)) => {
+                gap.progress();
+                poll
+            }
+            (poll, None) => poll,
+        };
         // hyper may stop polling once the body says it is complete, so the exchange is recorded
         // as soon as that is true rather than on a later poll.
-        if matches!(poll, Poll::Ready(None | Some(Err(_)))) || this.is_end_stream() {
-            this.end();
+        match &poll {
+            Poll::Ready(Some(Err(e))) => {
+                tracing::debug!("response body cut short: {e}");
+                this.end(Some(failure_kind(e)));
+            }
+            Poll::Ready(None) => this.end(None),
+            _ if this.is_end_stream() => this.end(None),
+            _ => {}
         }
         poll
     }
@@ -293,6 +412,51 @@ impl Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        self.end();
+        // An upstream body dropped before its end: the client's connection ended first (hyper
+        // drops the body when it cannot deliver it). A body the proxy made may be dropped unread
+        // (a HEAD request), which is not abandonment.
+        let abandoned = self.gap.is_some() && !self.is_end_stream();
+        self.end(abandoned.then_some(ErrorKind::ClientClosed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::{advance, Duration};
+
+    async fn poll_gap(gap: &mut ReadGap) -> Poll<Duration> {
+        std::future::poll_fn(|cx| Poll::Ready(gap.poll_expired(cx))).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_read_gap_counts_from_the_last_progress_and_fires_once_it_has_passed() {
+        let ms = Duration::from_millis;
+        let mut gap = ReadGap::new(ms(100));
+        assert!(poll_gap(&mut gap).await.is_pending(), "armed at 0, for 100");
+        advance(ms(60)).await;
+        gap.progress();
+        assert!(
+            poll_gap(&mut gap).await.is_pending(),
+            "waiting again from 60"
+        );
+        // The first timer (100) fires early: it is re-armed for 160, not reported.
+        advance(ms(50)).await;
+        assert!(poll_gap(&mut gap).await.is_pending(), "110: 50 idle");
+        advance(ms(49)).await;
+        assert!(poll_gap(&mut gap).await.is_pending(), "159: 99 idle");
+        advance(ms(1)).await;
+        assert_eq!(
+            poll_gap(&mut gap).await,
+            Poll::Ready(ms(100)),
+            "160: 100 idle"
+        );
+
+        // `0s` is no limit: never armed.
+        let mut off = ReadGap::new(Duration::ZERO);
+        assert!(poll_gap(&mut off).await.is_pending());
+        advance(Duration::from_secs(3600)).await;
+        assert!(poll_gap(&mut off).await.is_pending());
+        assert!(off.timer.is_none());
     }
 }

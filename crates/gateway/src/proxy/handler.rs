@@ -501,7 +501,10 @@ async fn forward(
     }
     parts.headers.insert(X_REQUEST_ID.clone(), rid);
     done.status = parts.status.as_u16();
-    Response::from_parts(parts, ResponseBody::upstream(body, Some(done)))
+    Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, Some(done), backend.read_timeout),
+    )
 }
 
 #[cfg(test)]

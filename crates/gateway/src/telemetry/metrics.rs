@@ -66,11 +66,16 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 18))
 }
 
-/// Handles for one (route, backend) pair: a counter per status class and the route's histogram.
+/// Handles for one (route, backend) pair: a counter per status class, the route's histogram, and
+/// the route's proxy-error counters for failures found after the response head went out (a
+/// stalled or broken upstream body, a client that left), resolved on first use.
 #[derive(Clone)]
 pub struct RequestMetrics {
     by_class: [Counter; 5],
     duration: Histogram,
+    late_errors: Family<ErrorLabels, Counter>,
+    route: String,
+    late_counters: [std::sync::OnceLock<Counter>; crate::error::ErrorKind::COUNT],
 }
 
 impl RequestMetrics {
@@ -80,6 +85,20 @@ impl RequestMetrics {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.by_class[class].inc();
         self.duration.observe(seconds);
+    }
+
+    /// Counts a failure that cut a response body short.
+    pub(crate) fn late_error(&self, kind: crate::error::ErrorKind) {
+        self.late_counters[kind as usize]
+            .get_or_init(|| {
+                self.late_errors
+                    .get_or_create(&ErrorLabels {
+                        route: self.route.clone(),
+                        kind: kind.as_str(),
+                    })
+                    .clone()
+            })
+            .inc();
     }
 }
 
@@ -187,6 +206,9 @@ impl Metrics {
                     route: route.to_string(),
                 })
                 .clone(),
+            late_errors: self.proxy_errors.clone(),
+            route: route.to_string(),
+            late_counters: Default::default(),
         }
     }
 

@@ -104,6 +104,8 @@ pub struct BackendRt {
     pub connect_timeout: Duration,
     /// Idle pooled connections older than this are not reused.
     pub idle_timeout: Duration,
+    /// Longest gap between bytes of a response body; zero: none.
+    pub read_timeout: Duration,
     /// Connect failures.
     pub connect_errors: Counter,
 }
@@ -135,6 +137,7 @@ impl BackendRt {
             rr: AtomicUsize::new(fastrand::usize(..1024)),
             connect_timeout: b.connect_timeout,
             idle_timeout: b.idle_timeout,
+            read_timeout: b.read_timeout,
             connect_errors,
         }
     }

@@ -42,12 +42,19 @@ async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpStream, Prox
         };
         TcpStream::connect(addr).await
     };
+    // Messages go to the client: the address and the OS error go to the debug log only.
     match tokio::time::timeout(backend.connect_timeout, attempt).await {
-        Err(_) => Err(fail(format!(
-            "connecting to {} timed out after {:?}",
-            ep.address, backend.connect_timeout
-        ))),
-        Ok(Err(e)) => Err(fail(format!("cannot connect to {}: {e}", ep.address))),
+        Err(_) => {
+            tracing::debug!(upstream = &*ep.address, "connect timed out");
+            Err(fail(format!(
+                "connecting to the upstream timed out after {:?}",
+                backend.connect_timeout
+            )))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(upstream = &*ep.address, "cannot connect: {e}");
+            Err(fail("cannot connect to the upstream".into()))
+        }
         Ok(Ok(s)) => {
             // Latency over throughput: requests are small and already batched by the client.
             let _ = s.set_nodelay(true);
@@ -57,9 +64,10 @@ async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpStream, Prox
 }
 
 fn protocol_error(ep: &EndpointRt, e: hyper::Error) -> ProxyError {
+    tracing::debug!(upstream = &*ep.address, "HTTP/2 upstream failed: {e}");
     ProxyError::new(
         ErrorKind::UpstreamProtocol,
-        format!("upstream {} failed: {e}", ep.address),
+        "the upstream connection failed",
     )
 }
 
@@ -108,10 +116,12 @@ pub async fn send(
                 req.headers_mut().insert(*name, (*value).clone());
             }
             let mut tx = h2_sender(backend, ep).await?;
-            let resp = tx
+            let mut resp = tx
                 .send_request(req)
                 .await
                 .map_err(|e| protocol_error(ep, e))?;
+            // The client's connection keeps its own version (see `h1::exchange`).
+            *resp.version_mut() = http::Version::HTTP_11;
             Ok(resp.map(UpstreamBody::H2))
         }
         BackendProtocol::HTTP1 => {
@@ -128,11 +138,9 @@ pub async fn send(
                     // The upstream closed a pooled connection as the request went out; only a
                     // reused connection reports this, so the loop ends on a fresh one at the latest.
                     Err(h1::ExchangeError::Stale(unsent)) => req = *unsent,
-                    Err(h1::ExchangeError::Failed(msg)) => {
-                        return Err(ProxyError::new(
-                            ErrorKind::UpstreamProtocol,
-                            format!("upstream {}: {msg}", ep.address),
-                        ))
+                    Err(h1::ExchangeError::Failed(err)) => {
+                        tracing::debug!(upstream = &*ep.address, "{err}");
+                        return Err(err);
                     }
                 }
             }

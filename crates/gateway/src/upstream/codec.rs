@@ -128,8 +128,13 @@ pub fn parse_head(
         }
         Err(e) => return Err(err(format!("malformed response head: {e}"))),
     };
+    // httparse takes any three digits; RFC 9110 §15 defines 100-599, and a code outside it has no
+    // meaning a client could be given.
     let code = resp.code.unwrap_or(0);
-    let status = StatusCode::from_u16(code).map_err(|_| err(format!("bad status {code}")))?;
+    let status = StatusCode::from_u16(code)
+        .ok()
+        .filter(|_| (100..600).contains(&code))
+        .ok_or_else(|| err(format!("bad status {code}")))?;
     let version = if resp.version == Some(0) {
         Version::HTTP_10
     } else {
@@ -166,9 +171,7 @@ pub fn parse_head(
             headers.append(name, value);
         }
     }
-    for name in framing_fields.connection_named.drain(..) {
-        headers.remove(name);
-    }
+    framing_fields.tidy(&mut headers);
     let (framing, mut keep_alive) = framing(status, method, &mut headers, &framing_fields);
     keep_alive &= version == Version::HTTP_11 && !framing_fields.close;
     Ok(Some(Head {
@@ -184,9 +187,13 @@ pub fn parse_head(
 #[derive(Default)]
 struct FramingFields {
     length: Option<u64>,
-    /// Whether Transfer-Encoding is present, and whether its last coding is `chunked`.
+    /// Whether Transfer-Encoding is present, and whether its codings are exactly `chunked`.
     transfer_encoding: bool,
     chunked: bool,
+    /// Transfer codings seen, over all Transfer-Encoding fields.
+    codings: usize,
+    /// Whether Content-Length came as a list or repeated (identical values, or parsing fails).
+    collapse_length: bool,
     /// Whether Connection carries `close`.
     close: bool,
     /// Other fields Connection names as hop-by-hop.
@@ -196,11 +203,32 @@ struct FramingFields {
 }
 
 impl FramingFields {
+    /// What the fields ask of the map once it is built: drop what Connection named, and put
+    /// back one Content-Length for a repeated one.
+    fn tidy(&mut self, headers: &mut HeaderMap) {
+        for name in self.connection_named.drain(..) {
+            headers.remove(name);
+        }
+        if self.collapse_length {
+            // RFC 9110 §8.6: a list of one value repeated may be replaced by that value, which
+            // is what a client's parser (and any cache on the way) can rely on. Rare: the usual
+            // single field is passed on as it came, without formatting a new value.
+            if let Some(n) = self.length {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+        }
+    }
+
     /// Notes a field; `false` when it is hop-by-hop and must not be passed on.
     fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, WireError> {
         if name == header::CONTENT_LENGTH {
+            let bytes = value.as_bytes();
+            if self.has_length || bytes.contains(&b',') {
+                // Kept out of the map; one value is put back once the head is read.
+                self.collapse_length = true;
+            }
             self.has_length = true;
-            for part in value.as_bytes().split(|b| *b == b',') {
+            for part in bytes.split(|b| *b == b',') {
                 let part = part.trim_ascii();
                 let n = std::str::from_utf8(part)
                     .ok()
@@ -212,11 +240,22 @@ impl FramingFields {
                 }
                 self.length = Some(n);
             }
+            return Ok(!self.collapse_length);
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
-            // Codings accumulate over repeated fields; the last non-empty one decides.
-            if let Some(last) = tokens(value).next_back() {
-                self.chunked = last.eq_ignore_ascii_case("chunked");
+            // Codings accumulate over repeated fields. Only `chunked` alone is passed through:
+            // the proxy would have to undo any other coding (gzip) to reframe the body, and
+            // handing it on as Content-Encoding would change what the representation is
+            // (RFC 9110 §8.4), so such a response is refused (502) rather than guessed at.
+            for t in tokens(value) {
+                self.codings += 1;
+                if !t.eq_ignore_ascii_case("chunked") || self.codings > 1 {
+                    return Err(err(format!(
+                        "unsupported transfer coding {:?} in response",
+                        value.to_str().unwrap_or("?")
+                    )));
+                }
+                self.chunked = true;
             }
             return Ok(false);
         } else if name == header::CONNECTION {
@@ -304,19 +343,10 @@ impl Chunked {
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
         loop {
             match *self {
-                Chunked::Size => match httparse::parse_chunk_size(buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        buf.advance(used);
-                        *self = if size == 0 {
-                            Chunked::Trailers
-                        } else {
-                            Chunked::Data(size)
-                        };
-                    }
-                    Ok(httparse::Status::Partial) if buf.len() < 4096 => {
-                        return Ok(Decoded::NeedMore)
-                    }
-                    _ => return Err(err("malformed chunk size in response body")),
+                Chunked::Size => match size_line(buf)? {
+                    None => return Ok(Decoded::NeedMore),
+                    Some(0) => *self = Chunked::Trailers,
+                    Some(size) => *self = Chunked::Data(size),
                 },
                 Chunked::Data(left) => {
                     if buf.is_empty() {
@@ -375,6 +405,27 @@ impl Chunked {
     }
 }
 
+/// Reads a chunk-size line from the front of `buf`: the size, or `None` when more is needed.
+fn size_line(buf: &mut BytesMut) -> Result<Option<u64>, WireError> {
+    match httparse::parse_chunk_size(buf) {
+        // httparse reads an empty size as 0 (a premature end of body) and takes a bare LF inside
+        // an extension; RFC 9112 §7.1 allows neither, and either would let a broken body pass
+        // as a complete one.
+        _ if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+            Err(err("malformed chunk size in response body"))
+        }
+        Ok(httparse::Status::Complete((used, _))) if buf[..used - 2].contains(&b'\n') => {
+            Err(err("malformed chunk extension in response body"))
+        }
+        Ok(httparse::Status::Complete((used, size))) => {
+            buf.advance(used);
+            Ok(Some(size))
+        }
+        Ok(httparse::Status::Partial) if buf.len() < 4096 => Ok(None),
+        _ => Err(err("malformed chunk size in response body")),
+    }
+}
+
 /// The chunk-size line for `len` bytes of data.
 pub fn chunk_prefix(len: usize) -> Vec<u8> {
     let mut out = format!("{len:x}").into_bytes();
@@ -405,13 +456,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Empty, true));
-        let h = parse(
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
-            Method::GET,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
         // Transfer coding and length together: chunked wins, length removed, no reuse.
         let h = parse(
             "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
@@ -421,13 +465,6 @@ mod tests {
         .unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, false));
         assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
-        let h = parse(
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
-            Method::GET,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!((h.framing, h.keep_alive), (Framing::Close, false));
         let h = parse("HTTP/1.1 200 OK\r\n\r\n", Method::GET)
             .unwrap()
             .unwrap();
@@ -439,6 +476,14 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(h.framing, Framing::Length(7));
+        assert_eq!(h.headers[header::CONTENT_LENGTH], "7");
+        let h = parse(
+            "HTTP/1.1 200 OK\r\ncontent-length: 7\r\ncontent-length: 7\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.headers.get_all(header::CONTENT_LENGTH).iter().count(), 1);
         let h = parse(
             "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
             Method::GET,
@@ -459,6 +504,13 @@ mod tests {
             "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-length: 1x\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 600 Odd\r\n\r\n",
+            "HTTP/1.1 099 Odd\r\n\r\n",
+            // Only `chunked`, once, is a transfer coding the proxy can pass through.
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, chunked\r\n\r\n",
             "SMTP ready\r\n\r\n",
         ] {
             assert!(parse(raw, Method::GET).is_err(), "{raw:?}");
@@ -517,8 +569,10 @@ mod tests {
             buf.extend_from_slice(rest);
             assert_eq!(&buf[..], b"NEXT", "split {split}");
         }
-        let mut dec = Chunked::Size;
-        assert!(dec.decode(&mut BytesMut::from("zz\r\n")).is_err());
+        for bad in ["zz\r\n", "\r\n", ";ext\r\n", " 5\r\n", "5;a\nb\r\n"] {
+            let mut dec = Chunked::Size;
+            assert!(dec.decode(&mut BytesMut::from(bad)).is_err(), "{bad:?}");
+        }
         let mut dec = Chunked::Size;
         assert!(dec.decode(&mut BytesMut::from("2\r\nabXY")).is_ok());
         assert!(dec.decode(&mut BytesMut::from("XY")).is_err());

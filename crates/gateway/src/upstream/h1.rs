@@ -10,7 +10,8 @@
 
 use super::codec::{self, Chunked, Decoded, Framing, WireError};
 use super::pool;
-use crate::proxy::body::RequestBody;
+use crate::error::{ErrorKind, ProxyError};
+use crate::proxy::body::{request_body_fault, RequestBody};
 use crate::proxy::forward::Extra;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response};
@@ -43,6 +44,7 @@ impl Conn {
             body: None,
             chunked_out: false,
             write_error: None,
+            body_fault: None,
             got_bytes: false,
             reused: false,
         }))
@@ -63,8 +65,9 @@ pub enum ExchangeError {
     /// A reused connection was found closed before any response byte, and the request can be
     /// sent again as it was (no body): here it is, for the caller to retry on a fresh connection.
     Stale(Box<Request<RequestBody>>),
-    /// Anything else; the message is for the 502 body and the log.
-    Failed(String),
+    /// Anything else: an upstream failure (502), or the client's request body failing (400, or
+    /// 499 when the client went away). The message carries no address or OS error.
+    Failed(ProxyError),
 }
 
 /// A connection and the state shared by both directions of its current exchange.
@@ -81,6 +84,9 @@ struct Duplex {
     body: Option<RequestBody>,
     chunked_out: bool,
     write_error: Option<io::Error>,
+    /// The client's request body failed (malformed, or the client went away): the exchange ends
+    /// at once, since the upstream would wait for the rest of a body that will never come.
+    body_fault: Option<ErrorKind>,
     /// Whether any response byte has arrived.
     got_bytes: bool,
     /// Whether an earlier exchange used this connection.
@@ -157,9 +163,9 @@ impl Duplex {
                     }
                 }
                 Some(Err(e)) => {
+                    tracing::debug!("client request body failed: {e}");
                     self.body = None;
-                    self.write_error =
-                        Some(io::Error::other(format!("client request body failed: {e}")));
+                    self.body_fault = Some(request_body_fault(&e));
                     return Poll::Ready(());
                 }
             }
@@ -167,7 +173,10 @@ impl Duplex {
     }
 
     fn sent(&self) -> bool {
-        self.write_error.is_none() && self.body.is_none() && self.out_len() == 0
+        self.write_error.is_none()
+            && self.body_fault.is_none()
+            && self.body.is_none()
+            && self.out_len() == 0
     }
 
     /// Reads more of the response; `Ok(0)` is end of stream.
@@ -210,6 +219,7 @@ pub async fn exchange(
     d.body = has_body.then_some(body);
     d.chunked_out = chunked_out;
     d.write_error = None;
+    d.body_fault = None;
     d.got_bytes = false;
     let reused = d.reused;
     let head = poll_fn(|cx| poll_head(&mut d, cx, &parts.method)).await;
@@ -223,9 +233,15 @@ pub async fn exchange(
                     let req = Request::from_parts(parts, RequestBody::empty());
                     return Err(ExchangeError::Stale(Box::new(req)));
                 }
-                HeadError::Closed => "upstream closed the connection before responding".into(),
-                HeadError::Io(e) => format!("upstream connection failed: {e}"),
-                HeadError::Wire(e) => e.0,
+                HeadError::Closed => {
+                    upstream_error("upstream closed the connection before responding")
+                }
+                HeadError::Io(e) => {
+                    tracing::debug!("upstream connection failed: {e}");
+                    upstream_error("upstream connection failed")
+                }
+                HeadError::Wire(e) => upstream_error(e.0),
+                HeadError::Client(kind) => body_error(kind),
             };
             return Err(ExchangeError::Failed(e));
         }
@@ -243,8 +259,10 @@ pub async fn exchange(
         pool_key,
         max_idle,
     });
+    // The upstream's version stays on its own connection: the client's connection speaks its own
+    // (an HTTP/1.0 upstream must not turn a keep-alive client into a one-shot one), and a body
+    // the upstream delimited by closing goes on chunked, or by length when it has one.
     *resp.status_mut() = head.status;
-    *resp.version_mut() = head.version;
     *resp.headers_mut() = head.headers;
     Ok(resp)
 }
@@ -253,6 +271,20 @@ enum HeadError {
     Closed,
     Io(io::Error),
     Wire(WireError),
+    /// The client's request body failed.
+    Client(ErrorKind),
+}
+
+fn upstream_error(msg: impl Into<String>) -> ProxyError {
+    ProxyError::new(ErrorKind::UpstreamProtocol, msg)
+}
+
+fn body_error(kind: ErrorKind) -> ProxyError {
+    let msg = match kind {
+        ErrorKind::ClientClosed => "the client went away before sending its whole request body",
+        _ => "malformed request body",
+    };
+    ProxyError::new(kind, msg)
 }
 
 fn poll_head(
@@ -263,6 +295,9 @@ fn poll_head(
     loop {
         // Writing may stall on a slow client body; the response can still arrive meanwhile.
         let _ = d.poll_send(cx);
+        if let Some(kind) = d.body_fault {
+            return Poll::Ready(Err(HeadError::Client(kind)));
+        }
         if !d.rbuf.is_empty() {
             match codec::parse_head(&mut d.rbuf, method, &mut d.spans) {
                 // Interim responses (100 Continue, 103 Early Hints) are not relayed; the final
@@ -324,9 +359,10 @@ impl UpstreamBody {
         }
     }
 
-    fn fail(&mut self, msg: String) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
+    /// Ends the body with an error; the connection is closed, never pooled.
+    fn fail(&mut self, err: ProxyError) -> Poll<Option<Result<Frame<Bytes>, ProxyError>>> {
         self.d = None;
-        Poll::Ready(Some(Err(WireError(msg))))
+        Poll::Ready(Some(Err(err)))
     }
 }
 
@@ -342,18 +378,21 @@ impl Drop for UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = WireError;
+    type Error = ProxyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ProxyError>>> {
         let this = &mut *self;
         loop {
             let Some(d) = this.d.as_deref_mut() else {
                 return Poll::Ready(None);
             };
             let _ = d.poll_send(cx);
+            if let Some(kind) = d.body_fault {
+                return this.fail(body_error(kind));
+            }
             match &mut this.decoder {
                 Decoder::Length(0) => {
                     // An early response leaves the request body unsent: wait for it (the upstream
@@ -385,7 +424,7 @@ impl Body for UpstreamBody {
                         continue;
                     }
                     Ok(Decoded::NeedMore) => {}
-                    Err(e) => return this.fail(e.0),
+                    Err(e) => return this.fail(upstream_error(e.0)),
                 },
                 Decoder::Close => {
                     if !d.rbuf.is_empty() {
@@ -400,10 +439,15 @@ impl Body for UpstreamBody {
                         this.d = None;
                         return Poll::Ready(None);
                     }
-                    return this.fail("upstream closed the connection inside the body".into());
+                    return this.fail(upstream_error(
+                        "upstream closed the connection inside the body",
+                    ));
                 }
                 Ok(_) => {}
-                Err(e) => return this.fail(format!("reading the upstream body failed: {e}")),
+                Err(e) => {
+                    tracing::debug!("reading the upstream body failed: {e}");
+                    return this.fail(upstream_error("reading the upstream body failed"));
+                }
             }
         }
     }
