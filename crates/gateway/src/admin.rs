@@ -12,7 +12,6 @@ use hyper_util::server::conn::auto;
 use serde_json::json;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
@@ -111,30 +110,16 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/backends" => {
             let snap = gw.snapshot.load();
+            let now_ms = crate::state::now_ms();
             let backends: Vec<_> = snap
                 .backends
                 .iter()
                 .map(|b| {
-                    let set = b.endpoints.load();
-                    let endpoints: Vec<_> = set
-                        .endpoints
-                        .iter()
-                        .map(|e| {
-                            json!({
-                                "address": &*e.address,
-                                "weight": e.weight,
-                                "inFlight": e.shared.in_flight.load(Ordering::Relaxed),
-                                // Health checks arrive in a later issue; static endpoints are used as is.
-                                "health": "unchecked",
-                            })
-                        })
-                        .collect();
-                    json!({
-                        "name": &*b.id,
-                        "protocol": b.protocol,
-                        "loadBalancer": b.policy,
-                        "endpoints": endpoints,
-                    })
+                    let mut v = b.state.describe(now_ms);
+                    v["name"] = json!(&*b.id);
+                    v["protocol"] = json!(b.protocol);
+                    v["loadBalancer"] = json!(b.policy);
+                    v
                 })
                 .collect();
             json_response(

@@ -3,7 +3,8 @@
 //! what the new config no longer has. Any failure before the swap leaves the old config serving.
 
 use crate::proxy::listener::{self, ListenerHandle};
-use crate::snapshot::{EndpointRegistry, Snapshot};
+use crate::snapshot::Snapshot;
+use crate::state::StateStore;
 use crate::telemetry::metrics::Metrics;
 use arc_swap::ArcSwap;
 use gatehouse_config::{Config, ConfigErrors, Listener, ListenerProtocol, ObjectId, SourceFile};
@@ -80,7 +81,8 @@ pub struct Gateway {
     /// Metric families.
     pub metrics: Arc<Metrics>,
     source: ConfigSource,
-    registry: EndpointRegistry,
+    /// Run-time state that outlives reloads (endpoint sets, health, balancer positions).
+    pub(crate) state: StateStore,
     listeners: tokio::sync::Mutex<HashMap<ObjectId, ListenerHandle>>,
     status: Mutex<ReloadStatus>,
     draining: AtomicBool,
@@ -125,17 +127,18 @@ impl Gateway {
         workers: Vec<tokio::runtime::Handle>,
     ) -> Result<Arc<Gateway>, StartError> {
         let metrics = Metrics::new();
-        let registry = EndpointRegistry::default();
+        let state = StateStore::default();
         let config = Arc::new(config);
-        let snap =
-            Snapshot::build(config.clone(), &metrics, &registry).map_err(StartError::Other)?;
+        let plan = state.plan(&config);
+        let snap = Snapshot::build(config.clone(), &metrics, &plan).map_err(StartError::Other)?;
+        state.commit(&plan);
         metrics.set_version(None, &config.version);
         metrics.reload(true);
         let gw = Arc::new(Gateway {
             snapshot: Arc::new(ArcSwap::from_pointee(snap)),
             metrics,
             source,
-            registry,
+            state,
             listeners: tokio::sync::Mutex::new(HashMap::new()),
             status: Mutex::new(ReloadStatus {
                 ok: true,
@@ -216,7 +219,8 @@ impl Gateway {
         if old.config.gateway.workers != config.gateway.workers {
             tracing::warn!("worker count changes take effect at the next restart");
         }
-        let snap = Snapshot::build(config.clone(), &self.metrics, &self.registry)?;
+        let plan = self.state.plan(&config);
+        let snap = Snapshot::build(config.clone(), &self.metrics, &plan)?;
         // Everything that can fail happens before the swap: TLS configs and new sockets.
         let mut prepared = Vec::new();
         for l in &config.listeners {
@@ -242,6 +246,7 @@ impl Gateway {
         }
         let version = config.version.clone();
         self.snapshot.store(Arc::new(snap));
+        self.state.commit(&plan);
         self.metrics
             .set_version(Some(&old.config.version), &version);
 

@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routing;
 pub mod snapshot;
+pub mod state;
 pub mod telemetry;
 pub mod upstream;
 

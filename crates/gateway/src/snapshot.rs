@@ -2,14 +2,14 @@
 //! beside the live one and swapped in atomically. Requests load it once and keep it to the end.
 
 use crate::routing::Router;
+use crate::state::StatePlan;
 use crate::telemetry::access_log::AccessLogger;
 use crate::telemetry::metrics::{ErrorCounters, Metrics, RequestMetrics};
-use crate::upstream::{BackendRt, EndpointShared};
+use crate::upstream::BackendRt;
 use bytes::Bytes;
-use gatehouse_config::{Action, BackendProtocol, Config};
+use gatehouse_config::{Action, Config};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// One backend choice of a forwarding rule.
 pub struct Choice {
@@ -53,42 +53,6 @@ impl Target {
     }
 }
 
-/// The per-address state that survives reloads.
-#[derive(Default)]
-pub struct EndpointRegistry {
-    next_key: AtomicUsize,
-    map: Mutex<HashMap<(String, BackendProtocol), Arc<EndpointShared>>>,
-}
-
-impl EndpointRegistry {
-    fn get(&self, address: &str, protocol: BackendProtocol) -> Arc<EndpointShared> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((address.to_string(), protocol))
-            .or_insert_with(|| {
-                Arc::new(EndpointShared {
-                    pool_key: self
-                        .next_key
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                        as u64,
-                    in_flight: AtomicUsize::new(0),
-                    h2: arc_swap::ArcSwapOption::empty(),
-                })
-            })
-            .clone()
-    }
-
-    /// Forgets addresses no longer used by any backend of `config`.
-    fn retain(&self, config: &Config) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|(addr, proto), _| {
-            config
-                .backends
-                .iter()
-                .any(|b| b.protocol == *proto && b.endpoints.iter().any(|e| &e.address == addr))
-        });
-    }
-}
-
 /// Everything the data plane reads for one config version.
 pub struct Snapshot {
     /// The config it was built from.
@@ -108,22 +72,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds a snapshot; the registry carries connection state over from the previous one.
+    /// Builds a snapshot over the run-time state `plan` decided for its backends.
     pub fn build(
         config: Arc<Config>,
         metrics: &Arc<Metrics>,
-        registry: &EndpointRegistry,
+        plan: &StatePlan,
     ) -> Result<Self, String> {
         let mut backends = HashMap::new();
         for b in &config.backends {
-            let rt = BackendRt::new(
-                b,
-                &mut |addr| registry.get(addr, b.protocol),
-                metrics.connect_errors(&b.id.to_string()),
-            );
+            let state = plan
+                .backend(&b.id)
+                .ok_or_else(|| format!("no run-time state planned for backend {}", b.id))?;
+            let rt = BackendRt::new(b, state.clone(), metrics.connect_errors(&b.id.to_string()));
             backends.insert(b.id.clone(), Arc::new(rt));
         }
-        registry.retain(&config);
         let router = Router::build(&config, |route, rule| {
             let mut choices = Vec::new();
             let mut total = 0;

@@ -1,39 +1,14 @@
-//! Request flow, step 8: a backend at run time — its endpoints and the balancer that picks one.
-//!
-//! Endpoints sit behind an `ArcSwap` so that discovery (a later issue) can replace them through the
-//! backend without rebuilding the route table. Per-endpoint state that must survive reloads (the
-//! HTTP/2 connection, in-flight counts) lives in `EndpointShared`, reused by address across snapshots.
+//! Request flow, step 8: a backend as one snapshot sees it — its settings from the config, and its
+//! run-time state (`state::BackendState`: the endpoint set discovery and health keep current, which
+//! outlives reloads) — and the balancer that picks an endpoint from that set.
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use gatehouse_config::{Backend, BackendProtocol, LbPolicy};
 use prometheus_client::metrics::counter::Counter;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// State of one upstream address that outlives a snapshot.
-pub struct EndpointShared {
-    /// Key of this endpoint's connections in the per-thread HTTP/1 pool.
-    pub pool_key: u64,
-    /// Requests in flight to it (for least-request balancing and `/backends`).
-    pub in_flight: AtomicUsize,
-    /// The multiplexed HTTP/2 connection, when the backend speaks HTTP/2.
-    /// Read without a lock on every request to an HTTP/2 backend; replaced when it closes.
-    pub h2: ArcSwapOption<hyper::client::conn::http2::SendRequest<crate::proxy::body::RequestBody>>,
-}
-
-/// One endpoint of a backend.
-pub struct EndpointRt {
-    /// `host:port` as configured.
-    pub address: Arc<str>,
-    /// Parsed address when the host is an IP literal; otherwise resolved at connect time.
-    pub resolved: Option<SocketAddr>,
-    /// Relative weight.
-    pub weight: u32,
-    /// State that survives reloads.
-    pub shared: Arc<EndpointShared>,
-}
+pub use crate::state::endpoint::{EndpointRt, EndpointShared};
 
 /// The endpoint set and the precomputed balancing schedule; swapped whole.
 pub struct EndpointSet {
@@ -95,11 +70,10 @@ pub struct BackendRt {
     pub id: Arc<str>,
     /// Upstream protocol.
     pub protocol: BackendProtocol,
-    /// Current endpoints.
-    pub endpoints: ArcSwap<EndpointSet>,
+    /// Run-time state: the current endpoints and what outlives reloads.
+    pub state: Arc<crate::state::BackendState>,
     /// Balancing policy.
     pub policy: LbPolicy,
-    rr: AtomicUsize,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Idle pooled connections older than this are not reused.
@@ -111,30 +85,17 @@ pub struct BackendRt {
 }
 
 impl BackendRt {
-    /// Builds the runtime backend; `shared` returns the surviving state of an address.
+    /// The snapshot's view of backend `b`, over its run-time state.
     pub fn new(
         b: &Backend,
-        shared: &mut impl FnMut(&str) -> Arc<EndpointShared>,
+        state: Arc<crate::state::BackendState>,
         connect_errors: Counter,
     ) -> Self {
-        let endpoints = b
-            .endpoints
-            .iter()
-            .map(|e| {
-                Arc::new(EndpointRt {
-                    address: e.address.as_str().into(),
-                    resolved: e.address.parse().ok(),
-                    weight: e.weight,
-                    shared: shared(&e.address),
-                })
-            })
-            .collect();
         BackendRt {
             id: b.id.to_string().into(),
             protocol: b.protocol,
-            endpoints: ArcSwap::from_pointee(EndpointSet::new(endpoints)),
+            state,
             policy: b.lb_policy,
-            rr: AtomicUsize::new(fastrand::usize(..1024)),
             connect_timeout: b.connect_timeout,
             idle_timeout: b.idle_timeout,
             read_timeout: b.read_timeout,
@@ -144,7 +105,7 @@ impl BackendRt {
 
     /// Picks an endpoint, or `None` when the backend has none.
     pub fn pick(&self) -> Option<Arc<EndpointRt>> {
-        let set = self.endpoints.load();
+        let set = self.state.endpoints.load();
         let eps = &set.endpoints;
         if eps.is_empty() {
             return None;
@@ -152,7 +113,7 @@ impl BackendRt {
         let idx = match self.policy {
             _ if eps.len() == 1 => 0,
             LbPolicy::RoundRobin => {
-                let n = self.rr.fetch_add(1, Ordering::Relaxed);
+                let n = self.state.rr.fetch_add(1, Ordering::Relaxed);
                 set.schedule[n % set.schedule.len()] as usize
             }
             LbPolicy::Random => weighted_random(&set.cumulative),
@@ -190,11 +151,8 @@ mod tests {
             address: addr.into(),
             resolved: addr.parse().ok(),
             weight,
-            shared: Arc::new(EndpointShared {
-                pool_key: 0,
-                in_flight: AtomicUsize::new(0),
-                h2: ArcSwapOption::empty(),
-            }),
+            source: crate::state::endpoint::Source::Static,
+            shared: Arc::new(EndpointShared::new(0)),
         })
     }
 

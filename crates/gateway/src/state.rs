@@ -1,0 +1,77 @@
+//! Config flow, after validation: the run-time state that outlives reloads, keyed by object id.
+//! Snapshots refer to it by `Arc` and own none of it. A reload is a diff: every backend whose
+//! endpoint source (protocol, static endpoints, discovery) is unchanged keeps its state — endpoint
+//! set, health, ejections, balancer position, discovery tasks — whatever else changed around it;
+//! a backend whose source changed gets new state seeded with the per-address state of the old one.
+
+pub(crate) mod backend;
+pub(crate) mod endpoint;
+
+pub use backend::BackendState;
+use gatehouse_config::{Backend, Config, ObjectId};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+/// Milliseconds on the state clock (monotonic, since the first call in this process). Ejection
+/// deadlines and slow-start times are kept in it so that they fit in an atomic.
+pub(crate) fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    // Starts at 1 so that 0 can mean "never" in atomics.
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// Whether two versions of a backend draw their endpoints from the same place.
+fn same_source(a: &Backend, b: &Backend) -> bool {
+    a.protocol == b.protocol && a.endpoints == b.endpoints
+}
+
+/// The states a new config will use, decided but not yet in force (a reload can still fail).
+pub struct StatePlan {
+    backends: HashMap<ObjectId, (Backend, Arc<BackendState>)>,
+}
+
+impl StatePlan {
+    /// The state of a backend of the planned config.
+    pub fn backend(&self, id: &ObjectId) -> Option<&Arc<BackendState>> {
+        self.backends.get(id).map(|(_, s)| s)
+    }
+}
+
+/// Every backend's state, as of the config in force.
+#[derive(Default)]
+pub struct StateStore {
+    backends: Mutex<HashMap<ObjectId, (Backend, Arc<BackendState>)>>,
+    next_key: Arc<AtomicU64>,
+}
+
+impl StateStore {
+    /// Decides which state each backend of `config` uses: the current one when its source is
+    /// unchanged, otherwise new state. Nothing changes until `commit`.
+    pub fn plan(&self, config: &Config) -> StatePlan {
+        let current = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| {
+                let state = match current.get(&b.id) {
+                    Some((old, state)) if same_source(old, b) => state.clone(),
+                    Some((old, state)) if old.protocol == b.protocol => {
+                        Arc::new(BackendState::new(b, self.next_key.clone(), Some(state)))
+                    }
+                    _ => Arc::new(BackendState::new(b, self.next_key.clone(), None)),
+                };
+                (b.id.clone(), (b.clone(), state))
+            })
+            .collect();
+        StatePlan { backends }
+    }
+
+    /// Puts a plan in force: removed backends' state is released (their tasks stop once no
+    /// snapshot refers to them any more).
+    pub fn commit(&self, plan: &StatePlan) {
+        let mut current = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        *current = plan.backends.clone();
+    }
+}
