@@ -118,13 +118,65 @@ fn backend(b: &Backend) -> Value {
         .iter()
         .map(|e| json!({"address": e.address, "weight": e.weight}))
         .collect();
-    let spec = json!({
+    let mut spec = json!({
         "protocol": protocol,
         "endpoints": endpoints,
         "loadBalancer": {"policy": policy},
-        "timeouts": {"connect": duration(b.connect_timeout), "idle": duration(b.idle_timeout)},
+        "timeouts": {
+            "connect": duration(b.connect_timeout),
+            "idle": duration(b.idle_timeout),
+            "read": duration(b.read_timeout),
+        },
+        "panicThreshold": format!("{}%", b.panic_threshold),
     });
+    if let Some(h) = &b.health_check {
+        spec["healthCheck"] = health_check(h);
+    }
+    if let Some(o) = &b.outlier_detection {
+        spec["outlierDetection"] = json!({
+            "consecutiveErrors": o.consecutive_errors,
+            "baseEjectionTime": duration(o.base_ejection_time),
+            "maxEjectionPercent": format!("{}%", o.max_ejection_percent),
+        });
+    }
+    if let Some(d) = b.slow_start {
+        spec["slowStart"] = duration(d);
+    }
     document("Backend", &b.id, spec)
+}
+
+fn health_check(h: &HealthCheck) -> Value {
+    let mut v = json!({
+        "interval": duration(h.interval),
+        "timeout": duration(h.timeout),
+        "unhealthyThreshold": h.unhealthy_threshold,
+        "healthyThreshold": h.healthy_threshold,
+    });
+    match &h.probe {
+        Probe::Http {
+            path,
+            expected_statuses,
+            host,
+        } => {
+            let statuses: Vec<String> = expected_statuses
+                .iter()
+                .map(|(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
+                .collect();
+            v["http"] = json!({"path": path, "expectedStatuses": statuses});
+            if let Some(host) = host {
+                v["http"]["host"] = json!(host);
+            }
+        }
+        Probe::Tcp => v["tcp"] = json!({}),
+        Probe::Grpc { service } => v["grpc"] = json!({"service": service}),
+    }
+    v
 }
 
 fn route(r: &Route) -> Value {

@@ -262,6 +262,15 @@ pub struct Backend {
     /// The longest a response body may go without a byte from the upstream; zero: no limit.
     #[serde(serialize_with = "ser_duration")]
     pub read_timeout: Duration,
+    /// Active health checking, when configured.
+    pub health_check: Option<HealthCheck>,
+    /// Passive outlier detection, when configured.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Below this percentage of available endpoints, balance over all of them (0 disables).
+    pub panic_threshold: u32,
+    /// A newly healthy endpoint's weight ramps up over this long.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub slow_start: Option<Duration>,
 }
 
 /// One upstream address.
@@ -471,4 +480,57 @@ impl HeaderMods {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
+}
+
+/// A backend's active health check (`healthCheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// What one check does.
+    pub probe: Probe,
+    /// Time between rounds (each endpoint's first check is spread over it).
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    /// How long one check may take.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// Failures in a row that make an endpoint unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Successes in a row that make it healthy again.
+    pub healthy_threshold: u32,
+}
+
+/// One kind of health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Probe {
+    /// `GET path`; healthy when the status is in one of the ranges.
+    Http {
+        /// Request path.
+        path: String,
+        /// Inclusive status ranges.
+        expected_statuses: Vec<(u16, u16)>,
+        /// Host header; the endpoint address when absent.
+        host: Option<String>,
+    },
+    /// A TCP connection that opens.
+    Tcp,
+    /// The gRPC health protocol (`grpc.health.v1.Health/Check`); healthy when SERVING.
+    Grpc {
+        /// Service name; empty asks about the server as a whole.
+        service: String,
+    },
+}
+
+/// Passive outlier detection (`outlierDetection`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierDetection {
+    /// 5xx answers or connect failures in a row that eject an endpoint.
+    pub consecutive_errors: u32,
+    /// First ejection time; the n-th ejection lasts n times this (capped at 10 times).
+    #[serde(serialize_with = "ser_duration")]
+    pub base_ejection_time: Duration,
+    /// Never more than this percentage of the backend ejected at once.
+    pub max_ejection_percent: u32,
 }

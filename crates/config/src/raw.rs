@@ -139,6 +139,14 @@ pub struct BackendSpec {
     pub load_balancer: Option<LoadBalancerSpec>,
     #[serde(default)]
     pub timeouts: Option<BackendTimeouts>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSpec>,
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetectionSpec>,
+    #[serde(default)]
+    pub panic_threshold: Option<String>,
+    #[serde(default)]
+    pub slow_start: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,4 +352,56 @@ pub struct HeaderModsSpec {
     pub add: BTreeMap<String, String>,
     #[serde(default)]
     pub remove: Vec<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckSpec {
+    #[serde(default)]
+    pub http: Option<HttpProbeSpec>,
+    #[serde(default)]
+    pub tcp: Option<TcpProbeSpec>,
+    #[serde(default)]
+    pub grpc: Option<GrpcProbeSpec>,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub unhealthy_threshold: Option<u32>,
+    #[serde(default)]
+    pub healthy_threshold: Option<u32>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpProbeSpec {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub expected_statuses: Option<Vec<String>>,
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpProbeSpec {}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcProbeSpec {
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierDetectionSpec {
+    #[serde(default)]
+    pub consecutive_errors: Option<u32>,
+    #[serde(default)]
+    pub base_ejection_time: Option<String>,
+    #[serde(default)]
+    pub max_ejection_percent: Option<String>,
 }

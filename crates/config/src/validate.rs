@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod health;
 mod values;
 
 /// Whether `method` is one of the standard methods (which go in `methods`, not `extensionMethods`).
@@ -312,6 +313,13 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
         });
     }
     let timeouts = spec.timeouts.clone().unwrap_or_default();
+    let health_check = v.health_check(
+        ctx,
+        spec.health_check.as_ref(),
+        protocol == BackendProtocol::HTTP2,
+    );
+    let outlier_detection = v.outlier_detection(ctx, spec.outlier_detection.as_ref());
+    let (panic_threshold, slow_start) = v.panic_and_slow_start(ctx, spec);
     Backend {
         id: o.id.clone(),
         protocol,
@@ -343,6 +351,10 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
             timeouts.read.as_ref(),
             Duration::from_secs(300),
         ),
+        health_check,
+        outlier_detection,
+        panic_threshold,
+        slow_start,
     }
 }
 

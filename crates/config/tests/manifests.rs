@@ -18,6 +18,16 @@ metadata: {name: up, namespace: shop}
 spec: {endpoints: ["127.0.0.1:9001"], loadBalancer: {policy: Random}, timeouts: {connect: 5s}}
 ---
 apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: checked, namespace: shop}
+spec:
+  endpoints: ["127.0.0.1:9002"]
+  healthCheck: {http: {path: /healthz, expectedStatuses: ["200-299", "418"]}, interval: 2s, timeout: 500ms}
+  outlierDetection: {consecutiveErrors: 3, baseEjectionTime: 10s, maxEjectionPercent: 30%}
+  panicThreshold: 25%
+  slowStart: 20s
+---
+apiVersion: gatehouse.dev/v1alpha1
 kind: Route
 metadata: {name: shop, namespace: shop}
 spec:
@@ -73,7 +83,11 @@ fn manifests_use_the_manifest_field_names() {
     assert_eq!(backend["metadata"]["namespace"], "shop");
     assert_eq!(backend["spec"]["timeouts"]["connect"], "5s");
     assert_eq!(backend["spec"]["loadBalancer"]["policy"], "Random");
-    let route = &docs[3]["spec"];
+    let checked = &docs[3]["spec"];
+    assert_eq!(checked["healthCheck"]["http"]["expectedStatuses"][1], "418");
+    assert_eq!(checked["outlierDetection"]["maxEjectionPercent"], "30%");
+    assert_eq!(checked["slowStart"], "20s");
+    let route = &docs[4]["spec"];
     assert_eq!(route["hosts"][0], "*.shop.local");
     assert_eq!(route["rules"][0]["match"]["extensionMethods"][0], "PURGE");
     assert_eq!(route["rules"][0]["rewrite"]["host"], "cache.internal:8080");
