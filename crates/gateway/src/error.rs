@@ -68,6 +68,15 @@ impl ErrorKind {
         }
     }
 
+    /// Whether the failure says something about the endpoint (for outlier detection): it could not
+    /// be reached, broke the exchange or did not answer; a client leaving says nothing.
+    pub(crate) fn counts_against_endpoint(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol | ErrorKind::Timeout
+        )
+    }
+
     /// Whether trying again (on another endpoint) could succeed; for the retry policy to come.
     pub fn retryable(self) -> bool {
         matches!(

@@ -129,7 +129,7 @@ impl Gateway {
         let metrics = Metrics::new();
         let state = StateStore::default();
         let config = Arc::new(config);
-        let plan = state.plan(&config);
+        let plan = state.plan(&config, &metrics);
         let snap = Snapshot::build(config.clone(), &metrics, &plan).map_err(StartError::Other)?;
         state.commit(&plan);
         metrics.set_version(None, &config.version);
@@ -219,7 +219,7 @@ impl Gateway {
         if old.config.gateway.workers != config.gateway.workers {
             tracing::warn!("worker count changes take effect at the next restart");
         }
-        let plan = self.state.plan(&config);
+        let plan = self.state.plan(&config, &self.metrics);
         let snap = Snapshot::build(config.clone(), &self.metrics, &plan)?;
         // Everything that can fail happens before the swap: TLS configs and new sockets.
         let mut prepared = Vec::new();

@@ -7,6 +7,7 @@
 pub(crate) mod backend;
 pub(crate) mod endpoint;
 
+use crate::telemetry::metrics::Metrics;
 pub use backend::BackendState;
 use gatehouse_config::{Backend, Config, ObjectId};
 use std::collections::HashMap;
@@ -49,18 +50,20 @@ pub struct StateStore {
 impl StateStore {
     /// Decides which state each backend of `config` uses: the current one when its source is
     /// unchanged, otherwise new state. Nothing changes until `commit`.
-    pub fn plan(&self, config: &Config) -> StatePlan {
+    pub fn plan(&self, config: &Config, metrics: &Metrics) -> StatePlan {
         let current = self.backends.lock().unwrap_or_else(|e| e.into_inner());
         let backends = config
             .backends
             .iter()
             .map(|b| {
+                let fresh = |previous| {
+                    let m = metrics.upstream.backend(&b.id.to_string());
+                    Arc::new(BackendState::new(b, self.next_key.clone(), previous, m))
+                };
                 let state = match current.get(&b.id) {
                     Some((old, state)) if same_source(old, b) => state.clone(),
-                    Some((old, state)) if old.protocol == b.protocol => {
-                        Arc::new(BackendState::new(b, self.next_key.clone(), Some(state)))
-                    }
-                    _ => Arc::new(BackendState::new(b, self.next_key.clone(), None)),
+                    Some((old, state)) if old.protocol == b.protocol => fresh(Some(&**state)),
+                    _ => fresh(None),
                 };
                 (b.id.clone(), (b.clone(), state))
             })
@@ -73,5 +76,34 @@ impl StateStore {
     pub fn commit(&self, plan: &StatePlan) {
         let mut current = self.backends.lock().unwrap_or_else(|e| e.into_inner());
         *current = plan.backends.clone();
+        drop(current);
+        for (spec, state) in plan.backends.values() {
+            state.set_panic_threshold(spec.panic_threshold);
+            start_tasks(spec, state);
+        }
     }
+}
+
+/// Starts (or keeps, or stops) the control-plane tasks `spec` asks for on the control runtime.
+fn start_tasks(spec: &Backend, state: &Arc<BackendState>) {
+    let control = crate::runtime::control();
+    let health = spec.health_check.clone();
+    state.ensure_task("health", health.as_ref().map(|h| format!("{h:?}")), || {
+        let (weak, protocol) = (Arc::downgrade(state), spec.protocol);
+        let h = health.clone().expect("a spec when a task is asked for");
+        control.spawn(crate::health::active::run(weak, h, protocol))
+    });
+    // Ejections end by the clock, not by an event: a sweep notices and recounts availability.
+    let sweep = spec.outlier_detection.as_ref().map(|_| String::new());
+    state.ensure_task("outlier", sweep, || {
+        let weak = Arc::downgrade(state);
+        control.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                let Some(state) = weak.upgrade() else { return };
+                state.refresh_availability();
+            }
+        })
+    });
 }

@@ -485,6 +485,13 @@ async fn forward(
         l.upstream = Some(ep.address.clone());
         l.upstream_duration = Some(sent_at.elapsed());
     }
+    if let Some(od) = &backend.outlier {
+        let failed = match &result {
+            Ok(r) => r.status().is_server_error(),
+            Err(e) => e.kind.counts_against_endpoint(),
+        };
+        crate::health::outlier::record(od, &backend.state, &ep, failed);
+    }
     let resp = match result {
         Ok(r) => r,
         Err(err) => {

@@ -5,12 +5,13 @@
 
 use super::endpoint::{EndpointRt, EndpointShared, Source};
 use crate::discovery::{Discovered, Sink};
+use crate::telemetry::upstream_metrics::BackendStateMetrics;
 use crate::upstream::backend::EndpointSet;
 use arc_swap::ArcSwap;
 use gatehouse_config::Backend;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
@@ -49,7 +50,12 @@ pub struct BackendState {
     /// Source of unique pool keys (shared by the whole store).
     next_key: Arc<AtomicU64>,
     status: Mutex<Status>,
-    tasks: Mutex<Vec<OwnedTask>>,
+    /// Control-plane tasks by role (`health`, `outlier`, `discovery`), each with the spec it runs.
+    tasks: Mutex<HashMap<&'static str, (String, OwnedTask)>>,
+    /// Fewer endpoints available than `panic_threshold` percent: balance over all of them.
+    pub(crate) panic: AtomicBool,
+    panic_threshold: AtomicU32,
+    pub(crate) metrics: BackendStateMetrics,
 }
 
 fn now() -> String {
@@ -63,6 +69,7 @@ impl BackendState {
         spec: &Backend,
         next_key: Arc<AtomicU64>,
         previous: Option<&BackendState>,
+        metrics: BackendStateMetrics,
     ) -> Self {
         let seeded = previous
             .map(|p| p.shared.lock().unwrap_or_else(|e| e.into_inner()).clone())
@@ -75,7 +82,10 @@ impl BackendState {
             shared: Mutex::new(seeded),
             next_key,
             status: Mutex::new(Status::default()),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(HashMap::new()),
+            panic: AtomicBool::new(false),
+            panic_threshold: AtomicU32::new(spec.panic_threshold),
+            metrics,
         };
         let statics = spec.endpoints.iter().map(|e| {
             (
@@ -97,6 +107,8 @@ impl BackendState {
     /// forgotten for those that leave.
     fn replace(&self, endpoints: impl Iterator<Item = (Arc<str>, u32, Source)>) {
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        // Endpoints that join a set already serving traffic ramp up under slow start.
+        let joining = !self.endpoints.load().endpoints.is_empty();
         let mut kept = HashMap::with_capacity(shared.len());
         let list: Vec<Arc<EndpointRt>> = endpoints
             .map(|(address, weight, source)| {
@@ -104,9 +116,11 @@ impl BackendState {
                     .remove(&address)
                     .or_else(|| kept.get(&address).cloned())
                     .unwrap_or_else(|| {
-                        Arc::new(EndpointShared::new(
-                            self.next_key.fetch_add(1, Ordering::Relaxed),
-                        ))
+                        let s = EndpointShared::new(self.next_key.fetch_add(1, Ordering::Relaxed));
+                        if joining {
+                            s.start_slow_start();
+                        }
+                        Arc::new(s)
                     });
                 kept.insert(address.clone(), s.clone());
                 Arc::new(EndpointRt {
@@ -121,14 +135,79 @@ impl BackendState {
         *shared = kept;
         drop(shared);
         self.endpoints.store(Arc::new(EndpointSet::new(list)));
+        self.refresh_availability();
     }
 
-    /// Hands a task to this state: it stops when the state goes.
-    pub(crate) fn own(&self, task: tokio::task::JoinHandle<()>) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(OwnedTask(task));
+    /// Runs `task` in the role `role` unless a task for the same `spec` already runs there (a
+    /// reload that does not change a health check keeps its checker and its streaks); `None`
+    /// stops the role's task.
+    pub(crate) fn ensure_task(
+        &self,
+        role: &'static str,
+        spec: Option<String>,
+        task: impl FnOnce() -> tokio::task::JoinHandle<()>,
+    ) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        match spec {
+            None => {
+                tasks.remove(role);
+            }
+            Some(spec) if tasks.get(role).is_some_and(|(s, _)| *s == spec) => {}
+            Some(spec) => {
+                tasks.insert(role, (spec, OwnedTask(task())));
+            }
+        }
+    }
+
+    /// Applies a new panic threshold (it may change without the endpoint source changing).
+    pub(crate) fn set_panic_threshold(&self, percent: u32) {
+        self.panic_threshold.store(percent, Ordering::Relaxed);
+        self.refresh_availability();
+    }
+
+    /// Recounts the available endpoints after a health verdict, an ejection (or its end) or a new
+    /// set, and decides panic mode: below the threshold, requests go to every endpoint rather than
+    /// overload the few left (or fail when none is left).
+    pub(crate) fn refresh_availability(&self) {
+        let set = self.endpoints.load();
+        let now = super::now_ms();
+        let total = set.endpoints.len() as u64;
+        let available = set
+            .endpoints
+            .iter()
+            .filter(|e| {
+                e.shared.health() != super::endpoint::Health::Unhealthy && !e.shared.ejected(now)
+            })
+            .count() as u64;
+        let threshold = u64::from(self.panic_threshold.load(Ordering::Relaxed));
+        let panic = threshold > 0 && total > 0 && available * 100 < threshold * total;
+        if self.panic.swap(panic, Ordering::Relaxed) != panic {
+            if panic {
+                tracing::warn!(
+                    backend = &*self.id,
+                    available,
+                    total,
+                    "panic mode: balancing over every endpoint"
+                );
+            } else {
+                tracing::info!(backend = &*self.id, available, total, "panic mode over");
+            }
+        }
+        self.metrics.available.set(available as i64);
+    }
+
+    /// Counts an active health check result.
+    pub(crate) fn count_check(&self, ok: bool) {
+        if ok {
+            self.metrics.checks_ok.inc();
+        } else {
+            self.metrics.checks_failed.inc();
+        }
+    }
+
+    /// Counts an outlier ejection.
+    pub(crate) fn count_ejection(&self) {
+        self.metrics.ejections.inc();
     }
 
     /// A sink for a discovery provider of this backend; it holds the state weakly, so a provider
@@ -164,6 +243,7 @@ impl BackendState {
             "lastUpdate": status.last_update,
             "lastError": status.last_error.as_ref().map(|(m, at)| json!({"message": m, "at": at})),
             "discoveryErrors": status.errors,
+            "panic": self.panic.load(Ordering::Relaxed),
             "endpoints": endpoints,
         })
     }
@@ -186,6 +266,7 @@ impl Sink for StateSink {
                 .into_iter()
                 .map(|d| (Arc::from(d.address.to_string()), d.weight, source)),
         );
+        state.metrics.discovery_updates.inc();
         let mut status = state.status.lock().unwrap_or_else(|e| e.into_inner());
         status.last_update = Some(now());
         status.last_error = None;
@@ -200,6 +281,7 @@ impl Sink for StateSink {
             backend = &*state.id,
             "discovery failed, keeping the last endpoints: {error}"
         );
+        state.metrics.discovery_errors.inc();
         let mut status = state.status.lock().unwrap_or_else(|e| e.into_inner());
         status.errors += 1;
         status.last_error = Some((error, now()));

@@ -90,6 +90,19 @@ impl EndpointShared {
         }
     }
 
+    /// Starts its slow-start ramp now (it just joined, or just became healthy again).
+    pub(crate) fn start_slow_start(&self) {
+        self.healthy_since.store(super::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether a request may go to it: not unhealthy and not ejected. Costs two relaxed loads, and
+    /// a clock read only while an ejection is recorded.
+    #[inline]
+    pub(crate) fn available(&self) -> bool {
+        self.health.load(Ordering::Relaxed) != Health::Unhealthy as u8
+            && (self.ejected_until.load(Ordering::Relaxed) == 0 || !self.ejected(super::now_ms()))
+    }
+
     /// Whether outlier detection keeps it out at `now_ms` (state clock).
     pub(crate) fn ejected(&self, now_ms: u64) -> bool {
         let until = self.ejected_until.load(Ordering::Relaxed);

@@ -59,6 +59,8 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     proxy_errors: Family<ErrorLabels, Counter>,
     config_info: Family<VersionLabels, Gauge>,
+    /// Health, ejection and discovery families.
+    pub(crate) upstream: super::upstream_metrics::UpstreamMetrics,
 }
 
 fn duration_histogram() -> Histogram {
@@ -176,7 +178,9 @@ impl Metrics {
             "The configuration version being served (value 1)",
             config_info.clone(),
         );
+        let upstream = super::upstream_metrics::UpstreamMetrics::register(&mut registry);
         Arc::new(Metrics {
+            upstream,
             registry,
             requests,
             duration,

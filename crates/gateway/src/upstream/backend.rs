@@ -82,6 +82,10 @@ pub struct BackendRt {
     pub read_timeout: Duration,
     /// Connect failures.
     pub connect_errors: Counter,
+    /// Passive outlier detection, when configured.
+    pub(crate) outlier: Option<gatehouse_config::OutlierDetection>,
+    /// Slow-start window in state-clock milliseconds, when configured.
+    slow_start_ms: Option<u64>,
 }
 
 impl BackendRt {
@@ -100,6 +104,8 @@ impl BackendRt {
             idle_timeout: b.idle_timeout,
             read_timeout: b.read_timeout,
             connect_errors,
+            outlier: b.outlier_detection.clone(),
+            slow_start_ms: b.slow_start.map(|d| d.as_millis().max(1) as u64),
         }
     }
 
@@ -132,7 +138,32 @@ impl BackendRt {
                 }
             }
         };
-        Some(eps[idx].clone())
+        let ep = &eps[idx];
+        if self.state.panic.load(Ordering::Relaxed) || (ep.shared.available() && !self.slowed(ep)) {
+            return Some(ep.clone());
+        }
+        // Rare: the choice is unhealthy, ejected or ramping up. Walk on to the next endpoint
+        // that may take it; ramping endpoints are skipped only in the first pass.
+        let n = eps.len();
+        let next = (1..n)
+            .map(|k| &eps[(idx + k) % n])
+            .find(|e| e.shared.available() && !self.slowed(e))
+            .or_else(|| eps.iter().find(|e| e.shared.available()));
+        next.cloned()
+    }
+
+    /// Whether slow start turns this pick of `ep` away: an endpoint `t` into its ramp of length
+    /// `w` takes a pick with probability `t / w` (at least 10%).
+    fn slowed(&self, ep: &EndpointRt) -> bool {
+        let Some(window) = self.slow_start_ms else {
+            return false;
+        };
+        let since = ep.shared.healthy_since.load(Ordering::Relaxed);
+        if since == 0 {
+            return false;
+        }
+        let elapsed = crate::state::now_ms().saturating_sub(since);
+        elapsed < window && fastrand::u64(..window) >= elapsed.max(window / 10)
     }
 }
 

@@ -1,0 +1,106 @@
+//! Control plane telemetry: what health checks, outlier detection and discovery do to each
+//! backend's endpoints. Handles are resolved once per backend state, never per request.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    backend: String,
+    result: &'static str,
+}
+
+/// The upstream-state metric families.
+#[derive(Clone)]
+pub(crate) struct UpstreamMetrics {
+    available: Family<BackendLabels, Gauge>,
+    checks: Family<CheckLabels, Counter>,
+    ejections: Family<BackendLabels, Counter>,
+    updates: Family<BackendLabels, Counter>,
+    errors: Family<BackendLabels, Counter>,
+}
+
+/// The handles of one backend.
+pub(crate) struct BackendStateMetrics {
+    /// Endpoints a request may be sent to now (healthy or unknown, and not ejected).
+    pub(crate) available: Gauge,
+    pub(crate) checks_ok: Counter,
+    pub(crate) checks_failed: Counter,
+    pub(crate) ejections: Counter,
+    pub(crate) discovery_updates: Counter,
+    pub(crate) discovery_errors: Counter,
+}
+
+impl UpstreamMetrics {
+    /// Registers the families in `registry` (prefixed `gatehouse_` by it).
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let m = UpstreamMetrics {
+            available: Family::default(),
+            checks: Family::default(),
+            ejections: Family::default(),
+            updates: Family::default(),
+            errors: Family::default(),
+        };
+        registry.register(
+            "available_endpoints",
+            "Endpoints of a backend that requests may go to now (not unhealthy, not ejected)",
+            m.available.clone(),
+        );
+        registry.register(
+            "health_checks",
+            "Active health check results, by backend and result",
+            m.checks.clone(),
+        );
+        registry.register(
+            "outlier_ejections",
+            "Endpoints ejected by passive outlier detection, by backend",
+            m.ejections.clone(),
+        );
+        registry.register(
+            "discovery_updates",
+            "Endpoint sets received from discovery, by backend",
+            m.updates.clone(),
+        );
+        registry.register(
+            "discovery_errors",
+            "Discovery failures, by backend",
+            m.errors.clone(),
+        );
+        m
+    }
+
+    /// The handles of `backend`.
+    pub(crate) fn backend(&self, backend: &str) -> BackendStateMetrics {
+        let b = || BackendLabels {
+            backend: backend.to_string(),
+        };
+        let check = |result| CheckLabels {
+            backend: backend.to_string(),
+            result,
+        };
+        // One statement per handle: `get_or_create` returns a read guard, and a second call on the
+        // same family within one expression would wait for it forever.
+        let available = self.available.get_or_create(&b()).clone();
+        let checks_ok = self.checks.get_or_create(&check("healthy")).clone();
+        let checks_failed = self.checks.get_or_create(&check("unhealthy")).clone();
+        let ejections = self.ejections.get_or_create(&b()).clone();
+        let discovery_updates = self.updates.get_or_create(&b()).clone();
+        let discovery_errors = self.errors.get_or_create(&b()).clone();
+        BackendStateMetrics {
+            available,
+            checks_ok,
+            checks_failed,
+            ejections,
+            discovery_updates,
+            discovery_errors,
+        }
+    }
+}
