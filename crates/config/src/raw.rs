@@ -72,6 +72,8 @@ pub struct ListenerSpec {
     pub tls: Option<TlsSpec>,
     #[serde(default)]
     pub timeouts: Option<ListenerTimeouts>,
+    #[serde(default)]
+    pub limits: Option<ListenerLimits>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,17 @@ pub struct CertificateSpec {
 pub struct ListenerTimeouts {
     #[serde(default)]
     pub idle: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerLimits {
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    #[serde(default)]
+    pub max_request_headers_size: Option<String>,
+    #[serde(default)]
+    pub max_uri_length: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]

@@ -98,6 +98,7 @@ impl Drop for InFlight {
 fn respond(
     snapshot: &ArcSwap<Snapshot>,
     info: &Arc<ConnInfo>,
+    max_uri: usize,
     req: http::Request<hyper::body::Incoming>,
 ) -> impl std::future::Future<Output = Result<http::Response<super::body::ResponseBody>, Infallible>>
        + Send
@@ -106,11 +107,46 @@ fn respond(
     // rules under a request in flight.
     let snap = snapshot.load_full();
     let guard = InFlight::new(info);
+    // hyper bounds the target only at 64 KiB (HTTP/1) or by the header list (HTTP/2).
+    let too_long = req
+        .uri()
+        .path_and_query()
+        .is_some_and(|p| p.as_str().len() > max_uri);
     async move {
-        let mut resp = handle(snap, &guard.0, req).await;
+        let mut resp = if too_long {
+            uri_too_long(max_uri)
+        } else {
+            handle(snap, &guard.0, req).await
+        };
         resp.body_mut().hold(guard);
         Ok::<_, Infallible>(resp)
     }
+}
+
+/// The 414 answer to a request target past the listener's `maxUriLength`. Made here, before
+/// routing: the target is not looked at, logged or forwarded.
+#[cold]
+fn uri_too_long(max: usize) -> http::Response<super::body::ResponseBody> {
+    let id = format!("{:032x}", fastrand::u128(..));
+    let body = serde_json::json!({
+        "error": "uri_too_long",
+        "message": format!("the request target is longer than this listener's limit of {max} bytes"),
+        "requestId": id,
+    });
+    let mut resp = http::Response::new(super::body::ResponseBody::full(
+        format!("{body}\n").into(),
+        None,
+    ));
+    *resp.status_mut() = http::StatusCode::URI_TOO_LONG;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v);
+    }
+    resp
 }
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1 request does.
@@ -142,6 +178,8 @@ pub struct Protocols {
     pub h1: http1::Builder,
     /// HTTP/2.
     pub h2: http2::Builder<TokioExecutor>,
+    /// Longest request target (path and query) served; longer ones get 414.
+    pub max_uri: usize,
 }
 
 /// A hyper connection that can be asked to finish and close.
@@ -191,12 +229,13 @@ pub async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn_info = info.clone();
+    let max_uri = protocols.max_uri;
     if h2 {
-        let svc = service_fn(move |req| Box::pin(respond(&snapshot, &conn_info, req)));
+        let svc = service_fn(move |req| Box::pin(respond(&snapshot, &conn_info, max_uri, req)));
         let conn = protocols.h2.serve_connection(TokioIo::new(io), svc);
         drive(conn, token, idle, &info).await;
     } else {
-        let svc = service_fn(move |req| respond(&snapshot, &conn_info, req));
+        let svc = service_fn(move |req| respond(&snapshot, &conn_info, max_uri, req));
         let conn = protocols.h1.serve_connection(TokioIo::new(io), svc);
         drive(conn, token, idle, &info).await;
     }

@@ -2,18 +2,20 @@
 //! one port, or TLS with ALPN first). Each listener drains its own connections when it is stopped,
 //! so a reload that removes a listener, or SIGTERM, lets in-flight requests finish.
 
-use super::conn::{serve, sniff_h2, Drain, Protocols};
+use super::conn::{serve, sniff_h2, Drain, DrainToken, Protocols};
 use super::handler::ConnInfo;
+use super::tls;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use gatehouse_config::{Listener, ListenerProtocol};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -26,26 +28,43 @@ struct Settings {
     tls: Option<tokio_rustls::TlsAcceptor>,
     protocols: Protocols,
     idle: Duration,
+    max_connections: i64,
 }
 
 impl Settings {
     fn new(spec: &Listener, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         // No header-read timer: the idle timeout is kept per connection (see `conn`).
+        let limits = &spec.limits;
         let mut h1 = http1::Builder::new();
-        h1.header_read_timeout(None).keep_alive(true);
+        // A request head past the limit gets hyper's 431. The read buffer is capped at the same
+        // size (hyper's default, ~400 KiB, let 1,000 connections sending unfinished heads hold
+        // 400 MB); bodies stream through it in reads of that size at most.
+        h1.header_read_timeout(None)
+            .keep_alive(true)
+            .max_header_size(limits.max_request_headers_size)
+            .max_buf_size(limits.max_request_headers_size.max(8192));
         // Pings at the idle interval also find HTTP/2 peers that vanished without closing.
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .keep_alive_interval(Some(spec.idle_timeout))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_timeout(Duration::from_secs(20))
+            // Decoded header list past it: h2 answers the stream with 431.
+            .max_header_list_size(
+                u32::try_from(limits.max_request_headers_size).unwrap_or(u32::MAX),
+            );
         Settings {
             scheme: match spec.protocol {
                 ListenerProtocol::HTTP => "http",
                 ListenerProtocol::HTTPS => "https",
             },
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
-            protocols: Protocols { h1, h2 },
+            protocols: Protocols {
+                h1,
+                h2,
+                max_uri: limits.max_uri_length,
+            },
             idle: spec.idle_timeout,
+            max_connections: i64::from(limits.max_connections),
         }
     }
 }
@@ -132,6 +151,7 @@ pub fn start(
     tls: Option<Arc<rustls::ServerConfig>>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     gauge: Gauge,
+    rejected: Counter,
     workers: &[tokio::runtime::Handle],
 ) -> std::io::Result<ListenerHandle> {
     let settings = Arc::new(ArcSwap::from_pointee(Settings::new(&spec, tls)));
@@ -150,6 +170,7 @@ pub fn start(
             settings: settings.clone(),
             snapshot: snapshot.clone(),
             gauge: gauge.clone(),
+            rejected: rejected.clone(),
             stop: stop_rx.clone(),
             open: open.clone(),
         };
@@ -171,6 +192,7 @@ struct AcceptLoop {
     settings: Arc<ArcSwap<Settings>>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     gauge: Gauge,
+    rejected: Counter,
     stop: watch::Receiver<Option<Duration>>,
     /// Sockets of this listener still open, and the signal sent when none is.
     open: Arc<(std::sync::atomic::AtomicUsize, watch::Sender<bool>)>,
@@ -228,39 +250,74 @@ impl AcceptLoop {
                             continue;
                         }
                     };
-                    let _ = stream.set_nodelay(true);
                     let settings = self.settings.load_full();
-                    let info = Arc::new(ConnInfo::new(peer, settings.scheme));
-                    let snapshot = self.snapshot.clone();
+                    // The gauge is the listener's count of open connections (all workers): the
+                    // add that counts a connection also checks the limit, so it costs nothing more.
+                    if self.gauge.inc() >= settings.max_connections {
+                        self.gauge.dec();
+                        self.rejected.inc();
+                        tracing::debug!(listener = %self.name, %peer, "at maxConnections; closing");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let conn = Accepted {
+                        info: Arc::new(ConnInfo::new(peer, settings.scheme)),
+                        settings,
+                        snapshot: self.snapshot.clone(),
+                        token: connections.token(),
+                    };
                     let gauge = self.gauge.clone();
-                    let token = connections.token();
-                    gauge.inc();
                     tokio::spawn(async move {
-                        let (protocols, idle) = (&settings.protocols, settings.idle);
-                        match &settings.tls {
-                            None => {
-                                // Bounded by the idle timeout: a client that connects and says
-                                // nothing is closed like an idle one.
-                                if let Ok(Some(h2)) = tokio::time::timeout(idle, sniff_h2(&stream)).await {
-                                    serve(token, protocols, h2, idle, stream, info, snapshot).await;
-                                }
-                            }
-                            Some(acceptor) => {
-                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => {
-                                        // Over TLS, HTTP/2 is negotiated by ALPN (RFC 9113 §3.2).
-                                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                                        serve(token, protocols, h2, idle, tls, info, snapshot).await;
-                                    }
-                                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                                }
-                            }
-                        }
+                        conn.serve(stream).await;
                         gauge.dec();
                     });
                 }
             }
+        }
+    }
+}
+
+/// A connection just accepted, with what it is served with.
+struct Accepted {
+    settings: Arc<Settings>,
+    info: Arc<ConnInfo>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    token: DrainToken,
+}
+
+impl Accepted {
+    async fn serve(self, stream: TcpStream) {
+        let Accepted {
+            settings,
+            info,
+            snapshot,
+            token,
+        } = self;
+        let (protocols, idle, peer) = (&settings.protocols, settings.idle, info.peer);
+        let Some(acceptor) = &settings.tls else {
+            // Bounded by the idle timeout: a client that connects and says nothing is closed
+            // like an idle one.
+            if let Ok(Some(h2)) = tokio::time::timeout(idle, sniff_h2(&stream)).await {
+                serve(token, protocols, h2, idle, stream, info, snapshot).await;
+            }
+            return;
+        };
+        let handshake = async {
+            let mut stream = stream;
+            if !tls::starts_with_handshake(&mut stream).await {
+                return None;
+            }
+            Some(acceptor.accept(stream).await)
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Some(Ok(tls))) => {
+                // Over TLS, HTTP/2 is negotiated by ALPN (RFC 9113 §3.2).
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                serve(token, protocols, h2, idle, tls, info, snapshot).await;
+            }
+            Ok(None) => tracing::debug!(%peer, "plain HTTP on a TLS port; answered 400"),
+            Ok(Some(Err(e))) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
     }
 }
