@@ -117,7 +117,29 @@ pub struct Bound {
 }
 
 /// Binds a listener's sockets, before it is started, so a reload can fail cleanly.
+///
+/// SO_REUSEPORT would also let another process of the same user — a second Gatehouse — bind the
+/// address and silently take half the connections. So the address is first bound alone, without
+/// the option, which fails if anyone holds it (its socket closed at once: a bound socket that never
+/// listened leaves nothing behind); and once the group is listening, the kernel's table of
+/// listening sockets is checked for a stranger that joined in between. The accept path is
+/// unchanged: each worker still accepts on its own socket.
 pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Bound> {
+    let shared = workers > 1;
+    if shared && addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
+    let bound = bind_group(addr, workers)?;
+    if shared && strangers_in_group(&bound.sockets) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "address already in use by another process",
+        ));
+    }
+    Ok(bound)
+}
+
+fn bind_group(addr: SocketAddr, workers: usize) -> std::io::Result<Bound> {
     let mut sockets = Vec::with_capacity(workers);
     let mut actual = addr;
     for _ in 0..workers.max(1) {
@@ -142,6 +164,56 @@ pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Bound> {
         local_addr: actual,
         sockets,
     })
+}
+
+/// Whether a socket that is not one of `ours` listens on exactly their address: it shares their
+/// SO_REUSEPORT group. Read from /proc/net/tcp{,6}, which lists listening sockets before any
+/// other, so only that first part is read. `false` where the table cannot be read.
+fn strangers_in_group(ours: &[std::net::TcpListener]) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::io::BufRead;
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        let inodes: Vec<String> = ours
+            .iter()
+            .filter_map(|s| std::fs::metadata(format!("/proc/self/fd/{}", s.as_raw_fd())).ok())
+            .map(|m| m.ino().to_string())
+            .collect();
+        let v6 = ours
+            .first()
+            .and_then(|s| s.local_addr().ok())
+            .is_some_and(|a| a.is_ipv6());
+        let table = if v6 {
+            "/proc/net/tcp6"
+        } else {
+            "/proc/net/tcp"
+        };
+        let Ok(file) = std::fs::File::open(table) else {
+            return false;
+        };
+        // Fields: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+        let mut ours_at = None;
+        let mut others = Vec::new();
+        for line in std::io::BufReader::new(file).lines().skip(1) {
+            let Ok(line) = line else { break };
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                break; // past the listening sockets
+            }
+            if inodes.iter().any(|i| i == f[9]) {
+                ours_at = Some(f[1].to_string());
+            } else {
+                others.push(f[1].to_string());
+            }
+        }
+        ours_at.is_some_and(|a| others.contains(&a))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = ours;
+        false
+    }
 }
 
 /// Starts one accept loop per socket, each on its worker's runtime.
@@ -319,5 +391,26 @@ impl Accepted {
             Ok(Some(Err(e))) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The race `bind` closes: another process joins between the free-port check and the group's
+    /// bind. Simulated by a socket of the same group that is not ours.
+    #[tokio::test]
+    async fn a_stranger_in_the_socket_group_is_found() {
+        let alone = bind_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        assert!(!strangers_in_group(&alone.sockets));
+        let stranger = bind_group(alone.local_addr, 1);
+        assert!(
+            stranger.is_err(),
+            "a socket without SO_REUSEPORT cannot join"
+        );
+        let joined = bind_group(alone.local_addr, 2).unwrap();
+        assert!(strangers_in_group(&joined.sockets));
+        assert!(strangers_in_group(&alone.sockets));
     }
 }
