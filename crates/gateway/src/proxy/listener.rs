@@ -294,11 +294,8 @@ impl AcceptLoop {
         {
             let _ = self.open.1.send(true);
         }
-        if tokio::time::timeout(drain, connections.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(listener = %self.name, "drain deadline passed; closing remaining connections");
+        if connections.shutdown(drain).await {
+            tracing::warn!(listener = %self.name, "drain deadline passed; remaining connections closed");
         }
     }
 
