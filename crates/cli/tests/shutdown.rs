@@ -137,16 +137,30 @@ async fn a_request_cut_off_at_the_drain_timeout_is_logged_with_error_shutdown() 
     write_config(dir.path(), &up, "200ms", &log);
     let gw = spawn(dir.path());
     slow_request(&gw, &up, 15_000).await;
+    // And one over HTTP/2, whose streams run as tasks of their own.
+    let mut h2 = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--http2-prior-knowledge"])
+        .arg(format!("http://{}/slow/15001", gw.web))
+        .spawn()
+        .expect("curl is installed");
+    wait_for("the HTTP/2 request to reach the upstream", || async {
+        up.requests() > 1
+    })
+    .await;
     sigterm(&gw.child);
     assert_eq!(exit_status(gw).await.0.code(), Some(0));
+    let _ = h2.kill();
+    let _ = h2.wait();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let line = text
-        .lines()
-        .find(|l| l.contains("\"path\":\"/slow/15000\""))
-        .unwrap_or_else(|| panic!("no access-log line for the cut-off request: {text:?}"));
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    assert_eq!(v["error"], "shutdown", "{line}");
-    assert_eq!(v["status"], 499, "{line}");
+    for path in ["/slow/15000", "/slow/15001"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("\"path\":\"{path}\"")))
+            .unwrap_or_else(|| panic!("no access-log line for {path}: {text:?}"));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["error"], "shutdown", "{line}");
+        assert_eq!(v["status"], 499, "{line}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

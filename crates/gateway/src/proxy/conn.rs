@@ -100,22 +100,25 @@ impl Drain {
 }
 
 thread_local! {
-    static CUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How many cuts are under way on this thread (a drain's, and each connection's own while
+    /// it is dropped; they nest).
+    static CUTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether requests ending now on this thread are being cut off by a drain deadline (shutdown, or
 /// a listener retired by a reload). Read when an exchange is recorded, to log why it ended.
-pub fn cutting() -> bool {
-    CUT.with(|c| c.get())
+pub(crate) fn cutting() -> bool {
+    CUTS.with(|c| c.get() > 0)
 }
 
-/// Marks this thread as cutting connections until dropped.
+/// Counts this thread as cutting connections while it lives (once `enter`ed).
 struct CutScope(bool);
 
 impl CutScope {
     fn enter() -> Self {
-        CUT.with(|c| c.set(true));
-        CutScope(true)
+        let mut s = CutScope(false);
+        s.set();
+        s
     }
 
     fn idle() -> Self {
@@ -123,15 +126,17 @@ impl CutScope {
     }
 
     fn set(&mut self) {
-        CUT.with(|c| c.set(true));
-        self.0 = true;
+        if !self.0 {
+            CUTS.with(|c| c.set(c.get() + 1));
+            self.0 = true;
+        }
     }
 }
 
 impl Drop for CutScope {
     fn drop(&mut self) {
         if self.0 {
-            CUT.with(|c| c.set(false));
+            CUTS.with(|c| c.set(c.get() - 1));
         }
     }
 }
