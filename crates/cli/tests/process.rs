@@ -1,5 +1,6 @@
-//! Shutdown of the `gatehouse` binary as users run it: a request cut off at `drainTimeout` is still
-//! logged (error `shutdown`), and a second SIGTERM during the drain exits at once, saying so.
+//! The `gatehouse` process as users run it, from start to exit: a second one on a held address
+//! fails to start naming it; a request cut off at `drainTimeout` is still logged (error
+//! `shutdown`); a second SIGTERM during the drain exits at once, saying so.
 
 use gatehouse_testkit::{refuses, wait_for, Client, Upstream};
 use std::io::{BufRead, BufReader};
@@ -56,8 +57,13 @@ fn spawn(dir: &Path) -> Running {
     Running { child, web, stderr }
 }
 
-/// Two workers, so the cut-off request may be on either worker thread.
+/// Two workers, so the cut-off request may be on either worker thread and listeners are bound
+/// with SO_REUSEPORT.
 fn write_config(dir: &Path, up: &Upstream, drain: &str, log: &Path) {
+    write_config_on(dir, up, drain, log, "127.0.0.1:0");
+}
+
+fn write_config_on(dir: &Path, up: &Upstream, drain: &str, log: &Path, web: &str) {
     let yaml = format!(
         r#"
 kind: Gateway
@@ -70,7 +76,7 @@ spec:
 ---
 kind: Listener
 metadata: {{name: web}}
-spec: {{address: "127.0.0.1:0", protocol: HTTP}}
+spec: {{address: "{web}", protocol: HTTP}}
 ---
 kind: Backend
 metadata: {{name: up}}
@@ -91,6 +97,24 @@ spec:
         gatehouse_testkit::gateway::with_api_version(&yaml),
     )
     .unwrap();
+}
+
+/// The exit status and stderr of `child` once it exits; `None` (and the child killed) when it is
+/// still running after `LIMIT`.
+fn exited(mut child: Child) -> Option<(ExitStatus, String)> {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take()?, &mut stderr);
+            return Some((status, stderr));
+        }
+        // Polling for the exit, not waiting for a guess: each check is cheap.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 fn sigterm(child: &Child) {
@@ -183,4 +207,40 @@ async fn a_second_sigterm_during_the_drain_exits_at_once() {
             .any(|l| l.contains("SIGTERM during the drain: exiting at once")),
         "{said:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gatehouse_on_a_held_address_fails_to_start_naming_it() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    write_config(dir.path(), &up, "1s", &log);
+    let first = spawn(dir.path());
+    let second = tempfile::tempdir().unwrap();
+    let web = first.web.to_string();
+    write_config_on(second.path(), &up, "1s", &log, &web);
+    let second = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(second.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, stderr) = tokio::task::spawn_blocking(move || exited(second))
+        .await
+        .unwrap()
+        .expect("the second gatehouse exits at once");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {web}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    // The first still serves every connection.
+    for _ in 0..20 {
+        let r = Client::new()
+            .get(&format!("http://{web}/x"), &[])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
 }
