@@ -1,6 +1,6 @@
 //! Request flow, step 1b: one downstream connection after accept — its protocol told apart
 //! (ALPN, or the HTTP/2 preface on cleartext), served by hyper, closed when idle, drained when its
-//! listener stops.
+//! listener stops, and cut when the drain deadline passes (its requests then logged as cut).
 //!
 //! Each protocol gets its own service: HTTP/2 streams run as tasks of their own, so their request
 //! futures are boxed (a small pointer to move into the task); HTTP/1 requests run inside the
