@@ -1,8 +1,56 @@
 #!/usr/bin/env bash
 # Runs every Gatehouse test. Installs what the tests use (nginx, curl) when it is missing, so it
-# passes on a bare Debian machine with a Rust toolchain.
+# passes on a bare Debian machine with a Rust toolchain. Fails if the tests leave a process behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The run gets a private TMPDIR: every temp directory a test makes (nginx prefixes, gateway configs)
+# is under it, so the processes the run started can be told from everyone else's by whether they
+# still hold a path under it.
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-test.XXXXXX")
+# nginx workers run as another user (nobody, under root) and serve files from under it.
+chmod 755 "$run_dir"
+cleanup() { rm -rf "$run_dir"; [ -z "${SUDO+x}" ] || $SUDO rm -f /usr/sbin/policy-rc.d; }
+trap cleanup EXIT
+
+# Prints the pids of processes holding a path under $run_dir in their command line, working
+# directory or open files (an nginx worker keeps its error log open there). No child process of
+# this function names $run_dir on its own command line, so none matches itself.
+leftover_processes() {
+    local p cmd
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" != "$$" ] || continue
+        cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+        if [[ "$cmd" == *"$run_dir"* ]] \
+            || [[ "$(readlink "$p/cwd" 2>/dev/null)" == "$run_dir"* ]] \
+            || [[ "$(ls -l "$p/fd" 2>/dev/null)" == *"$run_dir"* ]]; then
+            echo "${p#/proc/}"
+        fi
+    done
+}
+
+# Fails the run, naming them, when the tests left processes behind; kills them first.
+check_leftovers() {
+    local left
+    left=$(leftover_processes)
+    if [ -n "$left" ]; then
+        echo "error: the tests left processes behind (now killed):" >&2
+        # shellcheck disable=SC2086 # one pid per word
+        ps -o pid,ppid,args -p $left >&2 || true
+        # shellcheck disable=SC2086
+        kill -KILL $left 2>/dev/null || true
+        exit 1
+    fi
+}
+
+# With `--leftovers-only CMD...`: runs CMD under the private TMPDIR and only checks for leftovers.
+if [ "${1:-}" = "--leftovers-only" ]; then
+    shift
+    status=0
+    TMPDIR="$run_dir" "$@" || status=$?
+    check_leftovers
+    exit "$status"
+fi
 
 need=()
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
@@ -14,7 +62,6 @@ if [ ${#need[@]} -gt 0 ]; then
     # Debian must not start the servers it installs: the tests start their own on loopback.
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d
-    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
     $SUDO rm -f /usr/sbin/policy-rc.d
@@ -32,4 +79,7 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
     echo "warning: clippy not installed; skipping lints"
 fi
-cargo test --workspace --locked
+status=0
+TMPDIR="$run_dir" cargo test --workspace --locked || status=$?
+check_leftovers
+exit "$status"

@@ -263,9 +263,16 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             }
         }
         let _watcher = gatehouse_gateway::reload::watch_files(gw.clone(), &source);
-        signals.terminated().await;
-        tracing::info!("draining: no new connections; waiting for in-flight requests");
-        gw.shutdown().await;
+        let first = signals.terminated().await;
+        tracing::info!(signal = first, "draining: no new connections; waiting for in-flight requests (send it again to exit at once)");
+        tokio::select! {
+            _ = gw.shutdown() => {}
+            again = signals.terminated() => {
+                // Exit now: nothing waits for in-flight requests, which are cut.
+                eprintln!("gatehouse: {again} during the drain: exiting at once, cutting in-flight requests");
+                std::process::exit(if again == "SIGINT" { 130 } else { 143 });
+            }
+        }
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })

@@ -99,6 +99,14 @@ fn listener(l: &Listener) -> Value {
             "paths",
             Some(json!({"escapedSlashes": format!("{:?}", l.escaped_slashes)})),
         ),
+        (
+            "limits",
+            Some(json!({
+                "maxConnections": l.limits.max_connections,
+                "maxRequestHeadersSize": l.limits.max_request_headers_size,
+                "maxUriLength": l.limits.max_uri_length,
+            })),
+        ),
     ]);
     document("Listener", &l.id, spec)
 }

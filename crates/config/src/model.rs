@@ -192,6 +192,31 @@ pub struct Listener {
     pub idle_timeout: Duration,
     /// What the path normaliser does with `%2F` and `%5C` (`paths.escapedSlashes`).
     pub escaped_slashes: EscapedSlashes,
+    /// What one client may make the listener hold.
+    pub limits: ListenerLimits,
+}
+
+/// Per-listener bounds on what clients can make the gateway hold in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerLimits {
+    /// Open connections at once; past it new connections are closed at accept.
+    pub max_connections: u32,
+    /// Bytes of a request head (request line and headers; the HPACK-decoded header list on
+    /// HTTP/2); past it the answer is 431.
+    pub max_request_headers_size: usize,
+    /// Bytes of a request target (path and query); past it the answer is 414.
+    pub max_uri_length: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            max_connections: 10_000,
+            max_request_headers_size: 64 * 1024,
+            max_uri_length: 8 * 1024,
+        }
+    }
 }
 
 /// How a listener treats an escaped slash (`%2F`) or backslash (`%5C`) in a request path.

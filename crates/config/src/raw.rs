@@ -74,6 +74,8 @@ pub struct ListenerSpec {
     pub timeouts: Option<ListenerTimeouts>,
     #[serde(default)]
     pub paths: Option<ListenerPaths>,
+    #[serde(default)]
+    pub limits: Option<ListenerLimits>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -126,6 +128,17 @@ pub struct CertificateSpec {
 pub struct ListenerTimeouts {
     #[serde(default)]
     pub idle: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerLimits {
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    #[serde(default)]
+    pub max_request_headers_size: Option<String>,
+    #[serde(default)]
+    pub max_uri_length: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]

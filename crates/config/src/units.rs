@@ -44,6 +44,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Parses a size: `65536` (bytes), `512B`, `64KiB`, `10MiB`, `1GiB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("expected a size such as `64KiB` or `10MiB`, found `{s}`"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        u => {
+            return Err(format!(
+                "unknown size unit `{u}` in `{s}`: use B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size `{s}` is too large"))
+}
+
 /// Formats a duration the way the manifests write it.
 pub struct DisplayDuration(pub Duration);
 
@@ -78,5 +101,16 @@ mod tests {
             DisplayDuration(Duration::from_millis(250)).to_string(),
             "250ms"
         );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("64kb")
+            .unwrap_err()
+            .contains("unknown size unit"));
+        assert!(parse_size("KiB").is_err());
     }
 }

@@ -5,7 +5,7 @@ use crate::error::{hint, ConfigError};
 use crate::loader::{Ctx, Object, Spec};
 use crate::model::*;
 use crate::raw;
-use crate::units::parse_duration;
+use crate::units::{parse_duration, parse_size};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,6 +33,17 @@ impl V<'_> {
         match v.map(|s| parse_duration(s)) {
             None => default,
             Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.errors.push(ctx.error(path, e));
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, ctx: &Ctx, path: &str, v: Option<&String>, default: usize) -> usize {
+        match v.map(|s| parse_size(s)) {
+            None => default,
+            Some(Ok(n)) => n,
             Some(Err(e)) => {
                 self.errors.push(ctx.error(path, e));
                 default
@@ -267,7 +278,41 @@ fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener>
             .as_ref()
             .and_then(|p| p.escaped_slashes)
             .unwrap_or_default(),
+        limits: listener_limits(v, ctx, spec.limits.as_ref()),
     })
+}
+
+fn listener_limits(v: &mut V, ctx: &Ctx, spec: Option<&raw::ListenerLimits>) -> ListenerLimits {
+    let d = ListenerLimits::default();
+    let Some(spec) = spec else { return d };
+    // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB, so neither can the head limit.
+    let head = v.size(
+        ctx,
+        "spec.limits.maxRequestHeadersSize",
+        spec.max_request_headers_size.as_ref(),
+        d.max_request_headers_size,
+    );
+    if head < 8192 {
+        v.errors.push(ctx.error(
+            "spec.limits.maxRequestHeadersSize",
+            format!("must be at least 8KiB, found {head} bytes"),
+        ));
+    }
+    let max_connections = spec.max_connections.unwrap_or(d.max_connections);
+    if max_connections == 0 {
+        v.errors
+            .push(ctx.error("spec.limits.maxConnections", "must be at least 1"));
+    }
+    ListenerLimits {
+        max_connections,
+        max_request_headers_size: head,
+        max_uri_length: v.size(
+            ctx,
+            "spec.limits.maxUriLength",
+            spec.max_uri_length.as_ref(),
+            d.max_uri_length,
+        ),
+    }
 }
 
 fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {

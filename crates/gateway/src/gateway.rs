@@ -305,7 +305,9 @@ impl Gateway {
         tls: Option<Arc<rustls::ServerConfig>>,
         listeners: &mut HashMap<ObjectId, ListenerHandle>,
     ) -> Result<(), String> {
-        let gauge = self.metrics.active_connections(&spec.id.to_string());
+        let name = spec.id.to_string();
+        let gauge = self.metrics.active_connections(&name);
+        let rejected = self.metrics.connections_rejected(&name);
         let id = spec.id.clone();
         let h = listener::start(
             spec,
@@ -313,6 +315,7 @@ impl Gateway {
             tls,
             self.snapshot.clone(),
             gauge,
+            rejected,
             &self.workers,
         )
         .map_err(|e| e.to_string())?;

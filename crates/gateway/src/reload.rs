@@ -1,5 +1,5 @@
-//! Config flow, step 0: what triggers a reload — file changes (debounced), SIGHUP — and SIGTERM,
-//! which drains. The admin trigger lives in `admin.rs`.
+//! Config flow, step 0: what triggers a reload — file changes (debounced), SIGHUP — and SIGTERM
+//! or SIGINT, which drain (a second one exits at once). The admin trigger lives in `admin.rs`.
 
 use crate::gateway::{ConfigSource, Gateway};
 use notify::{RecursiveMode, Watcher};
@@ -124,15 +124,18 @@ impl Signals {
         }
     }
 
-    /// Resolves on SIGTERM or SIGINT.
-    pub async fn terminated(&mut self) {
+    /// Resolves on SIGTERM or SIGINT, with the signal's name.
+    pub async fn terminated(&mut self) -> &'static str {
         #[cfg(unix)]
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
 

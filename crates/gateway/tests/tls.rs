@@ -171,3 +171,55 @@ async fn a_reload_switches_a_listener_to_https_on_the_same_socket() {
     let echo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_sent_to_an_https_port_gets_a_400_then_tls_still_works() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up").await;
+    let cert = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("a-key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let yaml = gatehouse_testkit::gateway::one_route(up.addr, "").replace(
+        "protocol: HTTP",
+        "protocol: HTTPS, tls: {certificates: [{certFile: a.pem, keyFile: a-key.pem}]}",
+    );
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    let addr = gw.addr("web").await;
+
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nhost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("answered and closed")
+        .expect("no reset before the answer is read");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(
+        text.contains("The plain HTTP request was sent to HTTPS port"),
+        "{text}"
+    );
+    assert_eq!(up.requests(), 0);
+
+    let ca = gw.dir.path().join("a.pem").display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "--cacert".into(),
+            ca,
+            "--resolve".into(),
+            format!("a.test:{}:127.0.0.1", addr.port()),
+            format!("https://a.test:{}/x", addr.port()),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -28,20 +28,37 @@ impl TestGateway {
 
     /// As `start`, in a directory the test prepared (with certificates, say).
     pub async fn start_in(dir: tempfile::TempDir, yaml: &str) -> TestGateway {
+        Self::try_start_on(dir, yaml, 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As `start`, with each listener accepting on `workers` sockets (SO_REUSEPORT), as the binary
+    /// does with several workers (all served by the test's runtime). The start error is returned.
+    pub async fn try_start_workers(yaml: &str, workers: usize) -> Result<TestGateway, String> {
+        Self::try_start_on(tempfile::tempdir().expect("temp dir"), yaml, workers).await
+    }
+
+    async fn try_start_on(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        workers: usize,
+    ) -> Result<TestGateway, String> {
         std::fs::write(dir.path().join("config.yaml"), with_api_version(yaml))
             .expect("write config");
         let source = ConfigSource::Path(dir.path().to_path_buf());
         let config = source
             .load()
             .unwrap_or_else(|e| panic!("invalid test config:\n{e}"));
-        let gw = Gateway::start(source, config)
+        let handles = vec![tokio::runtime::Handle::current(); workers.max(1)];
+        let gw = Gateway::start_on(source, config, handles)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .map_err(|e| e.to_string())?;
         let admin =
             gatehouse_gateway::admin::serve(gw.clone(), "127.0.0.1:0".parse().expect("addr"))
                 .await
                 .expect("admin bind");
-        TestGateway { gw, admin, dir }
+        Ok(TestGateway { gw, admin, dir })
     }
 
     /// The bound address of listener `name` (in namespace `default`).

@@ -1,11 +1,13 @@
 //! A real nginx as an upstream, started on loopback with its own config and temp directories.
+//! Stopped the way nginx expects, so its worker processes exit with the master.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running nginx; killed when dropped.
+/// A running nginx; stopped when dropped.
 pub struct Nginx {
     /// Its address.
     pub addr: SocketAddr,
@@ -14,8 +16,22 @@ pub struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM is nginx's fast shutdown: the master stops its workers, reaps them, then exits.
+    /// (SIGKILL on the master alone left every worker running, orphaned, on its port.) Should the
+    /// master not be gone in 10 s, its whole process group — it leads one — is killed.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                _ => return,
+            }
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -64,6 +80,8 @@ impl Nginx {
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
         std::fs::create_dir_all(dir.path().join("www")).expect("www dir");
         let child = Command::new(nginx_binary())
+            // Its own process group, so a master that will not stop is killed with its workers.
+            .process_group(0)
             .arg("-p")
             .arg(dir.path())
             .arg("-c")

@@ -178,7 +178,10 @@ impl Completion {
                 backend: l.backend.as_deref().unwrap_or(""),
                 upstream: l.upstream.as_deref(),
                 upstream_duration: l.upstream_duration,
-                error: l.error,
+                // A request cut off at a drain deadline says so.
+                error: l
+                    .error
+                    .or_else(|| crate::proxy::conn::cutting().then_some("shutdown")),
             });
         }
     }

@@ -1,6 +1,6 @@
 //! Request flow, step 1b: one downstream connection after accept — its protocol told apart
 //! (ALPN, or the HTTP/2 preface on cleartext), served by hyper, closed when idle, drained when its
-//! listener stops.
+//! listener stops, and cut when the drain deadline passes (its requests then logged as cut).
 //!
 //! Each protocol gets its own service: HTTP/2 streams run as tasks of their own, so their request
 //! futures are boxed (a small pointer to move into the task); HTTP/1 requests run inside the
@@ -34,23 +34,28 @@ const IDLE_TICKS: u32 = 4;
 
 /// The drain signal of one accept loop and the wait for its connections to end.
 pub struct Drain {
-    signal: watch::Sender<bool>,
+    signal: watch::Sender<u8>,
     alive: Option<mpsc::Sender<()>>,
     gone: mpsc::Receiver<()>,
 }
 
 /// Held by each connection: sees the drain signal, and its drop counts the connection as ended.
 pub struct DrainToken {
-    signal: watch::Receiver<bool>,
+    signal: watch::Receiver<u8>,
     _alive: mpsc::Sender<()>,
 }
+
+/// Drain signal values: serve; finish what is in flight and close; close now (deadline passed).
+const SERVING: u8 = 0;
+const DRAINING: u8 = 1;
+const CUTTING: u8 = 2;
 
 impl Default for Drain {
     /// A drain with no connections yet.
     fn default() -> Self {
         let (alive, gone) = mpsc::channel(1);
         Drain {
-            signal: watch::channel(false).0,
+            signal: watch::channel(SERVING).0,
             alive: Some(alive),
             gone,
         }
@@ -69,12 +74,70 @@ impl Drain {
         }
     }
 
-    /// Asks every connection to finish what it is doing and close, then waits until all have.
-    pub async fn shutdown(mut self) {
-        let _ = self.signal.send(true);
+    /// Asks every connection to finish what it is doing and close, and waits until all have, for
+    /// up to `deadline`. Then closes those still open, so each request cut off is recorded (access
+    /// log line with error `shutdown`) before the process exits. Returns whether any was cut.
+    pub async fn shutdown(mut self, deadline: Duration) -> bool {
+        let _ = self.signal.send(DRAINING);
         self.alive = None;
         // Every token holds a sender; `recv` returns `None` once the last one is dropped.
-        let _ = self.gone.recv().await;
+        if tokio::time::timeout(deadline, self.gone.recv())
+            .await
+            .is_ok()
+        {
+            return false;
+        }
+        let _ = self.signal.send(CUTTING);
+        // HTTP/2 streams run as tasks of their own: they drop their requests after their
+        // connection is gone, on this same worker thread, within a few scheduler turns.
+        let _scope = CutScope::enter();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.gone.recv()).await;
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        true
+    }
+}
+
+thread_local! {
+    /// How many cuts are under way on this thread (a drain's, and each connection's own while
+    /// it is dropped; they nest).
+    static CUTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether requests ending now on this thread are being cut off by a drain deadline (shutdown, or
+/// a listener retired by a reload). Read when an exchange is recorded, to log why it ended.
+pub(crate) fn cutting() -> bool {
+    CUTS.with(|c| c.get() > 0)
+}
+
+/// Counts this thread as cutting connections while it lives (once `enter`ed).
+struct CutScope(bool);
+
+impl CutScope {
+    fn enter() -> Self {
+        let mut s = CutScope(false);
+        s.set();
+        s
+    }
+
+    fn idle() -> Self {
+        CutScope(false)
+    }
+
+    fn set(&mut self) {
+        if !self.0 {
+            CUTS.with(|c| c.set(c.get() + 1));
+            self.0 = true;
+        }
+    }
+}
+
+impl Drop for CutScope {
+    fn drop(&mut self) {
+        if self.0 {
+            CUTS.with(|c| c.set(c.get() - 1));
+        }
     }
 }
 
@@ -98,6 +161,7 @@ impl Drop for InFlight {
 fn respond(
     snapshot: &ArcSwap<Snapshot>,
     info: &Arc<ConnInfo>,
+    max_uri: usize,
     req: http::Request<hyper::body::Incoming>,
 ) -> impl std::future::Future<Output = Result<http::Response<super::body::ResponseBody>, Infallible>>
        + Send
@@ -106,11 +170,46 @@ fn respond(
     // rules under a request in flight.
     let snap = snapshot.load_full();
     let guard = InFlight::new(info);
+    // hyper bounds the target only at 64 KiB (HTTP/1) or by the header list (HTTP/2).
+    let too_long = req
+        .uri()
+        .path_and_query()
+        .is_some_and(|p| p.as_str().len() > max_uri);
     async move {
-        let mut resp = handle(snap, &guard.0, req).await;
+        let mut resp = if too_long {
+            uri_too_long(max_uri)
+        } else {
+            handle(snap, &guard.0, req).await
+        };
         resp.body_mut().hold(guard);
         Ok::<_, Infallible>(resp)
     }
+}
+
+/// The 414 answer to a request target past the listener's `maxUriLength`. Made here, before
+/// routing: the target is not looked at, logged or forwarded.
+#[cold]
+fn uri_too_long(max: usize) -> http::Response<super::body::ResponseBody> {
+    let id = format!("{:032x}", fastrand::u128(..));
+    let body = serde_json::json!({
+        "error": "uri_too_long",
+        "message": format!("the request target is longer than this listener's limit of {max} bytes"),
+        "requestId": id,
+    });
+    let mut resp = http::Response::new(super::body::ResponseBody::full(
+        format!("{body}\n").into(),
+        None,
+    ));
+    *resp.status_mut() = http::StatusCode::URI_TOO_LONG;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v);
+    }
+    resp
 }
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1 request does.
@@ -142,6 +241,8 @@ pub struct Protocols {
     pub h1: http1::Builder,
     /// HTTP/2.
     pub h2: http2::Builder<TokioExecutor>,
+    /// Longest request target (path and query) served; longer ones get 414.
+    pub max_uri: usize,
 }
 
 /// A hyper connection that can be asked to finish and close.
@@ -191,12 +292,13 @@ pub async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn_info = info.clone();
+    let max_uri = protocols.max_uri;
     if h2 {
-        let svc = service_fn(move |req| Box::pin(respond(&snapshot, &conn_info, req)));
+        let svc = service_fn(move |req| Box::pin(respond(&snapshot, &conn_info, max_uri, req)));
         let conn = protocols.h2.serve_connection(TokioIo::new(io), svc);
         drive(conn, token, idle, &info).await;
     } else {
-        let svc = service_fn(move |req| respond(&snapshot, &conn_info, req));
+        let svc = service_fn(move |req| respond(&snapshot, &conn_info, max_uri, req));
         let conn = protocols.h1.serve_connection(TokioIo::new(io), svc);
         drive(conn, token, idle, &info).await;
     }
@@ -206,10 +308,13 @@ pub async fn serve<IO>(
 const RUN: u8 = 0;
 const FINISH: u8 = 1;
 const CLOSE: u8 = 2;
+/// Close now, cutting what is in flight (drain deadline).
+const CUT_NOW: u8 = 3;
 
 /// Shared between a connection and its watcher.
 struct Control {
-    /// `RUN`, `FINISH` (graceful shutdown) or `CLOSE` (drop it now).
+    /// `RUN`, `FINISH` (graceful shutdown), `CLOSE` (drop it now) or `CUT_NOW` (drop it now,
+    /// with requests in flight).
     state: AtomicU8,
     waker: Mutex<Option<Waker>>,
 }
@@ -241,12 +346,13 @@ struct Watched<'a, C> {
 }
 
 impl<C: Graceful> Future for Watched<'_, C> {
-    type Output = ();
+    /// Whether the connection was cut at a drain deadline.
+    type Output = bool;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         let state = self.control.state.load(Ordering::Acquire);
-        if state == CLOSE {
-            return Poll::Ready(());
+        if state >= CLOSE {
+            return Poll::Ready(state == CUT_NOW);
         }
         // The lock is taken only when the task's waker changes (for one connection's task it
         // does not), not on every poll.
@@ -263,18 +369,21 @@ impl<C: Graceful> Future for Watched<'_, C> {
             self.finishing = true;
             self.conn.as_mut().shutdown();
         }
-        self.conn.as_mut().poll(cx).map(|_| ())
+        self.conn.as_mut().poll(cx).map(|_| false)
     }
 }
 
 async fn drive<C: Graceful>(conn: C, token: DrainToken, idle: Duration, info: &Arc<ConnInfo>) {
+    // Declared before the connection, so dropped after it: requests the connection drops when
+    // cut are recorded as cut.
+    let mut scope = CutScope::idle();
     let conn = pin!(conn);
     let control = Arc::new(Control {
         state: AtomicU8::new(RUN),
         waker: Mutex::new(None),
     });
     let watcher = tokio::spawn(watch(control.clone(), token.signal, idle, info.clone()));
-    Watched {
+    let cut = Watched {
         conn,
         control: &control,
         finishing: false,
@@ -282,6 +391,9 @@ async fn drive<C: Graceful>(conn: C, token: DrainToken, idle: Duration, info: &A
     }
     .await;
     watcher.abort();
+    if cut {
+        scope.set();
+    }
 }
 
 /// Watches one connection: asks it to finish when its listener drains, or when it has been idle
@@ -289,27 +401,24 @@ async fn drive<C: Graceful>(conn: C, token: DrainToken, idle: Duration, info: &A
 /// (a request head may be half read, and hyper would wait for the rest).
 async fn watch(
     control: Arc<Control>,
-    mut drain: watch::Receiver<bool>,
+    mut drain: watch::Receiver<u8>,
     idle: Duration,
     info: Arc<ConnInfo>,
 ) {
     let period = (idle / IDLE_TICKS).max(Duration::from_millis(5));
     let mut quiet = 0;
     let mut seen = 0;
-    loop {
+    let drained = loop {
         tokio::select! {
-            _ = drain.wait_for(|d| *d) => {
-                // HTTP/1: closes now if between requests, after the current response otherwise.
-                // HTTP/2: GOAWAY, then the open streams finish.
-                control.set(FINISH);
-                return;
-            }
+            // HTTP/1: closes now if between requests, after the current response otherwise.
+            // HTTP/2: GOAWAY, then the open streams finish.
+            _ = drain.wait_for(|d| *d >= DRAINING) => break true,
             _ = tokio::time::sleep(period) => {
                 let requests = info.requests.load(Ordering::Relaxed);
                 if requests == seen && info.in_flight.load(Ordering::Relaxed) == 0 {
                     quiet += 1;
                     if quiet >= IDLE_TICKS {
-                        break;
+                        break false;
                     }
                 } else {
                     quiet = 0;
@@ -317,8 +426,14 @@ async fn watch(
                 }
             }
         }
-    }
+    };
     control.set(FINISH);
+    if drained {
+        // Past the drain deadline: close, cutting what is still in flight.
+        let _ = drain.wait_for(|d| *d == CUTTING).await;
+        control.set(CUT_NOW);
+        return;
+    }
     tokio::time::sleep(period).await;
     control.set(CLOSE);
 }

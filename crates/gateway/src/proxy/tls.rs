@@ -1,5 +1,6 @@
 //! Request flow, step 1 (HTTPS listeners): the rustls server config — certificates chosen by SNI,
 //! ALPN h2 and http/1.1. Built at load time so a bad certificate fails the reload, not a handshake.
+//! Also the answer to plain HTTP sent to a TLS port, told apart by the connection's first byte.
 
 use gatehouse_config::Tls;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -8,6 +9,9 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Picks the first certificate valid for the SNI name; the first certificate when none is or the
 /// client sent no name.
@@ -76,4 +80,48 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, String> {
         .with_cert_resolver(Arc::new(SniResolver { certs }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The first byte of every TLS connection: a handshake record (RFC 8446 §5.1).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+const PLAIN_HTTP_BODY: &str =
+    "{\"error\":\"bad_request\",\"message\":\"The plain HTTP request was sent to HTTPS port\"}\n";
+
+/// Whether the client starts a TLS handshake. When it sends something else (plain HTTP, as a
+/// client given `http://` for an HTTPS port does) it gets a plain HTTP/1.1 400 saying so, as nginx
+/// answers, instead of a silent close, and `false` is returned. Peeks: the byte stays unread.
+pub(crate) async fn starts_with_handshake(stream: &mut TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) if first[0] == TLS_HANDSHAKE_RECORD => return true,
+        Ok(1) => {}
+        _ => return false,
+    }
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{PLAIN_HTTP_BODY}",
+        PLAIN_HTTP_BODY.len()
+    );
+    if stream.write_all(head.as_bytes()).await.is_ok() && stream.shutdown().await.is_ok() {
+        linger(stream).await;
+    }
+    false
+}
+
+/// Reads and drops what the client still sends, for a bounded time, before the socket is closed:
+/// closing with unread bytes makes the kernel send a reset, which can reach the client before it
+/// has read the answer.
+async fn linger(stream: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    let mut budget: usize = 64 * 1024;
+    let drain = async {
+        while budget > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }

@@ -56,6 +56,7 @@ pub struct Metrics {
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     connect_errors: Family<BackendLabels, Counter>,
     active_connections: Family<ListenerLabels, Gauge>,
+    connections_rejected: Family<ListenerLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     proxy_errors: Family<ErrorLabels, Counter>,
     config_info: Family<VersionLabels, Gauge>,
@@ -140,6 +141,7 @@ impl Metrics {
         );
         let connect_errors = Family::<BackendLabels, Counter>::default();
         let active_connections = Family::<ListenerLabels, Gauge>::default();
+        let connections_rejected = Family::<ListenerLabels, Counter>::default();
         let reloads = Family::<ResultLabels, Counter>::default();
         let proxy_errors = Family::<ErrorLabels, Counter>::default();
         let config_info = Family::<VersionLabels, Gauge>::default();
@@ -164,6 +166,11 @@ impl Metrics {
             active_connections.clone(),
         );
         registry.register(
+            "connections_rejected",
+            "Downstream connections closed at accept because the listener was at limits.maxConnections",
+            connections_rejected.clone(),
+        );
+        registry.register(
             "config_reloads",
             "Configuration reloads, by result",
             reloads.clone(),
@@ -186,6 +193,7 @@ impl Metrics {
             duration,
             connect_errors,
             active_connections,
+            connections_rejected,
             reloads,
             proxy_errors,
             config_info,
@@ -228,6 +236,15 @@ impl Metrics {
     /// The active-connection gauge of a listener.
     pub fn active_connections(&self, listener: &str) -> Gauge {
         self.active_connections
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .clone()
+    }
+
+    /// The counter of connections a listener refused at its connection limit.
+    pub fn connections_rejected(&self, listener: &str) -> Counter {
+        self.connections_rejected
             .get_or_create(&ListenerLabels {
                 listener: listener.to_string(),
             })
