@@ -148,7 +148,7 @@ impl BackendRt {
         }
         let idx = match self.policy {
             _ if eps.len() == 1 => 0,
-            LbPolicy::RoundRobin => {
+            LbPolicy::RoundRobin | LbPolicy::ConsistentHash => {
                 let n = self.rr.fetch_add(1, Ordering::Relaxed);
                 set.schedule[n % set.schedule.len()] as usize
             }
