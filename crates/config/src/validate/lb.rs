@@ -63,10 +63,8 @@ fn hash_on(v: &mut V, ctx: &Ctx, h: &raw::HashOnSpec) -> Option<HashOn> {
         h.client_address.is_some(),
     ];
     if set.iter().filter(|s| **s).count() != 1 {
-        v.errors.push(ctx.error(
-            &at,
-            format!("`hashOn` needs exactly one of {KINDS}"),
-        ));
+        v.errors
+            .push(ctx.error(&at, format!("`hashOn` needs exactly one of {KINDS}")));
         return None;
     }
     let named = |v: &mut V, field: &str, name: &str, what: &str| {
@@ -109,10 +107,8 @@ fn sticky(v: &mut V, ctx: &Ctx, c: &raw::StickyCookieSpec) -> Option<StickyCooki
     let ttl_at = format!("{at}.ttl");
     let ttl = v.duration(ctx, &ttl_at, c.ttl.as_ref(), Duration::from_secs(3600));
     if ttl < Duration::from_secs(1) {
-        v.errors.push(ctx.error(
-            &ttl_at,
-            "the affinity cookie's `ttl` must be at least 1s",
-        ));
+        v.errors
+            .push(ctx.error(&ttl_at, "the affinity cookie's `ttl` must be at least 1s"));
         ok = false;
     }
     ok.then_some(StickyCookie { name, ttl })

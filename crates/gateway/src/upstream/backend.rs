@@ -4,10 +4,12 @@
 //! backend without rebuilding the route table. Per-endpoint state that must survive reloads (the
 //! HTTP/2 connection, in-flight counts) lives in `EndpointShared`, reused by address across snapshots.
 
+use super::balancer::{self, endpoint_key, hash_key, Balancer, Candidate};
 use arc_swap::{ArcSwap, ArcSwapOption};
-use gatehouse_config::{Backend, BackendProtocol, LbPolicy};
+use gatehouse_config::{Backend, BackendProtocol, HashOn, LbPolicy, StickyCookie};
+use http::{HeaderMap, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,60 +33,42 @@ pub struct EndpointRt {
     pub resolved: Option<SocketAddr>,
     /// Relative weight.
     pub weight: u32,
+    /// Identity of (backend, address) for consistent hashing and sticky cookies (`endpoint_key`).
+    pub key: u64,
     /// State that survives reloads.
     pub shared: Arc<EndpointShared>,
 }
 
-/// The endpoint set and the precomputed balancing schedule; swapped whole.
+impl Candidate for Arc<EndpointRt> {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+    fn available(&self) -> bool {
+        // Health checks and outlier detection come with the endpoint-state layer.
+        true
+    }
+    fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+/// The endpoint set and its balancer; swapped whole.
 pub struct EndpointSet {
     /// Endpoints.
     pub endpoints: Vec<Arc<EndpointRt>>,
-    /// Smooth weighted round-robin order, as indexes into `endpoints`.
-    schedule: Vec<u32>,
-    /// Cumulative weights, for weighted random.
-    cumulative: Vec<u64>,
+    balancer: Balancer,
 }
 
 impl EndpointSet {
-    /// Builds the set and its schedules.
-    pub fn new(endpoints: Vec<Arc<EndpointRt>>) -> Self {
-        let total: u64 = endpoints.iter().map(|e| u64::from(e.weight)).sum();
-        let mut cumulative = Vec::with_capacity(endpoints.len());
-        let mut acc = 0;
-        for e in &endpoints {
-            acc += u64::from(e.weight);
-            cumulative.push(acc);
-        }
-        // Smooth WRR (as nginx): spreads heavy endpoints instead of sending them bursts. The cycle is
-        // capped; beyond that, proportions are kept approximately.
-        let len = total.min(4096) as usize;
-        let scale = if total > 4096 {
-            4096.0 / total as f64
-        } else {
-            1.0
-        };
-        let weights: Vec<i64> = endpoints
-            .iter()
-            .map(|e| ((f64::from(e.weight) * scale).round() as i64).max(1))
-            .collect();
-        let sum: i64 = weights.iter().sum();
-        let mut current = vec![0i64; endpoints.len()];
-        let mut schedule = Vec::with_capacity(len);
-        for _ in 0..sum {
-            let mut best = 0;
-            for i in 0..weights.len() {
-                current[i] += weights[i];
-                if current[i] > current[best] {
-                    best = i;
-                }
-            }
-            current[best] -= sum;
-            schedule.push(best as u32);
-        }
+    /// Builds the set and its balancer.
+    pub fn new(endpoints: Vec<Arc<EndpointRt>>, policy: LbPolicy) -> Self {
+        let balancer = Balancer::new(&policy, &endpoints);
         EndpointSet {
             endpoints,
-            schedule,
-            cumulative,
+            balancer,
         }
     }
 }
@@ -99,7 +83,10 @@ pub struct BackendRt {
     pub endpoints: ArcSwap<EndpointSet>,
     /// Balancing policy.
     pub policy: LbPolicy,
-    rr: AtomicUsize,
+    /// The request key of `ConsistentHash`.
+    pub(crate) hash_on: Option<HashOn>,
+    /// Cookie-based affinity.
+    pub(crate) sticky: Option<StickyCookie>,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Idle pooled connections older than this are not reused.
@@ -123,6 +110,7 @@ impl BackendRt {
                     address: e.address.as_str().into(),
                     resolved: e.address.parse().ok(),
                     weight: e.weight,
+                    key: endpoint_key(&b.id.to_string(), &e.address),
                     shared: shared(&e.address),
                 })
             })
@@ -130,52 +118,57 @@ impl BackendRt {
         BackendRt {
             id: b.id.to_string().into(),
             protocol: b.protocol,
-            endpoints: ArcSwap::from_pointee(EndpointSet::new(endpoints)),
+            endpoints: ArcSwap::from_pointee(EndpointSet::new(endpoints, b.lb_policy)),
             policy: b.lb_policy,
-            rr: AtomicUsize::new(fastrand::usize(..1024)),
+            hash_on: b.hash_on.clone(),
+            sticky: b.sticky.clone(),
             connect_timeout: b.connect_timeout,
             idle_timeout: b.idle_timeout,
             connect_errors,
         }
     }
 
-    /// Picks an endpoint, or `None` when the backend has none.
+    /// Picks an endpoint, or `None` when the backend has none. The request's hash key and sticky
+    /// cookie are not wired yet (`balancer::hash_key`, `Balancer::find_pinned`): `ConsistentHash`
+    /// falls back to round robin here.
     pub fn pick(&self) -> Option<Arc<EndpointRt>> {
         let set = self.endpoints.load();
-        let eps = &set.endpoints;
-        if eps.is_empty() {
-            return None;
-        }
-        let idx = match self.policy {
-            _ if eps.len() == 1 => 0,
-            LbPolicy::RoundRobin | LbPolicy::ConsistentHash => {
-                let n = self.rr.fetch_add(1, Ordering::Relaxed);
-                set.schedule[n % set.schedule.len()] as usize
-            }
-            LbPolicy::Random => weighted_random(&set.cumulative),
-            LbPolicy::LeastRequest => {
-                // Power of two choices, weighted: compare in-flight per unit of weight.
-                let a = weighted_random(&set.cumulative);
-                let b = weighted_random(&set.cumulative);
-                let load = |i: usize| {
-                    eps[i].shared.in_flight.load(Ordering::Relaxed) as f64
-                        / f64::from(eps[i].weight)
-                };
-                if load(b) < load(a) {
-                    b
-                } else {
-                    a
-                }
+        let idx = set.balancer.pick(&set.endpoints, None)?;
+        Some(set.endpoints[idx].clone())
+    }
+
+    /// Picks for a request: the endpoint its affinity cookie names while that one is available,
+    /// else by the policy over the request's hash key. Also returns the `Set-Cookie` value for the
+    /// response when the backend is sticky and the request was not already pinned there.
+    #[allow(
+        dead_code,
+        reason = "the request path calls it once the endpoint-state layer lands"
+    )]
+    pub(crate) fn pick_for(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        client: IpAddr,
+    ) -> Option<(Arc<EndpointRt>, Option<HeaderValue>)> {
+        let set = self.endpoints.load();
+        let pinned = self
+            .sticky
+            .as_ref()
+            .and_then(|s| balancer::pinned(s, headers));
+        let idx = match pinned.and_then(|k| set.balancer.find_pinned(&set.endpoints, k)) {
+            Some(i) => i,
+            None => {
+                let hash =
+                    (self.hash_on.as_ref()).and_then(|on| hash_key(on, headers, query, client));
+                set.balancer.pick(&set.endpoints, hash)?
             }
         };
-        Some(eps[idx].clone())
+        let ep = set.endpoints[idx].clone();
+        let cookie = (self.sticky.as_ref())
+            .filter(|_| pinned != Some(ep.key))
+            .map(|s| balancer::set_cookie(s, ep.key));
+        Some((ep, cookie))
     }
-}
-
-fn weighted_random(cumulative: &[u64]) -> usize {
-    let total = *cumulative.last().unwrap_or(&1);
-    let x = fastrand::u64(..total.max(1));
-    cumulative.partition_point(|&c| c <= x)
 }
 
 #[cfg(test)]
@@ -187,6 +180,7 @@ mod tests {
             address: addr.into(),
             resolved: addr.parse().ok(),
             weight,
+            key: endpoint_key("default/b", addr),
             shared: Arc::new(EndpointShared {
                 pool_key: 0,
                 in_flight: AtomicUsize::new(0),
@@ -196,20 +190,15 @@ mod tests {
     }
 
     #[test]
-    fn smooth_weighted_round_robin_keeps_proportions_and_spreads() {
-        let set = EndpointSet::new(vec![ep("a:1", 5), ep("b:1", 1), ep("c:1", 1)]);
-        assert_eq!(set.schedule.len(), 7);
-        assert_eq!(set.schedule.iter().filter(|&&i| i == 0).count(), 5);
-        // nginx's example sequence for 5/1/1: a a b a c a a
-        assert_eq!(set.schedule, vec![0, 0, 1, 0, 2, 0, 0]);
-    }
-
-    #[test]
-    fn weighted_random_respects_weights() {
-        let cumulative = [1, 4];
-        let hits = (0..4000)
-            .filter(|_| weighted_random(&cumulative) == 1)
-            .count();
-        assert!((2700..3300).contains(&hits), "{hits}");
+    fn endpoint_set_balances_by_weight() {
+        let set = EndpointSet::new(
+            vec![ep("a:1", 5), ep("b:1", 1), ep("c:1", 1)],
+            LbPolicy::RoundRobin,
+        );
+        let mut count = [0; 3];
+        for _ in 0..70 {
+            count[set.balancer.pick(&set.endpoints, None).unwrap()] += 1;
+        }
+        assert_eq!(count, [50, 10, 10]);
     }
 }

@@ -25,9 +25,7 @@ mod rr;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use key::{
-    cookie, endpoint_key, hash_key, parse_sticky, pinned, set_cookie, stable_hash, sticky_value,
-};
+pub(crate) use key::{endpoint_key, hash_key, pinned, set_cookie};
 
 use gatehouse_config::LbPolicy;
 use maglev::Maglev;
@@ -83,7 +81,11 @@ impl Balancer {
             })
             .collect();
         let maglev = (*policy == LbPolicy::ConsistentHash).then(|| {
-            let keyed: Vec<(u64, u64)> = endpoints.iter().map(|e| e.key()).zip(weights.iter().copied()).collect();
+            let keyed: Vec<(u64, u64)> = endpoints
+                .iter()
+                .map(|e| e.key())
+                .zip(weights.iter().copied())
+                .collect();
             Maglev::new(&keyed)
         });
         let mut by_key: Vec<(u64, u32)> = endpoints
@@ -104,17 +106,16 @@ impl Balancer {
         }
     }
 
-    /// The policy it was built for.
-    pub(crate) fn policy(&self) -> LbPolicy {
-        self.policy
-    }
-
     /// Picks an available endpoint: its index in `endpoints`, or `None` when none is available.
     /// `hash` is the request's key (`hash_key`) under `ConsistentHash`; without it, round robin.
     pub(crate) fn pick<C: Candidate>(&self, endpoints: &[C], hash: Option<u64>) -> Option<usize> {
         let n = endpoints.len();
         if n != self.cumulative.len() {
-            debug_assert!(false, "balancer built for {} endpoints, given {n}", self.cumulative.len());
+            debug_assert!(
+                false,
+                "balancer built for {} endpoints, given {n}",
+                self.cumulative.len()
+            );
             return scan(endpoints, 0);
         }
         match n {

@@ -32,6 +32,65 @@ fn is_prime(m: u64) -> bool {
     m >= 2 && (2..).take_while(|d| d * d <= m).all(|d| m % d != 0)
 }
 
+/// One endpoint's walk along its permutation `pos, pos + skip, pos + 2·skip, … (mod M)`.
+struct Turn {
+    index: u32,
+    key: u64,
+    pos: u64,
+    skip: u64,
+    weight: u64,
+    /// Envoy's turn threshold, raised by the largest weight at each turn.
+    target: u64,
+}
+
+struct Fill {
+    table: Vec<u32>,
+    filled: usize,
+}
+
+impl Fill {
+    fn done(&self) -> bool {
+        self.filled == self.table.len()
+    }
+
+    /// Gives `t` the next free slot along its permutation.
+    fn claim(&mut self, t: &mut Turn) {
+        let m = self.table.len() as u64;
+        loop {
+            let c = t.pos as usize;
+            // `skip < m`: one subtraction instead of a division per step.
+            t.pos += t.skip;
+            if t.pos >= m {
+                t.pos -= m;
+            }
+            if self.table[c] == u32::MAX {
+                self.table[c] = t.index;
+                self.filled += 1;
+                return;
+            }
+        }
+    }
+}
+
+/// Envoy's weighted rule: in round r endpoint i takes a turn when r × weight ≥ its target, and each
+/// turn raises the target by the largest weight, so the heaviest endpoint takes a turn every round
+/// and one of a third of its weight every third round. The heap yields turns in (round, key order)
+/// without visiting endpoints whose turn has not come; keys pack both in one `u128`.
+fn weighted_turns(fill: &mut Fill, order: &mut [Turn], max_weight: u64) {
+    let mut turns: BinaryHeap<Reverse<u128>> = (0..order.len())
+        .map(|rank| Reverse((1u128 << 64) | rank as u128))
+        .collect();
+    while !fill.done() {
+        let Reverse(next) = turns.pop().expect("every endpoint keeps a turn");
+        let (round, rank) = ((next >> 64) as u64, next as u64 as usize);
+        let t = &mut order[rank];
+        fill.claim(t);
+        t.target += max_weight;
+        let again = t.target.div_ceil(t.weight).max(round + 1);
+        turns.push(Reverse((u128::from(again) << 64) | rank as u128));
+    }
+}
+
 fn table_size(n: usize) -> u64 {
     let want = n as u64 * SLOTS_PER_ENDPOINT;
     if want <= SMALL_TABLE {
@@ -44,49 +103,46 @@ impl Maglev {
     /// The table for endpoints given as `(key, weight)`; weights at least 1. `O(M log n)`: a heap
     /// orders the turns, so a very uneven weight does not cost `M × n` as a round-by-round loop would.
     pub(super) fn new(endpoints: &[(u64, u64)]) -> Self {
-        let n = endpoints.len();
-        if n == 0 {
+        if endpoints.is_empty() {
             return Maglev {
                 table: Box::new([]),
             };
         }
-        let m = table_size(n);
-        let max_weight = endpoints.iter().map(|e| e.1).max().unwrap_or(1);
-        // (offset, skip, next) of each endpoint's permutation `(offset + j * skip) % m`.
-        let mut perm: Vec<(u64, u64, u64)> = endpoints
+        let m = table_size(endpoints.len());
+        let mut fill = Fill {
+            table: vec![u32::MAX; m as usize],
+            filled: 0,
+        };
+        // Key order, so the table does not depend on the order endpoints are listed in.
+        let mut order: Vec<Turn> = endpoints
             .iter()
-            .map(|&(key, _)| (mix(key) % m, mix(key ^ 0x9e37_79b9_7f4a_7c15) % (m - 1) + 1, 0))
+            .enumerate()
+            .map(|(i, &(key, weight))| Turn {
+                index: i as u32,
+                key,
+                pos: mix(key) % m,
+                skip: mix(key ^ 0x9e37_79b9_7f4a_7c15) % (m - 1) + 1,
+                weight: weight.max(1),
+                target: 0,
+            })
             .collect();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by_key(|&i| (endpoints[i].0, i));
-        // Envoy's rule: in round r endpoint i takes a turn when r × weight ≥ its target, and each
-        // turn raises the target by the largest weight, so the heaviest endpoint takes a turn every
-        // round and one of a third of its weight every third round. The heap yields the turns in
-        // (round, key order) order without visiting idle endpoints.
-        let mut turns: BinaryHeap<Reverse<(u64, usize)>> =
-            (0..n).map(|rank| Reverse((1, rank))).collect();
-        let mut target = vec![0u64; n];
-        let mut table = vec![u32::MAX; m as usize];
-        let mut filled = 0;
-        while filled < m {
-            let Reverse((round, rank)) = turns.pop().expect("every endpoint keeps a turn");
-            let i = order[rank];
-            let (offset, skip, next) = &mut perm[i];
-            let slot = loop {
-                let c = ((*offset + *next * *skip) % m) as usize;
-                *next += 1;
-                if table[c] == u32::MAX {
-                    break c;
+        order.sort_by_key(|t| (t.key, t.index));
+        let max_weight = order.iter().map(|t| t.weight).max().unwrap_or(1);
+        if order.iter().all(|t| t.weight == max_weight) {
+            // Equal weights: every endpoint takes a turn every round, in key order (the paper's loop).
+            'rounds: loop {
+                for t in &mut order {
+                    if fill.done() {
+                        break 'rounds;
+                    }
+                    fill.claim(t);
                 }
-            };
-            table[slot] = i as u32;
-            filled += 1;
-            target[i] += max_weight;
-            let w = endpoints[i].1.max(1);
-            turns.push(Reverse((target[i].div_ceil(w).max(round + 1), rank)));
+            }
+        } else {
+            weighted_turns(&mut fill, &mut order, max_weight);
         }
         Maglev {
-            table: table.into_boxed_slice(),
+            table: fill.table.into_boxed_slice(),
         }
     }
 
@@ -116,9 +172,13 @@ mod tests {
         let m = Maglev::new(&eps);
         assert_eq!(m.len() as u64, SMALL_TABLE);
         for (i, &(_, w)) in eps.iter().enumerate() {
-            let share = m.table.iter().filter(|&&e| e as usize == i).count() as f64 / m.len() as f64;
+            let share =
+                m.table.iter().filter(|&&e| e as usize == i).count() as f64 / m.len() as f64;
             let want = w as f64 / 10.0;
-            assert!((share - want).abs() < 0.01, "endpoint {i}: {share} vs {want}");
+            assert!(
+                (share - want).abs() < 0.01,
+                "endpoint {i}: {share} vs {want}"
+            );
         }
     }
 

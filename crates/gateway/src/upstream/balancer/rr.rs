@@ -108,7 +108,9 @@ mod tests {
     fn cycle(weights: &[u64], start: u64) -> Vec<usize> {
         let (rr, cumulative) = build(weights);
         let total: u64 = weights.iter().sum();
-        (start..start + total).map(|n| rr.at(n, &cumulative)).collect()
+        (start..start + total)
+            .map(|n| rr.at(n, &cumulative))
+            .collect()
     }
 
     #[test]

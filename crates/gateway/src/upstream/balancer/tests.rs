@@ -1,5 +1,6 @@
 //! Behaviour of every policy through `Balancer`, over plain test endpoints.
 
+use super::key::{parse_sticky, stable_hash, sticky_value};
 use super::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -59,7 +60,10 @@ fn assert_weighted(shares: &[f64], weights: &[u32]) {
     let total: u32 = weights.iter().sum();
     for (i, (&s, &w)) in shares.iter().zip(weights).enumerate() {
         let want = f64::from(w) / f64::from(total);
-        assert!((s - want).abs() <= 0.03, "endpoint {i}: share {s:.3}, weight share {want:.3}");
+        assert!(
+            (s - want).abs() <= 0.03,
+            "endpoint {i}: share {s:.3}, weight share {want:.3}"
+        );
     }
 }
 
@@ -165,7 +169,10 @@ fn consistent_hash_moves_few_keys_when_an_endpoint_leaves() {
     // The leaver's keys (~1/10) must move; Maglev moves a few others too (the paper's
     // "minimal disruption" is approximate), bounded here at 3% of all keys.
     assert!(moved <= 1_000 + 500, "{moved} of 10000 keys moved");
-    assert!(bystanders <= 300, "{bystanders} keys moved between remaining endpoints");
+    assert!(
+        bystanders <= 300,
+        "{bystanders} keys moved between remaining endpoints"
+    );
 }
 
 #[test]
@@ -204,7 +211,10 @@ fn unavailable_endpoints_are_skipped_by_every_policy() {
         assert_eq!(b.pick(&e, None), None, "{policy:?}");
     }
     let none: [Ep; 0] = [];
-    assert_eq!(Balancer::new(&LbPolicy::RoundRobin, &none).pick(&none, None), None);
+    assert_eq!(
+        Balancer::new(&LbPolicy::RoundRobin, &none).pick(&none, None),
+        None
+    );
 }
 
 #[test]
@@ -263,12 +273,16 @@ fn five_thousand_endpoints_build_fast_and_pick_without_allocating() {
         let started = Instant::now();
         let b = Balancer::new(&policy, &e);
         let built = started.elapsed();
-        // Debug build on a shared 2-core machine; the figure in the module docs is a release one.
-        assert!(built < Duration::from_millis(500), "{policy:?}: built in {built:?}");
+        // A debug build on a shared machine is ~15× slower than release, where Maglev (the
+        // slowest) builds in ~10 ms.
+        let budget = Duration::from_millis(if cfg!(debug_assertions) { 1_500 } else { 50 });
+        assert!(built < budget, "{policy:?}: built in {built:?}");
         let before = allocations();
         let started = Instant::now();
         for k in 0..10_000u64 {
-            let i = b.pick(&e, Some(k.wrapping_mul(0x9e37_79b9_7f4a_7c15))).unwrap();
+            let i = b
+                .pick(&e, Some(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+                .unwrap();
             assert!(e[i].available);
             assert!(b.find_pinned(&e, e[i].key).is_some());
         }
