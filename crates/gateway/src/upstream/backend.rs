@@ -201,4 +201,73 @@ mod tests {
         }
         assert_eq!(count, [50, 10, 10]);
     }
+
+    fn sticky_hashed_backend() -> BackendRt {
+        let b = Backend {
+            id: gatehouse_config::ObjectId {
+                namespace: "default".into(),
+                name: "users".into(),
+            },
+            protocol: BackendProtocol::HTTP1,
+            endpoints: (1..=5)
+                .map(|i| gatehouse_config::Endpoint {
+                    address: format!("10.0.0.{i}:80"),
+                    weight: 1,
+                })
+                .collect(),
+            lb_policy: LbPolicy::ConsistentHash,
+            hash_on: Some(HashOn::Header("x-user-id".into())),
+            sticky: Some(StickyCookie {
+                name: "gh-affinity".into(),
+                ttl: Duration::from_secs(60),
+            }),
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+        };
+        let mut shared = |_: &str| {
+            Arc::new(EndpointShared {
+                pool_key: 0,
+                in_flight: AtomicUsize::new(0),
+                h2: ArcSwapOption::empty(),
+            })
+        };
+        BackendRt::new(&b, &mut shared, Counter::default())
+    }
+
+    #[test]
+    fn pick_for_hashes_the_request_key_and_pins_with_a_cookie() {
+        let backend = sticky_hashed_backend();
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user-id", HeaderValue::from_static("u-42"));
+        let (first, cookie) = backend.pick_for(&headers, None, client).unwrap();
+        for _ in 0..10 {
+            let (again, _) = backend.pick_for(&headers, None, client).unwrap();
+            assert_eq!(again.address, first.address);
+        }
+        // The cookie names the endpoint; sent back, it wins over the hash and is not set again.
+        let cookie = cookie.expect("a sticky backend sets its cookie");
+        let pair = cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let other = backend
+            .endpoints
+            .load()
+            .endpoints
+            .iter()
+            .find(|e| e.key != first.key)
+            .unwrap()
+            .clone();
+        let mut pinned = headers.clone();
+        let value = format!("gh-affinity={}", balancer::sticky_value(other.key));
+        pinned.insert(http::header::COOKIE, HeaderValue::try_from(value).unwrap());
+        let (chosen, set_again) = backend.pick_for(&pinned, None, client).unwrap();
+        assert_eq!(chosen.address, other.address);
+        assert_eq!(set_again, None);
+        assert!(pair.starts_with("gh-affinity="));
+    }
 }

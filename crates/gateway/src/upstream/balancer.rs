@@ -25,6 +25,8 @@ mod rr;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+pub(crate) use key::sticky_value;
 pub(crate) use key::{endpoint_key, hash_key, pinned, set_cookie};
 
 use gatehouse_config::LbPolicy;
