@@ -66,6 +66,7 @@ const KEYS: &[&str] = &[
     "loadBalancer",
     "policy",
     "hashOn",
+    "header",
     "cookie",
     "clientAddress",
     "sticky",

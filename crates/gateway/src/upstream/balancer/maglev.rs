@@ -29,7 +29,7 @@ pub(super) struct Maglev {
 }
 
 fn is_prime(m: u64) -> bool {
-    m >= 2 && (2..).take_while(|d| d * d <= m).all(|d| m % d != 0)
+    m >= 2 && (2..).take_while(|d| d * d <= m).all(|d| !m.is_multiple_of(d))
 }
 
 /// One endpoint's walk along its permutation `pos, pos + skip, pos + 2·skip, … (mod M)`.
