@@ -36,7 +36,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What the balancer needs to know of one endpoint.
 pub(crate) trait Candidate {
-    /// Effective weight now (slow start may lower it); 0 counts as 1.
+    /// Effective weight now (slow start may lower it); 0 counts as 1. Round robin, random and the
+    /// Maglev table use the weights read at build time, so a change of weight means a rebuild
+    /// (slow start: on a tick while any endpoint ramps up); least request also reads it per pick.
     fn weight(&self) -> u32;
     /// Requests in flight, for least request.
     fn in_flight(&self) -> usize;
@@ -51,6 +53,11 @@ pub(crate) trait Candidate {
 /// picks, and the scan is correct then too, only slower.
 const PROBES: usize = 16;
 
+/// The round-robin position on a cache line of its own: every round-robin pick writes it, and the
+/// read-only fields next to it should not bounce between cores with it.
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
 /// The balancing state of one endpoint set. Built once per set change, then read-only but for the
 /// round-robin position. Indexes returned refer to the slice it was built from, which every call
 /// must pass again, unchanged.
@@ -60,7 +67,7 @@ pub(crate) struct Balancer {
     cumulative: Box<[u64]>,
     rr: RoundRobin,
     /// Position in the round-robin schedule, shared by all workers.
-    cursor: AtomicU64,
+    cursor: Padded,
     /// Present with `ConsistentHash`.
     maglev: Option<Maglev>,
     /// `(key, index)` sorted by key, for sticky cookies.
@@ -102,7 +109,7 @@ impl Balancer {
             cumulative,
             // A random start, so that gateways (and sets rebuilt at once) do not all begin with
             // the first endpoint.
-            cursor: AtomicU64::new(fastrand::u64(..1 << 32)),
+            cursor: Padded(AtomicU64::new(fastrand::u64(..1 << 32))),
             maglev,
             by_key: by_key.into_boxed_slice(),
         }
@@ -146,7 +153,7 @@ impl Balancer {
     }
 
     fn round_robin<C: Candidate>(&self, endpoints: &[C]) -> Option<usize> {
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let start = self.cursor.0.fetch_add(1, Ordering::Relaxed);
         (0..PROBES as u64)
             .map(|k| self.rr.at(start.wrapping_add(k), &self.cumulative))
             .find(|&i| endpoints[i].available())

@@ -29,7 +29,10 @@ pub(super) struct Maglev {
 }
 
 fn is_prime(m: u64) -> bool {
-    m >= 2 && (2..).take_while(|d| d * d <= m).all(|d| !m.is_multiple_of(d))
+    m >= 2
+        && (2..)
+            .take_while(|d| d * d <= m)
+            .all(|d| !m.is_multiple_of(d))
 }
 
 /// One endpoint's walk along its permutation `pos, pos + skip, pos + 2·skip, … (mod M)`.
