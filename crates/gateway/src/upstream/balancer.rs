@@ -89,7 +89,8 @@ impl Balancer {
                 Some(*acc)
             })
             .collect();
-        let maglev = (*policy == LbPolicy::ConsistentHash).then(|| {
+        // One endpoint needs no table: `pick` answers it directly.
+        let maglev = (*policy == LbPolicy::ConsistentHash && endpoints.len() > 1).then(|| {
             let keyed: Vec<(u64, u64)> = endpoints
                 .iter()
                 .map(|e| e.key())
