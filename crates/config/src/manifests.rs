@@ -120,7 +120,23 @@ fn backend(b: &Backend) -> Value {
         LbPolicy::RoundRobin => "RoundRobin",
         LbPolicy::Random => "Random",
         LbPolicy::LeastRequest => "LeastRequest",
+        LbPolicy::ConsistentHash => "ConsistentHash",
     };
+    let hash_on = b.hash_on.as_ref().map(|h| match h {
+        HashOn::Header(name) => json!({ "header": name }),
+        HashOn::Cookie(name) => json!({ "cookie": name }),
+        HashOn::Query(name) => json!({ "query": name }),
+        HashOn::ClientAddress => json!({ "clientAddress": true }),
+    });
+    let sticky = b
+        .sticky
+        .as_ref()
+        .map(|s| json!({"cookie": {"name": s.name, "ttl": duration(s.ttl)}}));
+    let load_balancer = object([
+        ("policy", Some(Value::from(policy))),
+        ("hashOn", hash_on),
+        ("sticky", sticky),
+    ]);
     let endpoints: Vec<Value> = b
         .endpoints
         .iter()
@@ -129,7 +145,7 @@ fn backend(b: &Backend) -> Value {
     let mut spec = json!({
         "protocol": protocol,
         "endpoints": endpoints,
-        "loadBalancer": {"policy": policy},
+        "loadBalancer": load_balancer,
         "timeouts": {
             "connect": duration(b.connect_timeout),
             "idle": duration(b.idle_timeout),

@@ -264,6 +264,33 @@ pub enum LbPolicy {
     Random,
     /// Fewest in-flight requests of two random choices.
     LeastRequest,
+    /// Maglev consistent hashing on a request key (`Backend::hash_on`).
+    ConsistentHash,
+}
+
+/// What a request is hashed on for `LbPolicy::ConsistentHash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HashOn {
+    /// A request header's value; the name is lowercase.
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's value.
+    Query(String),
+    /// The client's IP address (after trusted-proxy resolution).
+    ClientAddress,
+}
+
+/// Session affinity: a cookie Gatehouse sets names the endpoint that served the first response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StickyCookie {
+    /// Cookie name.
+    pub name: String,
+    /// Cookie lifetime (`Max-Age`).
+    #[serde(serialize_with = "ser_duration")]
+    pub ttl: Duration,
 }
 
 /// The `Backend` kind.
@@ -278,6 +305,10 @@ pub struct Backend {
     pub endpoints: Vec<Endpoint>,
     /// Balancing policy.
     pub lb_policy: LbPolicy,
+    /// The request key of `ConsistentHash`; `Some` exactly when the policy is `ConsistentHash`.
+    pub hash_on: Option<HashOn>,
+    /// Cookie-based affinity, with any policy.
+    pub sticky: Option<StickyCookie>,
     /// TCP connect timeout.
     #[serde(serialize_with = "ser_duration")]
     pub connect_timeout: Duration,

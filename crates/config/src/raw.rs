@@ -219,6 +219,10 @@ impl<'de> Deserialize<'de> for EndpointSpec {
 pub struct LoadBalancerSpec {
     #[serde(default)]
     pub policy: Option<LbPolicy>,
+    #[serde(default)]
+    pub hash_on: Option<HashOnSpec>,
+    #[serde(default)]
+    pub sticky: Option<StickySpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +230,36 @@ pub enum LbPolicy {
     RoundRobin,
     Random,
     LeastRequest,
+    ConsistentHash,
+}
+
+/// Exactly one key kind; `validate` checks that, so every mistake is reported with the others.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HashOnSpec {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub client_address: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StickySpec {
+    pub cookie: StickyCookieSpec,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StickyCookieSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 mod health;
+mod lb;
 mod values;
 
 /// Whether `method` is one of the standard methods (which go in `methods`, not `extensionMethods`).
@@ -365,15 +366,14 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
     );
     let outlier_detection = v.outlier_detection(ctx, spec.outlier_detection.as_ref());
     let (panic_threshold, slow_start) = v.panic_and_slow_start(ctx, spec);
+    let (lb_policy, hash_on, sticky) = lb::load_balancer(v, ctx, spec.load_balancer.as_ref());
     Backend {
         id: o.id.clone(),
         protocol,
         endpoints,
-        lb_policy: match spec.load_balancer.as_ref().and_then(|l| l.policy) {
-            None | Some(raw::LbPolicy::RoundRobin) => LbPolicy::RoundRobin,
-            Some(raw::LbPolicy::Random) => LbPolicy::Random,
-            Some(raw::LbPolicy::LeastRequest) => LbPolicy::LeastRequest,
-        },
+        lb_policy,
+        hash_on,
+        sticky,
         connect_timeout: v.duration(
             ctx,
             "spec.timeouts.connect",

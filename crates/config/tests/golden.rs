@@ -33,6 +33,11 @@ fn bad_values() {
 }
 
 #[test]
+fn load_balancer() {
+    check("load-balancer");
+}
+
+#[test]
 fn references() {
     check("references");
 }

@@ -28,6 +28,16 @@ spec:
   slowStart: 20s
 ---
 apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: users, namespace: shop}
+spec:
+  endpoints: ["127.0.0.1:9002", "127.0.0.1:9003"]
+  loadBalancer:
+    policy: ConsistentHash
+    hashOn: {header: X-User-Id}
+    sticky: {cookie: {ttl: 90m}}
+---
+apiVersion: gatehouse.dev/v1alpha1
 kind: Route
 metadata: {name: shop, namespace: shop}
 spec:
@@ -87,7 +97,13 @@ fn manifests_use_the_manifest_field_names() {
     assert_eq!(checked["healthCheck"]["http"]["expectedStatuses"][1], "418");
     assert_eq!(checked["outlierDetection"]["maxEjectionPercent"], "30%");
     assert_eq!(checked["slowStart"], "20s");
-    let route = &docs[4]["spec"];
+    assert_eq!(backend["spec"]["loadBalancer"].get("hashOn"), None);
+    let hashed = &docs[4]["spec"]["loadBalancer"];
+    assert_eq!(hashed["policy"], "ConsistentHash");
+    assert_eq!(hashed["hashOn"]["header"], "x-user-id");
+    assert_eq!(hashed["sticky"]["cookie"]["name"], "gh-affinity");
+    assert_eq!(hashed["sticky"]["cookie"]["ttl"], "90m");
+    let route = &docs[5]["spec"];
     assert_eq!(route["hosts"][0], "*.shop.local");
     assert_eq!(route["rules"][0]["match"]["extensionMethods"][0], "PURGE");
     assert_eq!(route["rules"][0]["rewrite"]["host"], "cache.internal:8080");

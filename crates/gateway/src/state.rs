@@ -78,6 +78,7 @@ impl StateStore {
         *current = plan.backends.clone();
         drop(current);
         for (spec, state) in plan.backends.values() {
+            state.set_policy(spec.lb_policy);
             state.set_panic_threshold(spec.panic_threshold);
             start_tasks(spec, state);
         }

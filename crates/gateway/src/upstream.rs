@@ -1,6 +1,7 @@
 //! Request flow, steps 8-9: backends, their endpoints, the balancer and the upstream client.
 
 pub mod backend;
+pub(crate) mod balancer;
 pub mod client;
 pub mod codec;
 #[cfg(test)]

@@ -343,10 +343,11 @@ async fn forward(
         l.bytes_in = Some(counter.clone());
         counter
     });
-    let Some(ep) = backend.pick() else {
+    let picked = backend.pick_for(req.headers(), req.uri().query(), conn.peer.ip());
+    let Some((ep, affinity)) = picked else {
         let err = ProxyError::new(
             ErrorKind::NoHealthyEndpoint,
-            format!("backend {} has no endpoints", backend.id),
+            format!("backend {} has no available endpoint", backend.id),
         );
         return fail(err, &choice.metrics, log);
     };
@@ -505,6 +506,9 @@ async fn forward(
     }
     if !rule.response_headers.is_empty() {
         forward::apply_mods(&mut parts.headers, &rule.response_headers);
+    }
+    if let Some(cookie) = affinity {
+        parts.headers.append(header::SET_COOKIE, cookie);
     }
     parts.headers.insert(X_REQUEST_ID.clone(), rid);
     done.status = parts.status.as_u16();

@@ -7,11 +7,12 @@ use super::endpoint::{EndpointRt, EndpointShared, Source};
 use crate::discovery::{Discovered, Sink};
 use crate::telemetry::upstream_metrics::BackendStateMetrics;
 use crate::upstream::backend::EndpointSet;
+use crate::upstream::balancer::endpoint_key;
 use arc_swap::ArcSwap;
-use gatehouse_config::Backend;
+use gatehouse_config::{Backend, LbPolicy};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
@@ -43,8 +44,9 @@ pub struct BackendState {
     pub(crate) provider: &'static str,
     /// The current endpoints; replaced whole by discovery, read once per request.
     pub(crate) endpoints: ArcSwap<EndpointSet>,
-    /// Round-robin position, kept across reloads so a reload does not restart the cycle.
-    pub(crate) rr: AtomicUsize,
+    /// The balancing policy the set's balancer was built for (it may change on a reload that
+    /// keeps the endpoints).
+    policy: Mutex<LbPolicy>,
     /// Per-address state, by address: reused when an address stays in the set.
     shared: Mutex<HashMap<Arc<str>, Arc<EndpointShared>>>,
     /// Source of unique pool keys (shared by the whole store).
@@ -53,7 +55,7 @@ pub struct BackendState {
     /// Control-plane tasks by role (`health`, `outlier`, `discovery`), each with the spec it runs.
     tasks: Mutex<HashMap<&'static str, (String, OwnedTask)>>,
     /// Fewer endpoints available than `panic_threshold` percent: balance over all of them.
-    pub(crate) panic: AtomicBool,
+    pub(crate) panic: Arc<AtomicBool>,
     panic_threshold: AtomicU32,
     pub(crate) metrics: BackendStateMetrics,
 }
@@ -77,13 +79,13 @@ impl BackendState {
         let state = BackendState {
             id: spec.id.to_string().into(),
             provider: "static",
-            endpoints: ArcSwap::from_pointee(EndpointSet::new(Vec::new())),
-            rr: AtomicUsize::new(fastrand::usize(..1024)),
+            endpoints: ArcSwap::from_pointee(EndpointSet::new(Vec::new(), spec.lb_policy)),
+            policy: Mutex::new(spec.lb_policy),
             shared: Mutex::new(seeded),
             next_key,
             status: Mutex::new(Status::default()),
             tasks: Mutex::new(HashMap::new()),
-            panic: AtomicBool::new(false),
+            panic: Arc::new(AtomicBool::new(false)),
             panic_threshold: AtomicU32::new(spec.panic_threshold),
             metrics,
         };
@@ -125,6 +127,8 @@ impl BackendState {
                 kept.insert(address.clone(), s.clone());
                 Arc::new(EndpointRt {
                     resolved: address.parse().ok(),
+                    key: endpoint_key(&self.id, &address),
+                    panic: self.panic.clone(),
                     address,
                     weight: weight.max(1),
                     source,
@@ -134,7 +138,9 @@ impl BackendState {
             .collect();
         *shared = kept;
         drop(shared);
-        self.endpoints.store(Arc::new(EndpointSet::new(list)));
+        let policy = *self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        self.endpoints
+            .store(Arc::new(EndpointSet::new(list, policy)));
         self.refresh_availability();
     }
 
@@ -156,6 +162,17 @@ impl BackendState {
             Some(spec) => {
                 tasks.insert(role, (spec, OwnedTask(task())));
             }
+        }
+    }
+
+    /// Rebuilds the balancer when a reload changed the policy but kept the endpoints.
+    pub(crate) fn set_policy(&self, policy: LbPolicy) {
+        let mut current = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != policy {
+            *current = policy;
+            let endpoints = self.endpoints.load().endpoints.clone();
+            self.endpoints
+                .store(Arc::new(EndpointSet::new(endpoints, policy)));
         }
     }
 

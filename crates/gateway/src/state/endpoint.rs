@@ -118,6 +118,10 @@ pub struct EndpointRt {
     pub resolved: Option<SocketAddr>,
     /// Relative weight.
     pub weight: u32,
+    /// Identity of (backend, address) for consistent hashing and sticky cookies.
+    pub key: u64,
+    /// The backend's panic flag: when set, every endpoint takes traffic whatever its health.
+    pub(crate) panic: Arc<std::sync::atomic::AtomicBool>,
     /// Where it came from.
     pub(crate) source: Source,
     /// State that survives reloads and set changes.

@@ -1,65 +1,49 @@
 //! Request flow, step 8: a backend as one snapshot sees it — its settings from the config, and its
 //! run-time state (`state::BackendState`: the endpoint set discovery and health keep current, which
-//! outlives reloads) — and the balancer that picks an endpoint from that set.
+//! outlives reloads) — and the pick of an endpoint from that set by the balancer, honouring health,
+//! ejections, panic mode, slow start, consistent hashing and sticky cookies.
 
-use gatehouse_config::{Backend, BackendProtocol, LbPolicy};
+use super::balancer::{self, hash_key, Balancer, Candidate};
+use gatehouse_config::{Backend, BackendProtocol, HashOn, LbPolicy, StickyCookie};
+use http::{HeaderMap, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::state::endpoint::{EndpointRt, EndpointShared};
 
-/// The endpoint set and the precomputed balancing schedule; swapped whole.
+impl Candidate for Arc<EndpointRt> {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+    fn available(&self) -> bool {
+        // In panic mode every endpoint takes traffic, whatever its health.
+        self.panic.load(Ordering::Relaxed) || self.shared.available()
+    }
+    fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+/// The endpoint set and its balancer; swapped whole.
 pub struct EndpointSet {
     /// Endpoints.
     pub endpoints: Vec<Arc<EndpointRt>>,
-    /// Smooth weighted round-robin order, as indexes into `endpoints`.
-    schedule: Vec<u32>,
-    /// Cumulative weights, for weighted random.
-    cumulative: Vec<u64>,
+    pub(crate) balancer: Balancer,
 }
 
 impl EndpointSet {
-    /// Builds the set and its schedules.
-    pub fn new(endpoints: Vec<Arc<EndpointRt>>) -> Self {
-        let total: u64 = endpoints.iter().map(|e| u64::from(e.weight)).sum();
-        let mut cumulative = Vec::with_capacity(endpoints.len());
-        let mut acc = 0;
-        for e in &endpoints {
-            acc += u64::from(e.weight);
-            cumulative.push(acc);
-        }
-        // Smooth WRR (as nginx): spreads heavy endpoints instead of sending them bursts. The cycle is
-        // capped; beyond that, proportions are kept approximately.
-        let len = total.min(4096) as usize;
-        let scale = if total > 4096 {
-            4096.0 / total as f64
-        } else {
-            1.0
-        };
-        let weights: Vec<i64> = endpoints
-            .iter()
-            .map(|e| ((f64::from(e.weight) * scale).round() as i64).max(1))
-            .collect();
-        let sum: i64 = weights.iter().sum();
-        let mut current = vec![0i64; endpoints.len()];
-        let mut schedule = Vec::with_capacity(len);
-        for _ in 0..sum {
-            let mut best = 0;
-            for i in 0..weights.len() {
-                current[i] += weights[i];
-                if current[i] > current[best] {
-                    best = i;
-                }
-            }
-            current[best] -= sum;
-            schedule.push(best as u32);
-        }
+    /// Builds the set and its balancer.
+    pub fn new(endpoints: Vec<Arc<EndpointRt>>, policy: LbPolicy) -> Self {
+        let balancer = Balancer::new(&policy, &endpoints);
         EndpointSet {
             endpoints,
-            schedule,
-            cumulative,
+            balancer,
         }
     }
 }
@@ -74,6 +58,10 @@ pub struct BackendRt {
     pub state: Arc<crate::state::BackendState>,
     /// Balancing policy.
     pub policy: LbPolicy,
+    /// The request key of `ConsistentHash`.
+    pub(crate) hash_on: Option<HashOn>,
+    /// Cookie-based affinity.
+    pub(crate) sticky: Option<StickyCookie>,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Idle pooled connections older than this are not reused.
@@ -100,6 +88,8 @@ impl BackendRt {
             protocol: b.protocol,
             state,
             policy: b.lb_policy,
+            hash_on: b.hash_on.clone(),
+            sticky: b.sticky.clone(),
             connect_timeout: b.connect_timeout,
             idle_timeout: b.idle_timeout,
             read_timeout: b.read_timeout,
@@ -109,47 +99,64 @@ impl BackendRt {
         }
     }
 
-    /// Picks an endpoint, or `None` when the backend has none.
+    /// Picks an endpoint with no request key (round robin for `ConsistentHash`), or `None` when
+    /// none is available.
     pub fn pick(&self) -> Option<Arc<EndpointRt>> {
         let set = self.state.endpoints.load();
-        let eps = &set.endpoints;
-        if eps.is_empty() {
-            return None;
+        let idx = set.balancer.pick(&set.endpoints, None)?;
+        self.ramp(&set.endpoints, idx)
+    }
+
+    /// Picks for a request: the endpoint its affinity cookie names while that one is available,
+    /// else by the policy over the request's hash key. Also returns the `Set-Cookie` value for the
+    /// response when the backend is sticky and the request was not already pinned there (a pinned
+    /// endpoint that went away is replaced and the cookie rewritten).
+    pub(crate) fn pick_for(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        client: IpAddr,
+    ) -> Option<(Arc<EndpointRt>, Option<HeaderValue>)> {
+        if self.sticky.is_none() && self.hash_on.is_none() {
+            return self.pick().map(|ep| (ep, None));
         }
-        let idx = match self.policy {
-            _ if eps.len() == 1 => 0,
-            LbPolicy::RoundRobin => {
-                let n = self.state.rr.fetch_add(1, Ordering::Relaxed);
-                set.schedule[n % set.schedule.len()] as usize
-            }
-            LbPolicy::Random => weighted_random(&set.cumulative),
-            LbPolicy::LeastRequest => {
-                // Power of two choices, weighted: compare in-flight per unit of weight.
-                let a = weighted_random(&set.cumulative);
-                let b = weighted_random(&set.cumulative);
-                let load = |i: usize| {
-                    eps[i].shared.in_flight.load(Ordering::Relaxed) as f64
-                        / f64::from(eps[i].weight)
-                };
-                if load(b) < load(a) {
-                    b
+        let set = self.state.endpoints.load();
+        let pinned = self
+            .sticky
+            .as_ref()
+            .and_then(|s| balancer::pinned(s, headers));
+        let ep = match pinned.and_then(|k| set.balancer.find_pinned(&set.endpoints, k)) {
+            Some(i) => set.endpoints[i].clone(),
+            None => {
+                let hash =
+                    (self.hash_on.as_ref()).and_then(|on| hash_key(on, headers, query, client));
+                let idx = set.balancer.pick(&set.endpoints, hash)?;
+                // A hashed key keeps its endpoint; slow start applies to unkeyed picks only.
+                if hash.is_some() {
+                    set.endpoints[idx].clone()
                 } else {
-                    a
+                    self.ramp(&set.endpoints, idx)?
                 }
             }
         };
-        let ep = &eps[idx];
-        if self.state.panic.load(Ordering::Relaxed) || (ep.shared.available() && !self.slowed(ep)) {
-            return Some(ep.clone());
+        let cookie = (self.sticky.as_ref())
+            .filter(|_| pinned != Some(ep.key))
+            .map(|s| balancer::set_cookie(s, ep.key));
+        Some((ep, cookie))
+    }
+
+    /// The balancer's choice `idx`, unless slow start turns it away: then the next available
+    /// endpoint that is not ramping up (or the choice itself when every other one is).
+    fn ramp(&self, eps: &[Arc<EndpointRt>], idx: usize) -> Option<Arc<EndpointRt>> {
+        if self.slow_start_ms.is_none() || !self.slowed(&eps[idx]) {
+            return Some(eps[idx].clone());
         }
-        // Rare: the choice is unhealthy, ejected or ramping up. Walk on to the next endpoint
-        // that may take it; ramping endpoints are skipped only in the first pass.
         let n = eps.len();
-        let next = (1..n)
+        (1..n)
             .map(|k| &eps[(idx + k) % n])
-            .find(|e| e.shared.available() && !self.slowed(e))
-            .or_else(|| eps.iter().find(|e| e.shared.available()));
-        next.cloned()
+            .find(|e| e.available() && !self.slowed(e))
+            .or(Some(&eps[idx]))
+            .cloned()
     }
 
     /// Whether slow start turns this pick of `ep` away: an endpoint `t` into its ramp of length
@@ -167,41 +174,127 @@ impl BackendRt {
     }
 }
 
-fn weighted_random(cumulative: &[u64]) -> usize {
-    let total = *cumulative.last().unwrap_or(&1);
-    let x = fastrand::u64(..total.max(1));
-    cumulative.partition_point(|&c| c <= x)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::endpoint::Source;
+    use crate::upstream::balancer::endpoint_key;
+    use std::sync::atomic::AtomicBool;
 
     fn ep(addr: &str, weight: u32) -> Arc<EndpointRt> {
         Arc::new(EndpointRt {
             address: addr.into(),
             resolved: addr.parse().ok(),
             weight,
-            source: crate::state::endpoint::Source::Static,
+            key: endpoint_key("default/b", addr),
+            panic: Arc::new(AtomicBool::new(false)),
+            source: Source::Static,
             shared: Arc::new(EndpointShared::new(0)),
         })
     }
 
     #[test]
-    fn smooth_weighted_round_robin_keeps_proportions_and_spreads() {
-        let set = EndpointSet::new(vec![ep("a:1", 5), ep("b:1", 1), ep("c:1", 1)]);
-        assert_eq!(set.schedule.len(), 7);
-        assert_eq!(set.schedule.iter().filter(|&&i| i == 0).count(), 5);
-        // nginx's example sequence for 5/1/1: a a b a c a a
-        assert_eq!(set.schedule, vec![0, 0, 1, 0, 2, 0, 0]);
+    fn endpoint_set_balances_by_weight() {
+        let set = EndpointSet::new(
+            vec![ep("a:1", 5), ep("b:1", 1), ep("c:1", 1)],
+            LbPolicy::RoundRobin,
+        );
+        let mut count = [0; 3];
+        for _ in 0..70 {
+            count[set.balancer.pick(&set.endpoints, None).unwrap()] += 1;
+        }
+        assert_eq!(count, [50, 10, 10]);
     }
 
     #[test]
-    fn weighted_random_respects_weights() {
-        let cumulative = [1, 4];
-        let hits = (0..4000)
-            .filter(|_| weighted_random(&cumulative) == 1)
-            .count();
-        assert!((2700..3300).contains(&hits), "{hits}");
+    fn panic_mode_makes_unhealthy_endpoints_candidates_again() {
+        let e = ep("a:1", 1);
+        e.shared
+            .set_health(crate::state::endpoint::Health::Unhealthy);
+        assert!(!e.available());
+        e.panic.store(true, Ordering::Relaxed);
+        assert!(e.available());
+    }
+
+    fn sticky_hashed_backend() -> BackendRt {
+        let b = Backend {
+            id: gatehouse_config::ObjectId {
+                namespace: "default".into(),
+                name: "users".into(),
+            },
+            protocol: BackendProtocol::HTTP1,
+            endpoints: (1..=5)
+                .map(|i| gatehouse_config::Endpoint {
+                    address: format!("10.0.0.{i}:80"),
+                    weight: 1,
+                })
+                .collect(),
+            lb_policy: LbPolicy::ConsistentHash,
+            hash_on: Some(HashOn::Header("x-user-id".into())),
+            sticky: Some(StickyCookie {
+                name: "gh-affinity".into(),
+                ttl: Duration::from_secs(60),
+            }),
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(60),
+            health_check: None,
+            outlier_detection: None,
+            panic_threshold: 50,
+            slow_start: None,
+        };
+        let metrics = crate::telemetry::metrics::Metrics::new();
+        let state = crate::state::BackendState::new(
+            &b,
+            Default::default(),
+            None,
+            metrics.upstream.backend("default/users"),
+        );
+        BackendRt::new(&b, Arc::new(state), Counter::default())
+    }
+
+    #[test]
+    fn pick_for_hashes_the_request_key_and_pins_with_a_cookie() {
+        let backend = sticky_hashed_backend();
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user-id", HeaderValue::from_static("u-42"));
+        let (first, cookie) = backend.pick_for(&headers, None, client).unwrap();
+        for _ in 0..10 {
+            let (again, _) = backend.pick_for(&headers, None, client).unwrap();
+            assert_eq!(again.address, first.address);
+        }
+        // The cookie names the endpoint; sent back, it wins over the hash and is not set again.
+        let cookie = cookie.expect("a sticky backend sets its cookie");
+        let pair = cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let other = backend
+            .state
+            .current()
+            .endpoints
+            .iter()
+            .find(|e| e.key != first.key)
+            .unwrap()
+            .clone();
+        let mut pinned = headers.clone();
+        let value = format!("gh-affinity={}", balancer::sticky_value(other.key));
+        pinned.insert(http::header::COOKIE, HeaderValue::try_from(value).unwrap());
+        let (chosen, set_again) = backend.pick_for(&pinned, None, client).unwrap();
+        assert_eq!(chosen.address, other.address);
+        assert_eq!(set_again, None);
+        assert!(pair.starts_with("gh-affinity="));
+
+        // A pinned endpoint that goes unhealthy is replaced and the cookie rewritten.
+        other
+            .shared
+            .set_health(crate::state::endpoint::Health::Unhealthy);
+        let (moved, rewritten) = backend.pick_for(&pinned, None, client).unwrap();
+        assert_ne!(moved.address, other.address);
+        assert!(rewritten.is_some());
     }
 }
