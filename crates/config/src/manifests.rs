@@ -118,13 +118,63 @@ fn backend(b: &Backend) -> Value {
         .iter()
         .map(|e| json!({"address": e.address, "weight": e.weight}))
         .collect();
-    let spec = json!({
-        "protocol": protocol,
-        "endpoints": endpoints,
-        "loadBalancer": {"policy": policy},
-        "timeouts": {"connect": duration(b.connect_timeout), "idle": duration(b.idle_timeout)},
-    });
+    let spec = object([
+        ("protocol", Some(json!(protocol))),
+        // A backend has one or the other: showing `endpoints: []` beside `discovery` would not load.
+        ("endpoints", b.discovery.is_none().then(|| json!(endpoints))),
+        ("discovery", b.discovery.as_ref().map(discovery)),
+        ("loadBalancer", Some(json!({"policy": policy}))),
+        (
+            "timeouts",
+            Some(json!({"connect": duration(b.connect_timeout), "idle": duration(b.idle_timeout)})),
+        ),
+    ]);
     document("Backend", &b.id, spec)
+}
+
+fn discovery(d: &Discovery) -> Value {
+    let resolver = |r: &Option<std::net::SocketAddr>| r.map(|a| json!(a.to_string()));
+    let ttls = |t: &TtlBounds| {
+        [
+            ("minTtl", Some(duration(t.min))),
+            ("maxTtl", Some(duration(t.max))),
+        ]
+    };
+    match d {
+        Discovery::Dns {
+            name,
+            port,
+            resolver: r,
+            ttl,
+        } => {
+            let mut fields = vec![
+                ("name", Some(json!(name))),
+                ("port", Some(json!(port))),
+                ("resolver", resolver(r)),
+            ];
+            fields.extend(ttls(ttl));
+            json!({"dns": object(fields)})
+        }
+        Discovery::Srv {
+            name,
+            resolver: r,
+            ttl,
+        } => {
+            let mut fields = vec![("srv", Some(json!(name))), ("resolver", resolver(r))];
+            fields.extend(ttls(ttl));
+            json!({"dns": object(fields)})
+        }
+        Discovery::File { path } => json!({"file": {"path": path.display().to_string()}}),
+        Discovery::Etcd { endpoints, prefix } => {
+            json!({"etcd": {"endpoints": endpoints, "prefix": prefix}})
+        }
+        Discovery::Kubernetes {
+            service,
+            port,
+            namespace,
+        } => json!({"kubernetes": {"service": service, "port": port, "namespace": namespace}}),
+        Discovery::Registration { ttl } => json!({"registration": {"ttl": duration(*ttl)}}),
+    }
 }
 
 fn route(r: &Route) -> Value {
