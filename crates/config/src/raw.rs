@@ -136,7 +136,8 @@ pub struct BackendSpec {
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
     #[serde(default)]
-    pub discovery: Option<DiscoverySpec>,
+    // Boxed: five providers inline would make every `Spec` as large as a backend with all of them.
+    pub discovery: Option<Box<DiscoverySpec>>,
     #[serde(default)]
     pub load_balancer: Option<LoadBalancerSpec>,
     #[serde(default)]

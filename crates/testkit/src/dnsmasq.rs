@@ -93,7 +93,10 @@ fn spawn(hosts: &Path, port: u16, srv: &[String]) -> Option<Child> {
         .arg(format!("--addn-hosts={}", hosts.display()))
         .arg("--local-ttl=1")
         // Its log goes beside the hosts file, out of the test output.
-        .arg(format!("--log-facility={}", hosts.with_file_name("dnsmasq.log").display()));
+        .arg(format!(
+            "--log-facility={}",
+            hosts.with_file_name("dnsmasq.log").display()
+        ));
     // dnsmasq started as root drops to an unprivileged user that could not read the temp dir
     // again on SIGHUP; stay the user that created it.
     if let Some(user) = current_user() {
