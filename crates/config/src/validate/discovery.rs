@@ -78,93 +78,86 @@ pub(super) fn discovery(
     Some(Discovery::Registration { ttl })
 }
 
+const DNS: &str = "spec.discovery.dns";
+
 fn dns(v: &mut V, ctx: &Ctx, d: &raw::DnsSpec) -> Option<Discovery> {
-    let at = "spec.discovery.dns";
     let before = v.errors.len();
-    let resolver = d.resolver.as_deref().and_then(|r| {
-        let parsed = r
-            .parse::<SocketAddr>()
-            .ok()
-            .or_else(|| r.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
-        if parsed.is_none() {
+    let resolver = d.resolver.as_deref().and_then(|r| resolver(v, ctx, r));
+    let ttl = ttl_bounds(v, ctx, d);
+    for (field, name) in [("name", &d.name), ("srv", &d.srv)] {
+        if let Some(name) = name.as_deref().filter(|n| !is_dns_name(n)) {
             v.errors.push(ctx.error(
-                &format!("{at}.resolver"),
-                format!("invalid resolver `{r}`: expected an IP address, optionally with a port, such as `127.0.0.1:53`"),
+                &format!("{DNS}.{field}"),
+                format!("invalid DNS name `{name}`: expected a name such as `tasks.internal`"),
             ));
         }
-        parsed
-    });
-    let defaults = TtlBounds::default();
-    let ttl = TtlBounds {
-        min: v.duration(
-            ctx,
-            &format!("{at}.minTtl"),
-            d.min_ttl.as_ref(),
-            defaults.min,
-        ),
-        max: v.duration(
-            ctx,
-            &format!("{at}.maxTtl"),
-            d.max_ttl.as_ref(),
-            defaults.max,
-        ),
-    };
-    if ttl.min.is_zero() {
-        v.errors
-            .push(ctx.error(&format!("{at}.minTtl"), "`minTtl` must be more than 0"));
-    } else if ttl.min > ttl.max {
-        v.errors.push(ctx.error(
-            &format!("{at}.maxTtl"),
-            "`maxTtl` must not be less than `minTtl`",
-        ));
     }
-    let found = match (&d.name, &d.srv) {
-        (Some(_), Some(_)) => Err((
-            format!("{at}.srv"),
-            "set `name` (A/AAAA records) or `srv`, not both",
-        )),
-        (None, None) => Err((at.to_string(), "`dns` needs `name` and `port`, or `srv`")),
-        (Some(_), None) if d.port.is_none_or(|p| p == 0) => Err((
-            format!("{at}.port"),
+    let problem = match (&d.name, &d.srv, d.port) {
+        (Some(_), Some(_), _) => Some(("srv", "set `name` (A/AAAA records) or `srv`, not both")),
+        (None, None, _) => Some(("", "`dns` needs `name` and `port`, or `srv`")),
+        (Some(_), None, None | Some(0)) => Some((
+            "port",
             "`name` needs a `port` between 1 and 65535: A/AAAA records carry none",
         )),
-        (None, Some(_)) if d.port.is_some() => Err((
-            format!("{at}.port"),
+        (None, Some(_), Some(_)) => Some((
+            "port",
             "`srv` takes its ports from the SRV records: remove `port`",
         )),
-        (Some(name), None) => Ok((name, "name", d.port.unwrap_or(0))),
-        (None, Some(srv)) => Ok((srv, "srv", 0)),
+        _ => None,
     };
-    let (name, field, port) = match found {
-        Ok(f) => f,
-        Err((path, message)) => {
-            v.errors.push(ctx.error(&path, message));
-            return None;
-        }
-    };
-    if !is_dns_name(name) {
-        v.errors.push(ctx.error(
-            &format!("{at}.{field}"),
-            format!("invalid DNS name `{name}`: expected a name such as `tasks.internal`"),
-        ));
+    if let Some((field, message)) = problem {
+        let path = [DNS, field].join(".");
+        v.errors
+            .push(ctx.error(path.trim_end_matches('.'), message));
     }
     if v.errors.len() > before {
         return None;
     }
-    let name = name.clone();
-    Some(match field {
-        "name" => Discovery::Dns {
-            name,
-            port,
+    Some(match (&d.name, &d.srv) {
+        (Some(name), _) => Discovery::Dns {
+            name: name.clone(),
+            port: d.port.unwrap_or_default(),
             resolver,
             ttl,
         },
-        _ => Discovery::Srv {
-            name,
+        (None, srv) => Discovery::Srv {
+            name: srv.clone().unwrap_or_default(),
             resolver,
             ttl,
         },
     })
+}
+
+/// `IP:port`, or an IP alone meaning port 53.
+fn resolver(v: &mut V, ctx: &Ctx, r: &str) -> Option<SocketAddr> {
+    let parsed = r
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| r.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+    if parsed.is_none() {
+        v.errors.push(ctx.error(
+            &format!("{DNS}.resolver"),
+            format!("invalid resolver `{r}`: expected an IP address, optionally with a port, such as `127.0.0.1:53`"),
+        ));
+    }
+    parsed
+}
+
+fn ttl_bounds(v: &mut V, ctx: &Ctx, d: &raw::DnsSpec) -> TtlBounds {
+    let defaults = TtlBounds::default();
+    let (min_at, max_at) = (format!("{DNS}.minTtl"), format!("{DNS}.maxTtl"));
+    let ttl = TtlBounds {
+        min: v.duration(ctx, &min_at, d.min_ttl.as_ref(), defaults.min),
+        max: v.duration(ctx, &max_at, d.max_ttl.as_ref(), defaults.max),
+    };
+    if ttl.min.is_zero() {
+        v.errors
+            .push(ctx.error(&min_at, "`minTtl` must be more than 0"));
+    } else if ttl.min > ttl.max {
+        v.errors
+            .push(ctx.error(&max_at, "`maxTtl` must not be less than `minTtl`"));
+    }
+    ttl
 }
 
 /// Letters, digits, `-` and `_` (SRV labels start with one) in dot-separated labels.
