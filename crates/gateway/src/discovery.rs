@@ -17,6 +17,7 @@ use std::time::Duration;
 mod dns;
 mod etcd;
 mod file;
+mod kubernetes;
 
 /// One endpoint as a provider found it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,10 +74,17 @@ pub fn spawn(discovery: &Discovery, sink: Arc<dyn Sink>) -> Option<Provider> {
         } => tokio::spawn(dns::run(dns::Query::Srv { name }, resolver, ttl, sink)),
         Discovery::File { path } => tokio::spawn(file::run(path, sink)),
         Discovery::Etcd { endpoints, prefix } => tokio::spawn(etcd::run(endpoints, prefix, sink)),
-        Discovery::Kubernetes { .. } => {
-            // Accepted by the config so manifests can be written ahead; say so where operators look.
-            sink.failed("kubernetes discovery is not available in this build".into());
-            return None;
+        Discovery::Kubernetes {
+            service,
+            port,
+            namespace,
+        } => {
+            let target = kubernetes::Target {
+                service,
+                port,
+                namespace,
+            };
+            tokio::spawn(kubernetes::run(None, target, sink))
         }
         Discovery::Registration { .. } => return None,
     };
