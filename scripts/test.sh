@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every Gatehouse test. Installs what the tests use (nginx, curl) when it is missing, so it
-# passes on a bare Debian machine with a Rust toolchain. Fails if the tests leave a process behind.
+# Runs every Gatehouse test. Installs what the build and the tests use (nginx, curl, dnsmasq, etcd,
+# protoc, python3) when it is missing, so it passes on a bare Debian machine with a Rust toolchain.
+# Fails if the tests leave a process behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +56,15 @@ fi
 need=()
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# DNS discovery tests ask a real dnsmasq (the binary alone: dnsmasq-base has no service).
+[ -x /usr/sbin/dnsmasq ] || command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+# etcd discovery tests run a real etcd.
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# The Kubernetes discovery test runs a stand-in API server written in Python.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The etcd-client crate compiles etcd's .proto files at build time: protoc and its well-known types.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     SUDO=""

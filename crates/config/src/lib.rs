@@ -24,6 +24,7 @@ pub use loader::{
     collect_files, is_manifest_file, load_path, load_sources, SourceFile, API_VERSION,
 };
 pub use model::*;
+pub use validate::parse_endpoints_file;
 
 /// The quickstart configuration `gatehouse run` serves when given no `-c`.
 pub const QUICKSTART: &str = include_str!("../quickstart.yaml");

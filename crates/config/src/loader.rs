@@ -115,7 +115,7 @@ pub(crate) struct Object<'a> {
 pub(crate) enum Spec {
     Gateway(GatewaySpec),
     Listener(ListenerSpec),
-    Backend(BackendSpec),
+    Backend(Box<BackendSpec>),
     Route(RouteSpec),
 }
 
@@ -407,7 +407,7 @@ fn read_document<'a>(
     let spec = match kind {
         "Gateway" => from_node(spec_node, "spec", &soft).map(Spec::Gateway),
         "Listener" => from_node(spec_node, "spec", &soft).map(Spec::Listener),
-        "Backend" => from_node(spec_node, "spec", &soft).map(Spec::Backend),
+        "Backend" => from_node(spec_node, "spec", &soft).map(|s| Spec::Backend(Box::new(s))),
         _ => from_node(spec_node, "spec", &soft).map(Spec::Route),
     };
     for e in soft.into_inner().errors {

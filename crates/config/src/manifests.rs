@@ -144,7 +144,6 @@ fn backend(b: &Backend) -> Value {
         .collect();
     let mut spec = json!({
         "protocol": protocol,
-        "endpoints": endpoints,
         "loadBalancer": load_balancer,
         "timeouts": {
             "connect": duration(b.connect_timeout),
@@ -153,6 +152,11 @@ fn backend(b: &Backend) -> Value {
         },
         "panicThreshold": format!("{}%", b.panic_threshold),
     });
+    // A backend has one or the other: showing `endpoints: []` beside `discovery` would not load.
+    match &b.discovery {
+        Some(d) => spec["discovery"] = discovery(d),
+        None => spec["endpoints"] = json!(endpoints),
+    }
     if let Some(h) = &b.health_check {
         spec["healthCheck"] = health_check(h);
     }
@@ -201,6 +205,51 @@ fn health_check(h: &HealthCheck) -> Value {
         Probe::Grpc { service } => v["grpc"] = json!({"service": service}),
     }
     v
+}
+
+fn discovery(d: &Discovery) -> Value {
+    let resolver = |r: &Option<std::net::SocketAddr>| r.map(|a| json!(a.to_string()));
+    let ttls = |t: &TtlBounds| {
+        [
+            ("minTtl", Some(duration(t.min))),
+            ("maxTtl", Some(duration(t.max))),
+        ]
+    };
+    match d {
+        Discovery::Dns {
+            name,
+            port,
+            resolver: r,
+            ttl,
+        } => {
+            let mut fields = vec![
+                ("name", Some(json!(name))),
+                ("port", Some(json!(port))),
+                ("resolver", resolver(r)),
+            ];
+            fields.extend(ttls(ttl));
+            json!({"dns": object(fields)})
+        }
+        Discovery::Srv {
+            name,
+            resolver: r,
+            ttl,
+        } => {
+            let mut fields = vec![("srv", Some(json!(name))), ("resolver", resolver(r))];
+            fields.extend(ttls(ttl));
+            json!({"dns": object(fields)})
+        }
+        Discovery::File { path } => json!({"file": {"path": path.display().to_string()}}),
+        Discovery::Etcd { endpoints, prefix } => {
+            json!({"etcd": {"endpoints": endpoints, "prefix": prefix}})
+        }
+        Discovery::Kubernetes {
+            service,
+            port,
+            namespace,
+        } => json!({"kubernetes": {"service": service, "port": port, "namespace": namespace}}),
+        Discovery::Registration { ttl } => json!({"registration": {"ttl": duration(*ttl)}}),
+    }
 }
 
 fn route(r: &Route) -> Value {

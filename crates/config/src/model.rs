@@ -301,8 +301,10 @@ pub struct Backend {
     pub id: ObjectId,
     /// Upstream protocol.
     pub protocol: BackendProtocol,
-    /// Static endpoints.
+    /// Static endpoints; empty when `discovery` provides them.
     pub endpoints: Vec<Endpoint>,
+    /// Where the endpoints come from at run time, instead of `endpoints`.
+    pub discovery: Option<Discovery>,
     /// Balancing policy.
     pub lb_policy: LbPolicy,
     /// The request key of `ConsistentHash`; `Some` exactly when the policy is `ConsistentHash`.
@@ -327,6 +329,89 @@ pub struct Backend {
     /// A newly healthy endpoint's weight ramps up over this long.
     #[serde(serialize_with = "ser_opt_duration")]
     pub slow_start: Option<Duration>,
+}
+
+/// A discovery provider: where a backend's endpoint set comes from at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Discovery {
+    /// A/AAAA records of `name`, every address with `port`, re-resolved on the records' TTL.
+    Dns {
+        /// The name to resolve.
+        name: String,
+        /// The port every address gets.
+        port: u16,
+        /// The DNS server to ask; `None` uses the system's resolver configuration.
+        resolver: Option<SocketAddr>,
+        /// Bounds of the re-resolution interval.
+        ttl: TtlBounds,
+    },
+    /// SRV records of `name`: targets resolved to addresses, ports and weights from the records.
+    Srv {
+        /// The SRV name, such as `_http._tcp.tasks.internal`.
+        name: String,
+        /// The DNS server to ask; `None` uses the system's resolver configuration.
+        resolver: Option<SocketAddr>,
+        /// Bounds of the re-resolution interval.
+        ttl: TtlBounds,
+    },
+    /// A YAML or JSON list like `endpoints`, watched.
+    File {
+        /// The file, relative paths already joined to the manifest's folder.
+        path: PathBuf,
+    },
+    /// One etcd key per instance under `prefix`, each a JSON `{address, weight}`.
+    Etcd {
+        /// etcd client URLs (`http://127.0.0.1:2379`).
+        endpoints: Vec<String>,
+        /// The key prefix listed and watched.
+        prefix: String,
+    },
+    /// The ready endpoints of a Kubernetes Service's EndpointSlices.
+    Kubernetes {
+        /// Service name.
+        service: String,
+        /// The Service port, by name or number.
+        port: KubernetesPort,
+        /// Namespace; the backend's own when not written.
+        namespace: String,
+    },
+    /// Endpoints register themselves through the admin API and expire after `ttl` unless renewed.
+    Registration {
+        /// How long a registration lives without renewal.
+        #[serde(serialize_with = "ser_duration")]
+        ttl: Duration,
+    },
+}
+
+/// How often DNS discovery re-resolves: the records' TTL, clamped to `[min, max]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TtlBounds {
+    /// Never re-resolve sooner than this (a TTL of 0 would otherwise mean a busy loop).
+    #[serde(serialize_with = "ser_duration")]
+    pub min: Duration,
+    /// Never wait longer than this (a day-long TTL would hide changes for a day).
+    #[serde(serialize_with = "ser_duration")]
+    pub max: Duration,
+}
+
+impl Default for TtlBounds {
+    fn default() -> Self {
+        TtlBounds {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A Kubernetes Service port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum KubernetesPort {
+    /// By name (`http`).
+    Name(String),
+    /// By number.
+    Number(u16),
 }
 
 /// One upstream address.

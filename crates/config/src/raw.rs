@@ -149,6 +149,9 @@ pub struct BackendSpec {
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
     #[serde(default)]
+    // Boxed: five providers inline would make every `Spec` as large as a backend with all of them.
+    pub discovery: Option<Box<DiscoverySpec>>,
+    #[serde(default)]
     pub load_balancer: Option<LoadBalancerSpec>,
     #[serde(default)]
     pub timeouts: Option<BackendTimeouts>,
@@ -212,6 +215,70 @@ impl<'de> Deserialize<'de> for EndpointSpec {
         }
         d.deserialize_any(V)
     }
+}
+
+/// `spec.discovery`: exactly one provider is set; `validate` says so when not.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoverySpec {
+    #[serde(default)]
+    pub dns: Option<DnsSpec>,
+    #[serde(default)]
+    pub file: Option<FileDiscoverySpec>,
+    #[serde(default)]
+    pub etcd: Option<EtcdSpec>,
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesSpec>,
+    #[serde(default)]
+    pub registration: Option<RegistrationSpec>,
+}
+
+/// `dns`: either `name` + `port` (A/AAAA) or `srv`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub srv: Option<String>,
+    #[serde(default)]
+    pub resolver: Option<String>,
+    #[serde(default)]
+    pub min_ttl: Option<String>,
+    #[serde(default)]
+    pub max_ttl: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FileDiscoverySpec {
+    pub path: String,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdSpec {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesSpec {
+    pub service: String,
+    /// A port name (`http`) or number; kept as text so both read the same.
+    pub port: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationSpec {
+    #[serde(default)]
+    pub ttl: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -10,9 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod discovery;
 mod health;
 mod lb;
 mod values;
+
+pub use discovery::parse_endpoints_file;
 
 /// Whether `method` is one of the standard methods (which go in `methods`, not `extensionMethods`).
 pub(crate) fn is_standard_method(method: &str) -> bool {
@@ -322,10 +325,24 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
         raw::BackendProtocol::HTTP1 => BackendProtocol::HTTP1,
         raw::BackendProtocol::HTTP2 | raw::BackendProtocol::GRPC => BackendProtocol::HTTP2,
     };
-    if spec.endpoints.is_empty() {
-        v.errors
-            .push(ctx.error("spec", "a backend needs at least one entry in `endpoints`"));
-    }
+    let discovery = match (&spec.discovery, spec.endpoints.is_empty()) {
+        (None, true) => {
+            v.errors.push(ctx.error(
+                "spec",
+                "a backend needs at least one entry in `endpoints`, or `discovery`",
+            ));
+            None
+        }
+        (Some(_), false) => {
+            v.errors.push(ctx.error(
+                "spec.discovery",
+                "a backend takes `endpoints` or `discovery`, not both",
+            ));
+            None
+        }
+        (Some(d), true) => discovery::discovery(v, ctx, &o.id.namespace, d),
+        (None, false) => None,
+    };
     let mut endpoints = Vec::new();
     for (i, e) in spec.endpoints.iter().enumerate() {
         let path = format!("spec.endpoints[{i}]");
@@ -374,6 +391,7 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
         lb_policy,
         hash_on,
         sticky,
+        discovery,
         connect_timeout: v.duration(
             ctx,
             "spec.timeouts.connect",

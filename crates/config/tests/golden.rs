@@ -77,3 +77,8 @@ fn values() {
 fn every_error() {
     check("every-error");
 }
+
+#[test]
+fn discovery() {
+    check("discovery");
+}

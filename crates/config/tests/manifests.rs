@@ -120,3 +120,64 @@ fn manifests_load_back_into_the_same_config() {
         assert_eq!(first, again, "{}", as_text(&first));
     }
 }
+
+const DISCOVERY: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: by-dns, namespace: shop}
+spec:
+  discovery: {dns: {name: tasks.internal, port: 8080, resolver: "127.0.0.1", maxTtl: 1m}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: by-srv, namespace: shop}
+spec:
+  discovery: {dns: {srv: _http._tcp.tasks.internal}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: by-file, namespace: shop}
+spec:
+  discovery: {file: {path: endpoints/tasks.yaml}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: by-etcd, namespace: shop}
+spec:
+  discovery: {etcd: {endpoints: ["http://127.0.0.1:2379"], prefix: /services/tasks/}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: by-kube, namespace: shop}
+spec:
+  discovery: {kubernetes: {service: tasks, port: http}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: by-registration, namespace: shop}
+spec:
+  discovery: {registration: {}}
+"#;
+
+#[test]
+fn discovery_shows_its_provider_with_defaults_and_loads_back() {
+    let config = load("discovery.yaml", DISCOVERY);
+    let docs = config.to_manifests();
+    let spec = |i: usize| &docs[i + 1]["spec"];
+    assert!(spec(0).get("endpoints").is_none(), "{}", spec(0));
+    let dns = &spec(0)["discovery"]["dns"];
+    assert_eq!(dns["resolver"], "127.0.0.1:53");
+    assert_eq!(dns["minTtl"], "1s");
+    assert_eq!(dns["maxTtl"], "1m");
+    assert_eq!(
+        spec(1)["discovery"]["dns"]["srv"],
+        "_http._tcp.tasks.internal"
+    );
+    assert_eq!(spec(2)["discovery"]["file"]["path"], "endpoints/tasks.yaml");
+    assert_eq!(spec(3)["discovery"]["etcd"]["prefix"], "/services/tasks/");
+    assert_eq!(spec(4)["discovery"]["kubernetes"]["namespace"], "shop");
+    assert_eq!(spec(4)["discovery"]["kubernetes"]["port"], "http");
+    assert_eq!(spec(5)["discovery"]["registration"]["ttl"], "30s");
+    let again = load("discovery.yaml", &as_text(&docs)).to_manifests();
+    assert_eq!(docs, again, "{}", as_text(&docs));
+}

@@ -1,6 +1,8 @@
 //! Admin API, beside the data plane: readiness, liveness, metrics, the effective config, the route
 //! table, backends, and `POST /reload`. Bound to loopback by default; it is not behind routing.
 
+mod registration;
+
 use crate::gateway::Gateway;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -14,7 +16,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
     let mut body = serde_json::to_vec_pretty(&value).unwrap_or_default();
     body.push(b'\n');
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -72,6 +74,15 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let method = req.method();
     let get = method == Method::GET || method == Method::HEAD;
+    if let Some((ns, name, id)) = registration::parse_path(path) {
+        let (method, ns, name, id) = (
+            method.clone(),
+            ns.to_string(),
+            name.to_string(),
+            id.to_string(),
+        );
+        return registration::serve(gw, &method, (&ns, &name, &id), req.into_body()).await;
+    }
     match path {
         "/ready" | "/live" | "/metrics" | "/config" | "/routes" | "/backends" if !get => {
             json_response(

@@ -7,8 +7,10 @@
 pub(crate) mod backend;
 pub(crate) mod endpoint;
 
+use crate::discovery::registration::{self, Registry};
 use crate::telemetry::metrics::Metrics;
 pub use backend::BackendState;
+use backend::OwnedTask;
 use gatehouse_config::{Backend, Config, ObjectId};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -25,7 +27,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// Whether two versions of a backend draw their endpoints from the same place.
 fn same_source(a: &Backend, b: &Backend) -> bool {
-    a.protocol == b.protocol && a.endpoints == b.endpoints
+    a.protocol == b.protocol && a.endpoints == b.endpoints && a.discovery == b.discovery
 }
 
 /// The states a new config will use, decided but not yet in force (a reload can still fail).
@@ -92,19 +94,37 @@ fn start_tasks(spec: &Backend, state: &Arc<BackendState>) {
     state.ensure_task("health", health.as_ref().map(|h| format!("{h:?}")), || {
         let (weak, protocol) = (Arc::downgrade(state), spec.protocol);
         let h = health.clone().expect("a spec when a task is asked for");
-        control.spawn(crate::health::active::run(weak, h, protocol))
+        Box::new(OwnedTask(
+            control.spawn(crate::health::active::run(weak, h, protocol)),
+        ))
     });
+    // The source is part of the state's identity, so a running provider is never replaced here.
+    if let Some(d) = &spec.discovery {
+        state.ensure_task("discovery", Some(String::new()), || {
+            let sink = state.sink(backend::source_of(d));
+            let _entered = control.enter();
+            match d {
+                gatehouse_config::Discovery::Registration { ttl } => {
+                    let registry = Arc::new(Registry::new(*ttl, sink));
+                    let task = control.spawn(registration::run(Arc::downgrade(&registry)));
+                    let _ = state.registry.set(registry);
+                    Box::new(OwnedTask(task))
+                }
+                other => Box::new(crate::discovery::spawn(other, sink)),
+            }
+        });
+    }
     // Ejections end by the clock, not by an event: a sweep notices and recounts availability.
     let sweep = spec.outlier_detection.as_ref().map(|_| String::new());
     state.ensure_task("outlier", sweep, || {
         let weak = Arc::downgrade(state);
-        control.spawn(async move {
+        Box::new(OwnedTask(control.spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
             loop {
                 tick.tick().await;
                 let Some(state) = weak.upgrade() else { return };
                 state.refresh_availability();
             }
-        })
+        })))
     });
 }

@@ -2,11 +2,16 @@
 //! started from YAML, a real nginx, and small HTTP client helpers. Used by the integration tests.
 
 pub mod client;
+pub mod discovery;
+pub mod dnsmasq;
+pub mod etcd;
 pub mod gateway;
 pub mod nginx;
 pub mod upstream;
 
 pub use client::{fnv64, Client, Reply};
+pub use dnsmasq::Dnsmasq;
+pub use etcd::Etcd;
 pub use gateway::TestGateway;
 pub use nginx::Nginx;
 pub use upstream::Upstream;

@@ -28,13 +28,16 @@ struct Status {
 }
 
 /// A task owned by a backend's state, stopped when the state is dropped.
-pub(crate) struct OwnedTask(tokio::task::JoinHandle<()>);
+pub(crate) struct OwnedTask(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for OwnedTask {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
+
+/// Whatever keeps a control-plane task alive: dropping it stops the task.
+pub(crate) type TaskGuard = Box<dyn std::any::Any + Send + Sync>;
 
 /// The state of one backend that outlives reloads.
 pub struct BackendState {
@@ -53,7 +56,9 @@ pub struct BackendState {
     next_key: Arc<AtomicU64>,
     status: Mutex<Status>,
     /// Control-plane tasks by role (`health`, `outlier`, `discovery`), each with the spec it runs.
-    tasks: Mutex<HashMap<&'static str, (String, OwnedTask)>>,
+    tasks: Mutex<HashMap<&'static str, (String, TaskGuard)>>,
+    /// The leases of a `registration` backend, for the admin API.
+    pub(crate) registry: std::sync::OnceLock<Arc<crate::discovery::registration::Registry>>,
     /// Fewer endpoints available than `panic_threshold` percent: balance over all of them.
     pub(crate) panic: Arc<AtomicBool>,
     panic_threshold: AtomicU32,
@@ -78,13 +83,14 @@ impl BackendState {
             .unwrap_or_default();
         let state = BackendState {
             id: spec.id.to_string().into(),
-            provider: "static",
+            provider: spec.discovery.as_ref().map_or("static", provider_name),
             endpoints: ArcSwap::from_pointee(EndpointSet::new(Vec::new(), spec.lb_policy)),
             policy: Mutex::new(spec.lb_policy),
             shared: Mutex::new(seeded),
             next_key,
             status: Mutex::new(Status::default()),
             tasks: Mutex::new(HashMap::new()),
+            registry: std::sync::OnceLock::new(),
             panic: Arc::new(AtomicBool::new(false)),
             panic_threshold: AtomicU32::new(spec.panic_threshold),
             metrics,
@@ -151,7 +157,7 @@ impl BackendState {
         &self,
         role: &'static str,
         spec: Option<String>,
-        task: impl FnOnce() -> tokio::task::JoinHandle<()>,
+        task: impl FnOnce() -> TaskGuard,
     ) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         match spec {
@@ -160,7 +166,7 @@ impl BackendState {
             }
             Some(spec) if tasks.get(role).is_some_and(|(s, _)| *s == spec) => {}
             Some(spec) => {
-                tasks.insert(role, (spec, OwnedTask(task())));
+                tasks.insert(role, (spec, task()));
             }
         }
     }
@@ -263,6 +269,31 @@ impl BackendState {
             "panic": self.panic.load(Ordering::Relaxed),
             "endpoints": endpoints,
         })
+    }
+}
+
+/// The name `GET /backends` shows for a provider.
+fn provider_name(d: &gatehouse_config::Discovery) -> &'static str {
+    use gatehouse_config::Discovery as D;
+    match d {
+        D::Dns { .. } => "dns",
+        D::Srv { .. } => "dns-srv",
+        D::File { .. } => "file",
+        D::Etcd { .. } => "etcd",
+        D::Kubernetes { .. } => "kubernetes",
+        D::Registration { .. } => "registration",
+    }
+}
+
+/// The endpoint source a discovery provider's endpoints carry.
+pub(crate) fn source_of(d: &gatehouse_config::Discovery) -> Source {
+    use gatehouse_config::Discovery as D;
+    match d {
+        D::Dns { .. } | D::Srv { .. } => Source::Dns,
+        D::File { .. } => Source::File,
+        D::Etcd { .. } => Source::Etcd,
+        D::Kubernetes { .. } => Source::Kubernetes,
+        D::Registration { .. } => Source::Registration,
     }
 }
 

@@ -242,6 +242,7 @@ mod tests {
             outlier_detection: None,
             panic_threshold: 50,
             slow_start: None,
+            discovery: None,
         };
         let metrics = crate::telemetry::metrics::Metrics::new();
         let state = crate::state::BackendState::new(
