@@ -161,7 +161,10 @@ async fn access_log_writes_one_json_line_per_request() {
     assert!(l["timestamp"].as_str().unwrap().ends_with('Z'));
     assert_eq!(lines[1]["status"], 404);
     assert_eq!(lines[1]["error"], "no_route");
-    assert_eq!(lines[1]["route"], "");
+    assert_eq!(
+        lines[1]["route"], "none",
+        "one spelling with the metrics label"
+    );
 }
 
 #[tokio::test]

@@ -288,3 +288,28 @@ async fn http2_authority_and_host_must_agree() {
         assert_eq!(resp.status(), want, "host {host:?}");
     }
 }
+
+#[tokio::test]
+async fn errors_name_the_backend_never_an_address_or_an_os_error() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let gw = TestGateway::start(&protected(closed, "")).await;
+    let (status, text) = exchange(gw.addr("web").await, &get("/x")).await;
+    assert_eq!(status, 502, "{text}");
+    let body = &text[text.find("\r\n\r\n").expect("head end") + 4..];
+    assert!(body.contains("backend default/app"), "{body}");
+    assert!(
+        body.ends_with("}\n"),
+        "JSON error bodies end with a newline: {body:?}"
+    );
+    for leak in [
+        "127.0.0.1",
+        &closed.port().to_string(),
+        "os error",
+        "refused",
+    ] {
+        assert!(!body.contains(leak), "`{leak}` leaked in {body}");
+    }
+}

@@ -174,7 +174,7 @@ impl Completion {
                 bytes_in: l.bytes_in.as_ref().map_or(0, |c| c.load(Ordering::Relaxed)),
                 bytes_out: self.bytes_out,
                 duration: elapsed,
-                route: l.route.as_deref().unwrap_or(""),
+                route: l.route.as_deref().unwrap_or("none"),
                 backend: l.backend.as_deref().unwrap_or(""),
                 upstream: l.upstream.as_deref(),
                 upstream_duration: l.upstream_duration,

@@ -474,9 +474,11 @@ async fn forward(
             Ok(r) => r,
             Err(_) => Err(ProxyError::new(
                 ErrorKind::Timeout,
+                // The backend's name, never the endpoint's address: clients must not learn where
+                // services run. The access log names the endpoint (`upstream`).
                 format!(
-                    "upstream {} did not answer within {}",
-                    ep.address,
+                    "backend {} did not answer within {}",
+                    backend.id,
                     gatehouse_config::units::DisplayDuration(timeout)
                 ),
             )),

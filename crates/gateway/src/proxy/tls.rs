@@ -55,10 +55,18 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, String> {
                 )
             })?;
         if chain.is_empty() {
-            return Err(format!("no certificate in {}", c.cert_file.display()));
+            return Err(format!(
+                "no certificate in {}: expected a PEM `-----BEGIN CERTIFICATE-----` block",
+                c.cert_file.display()
+            ));
         }
-        let key = PrivateKeyDer::from_pem_file(&c.key_file)
-            .map_err(|e| format!("cannot read key file {}: {e}", c.key_file.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&c.key_file).map_err(|e| {
+            format!(
+                "cannot read key file {}: {e} (expected a PEM `-----BEGIN PRIVATE KEY-----`, \
+                     `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)",
+                c.key_file.display()
+            )
+        })?;
         let signing = provider
             .key_provider
             .load_private_key(key)

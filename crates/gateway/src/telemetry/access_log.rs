@@ -41,7 +41,7 @@ pub struct Record<'a> {
     pub bytes_out: u64,
     /// Total time.
     pub duration: Duration,
-    /// `namespace/name` of the route, empty when none matched.
+    /// `namespace/name` of the route, `none` when none matched (as the metrics label it).
     pub route: &'a str,
     /// `namespace/name` of the backend, empty when not forwarded.
     pub backend: &'a str,

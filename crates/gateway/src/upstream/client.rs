@@ -42,18 +42,28 @@ async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpStream, Prox
         };
         TcpStream::connect(addr).await
     };
-    // Messages go to the client: the address and the OS error go to the debug log only.
+    // Messages go to the client and name the backend; the endpoint's address and the OS error go
+    // to the operational log (and the address to the access log's `upstream`).
     match tokio::time::timeout(backend.connect_timeout, attempt).await {
         Err(_) => {
-            tracing::debug!(upstream = &*ep.address, "connect timed out");
+            tracing::warn!(
+                backend = &*backend.id,
+                upstream = &*ep.address,
+                "connect timed out"
+            );
             Err(fail(format!(
-                "connecting to the upstream timed out after {:?}",
-                backend.connect_timeout
+                "connecting to backend {} timed out after {}",
+                backend.id,
+                gatehouse_config::units::DisplayDuration(backend.connect_timeout)
             )))
         }
         Ok(Err(e)) => {
-            tracing::debug!(upstream = &*ep.address, "cannot connect: {e}");
-            Err(fail("cannot connect to the upstream".into()))
+            tracing::warn!(
+                backend = &*backend.id,
+                upstream = &*ep.address,
+                "cannot connect: {e}"
+            );
+            Err(fail(format!("cannot connect to backend {}", backend.id)))
         }
         Ok(Ok(s)) => {
             // Latency over throughput: requests are small and already batched by the client.
@@ -63,11 +73,15 @@ async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpStream, Prox
     }
 }
 
-fn protocol_error(ep: &EndpointRt, e: hyper::Error) -> ProxyError {
-    tracing::debug!(upstream = &*ep.address, "HTTP/2 upstream failed: {e}");
+fn protocol_error(backend: &BackendRt, ep: &EndpointRt, e: hyper::Error) -> ProxyError {
+    tracing::warn!(
+        backend = &*backend.id,
+        upstream = &*ep.address,
+        "HTTP/2 upstream failed: {e}"
+    );
     ProxyError::new(
         ErrorKind::UpstreamProtocol,
-        "the upstream connection failed",
+        format!("the connection to backend {} failed", backend.id),
     )
 }
 
@@ -92,7 +106,7 @@ async fn h2_connect(
     let (tx, conn) = http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| protocol_error(ep, e))?;
+        .map_err(|e| protocol_error(backend, ep, e))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -119,7 +133,7 @@ pub async fn send(
             let mut resp = tx
                 .send_request(req)
                 .await
-                .map_err(|e| protocol_error(ep, e))?;
+                .map_err(|e| protocol_error(backend, ep, e))?;
             // The client's connection keeps its own version (see `h1::exchange`).
             *resp.version_mut() = http::Version::HTTP_11;
             Ok(resp.map(UpstreamBody::H2))
