@@ -19,6 +19,7 @@ mod etcd;
 mod file;
 mod kubernetes;
 pub(crate) mod registration;
+pub(crate) mod static_names;
 
 /// One endpoint as a provider found it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

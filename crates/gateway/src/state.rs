@@ -99,6 +99,13 @@ fn start_tasks(spec: &Backend, state: &Arc<BackendState>) {
         ))
     });
     // The source is part of the state's identity, so a running provider is never replaced here.
+    if spec.discovery.is_none() && crate::discovery::static_names::has_names(&spec.endpoints) {
+        state.ensure_task("discovery", Some(String::new()), || {
+            let sink = state.sink(endpoint::Source::Static);
+            let task = crate::discovery::static_names::run(spec.endpoints.clone(), sink);
+            Box::new(OwnedTask(control.spawn(task)))
+        });
+    }
     if let Some(d) = &spec.discovery {
         state.ensure_task("discovery", Some(String::new()), || {
             let sink = state.sink(backend::source_of(d));

@@ -109,3 +109,30 @@ async fn the_same_address_in_two_backends_is_two_endpoints() {
     assert!(!Arc::ptr_eq(&a.shared, &b.shared));
     assert_ne!(a.shared.pool_key, b.shared.pool_key);
 }
+
+#[tokio::test]
+async fn a_static_host_name_stands_for_the_addresses_it_resolves_to() {
+    let up = gatehouse_testkit::Upstream::start("up").await;
+    let name = format!("\"localhost:{}\"", up.addr.port());
+    let gw = TestGateway::start(&config(&name, "1")).await;
+    let want = format!("127.0.0.1:{}", up.addr.port());
+    gatehouse_testkit::wait_for("the name resolved into the set", || async {
+        backend(&gw, "default/a")
+            .state
+            .current()
+            .endpoints
+            .iter()
+            .any(|e| *e.address == want)
+    })
+    .await;
+    let set = backend(&gw, "default/a").state.current();
+    assert!(set
+        .endpoints
+        .iter()
+        .all(|e| !e.address.starts_with("localhost")));
+    let r = gatehouse_testkit::Client::new()
+        .get(&format!("{}/a", gw.url("web").await), &[])
+        .await
+        .expect("response");
+    assert_eq!(r.status, 200);
+}
