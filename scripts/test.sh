@@ -76,6 +76,12 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
     $SUDO rm -f /usr/sbin/policy-rc.d
 fi
+# The gRPC health-check test talks to a real Python gRPC server (grpcio and its health servicer).
+if ! python3 -c 'import grpc, grpc_health.v1' 2>/dev/null; then
+    echo "installing: grpcio grpcio-health-checking (pip)"
+    python3 -m pip install -q grpcio grpcio-health-checking \
+        || python3 -m pip install -q --break-system-packages grpcio grpcio-health-checking
+fi
 
 # Style gates run where the toolchain has them (rustup's default profile does); the components
 # cannot be downloaded on machines that reach only the package registries.

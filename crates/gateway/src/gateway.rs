@@ -162,9 +162,16 @@ impl Gateway {
     pub async fn reload(&self, trigger: &str) -> Result<String, Vec<String>> {
         // One reload at a time: listener changes must not interleave.
         let mut listeners = self.listeners.lock().await;
-        let result = match self.source.load() {
-            Err(errors) => Err(errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
-            Ok(config) => self
+        // Reading and validating manifests is file I/O and CPU: it runs on the control thread's
+        // blocking pool, never on a worker that serves traffic.
+        let source = self.source.clone();
+        let loaded = crate::runtime::control()
+            .spawn_blocking(move || source.load())
+            .await;
+        let result = match loaded {
+            Err(join) => Err(vec![format!("loading the configuration failed: {join}")]),
+            Ok(Err(errors)) => Err(errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
+            Ok(Ok(config)) => self
                 .apply(config, &mut listeners)
                 .await
                 .map_err(|e| vec![e]),

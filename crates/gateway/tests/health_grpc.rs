@@ -1,0 +1,118 @@
+//! The gRPC health protocol against a real peer: Python `grpcio` with the standard health servicer
+//! (`grpcio-health-checking`), independent of Gatehouse's own code. The server part of the
+//! process reports SERVING for the whole server and NOT_SERVING for the service `tasks`.
+
+use gatehouse_testkit::{wait_for, Client, TestGateway};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const SERVER: &str = r#"
+import sys, grpc
+from concurrent import futures
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+servicer = health.HealthServicer()
+servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+servicer.set("tasks", health_pb2.HealthCheckResponse.NOT_SERVING)
+health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+sys.stdin.read()
+server.stop(0)
+"#;
+
+/// The Python server; stopped (stdin closed, then killed and reaped) when dropped.
+struct GrpcPeer {
+    child: Child,
+    port: u16,
+}
+
+impl GrpcPeer {
+    fn start() -> GrpcPeer {
+        let mut child = Command::new("python3")
+            .args(["-c", SERVER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs (scripts/test.sh installs grpcio)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the server prints its port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("no port from the gRPC server (is grpcio installed?): {line:?}")
+        });
+        GrpcPeer { child, port }
+    }
+}
+
+impl Drop for GrpcPeer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn grpc_health_checks_follow_the_serving_status() {
+    let peer = GrpcPeer::start();
+    let yaml = r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false}}
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+---
+kind: Backend
+metadata: {name: server}
+spec:
+  protocol: GRPC
+  endpoints: ["127.0.0.1:PORT"]
+  healthCheck: {grpc: {service: ""}, interval: 100ms, timeout: 90ms, unhealthyThreshold: 1, healthyThreshold: 1}
+---
+kind: Backend
+metadata: {name: tasks}
+spec:
+  protocol: GRPC
+  endpoints: ["127.0.0.1:PORT"]
+  healthCheck: {grpc: {service: tasks}, interval: 100ms, timeout: 90ms, unhealthyThreshold: 1, healthyThreshold: 1}
+---
+kind: Route
+metadata: {name: r}
+spec:
+  rules:
+    - backends: [{backend: server}]
+"#
+    .replace("PORT", &peer.port.to_string());
+    let gw = TestGateway::start(&yaml).await;
+    let health = || async {
+        let v = Client::new()
+            .get(&format!("http://{}/backends", gw.admin), &[])
+            .await
+            .expect("admin answers")
+            .json();
+        let of = |name: &str| {
+            v["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["name"] == name)
+                .map(|b| {
+                    b["endpoints"][0]["health"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .unwrap_or_default()
+        };
+        (of("default/server"), of("default/tasks"))
+    };
+    wait_for("SERVING healthy, NOT_SERVING unhealthy", || async {
+        health().await == ("healthy".into(), "unhealthy".into())
+    })
+    .await;
+}
