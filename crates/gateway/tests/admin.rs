@@ -77,6 +77,13 @@ async fn metrics_count_requests_by_route_backend_and_status_class() {
         assert!(m.contains(want), "missing `{want}` in\n{m}");
     }
     assert!(!m.contains("/cart/1"), "raw paths never become labels");
+    // Series that never had a value are not shown: no 5xx, no local (direct-response) series.
+    for absent in ["status_class=\"5xx\"", "route=\"shop/cart\",backend=\"\""] {
+        assert!(
+            !m.contains(absent),
+            "`{absent}` shown though never used:\n{m}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -74,8 +74,13 @@ fn duration_histogram() -> Histogram {
 /// stalled or broken upstream body, a client that left), resolved on first use.
 #[derive(Clone)]
 pub struct RequestMetrics {
-    by_class: [Counter; 5],
-    duration: Histogram,
+    // Series are created on first use, not when a snapshot is built: `/metrics` shows no series
+    // that never had a value, and a config with thousands of routes holds no idle ones.
+    by_class: [std::sync::OnceLock<Counter>; 5],
+    duration: std::sync::OnceLock<Histogram>,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    backend: String,
     late_errors: Family<ErrorLabels, Counter>,
     route: String,
     late_counters: [std::sync::OnceLock<Counter>; crate::error::ErrorKind::COUNT],
@@ -86,8 +91,26 @@ impl RequestMetrics {
     #[inline]
     pub fn record(&self, status: u16, seconds: f64) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.by_class[class].inc();
-        self.duration.observe(seconds);
+        self.by_class[class]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        route: self.route.clone(),
+                        backend: self.backend.clone(),
+                        status_class: CLASSES[class],
+                    })
+                    .clone()
+            })
+            .inc();
+        self.duration
+            .get_or_init(|| {
+                self.durations
+                    .get_or_create(&RouteLabels {
+                        route: self.route.clone(),
+                    })
+                    .clone()
+            })
+            .observe(seconds);
     }
 
     /// Counts a failure that cut a response body short.
@@ -203,21 +226,11 @@ impl Metrics {
     /// Handles for a route/backend pair; resolved at snapshot build time.
     pub fn request_metrics(&self, route: &str, backend: &str) -> RequestMetrics {
         RequestMetrics {
-            by_class: CLASSES.map(|c| {
-                self.requests
-                    .get_or_create(&RequestLabels {
-                        route: route.to_string(),
-                        backend: backend.to_string(),
-                        status_class: c,
-                    })
-                    .clone()
-            }),
-            duration: self
-                .duration
-                .get_or_create(&RouteLabels {
-                    route: route.to_string(),
-                })
-                .clone(),
+            by_class: Default::default(),
+            duration: Default::default(),
+            requests: self.requests.clone(),
+            durations: self.duration.clone(),
+            backend: backend.to_string(),
             late_errors: self.proxy_errors.clone(),
             route: route.to_string(),
             late_counters: Default::default(),
