@@ -255,6 +255,22 @@ mod tests {
     }
 
     #[test]
+    fn slow_start_admits_a_joining_endpoint_for_a_tenth_of_its_picks_at_first() {
+        let mut backend = sticky_hashed_backend();
+        backend.slow_start_ms = Some(60_000);
+        let e = ep("a:1", 1);
+        assert!(
+            !backend.slowed(&e),
+            "an endpoint that never restarted is not ramping"
+        );
+        e.shared.start_slow_start();
+        let turned_away = (0..2000).filter(|_| backend.slowed(&e)).count();
+        assert!((1700..1900).contains(&turned_away), "{turned_away} of 2000");
+        backend.slow_start_ms = None;
+        assert!(!backend.slowed(&e), "no ramp without `slowStart`");
+    }
+
+    #[test]
     fn pick_for_hashes_the_request_key_and_pins_with_a_cookie() {
         let backend = sticky_hashed_backend();
         let client: IpAddr = "192.0.2.1".parse().unwrap();
