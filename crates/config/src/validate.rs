@@ -12,6 +12,8 @@ use std::time::Duration;
 
 mod discovery;
 mod health;
+mod listener;
+use listener::listener;
 mod lb;
 mod values;
 
@@ -229,94 +231,6 @@ fn relative_to_manifest(ctx: &Ctx, p: &str) -> std::path::PathBuf {
         .parent()
         .map(|base| base.join(path))
         .unwrap_or_else(|| path.to_path_buf())
-}
-
-fn listener(v: &mut V, o: &Object, spec: &raw::ListenerSpec) -> Option<Listener> {
-    let ctx = &o.ctx;
-    let address = v.socket_addr(ctx, "spec.address", &spec.address);
-    let protocol = match spec.protocol {
-        raw::ListenerProtocol::HTTP => ListenerProtocol::HTTP,
-        raw::ListenerProtocol::HTTPS => ListenerProtocol::HTTPS,
-    };
-    let resolve = |p: &str| relative_to_manifest(ctx, p);
-    let tls = spec.tls.as_ref().map(|t| Tls {
-        certificates: t
-            .certificates
-            .iter()
-            .map(|c| Certificate {
-                cert_file: resolve(&c.cert_file),
-                key_file: resolve(&c.key_file),
-            })
-            .collect(),
-    });
-    match (protocol, &tls) {
-        (ListenerProtocol::HTTPS, None) => v
-            .errors
-            .push(ctx.error("spec", "an HTTPS listener needs `tls.certificates`")),
-        (ListenerProtocol::HTTPS, Some(t)) if t.certificates.is_empty() => {
-            v.errors.push(ctx.error(
-                "spec.tls.certificates",
-                "an HTTPS listener needs at least one certificate",
-            ))
-        }
-        (ListenerProtocol::HTTP, Some(_)) => v
-            .errors
-            .push(ctx.error("spec.tls", "`tls` is only allowed on HTTPS listeners")),
-        _ => {}
-    }
-    let timeouts = spec.timeouts.clone().unwrap_or_default();
-    let idle_timeout = v.duration(
-        ctx,
-        "spec.timeouts.idle",
-        timeouts.idle.as_ref(),
-        Duration::from_secs(60),
-    );
-    Some(Listener {
-        id: o.id.clone(),
-        address: address?,
-        protocol,
-        tls,
-        idle_timeout,
-        escaped_slashes: spec
-            .paths
-            .as_ref()
-            .and_then(|p| p.escaped_slashes)
-            .unwrap_or_default(),
-        limits: listener_limits(v, ctx, spec.limits.as_ref()),
-    })
-}
-
-fn listener_limits(v: &mut V, ctx: &Ctx, spec: Option<&raw::ListenerLimits>) -> ListenerLimits {
-    let d = ListenerLimits::default();
-    let Some(spec) = spec else { return d };
-    // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB, so neither can the head limit.
-    let head = v.size(
-        ctx,
-        "spec.limits.maxRequestHeadersSize",
-        spec.max_request_headers_size.as_ref(),
-        d.max_request_headers_size,
-    );
-    if head < 8192 {
-        v.errors.push(ctx.error(
-            "spec.limits.maxRequestHeadersSize",
-            format!("must be at least 8KiB, found {head} bytes"),
-        ));
-    }
-    let max_connections = spec.max_connections.unwrap_or(d.max_connections);
-    if max_connections == 0 {
-        v.errors
-            .push(ctx.error("spec.limits.maxConnections", "must be at least 1"));
-    }
-    ListenerLimits {
-        max_connections,
-        max_request_headers_size: head,
-        max_uri_length: v.size(
-            ctx,
-            "spec.limits.maxUriLength",
-            spec.max_uri_length.as_ref(),
-            d.max_uri_length,
-        ),
-    }
 }
 
 fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
