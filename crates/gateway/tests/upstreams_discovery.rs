@@ -72,7 +72,8 @@ async fn an_instance_registered_in_etcd_gets_traffic_within_a_second_and_leaves_
         "discovery: {etcd: {endpoints: [\"{url}\"], prefix: /services/tasks/}}",
         &[("url", &etcd.url)],
     );
-    let gw = TestGateway::start(&fill(ONE_BACKEND, &[("source", &source)])).await;
+    let yaml = fill(ONE_BACKEND, &[("source", &source)]);
+    let gw = TestGateway::start(&yaml).await;
     let url = format!("{}/x", gw.url("web").await);
     until_bodies(&url, 1, "a serves", |s| s[0] == "a").await;
 
@@ -92,6 +93,17 @@ async fn an_instance_registered_in_etcd_gets_traffic_within_a_second_and_leaves_
     assert!(joined < Duration::from_secs(1), "joined after {joined:?}");
     assert!(left < Duration::from_secs(1), "left after {left:?}");
     assert_eq!(addresses(&gw, "default/tasks").await, [b.addr.to_string()]);
+
+    // A reload that touches only the route keeps the discovered set: there right after it.
+    let route = "- backends: [{backend: tasks}]";
+    gw.write(&yaml.replace(
+        route,
+        &format!("{route}\n      responseHeaders: {{set: {{x-config: \"2\"}}}}"),
+    ));
+    gw.gw.reload("test").await.expect("reload");
+    assert_eq!(addresses(&gw, "default/tasks").await, [b.addr.to_string()]);
+    let r = Client::new().get(&url, &[]).await.unwrap();
+    assert_eq!((r.header("x-config"), r.text().as_str()), (Some("2"), "b"));
 }
 
 /// A port free on both 127.0.0.1 and 127.0.0.2, with an upstream bound on each.

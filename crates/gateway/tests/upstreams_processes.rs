@@ -247,17 +247,21 @@ async fn a_killed_upstream_process_is_ejected_under_load_and_returns_when_restar
     let restarted_at = Instant::now();
     assert!(ups[2].spawn(), "c restarts on port {}", ups[2].port);
     let served_before = load.served(2);
+    wait_for("c healthy again", || async {
+        endpoint(&backend(&gw, "default/app").await, &c)["health"] == "healthy"
+    })
+    .await;
+    let healthy = restarted_at.elapsed();
     wait_for("c serves again", || async {
         load.served(2) > served_before
     })
     .await;
     let returned = restarted_at.elapsed();
-    let e = endpoint(&backend(&gw, "default/app").await, &c);
-    assert_eq!(e["health"], "healthy", "{e}");
+    assert_eq!(load.failed(), failed_out, "failures after the restart");
     let failed_total = load.failed();
     let served: Vec<usize> = (0..3).map(|i| load.served(i)).collect();
     load.finish().await;
-    println!("restarted c: back in traffic after {returned:?}; served {served:?}, {failed_total} failed in all");
+    println!("restarted c: healthy after {healthy:?}, back in traffic after {returned:?}; served {served:?}, {failed_total} failed in all");
     assert!(taken_out < Duration::from_secs(1), "{taken_out:?}");
     // Three consecutive errors eject; each of the four clients may have one more in flight.
     assert!(
