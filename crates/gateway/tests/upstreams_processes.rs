@@ -237,12 +237,17 @@ async fn a_killed_upstream_process_is_ejected_under_load_and_returns_when_restar
         endpoint(&backend(&gw, "default/app").await, &c)["health"] == "unhealthy"
     })
     .await;
-    let (failed_out, served_out) = (load.failed(), load.served(2));
+    let (failed_out, a_out, b_out) = (load.failed(), load.served(0), load.served(1));
     wait_for("traffic goes on to a and b", || async {
-        load.served(0) + load.served(1) > 200 + served_out
+        load.served(0) + load.served(1) > a_out + b_out + 200
     })
     .await;
     assert_eq!(load.failed(), failed_out, "failures while c is out");
+    // c's share goes to both others alike, not to the one after it in the schedule.
+    let (a, b) = (load.served(0) - a_out, load.served(1) - b_out);
+    let share = a as f64 / (a + b) as f64;
+    println!("while c is out: a {a}, b {b}");
+    assert!((0.4..=0.6).contains(&share), "a {a}, b {b}");
 
     let restarted_at = Instant::now();
     assert!(ups[2].spawn(), "c restarts on port {}", ups[2].port);
@@ -268,6 +273,7 @@ async fn a_killed_upstream_process_is_ejected_under_load_and_returns_when_restar
         failed <= 3 + 4,
         "{failed} failed requests before c was taken out"
     );
-    // Healthy after two checks 100ms apart (with jitter and the first probe's connect).
-    assert!(returned < Duration::from_secs(1), "{returned:?}");
+    // Healthy after two good rounds; a round lasts its slowest probe (up to the 80ms timeout with
+    // python under load) plus the 100ms interval: a few intervals, with slack for a shared machine.
+    assert!(returned < Duration::from_secs(2), "{returned:?}");
 }
