@@ -106,6 +106,7 @@ fn start_tasks(spec: &Backend, state: &Arc<BackendState>) {
             match d {
                 gatehouse_config::Discovery::Registration { ttl } => {
                     let registry = Arc::new(Registry::new(*ttl, sink));
+                    registry.adopt(state.take_inherited_leases());
                     let task = control.spawn(registration::run(Arc::downgrade(&registry)));
                     let _ = state.registry.set(registry);
                     Box::new(OwnedTask(task))

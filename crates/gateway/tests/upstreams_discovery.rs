@@ -445,3 +445,28 @@ async fn backends_and_metrics_show_discovery_health_and_ejections_per_backend() 
         "no {checks}:\n{text}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_the_lease_ttl_keeps_the_leases() {
+    let a = Named::start("a").await;
+    let yaml = fill(REGISTRATION, &[("header", "1")]);
+    let gw = TestGateway::start(&yaml).await;
+    let path = "/backends/default/tasks/endpoints/a";
+    let body = format!(r#"{{"address": "{}"}}"#, a.addr);
+    assert_eq!(put(&gw, path, &body).await.status, 201);
+
+    gw.write(&yaml.replace("ttl: 30s", "ttl: 45s"));
+    gw.gw.reload("test").await.expect("reload");
+    // Still there right after the reload, and the next PUT is a renewal under the new ttl.
+    assert_eq!(addresses(&gw, "default/tasks").await, [a.addr.to_string()]);
+    let r = Client::new()
+        .get(&format!("{}/x", gw.url("web").await), &[])
+        .await
+        .unwrap();
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "a"));
+    let r = put(&gw, path, &body).await;
+    assert_eq!(
+        (r.status.as_u16(), &r.json()["ttl"]),
+        (200, &serde_json::json!("45s"))
+    );
+}
