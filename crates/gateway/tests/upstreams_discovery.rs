@@ -316,9 +316,10 @@ async fn registration_leases_create_renew_expire_and_leave() {
     assert_eq!(endpoint_set(&gw, "default/fixed").await, ["127.0.0.1:9*1"]);
 
     // A lease not renewed expires (300ms) and its endpoint leaves.
+    let registered = Instant::now();
     let r = put(&gw, "/backends/default/short/endpoints/b", &lease(b.addr)).await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let registered = Instant::now();
+    assert_eq!(addresses(&gw, "default/short").await, [b.addr.to_string()]);
     wait_for("the short lease expires", || async {
         addresses(&gw, "default/short").await.is_empty()
     })
