@@ -445,6 +445,35 @@ async fn backends_and_metrics_show_discovery_health_and_ejections_per_backend() 
         metric(&text, checks).is_some_and(|n| n >= 1.0),
         "no {checks}:\n{text}"
     );
+
+    // A reload that removes the backend drops its series; its successor has its own.
+    let yaml = std::fs::read_to_string(gw.config_path()).unwrap();
+    gw.write(
+        &yaml
+            .replace("name: tasks", "name: jobs")
+            .replace("backend: tasks", "backend: jobs"),
+    );
+    gw.gw.reload("test").await.expect("reload");
+    let text = Client::new()
+        .get(&format!("http://{}/metrics", gw.admin), &[])
+        .await
+        .unwrap()
+        .text();
+    let stale = [
+        "available_endpoints",
+        "health_checks",
+        "outlier_ejections",
+        "discovery_",
+    ]
+    .map(|f| format!("gatehouse_{f}"));
+    let left: Vec<&str> = (text.lines())
+        .filter(|l| l.contains("\"default/tasks\"") && stale.iter().any(|f| l.starts_with(f)))
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+    assert!(
+        text.contains("gatehouse_available_endpoints{backend=\"default/jobs\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
