@@ -500,3 +500,41 @@ async fn a_reload_that_changes_the_lease_ttl_keeps_the_leases() {
         (200, &serde_json::json!("45s"))
     );
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_the_discovery_spec_serves_the_last_set_until_the_new_answer() {
+    let a = Named::start("a").await;
+    let etcd = Etcd::start();
+    let mut kv = etcd_client::Client::connect([etcd.url.as_str()], None)
+        .await
+        .expect("connect to etcd");
+    let value = format!(r#"{{"address": "{}"}}"#, a.addr);
+    kv.put("/services/tasks/a", value.clone(), None)
+        .await
+        .unwrap();
+    kv.put("/services/jobs/a", value, None).await.unwrap();
+    let source = fill(
+        "discovery: {etcd: {endpoints: [\"{url}\"], prefix: /services/tasks/}}",
+        &[("url", &etcd.url)],
+    );
+    let yaml = fill(ONE_BACKEND, &[("source", &source)]);
+    let gw = TestGateway::start(&yaml).await;
+    let url = format!("{}/x", gw.url("web").await);
+    until_bodies(&url, 1, "a serves", |s| s[0] == "a").await;
+
+    // Another provider: the last set serves until its first answer, without a gap.
+    gw.write(&yaml.replace("/services/tasks/", "/services/jobs/"));
+    gw.gw.reload("test").await.expect("reload");
+    let seen = bodies(&Client::new(), &url, &[], 5).await;
+    assert!(seen.iter().all(|n| n == "a"), "{seen:?}");
+    // Then the new provider's answers rule.
+    let b = Named::start("b").await;
+    let value = format!(r#"{{"address": "{}"}}"#, b.addr);
+    kv.put("/services/jobs/b", value, None).await.unwrap();
+    kv.delete("/services/jobs/a", None).await.unwrap();
+    until_bodies(&url, 4, "only b serves", |s| s.iter().all(|n| n == "b")).await;
+    assert_eq!(
+        backend(&gw, "default/tasks").await["endpoints"][0]["source"],
+        "etcd"
+    );
+}

@@ -83,8 +83,8 @@ impl BackendState {
         let seeded = previous
             .map(|p| p.shared.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .unwrap_or_default();
-        // A registration backend whose ttl changed keeps its leases and their endpoints: its
-        // members would otherwise vanish until each renewed.
+        // A registration backend whose ttl changed keeps its leases: its members would otherwise
+        // vanish when their lease was next due.
         let inherited = match (&spec.discovery, previous.and_then(|p| p.registry.get())) {
             (Some(gatehouse_config::Discovery::Registration { .. }), Some(r)) => r.leases(),
             _ => Vec::new(),
@@ -111,14 +111,20 @@ impl BackendState {
                 Source::Static,
             )
         });
-        let leased = inherited.iter().map(|(_, e, _)| {
-            (
-                Arc::<str>::from(e.address.to_string()),
-                e.weight,
-                Source::Registration,
-            )
-        });
-        state.replace(statics.chain(leased));
+        // A discovery backend whose source changed serves the last set until its new provider
+        // answers (a provider that fails keeps the last set too): no 503s in between. A
+        // registration backend serves what its leases name, inherited or none (it publishes
+        // only when they change).
+        let carried: Vec<(Arc<str>, u32, Source)> = match (&spec.discovery, previous) {
+            (Some(gatehouse_config::Discovery::Registration { .. }), _) => (inherited.iter())
+                .map(|(_, e, _)| (e.address.to_string().into(), e.weight, Source::Registration))
+                .collect(),
+            (Some(_), Some(p)) => (p.current().endpoints.iter())
+                .map(|e| (e.address.clone(), e.weight, e.source))
+                .collect(),
+            _ => Vec::new(),
+        };
+        state.replace(statics.chain(carried));
         *state
             .inherited_leases
             .lock()
