@@ -9,6 +9,7 @@ pub(crate) mod endpoint;
 
 use crate::discovery::registration::{self, Registry};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::upstream_metrics::UpstreamMetrics;
 pub use backend::BackendState;
 use backend::OwnedTask;
 use gatehouse_config::{Backend, Config, ObjectId};
@@ -33,6 +34,7 @@ fn same_source(a: &Backend, b: &Backend) -> bool {
 /// The states a new config will use, decided but not yet in force (a reload can still fail).
 pub struct StatePlan {
     backends: HashMap<ObjectId, (Backend, Arc<BackendState>)>,
+    metrics: UpstreamMetrics,
 }
 
 impl StatePlan {
@@ -70,15 +72,25 @@ impl StateStore {
                 (b.id.clone(), (b.clone(), state))
             })
             .collect();
-        StatePlan { backends }
+        StatePlan {
+            backends,
+            metrics: metrics.upstream.clone(),
+        }
     }
 
     /// Puts a plan in force: removed backends' state is released (their tasks stop once no
-    /// snapshot refers to them any more).
+    /// snapshot refers to them any more) and their metric series dropped.
     pub fn commit(&self, plan: &StatePlan) {
         let mut current = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        let removed: Vec<ObjectId> = (current.keys())
+            .filter(|id| !plan.backends.contains_key(*id))
+            .cloned()
+            .collect();
         *current = plan.backends.clone();
         drop(current);
+        for id in removed {
+            plan.metrics.forget(&id.to_string());
+        }
         for (spec, state) in plan.backends.values() {
             state.set_policy(spec.lb_policy);
             state.set_panic_threshold(spec.panic_threshold);
@@ -113,6 +125,7 @@ fn start_tasks(spec: &Backend, state: &Arc<BackendState>) {
             match d {
                 gatehouse_config::Discovery::Registration { ttl } => {
                     let registry = Arc::new(Registry::new(*ttl, sink));
+                    registry.adopt(state.take_inherited_leases());
                     let task = control.spawn(registration::run(Arc::downgrade(&registry)));
                     let _ = state.registry.set(registry);
                     Box::new(OwnedTask(task))

@@ -77,6 +77,24 @@ impl Registry {
         leases.values().map(|(_, e)| *e).min()
     }
 
+    /// Every lease with its expiry, for the registry of a backend's next state.
+    pub(crate) fn leases(&self) -> Vec<(String, Discovered, Instant)> {
+        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        (leases.iter())
+            .map(|(id, (e, expires))| (id.clone(), e.clone(), *expires))
+            .collect()
+    }
+
+    /// Takes over the leases of the previous registry of the backend (a reload changed its ttl):
+    /// each keeps its expiry, cut to the new ttl from now. Their endpoints are already in the set.
+    pub(crate) fn adopt(&self, previous: Vec<(String, Discovered, Instant)>) {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let latest = Instant::now() + self.ttl;
+        for (id, endpoint, expires) in previous {
+            leases.insert(id, (endpoint, expires.min(latest)));
+        }
+    }
+
     fn publish(&self, leases: &BTreeMap<String, (Discovered, Instant)>) {
         self.sink
             .update(leases.values().map(|(e, _)| e.clone()).collect());

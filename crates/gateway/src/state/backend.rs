@@ -59,6 +59,8 @@ pub struct BackendState {
     tasks: Mutex<HashMap<&'static str, (String, TaskGuard)>>,
     /// The leases of a `registration` backend, for the admin API.
     pub(crate) registry: std::sync::OnceLock<Arc<crate::discovery::registration::Registry>>,
+    /// Leases of the previous state's registry (a reload changed the ttl), for this state's.
+    inherited_leases: Mutex<Vec<(String, Discovered, tokio::time::Instant)>>,
     /// Fewer endpoints available than `panic_threshold` percent: balance over all of them.
     pub(crate) panic: Arc<AtomicBool>,
     panic_threshold: AtomicU32,
@@ -81,6 +83,12 @@ impl BackendState {
         let seeded = previous
             .map(|p| p.shared.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .unwrap_or_default();
+        // A registration backend whose ttl changed keeps its leases: its members would otherwise
+        // vanish when their lease was next due.
+        let inherited = match (&spec.discovery, previous.and_then(|p| p.registry.get())) {
+            (Some(gatehouse_config::Discovery::Registration { .. }), Some(r)) => r.leases(),
+            _ => Vec::new(),
+        };
         let state = BackendState {
             id: spec.id.to_string().into(),
             provider: spec.discovery.as_ref().map_or("static", provider_name),
@@ -91,6 +99,7 @@ impl BackendState {
             status: Mutex::new(Status::default()),
             tasks: Mutex::new(HashMap::new()),
             registry: std::sync::OnceLock::new(),
+            inherited_leases: Mutex::new(Vec::new()),
             panic: Arc::new(AtomicBool::new(false)),
             panic_threshold: AtomicU32::new(spec.panic_threshold),
             metrics,
@@ -102,8 +111,35 @@ impl BackendState {
                 Source::Static,
             )
         });
-        state.replace(statics);
+        // A discovery backend whose source changed serves the last set until its new provider
+        // answers (a provider that fails keeps the last set too): no 503s in between. A
+        // registration backend serves what its leases name, inherited or none (it publishes
+        // only when they change).
+        let carried: Vec<(Arc<str>, u32, Source)> = match (&spec.discovery, previous) {
+            (Some(gatehouse_config::Discovery::Registration { .. }), _) => (inherited.iter())
+                .map(|(_, e, _)| (e.address.to_string().into(), e.weight, Source::Registration))
+                .collect(),
+            (Some(_), Some(p)) => (p.current().endpoints.iter())
+                .map(|e| (e.address.clone(), e.weight, e.source))
+                .collect(),
+            _ => Vec::new(),
+        };
+        state.replace(statics.chain(carried));
+        *state
+            .inherited_leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = inherited;
         state
+    }
+
+    /// The leases inherited from the previous state, once, for this state's registry.
+    pub(crate) fn take_inherited_leases(&self) -> Vec<(String, Discovered, tokio::time::Instant)> {
+        std::mem::take(
+            &mut *self
+                .inherited_leases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// The current endpoint set (for tests and the admin API; requests load it in place).

@@ -77,6 +77,24 @@ impl UpstreamMetrics {
         m
     }
 
+    /// Drops the series of a backend that a reload removed, so that dashboards do not show its
+    /// last values for ever (handles still held by its dying state update nothing visible).
+    pub(crate) fn forget(&self, backend: &str) {
+        let b = BackendLabels {
+            backend: backend.to_string(),
+        };
+        self.available.remove(&b);
+        self.ejections.remove(&b);
+        self.updates.remove(&b);
+        self.errors.remove(&b);
+        for result in ["healthy", "unhealthy"] {
+            self.checks.remove(&CheckLabels {
+                backend: backend.to_string(),
+                result,
+            });
+        }
+    }
+
     /// The handles of `backend`.
     pub(crate) fn backend(&self, backend: &str) -> BackendStateMetrics {
         let b = || BackendLabels {

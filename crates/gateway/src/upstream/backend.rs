@@ -104,7 +104,7 @@ impl BackendRt {
     pub fn pick(&self) -> Option<Arc<EndpointRt>> {
         let set = self.state.endpoints.load();
         let idx = set.balancer.pick(&set.endpoints, None)?;
-        self.ramp(&set.endpoints, idx)
+        self.ramp(&set, idx)
     }
 
     /// Picks for a request: the endpoint its affinity cookie names while that one is available,
@@ -135,7 +135,7 @@ impl BackendRt {
                 if hash.is_some() {
                     set.endpoints[idx].clone()
                 } else {
-                    self.ramp(&set.endpoints, idx)?
+                    self.ramp(&set, idx)?
                 }
             }
         };
@@ -145,18 +145,18 @@ impl BackendRt {
         Some((ep, cookie))
     }
 
-    /// The balancer's choice `idx`, unless slow start turns it away: then the next available
-    /// endpoint that is not ramping up (or the choice itself when every other one is).
-    fn ramp(&self, eps: &[Arc<EndpointRt>], idx: usize) -> Option<Arc<EndpointRt>> {
+    /// The balancer's choice `idx`, unless slow start turns it away: then the balancer chooses
+    /// again (a few times), so the turned-away share is spread by weight over the others rather
+    /// than handed to the endpoint listed after it; the choice itself when every try is ramping.
+    fn ramp(&self, set: &EndpointSet, idx: usize) -> Option<Arc<EndpointRt>> {
+        let eps = &set.endpoints;
         if self.slow_start_ms.is_none() || !self.slowed(&eps[idx]) {
             return Some(eps[idx].clone());
         }
-        let n = eps.len();
-        (1..n)
-            .map(|k| &eps[(idx + k) % n])
-            .find(|e| e.available() && !self.slowed(e))
-            .or(Some(&eps[idx]))
-            .cloned()
+        (0..4)
+            .filter_map(|_| set.balancer.pick(eps, None))
+            .find(|&i| i != idx && !self.slowed(&eps[i]))
+            .map_or_else(|| Some(eps[idx].clone()), |i| Some(eps[i].clone()))
     }
 
     /// Whether slow start turns this pick of `ep` away: an endpoint `t` into its ramp of length
@@ -217,21 +217,26 @@ mod tests {
     }
 
     fn sticky_hashed_backend() -> BackendRt {
+        backend_of(LbPolicy::ConsistentHash, 5, None)
+    }
+
+    fn backend_of(policy: LbPolicy, n: usize, slow_start: Option<Duration>) -> BackendRt {
+        let sticky = policy == LbPolicy::ConsistentHash;
         let b = Backend {
             id: gatehouse_config::ObjectId {
                 namespace: "default".into(),
                 name: "users".into(),
             },
             protocol: BackendProtocol::HTTP1,
-            endpoints: (1..=5)
+            endpoints: (1..=n)
                 .map(|i| gatehouse_config::Endpoint {
                     address: format!("10.0.0.{i}:80"),
                     weight: 1,
                 })
                 .collect(),
-            lb_policy: LbPolicy::ConsistentHash,
-            hash_on: Some(HashOn::Header("x-user-id".into())),
-            sticky: Some(StickyCookie {
+            lb_policy: policy,
+            hash_on: sticky.then(|| HashOn::Header("x-user-id".into())),
+            sticky: sticky.then(|| StickyCookie {
                 name: "gh-affinity".into(),
                 ttl: Duration::from_secs(60),
             }),
@@ -241,7 +246,7 @@ mod tests {
             health_check: None,
             outlier_detection: None,
             panic_threshold: 50,
-            slow_start: None,
+            slow_start,
             discovery: None,
         };
         let metrics = crate::telemetry::metrics::Metrics::new();
@@ -268,6 +273,24 @@ mod tests {
         assert!((1700..1900).contains(&turned_away), "{turned_away} of 2000");
         backend.slow_start_ms = None;
         assert!(!backend.slowed(&e), "no ramp without `slowStart`");
+    }
+
+    #[test]
+    fn slow_start_spreads_the_turned_away_share_over_the_others() {
+        let backend = backend_of(LbPolicy::RoundRobin, 3, Some(Duration::from_secs(60)));
+        // The third endpoint has just come back: it takes about a tenth of its picks.
+        backend.state.current().endpoints[2]
+            .shared
+            .start_slow_start();
+        let mut count = [0usize; 3];
+        for _ in 0..3000 {
+            let ep = backend.pick().unwrap();
+            count[ep.address.as_bytes()[7] as usize - b'1' as usize] += 1;
+        }
+        // Not the first endpoint (listed after it) taking all it turns away.
+        let (a, b) = (count[0] as f64, count[1] as f64);
+        assert!((a / (a + b) - 0.5).abs() < 0.05, "{count:?}");
+        assert!(count[2] < 300, "{count:?}");
     }
 
     #[test]

@@ -216,6 +216,25 @@ fn consistent_hash_moves_only_an_unavailable_endpoints_keys() {
 }
 
 #[test]
+fn round_robin_shares_an_unavailable_endpoints_steps_among_the_others_by_weight() {
+    for weights in [[1, 1, 1, 1], [5, 1, 1, 2], [3, 2, 2, 1]] {
+        let mut e = eps(&weights);
+        e[2].available = false;
+        let b = Balancer::new(&LbPolicy::RoundRobin, &e);
+        let s = shares(&b, &e, 6000);
+        // Exactly the others' weights (not its successor taking its steps).
+        let rest: Vec<u32> = (0..4)
+            .map(|i| if i == 2 { 0 } else { weights[i] })
+            .collect();
+        let total: u32 = rest.iter().sum();
+        for (i, w) in rest.iter().enumerate() {
+            let want = f64::from(*w) / f64::from(total);
+            assert!((s[i] - want).abs() < 0.005, "{weights:?}: {s:?}");
+        }
+    }
+}
+
+#[test]
 fn unavailable_endpoints_are_skipped_by_every_policy() {
     for policy in ALL {
         let mut e = eps(&[5, 1, 1, 3, 2, 2, 1, 4]);
