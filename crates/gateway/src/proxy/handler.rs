@@ -87,37 +87,6 @@ thread_local! {
     static ID_BLOCK: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
 }
 
-/// The request's host, lowercase, without port.
-fn host_of(req: &Request<Incoming>) -> (Cow<'_, str>, Option<&str>) {
-    let raw = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("");
-    let (host, port) = if raw.starts_with('[') {
-        match raw.find(']') {
-            Some(i) => (&raw[..=i], raw[i + 1..].strip_prefix(':')),
-            None => (raw, None),
-        }
-    } else {
-        match raw.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (raw, None),
-        }
-    };
-    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    };
-    (host, port)
-}
-
 /// Serves one request.
 pub async fn handle(
     snap: Arc<Snapshot>,
@@ -131,7 +100,10 @@ pub async fn handle(
         Ok(Admission::ServerOptions) => return server_options(&snap, conn, &req, rid, start),
         Err(err) => return unrouted(&snap, conn, &req, &rid, err, start),
     }
-    let (host, port) = host_of(&req);
+    let (host, port) = match request_target::host(&req) {
+        Ok(h) => h,
+        Err(err) => return unrouted(&snap, conn, &req, &rid, err, start),
+    };
     let path = req.uri().path();
     let query = req.uri().query();
     let Some(entry) = snap

@@ -7,6 +7,7 @@ use super::normalize::{self, EscapedSlashes};
 use crate::error::{ErrorKind, ProxyError};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri, Version};
+use std::borrow::Cow;
 
 /// What the checks decided about a request that may go on.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,13 +40,13 @@ pub(crate) fn check<B>(
         }
         if uri.path() == "*" {
             return if req.method() == Method::OPTIONS && uri.query().is_none() {
-                check_host(req).map(|()| Admission::ServerOptions)
+                host(req).map(|_| Admission::ServerOptions)
             } else {
                 Err(bad("the asterisk-form target is only for OPTIONS"))
             };
         }
     }
-    check_host(req)?;
+    check_authority(req)?;
     match normalize::normalize(req.uri().path(), slashes) {
         Ok(None) => {}
         Ok(Some(path)) => *req.uri_mut() = with_path(req.uri(), &path)?,
@@ -59,46 +60,91 @@ pub(crate) fn check<B>(
     Ok(Admission::Route)
 }
 
-/// One Host per request, well formed, and in agreement with the target's authority.
-fn check_host<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
-        return Err(bad("the request has more than one Host field"));
-    }
-    if let Some(h) = host {
-        if !valid_authority(h.as_bytes()) {
-            return Err(bad("the Host field is not a valid host[:port]"));
-        }
+/// A target with an authority (absolute-form, or HTTP/2's `:authority`): well formed, and either
+/// replacing the Host field (HTTP/1.1) or in agreement with it (HTTP/2). Origin-form requests get
+/// their Host checked in `host`, the one lookup of the field on the way to routing.
+fn check_authority<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
+    let Some(a) = req.uri().authority() else {
+        return Ok(());
+    };
+    if !valid_authority(a.as_str().as_bytes()) {
+        return Err(bad(
+            "the request target's authority is not a valid host[:port]",
+        ));
     }
     let version = req.version();
-    match req.uri().authority() {
-        Some(a) => {
-            if !valid_authority(a.as_str().as_bytes()) {
-                return Err(bad(
-                    "the request target's authority is not a valid host[:port]",
-                ));
-            }
-            if version == Version::HTTP_2 || version == Version::HTTP_3 {
-                // Both `:authority` and `host` may be sent; a request that names two hosts is
-                // routed by one and served by the other somewhere.
-                if host.is_some_and(|h| !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())) {
-                    return Err(bad("`:authority` and `host` disagree"));
-                }
-            } else {
-                // Absolute-form: the target's authority wins over any Host field.
-                let value = HeaderValue::from_str(a.as_str())
-                    .map_err(|_| bad("the request target's authority is not a valid host"))?;
-                req.headers_mut().insert(header::HOST, value);
-            }
+    if version == Version::HTTP_2 || version == Version::HTTP_3 {
+        // Both `:authority` and `host` may be sent; a request that names two hosts is routed by
+        // one and served by the other somewhere.
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let (first, second) = (hosts.next(), hosts.next());
+        if second.is_some() {
+            return Err(bad("the request has more than one Host field"));
         }
-        None if host.is_none() && version == Version::HTTP_11 => {
-            return Err(bad("an HTTP/1.1 request needs a Host field"));
+        if first.is_some_and(|h| !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes())) {
+            return Err(bad("`:authority` and `host` disagree"));
         }
-        None => {}
+    } else {
+        // Absolute-form: the target's authority wins over any Host field (RFC 9112 §3.2.2).
+        let value = HeaderValue::from_str(a.as_str())
+            .map_err(|_| bad("the request target's authority is not a valid host"))?;
+        req.headers_mut().insert(header::HOST, value);
     }
     Ok(())
 }
+
+/// The request's host (lower case, without port) and port: the target's authority, or the one
+/// Host field, which must be well formed and, in HTTP/1.1, present.
+pub(crate) fn host<B>(req: &Request<B>) -> Result<(Cow<'_, str>, Option<&str>), ProxyError> {
+    let raw = match req.uri().authority() {
+        // Checked by `check`.
+        Some(a) => a.as_str(),
+        None => {
+            let mut hosts = req.headers().get_all(header::HOST).iter();
+            match (hosts.next(), hosts.next()) {
+                (Some(_), Some(_)) => return Err(bad("the request has more than one Host field")),
+                (Some(h), None) if valid_authority(h.as_bytes()) => {
+                    // Only ASCII passes `valid_authority`.
+                    h.to_str().unwrap_or_default()
+                }
+                (Some(_), None) => return Err(bad("the Host field is not a valid host[:port]")),
+                (None, _) if req.version() == Version::HTTP_11 => {
+                    return Err(bad("an HTTP/1.1 request needs a Host field"))
+                }
+                (None, _) => "",
+            }
+        }
+    };
+    let (host, port) = if raw.starts_with('[') {
+        match raw.find(']') {
+            Some(i) => (&raw[..=i], raw[i + 1..].strip_prefix(':')),
+            None => (raw, None),
+        }
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        }
+    };
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    Ok((host, port))
+}
+
+/// Bytes of a DNS name or IPv4 address as a Host may carry them.
+static REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_' || c == b'~';
+        i += 1;
+    }
+    t
+};
 
 /// `host[:port]` where host is a DNS name or IPv4 address (letters, digits, `-`, `.`, `_`, `~`)
 /// or a bracketed IPv6 literal, and port is up to five digits. Userinfo (`user@host`), lists
@@ -116,14 +162,12 @@ pub(crate) fn valid_authority(b: &[u8]) -> bool {
             None => return false,
         }
     } else {
-        let end = b.iter().position(|&c| c == b':').unwrap_or(b.len());
-        (
-            end > 0
-                && b[..end]
-                    .iter()
-                    .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')),
-            &b[end..],
-        )
+        // One pass: name bytes up to the first `:`, by table.
+        let end = b
+            .iter()
+            .position(|&c| !REG_NAME[c as usize])
+            .unwrap_or(b.len());
+        (end > 0, &b[end..])
     };
     let port_ok = match rest.split_first() {
         None => true,
@@ -160,7 +204,9 @@ mod tests {
     }
 
     fn verdict(r: &mut Request<()>) -> Result<Admission, String> {
-        check(r, EscapedSlashes::Reject).map_err(|e| e.message)
+        let admitted = check(r, EscapedSlashes::Reject).map_err(|e| e.message)?;
+        host(r).map_err(|e| e.message)?;
+        Ok(admitted)
     }
 
     #[test]
