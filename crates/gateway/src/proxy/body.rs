@@ -207,39 +207,52 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 /// once per wait and keeps one timer per response, re-armed only when it fires early (the body
 /// made progress since it was set), not on every read.
 struct ReadGap {
-    /// `None`: no limit (`timeouts.read: 0s`).
-    limit: Option<Duration>,
+    /// The limit in milliseconds; 0: none (`timeouts.read: 0s`).
+    limit_ms: u64,
+    /// Made on the first wait only, and boxed so that a response body (moved several times on
+    /// its way to the client) carries one pointer for it rather than the whole timer state.
+    wait: Option<Box<Wait>>,
+}
+
+struct Wait {
     /// When the current wait for upstream bytes began; `None` while data flows.
     idle_since: Option<tokio::time::Instant>,
-    /// Boxed (it is not `Unpin`) and made on the first wait only.
-    timer: Option<Pin<Box<Sleep>>>,
+    /// Boxed: it is not `Unpin`.
+    timer: Pin<Box<Sleep>>,
 }
 
 impl ReadGap {
     fn new(limit: Duration) -> Self {
         ReadGap {
-            limit: (!limit.is_zero()).then_some(limit),
-            idle_since: None,
-            timer: None,
+            limit_ms: limit.as_millis().min(u128::from(u64::MAX)) as u64,
+            wait: None,
         }
     }
 
     fn progress(&mut self) {
-        self.idle_since = None;
+        if let Some(w) = self.wait.as_mut() {
+            w.idle_since = None;
+        }
     }
 
     /// Called when the body is pending: `Ready` once it has been pending for the whole limit.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<Duration> {
-        let Some(limit) = self.limit else {
+        if self.limit_ms == 0 {
             return Poll::Pending;
-        };
-        let since = *self
+        }
+        let limit = Duration::from_millis(self.limit_ms);
+        let wait = self.wait.get_or_insert_with(|| {
+            let now = tokio::time::Instant::now();
+            Box::new(Wait {
+                idle_since: Some(now),
+                timer: Box::pin(tokio::time::sleep_until(now + limit)),
+            })
+        });
+        let since = *wait
             .idle_since
             .get_or_insert_with(tokio::time::Instant::now);
         let deadline = since + limit;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let timer = &mut wait.timer;
         while timer.as_mut().poll(cx).is_ready() {
             if timer.deadline() >= deadline {
                 return Poll::Ready(limit);
@@ -460,6 +473,6 @@ mod tests {
         assert!(poll_gap(&mut off).await.is_pending());
         advance(Duration::from_secs(3600)).await;
         assert!(poll_gap(&mut off).await.is_pending());
-        assert!(off.timer.is_none());
+        assert!(off.wait.is_none());
     }
 }

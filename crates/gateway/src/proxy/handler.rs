@@ -481,8 +481,10 @@ async fn forward(
     if !rule.response_headers.is_empty() {
         forward::apply_mods(&mut parts.headers, &rule.response_headers);
     }
-    if let Some(cookie) = affinity {
-        parts.headers.append(header::SET_COOKIE, cookie);
+    if affinity {
+        if let Some(cookie) = backend.affinity_cookie(&ep) {
+            parts.headers.append(header::SET_COOKIE, cookie);
+        }
     }
     parts.headers.insert(X_REQUEST_ID.clone(), rid);
     done.status = parts.status.as_u16();

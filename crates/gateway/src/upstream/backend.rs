@@ -108,17 +108,19 @@ impl BackendRt {
     }
 
     /// Picks for a request: the endpoint its affinity cookie names while that one is available,
-    /// else by the policy over the request's hash key. Also returns the `Set-Cookie` value for the
-    /// response when the backend is sticky and the request was not already pinned there (a pinned
-    /// endpoint that went away is replaced and the cookie rewritten).
+    /// else by the policy over the request's hash key. Also says whether the response must set
+    /// the affinity cookie (`affinity_cookie`): the backend is sticky and the request was not
+    /// already pinned there (a pinned endpoint that went away is replaced and the cookie
+    /// rewritten). A flag rather than the header value: it is kept across the upstream exchange,
+    /// in every request's future.
     pub(crate) fn pick_for(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
         client: IpAddr,
-    ) -> Option<(Arc<EndpointRt>, Option<HeaderValue>)> {
+    ) -> Option<(Arc<EndpointRt>, bool)> {
         if self.sticky.is_none() && self.hash_on.is_none() {
-            return self.pick().map(|ep| (ep, None));
+            return self.pick().map(|ep| (ep, false));
         }
         let set = self.state.endpoints.load();
         let pinned = self
@@ -139,10 +141,13 @@ impl BackendRt {
                 }
             }
         };
-        let cookie = (self.sticky.as_ref())
-            .filter(|_| pinned != Some(ep.key))
-            .map(|s| balancer::set_cookie(s, ep.key));
-        Some((ep, cookie))
+        let set_cookie = self.sticky.is_some() && pinned != Some(ep.key);
+        Some((ep, set_cookie))
+    }
+
+    /// The `Set-Cookie` value that pins a client to `ep`, for a sticky backend.
+    pub(crate) fn affinity_cookie(&self, ep: &EndpointRt) -> Option<HeaderValue> {
+        (self.sticky.as_ref()).map(|s| balancer::set_cookie(s, ep.key))
     }
 
     /// The balancer's choice `idx`, unless slow start turns it away: then the balancer chooses
@@ -299,7 +304,8 @@ mod tests {
         let client: IpAddr = "192.0.2.1".parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert("x-user-id", HeaderValue::from_static("u-42"));
-        let (first, cookie) = backend.pick_for(&headers, None, client).unwrap();
+        let (first, set) = backend.pick_for(&headers, None, client).unwrap();
+        let cookie = set.then(|| backend.affinity_cookie(&first)).flatten();
         for _ in 0..10 {
             let (again, _) = backend.pick_for(&headers, None, client).unwrap();
             assert_eq!(again.address, first.address);
@@ -326,7 +332,7 @@ mod tests {
         pinned.insert(http::header::COOKIE, HeaderValue::try_from(value).unwrap());
         let (chosen, set_again) = backend.pick_for(&pinned, None, client).unwrap();
         assert_eq!(chosen.address, other.address);
-        assert_eq!(set_again, None);
+        assert!(!set_again);
         assert!(pair.starts_with("gh-affinity="));
 
         // A pinned endpoint that goes unhealthy is replaced and the cookie rewritten.
@@ -335,6 +341,6 @@ mod tests {
             .set_health(crate::state::endpoint::Health::Unhealthy);
         let (moved, rewritten) = backend.pick_for(&pinned, None, client).unwrap();
         assert_ne!(moved.address, other.address);
-        assert!(rewritten.is_some());
+        assert!(rewritten);
     }
 }
