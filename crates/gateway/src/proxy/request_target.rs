@@ -97,36 +97,26 @@ fn check_authority<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
 /// Host field, which must be well formed and, in HTTP/1.1, present.
 pub(crate) fn host<B>(req: &Request<B>) -> Result<(Cow<'_, str>, Option<&str>), ProxyError> {
     let raw = match req.uri().authority() {
-        // Checked by `check`.
         Some(a) => a.as_str(),
         None => {
             let mut hosts = req.headers().get_all(header::HOST).iter();
             match (hosts.next(), hosts.next()) {
                 (Some(_), Some(_)) => return Err(bad("the request has more than one Host field")),
-                (Some(h), None) if valid_authority(h.as_bytes()) => {
-                    // Only ASCII passes `valid_authority`.
-                    h.to_str().unwrap_or_default()
-                }
-                (Some(_), None) => return Err(bad("the Host field is not a valid host[:port]")),
+                // Only ASCII passes `parse_authority` below.
+                (Some(h), None) => h.to_str().unwrap_or("\u{0}"),
                 (None, _) if req.version() == Version::HTTP_11 => {
                     return Err(bad("an HTTP/1.1 request needs a Host field"))
                 }
-                (None, _) => "",
+                (None, _) => return Ok((Cow::Borrowed(""), None)),
             }
         }
     };
-    let (host, port) = if raw.starts_with('[') {
-        match raw.find(']') {
-            Some(i) => (&raw[..=i], raw[i + 1..].strip_prefix(':')),
-            None => (raw, None),
-        }
-    } else {
-        match raw.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (raw, None),
-        }
+    let Some(a) = parse_authority(raw.as_bytes()) else {
+        return Err(bad("the Host field is not a valid host[:port]"));
     };
-    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+    let (host, rest) = raw.split_at(a.host_end);
+    let port = rest.strip_prefix(':');
+    let host = if a.upper {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)
@@ -134,13 +124,18 @@ pub(crate) fn host<B>(req: &Request<B>) -> Result<(Cow<'_, str>, Option<&str>), 
     Ok((host, port))
 }
 
-/// Bytes of a DNS name or IPv4 address as a Host may carry them.
-static REG_NAME: [bool; 256] = {
-    let mut t = [false; 256];
+/// Bytes of a DNS name or IPv4 address as a Host may carry them: 1, or 2 for an upper-case
+/// letter; 0 for anything else.
+static REG_NAME: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut i = 0;
     while i < 256 {
         let c = i as u8;
-        t[i] = c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_' || c == b'~';
+        if c.is_ascii_uppercase() {
+            t[i] = 2;
+        } else if c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_' || c == b'~' {
+            t[i] = 1;
+        }
         i += 1;
     }
     t
@@ -150,31 +145,53 @@ static REG_NAME: [bool; 256] = {
 /// or a bracketed IPv6 literal, and port is up to five digits. Userinfo (`user@host`), lists
 /// (`a, b`) and anything else a backend might read differently are refused.
 pub(crate) fn valid_authority(b: &[u8]) -> bool {
-    let (host_ok, rest) = if b.first() == Some(&b'[') {
-        match b.iter().position(|&c| c == b']') {
-            Some(end) => (
-                end > 1
-                    && b[1..end]
-                        .iter()
-                        .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.'),
-                &b[end + 1..],
-            ),
-            None => return false,
+    parse_authority(b).is_some()
+}
+
+/// A checked authority: where its host ends, and whether the host has upper-case letters.
+struct Authority {
+    host_end: usize,
+    upper: bool,
+}
+
+/// Checks `host[:port]` in one pass over its bytes (by table), finding the host/port split and
+/// whether the host needs lower-casing on the way: a request's Host is read once.
+fn parse_authority(b: &[u8]) -> Option<Authority> {
+    let (host_end, upper) = if b.first() == Some(&b'[') {
+        let end = b.iter().position(|&c| c == b']')?;
+        let inner = &b[1..end];
+        let ok = !inner.is_empty()
+            && inner
+                .iter()
+                .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
+        if !ok {
+            return None;
         }
+        (end + 1, inner.iter().any(u8::is_ascii_uppercase))
     } else {
-        // One pass: name bytes up to the first `:`, by table.
-        let end = b
-            .iter()
-            .position(|&c| !REG_NAME[c as usize])
-            .unwrap_or(b.len());
-        (end > 0, &b[end..])
+        let mut upper = false;
+        let mut end = b.len();
+        for (i, &c) in b.iter().enumerate() {
+            match REG_NAME[c as usize] {
+                0 => {
+                    end = i;
+                    break;
+                }
+                2 => upper = true,
+                _ => {}
+            }
+        }
+        if end == 0 {
+            return None;
+        }
+        (end, upper)
     };
-    let port_ok = match rest.split_first() {
+    let port_ok = match b[host_end..].split_first() {
         None => true,
         Some((b':', port)) => port.len() <= 5 && port.iter().all(u8::is_ascii_digit),
         Some(_) => false,
     };
-    host_ok && port_ok
+    port_ok.then_some(Authority { host_end, upper })
 }
 
 /// `uri` with its path replaced, query and authority kept.
