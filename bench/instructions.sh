@@ -3,12 +3,15 @@
 # Unlike req/s on a shared machine, instruction counts repeat to within a fraction of a percent, so
 # this is the number to compare when changing the hot path. It does not see the kernel (about three
 # quarters of all CPU here) or cache misses.
-# Usage: bench/instructions.sh [requests, default 20000] [path: small or 16k]
+# Usage: bench/instructions.sh [requests, default 20000] [path: small or 16k] [lr]
+# With `lr`, both proxies balance over three upstream endpoints (the upstream nginx on three ports) by
+# least request: Gatehouse `loadBalancer: {policy: LeastRequest}`, nginx `least_conn`.
 # GATEHOUSE_BIN=path measures that binary instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
 P=${2:-small}
+LR=${3:-}
 
 . bench/install.sh
 install_missing valgrind:valgrind nginx:nginx-light h2load:nghttp2-client
@@ -42,11 +45,15 @@ EOF
 }
 
 UP=$(port)
+ENDPOINTS=("$UP")
+if [ "$LR" = lr ]; then ENDPOINTS=("$(port)" "$(port)" "$(port)"); fi
 mkdir -p "$D/www"
 head -c 16384 /dev/zero | tr '\0' x > "$D/www/16k"
-nginx_conf "$D/up" "$UP" "location = /small { return 200 \"hello from upstream\\n\"; } location / { root $D/www; }"
+EXTRA=""
+for e in "${ENDPOINTS[@]}"; do [ "$e" = "$UP" ] || EXTRA+="listen 127.0.0.1:$e; "; done
+nginx_conf "$D/up" "$UP" "${EXTRA}location = /small { return 200 \"hello from upstream\\n\"; } location / { root $D/www; }"
 "$NGINX" -p "$D/up" -c "$D/up/nginx.conf" & PIDS+=($!)
-wait_port "$UP"
+for e in "$UP" "${ENDPOINTS[@]}"; do wait_port "$e"; done
 
 # Runs the proxy command under callgrind, sends N requests, prints instructions per request.
 measure() { # name port command...
@@ -62,6 +69,10 @@ measure() { # name port command...
 }
 
 GW=$(port); ADMIN=$(port)
+GEPS=$(printf '"127.0.0.1:%s", ' "${ENDPOINTS[@]}"); GEPS=${GEPS%, }
+LB=""; NLB=""
+if [ "$LR" = lr ]; then LB=", loadBalancer: {policy: LeastRequest}"; NLB="least_conn; "; fi
+NSERVERS=$(printf 'server 127.0.0.1:%s; ' "${ENDPOINTS[@]}")
 cat > "$D/gatehouse.yaml" <<EOF
 apiVersion: gatehouse.dev/v1alpha1
 kind: Gateway
@@ -76,7 +87,7 @@ spec: {address: "127.0.0.1:$GW", protocol: HTTP}
 apiVersion: gatehouse.dev/v1alpha1
 kind: Backend
 metadata: {name: up}
-spec: {endpoints: ["127.0.0.1:$UP"]}
+spec: {endpoints: [$GEPS]$LB}
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: Route
@@ -90,10 +101,10 @@ g=$(GATEHOUSE_LOG=warn measure gatehouse "$GW" "$GATEHOUSE_BIN" run -c "$D/gateh
 NP=$(port)
 nginx_conf "$D/proxy" "$NP" "location / { proxy_pass http://127.0.0.1:$UP; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
 # nginx keeps upstream connections alive only through an upstream block.
-sed -i "s|proxy_pass http://127.0.0.1:$UP;|proxy_pass http://up;|; s|http { |http { upstream up { server 127.0.0.1:$UP; keepalive 128; } |" "$D/proxy/nginx.conf"
+sed -i "s|proxy_pass http://127.0.0.1:$UP;|proxy_pass http://up;|; s|http { |http { upstream up { $NLB${NSERVERS}keepalive 128; } |" "$D/proxy/nginx.conf"
 n=$(measure nginx "$NP" "$NGINX" -p "$D/proxy" -c "$D/proxy/nginx.conf")
 
 gi=${g#* }; ni=${n#* }
-printf '%-10s %8s instructions/request (%s, %s requests, h2load --h1 -c 10)\n' gatehouse "$gi" "/$P" "$N"
+printf '%-10s %8s instructions/request (%s, %s requests, h2load --h1 -c 10%s)\n' gatehouse "$gi" "/$P" "$N" "${LR:+, least request over ${#ENDPOINTS[@]} endpoints}"
 printf '%-10s %8s instructions/request\n' nginx "$ni"
 python3 -c "print(f'ratio      {$gi/$ni:8.2f}')"
