@@ -6,6 +6,7 @@ POST /control {"type": "ADDED" | "MODIFIED" | "DELETED", "object": slice}  chang
 POST /control {"type": "GONE"}   sends a 410 ERROR event (resourceVersion too old) on every watch
 POST /control {"type": "CLOSE"}  ends every watch, as the API server does after its timeout
 GET /watchers                    the number of open watches
+GET /watches                     the number of watches ever started
 
 Prints its port on the first line of stdout."""
 
@@ -18,6 +19,7 @@ lock = threading.Lock()
 slices = {}
 version = 1
 watchers = []
+started = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -38,6 +40,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/watchers":
             with lock:
                 return self.send_json(200, {"watchers": len(watchers)})
+        if self.path == "/watches":
+            with lock:
+                return self.send_json(200, {"watches": started})
         if "/endpointslices?" not in self.path:
             return self.send_json(404, {"kind": "Status", "code": 404, "message": "not found"})
         if "watch=true" in self.path:
@@ -47,9 +52,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(200, {"kind": "EndpointSliceList", "metadata": {"resourceVersion": rv}, "items": items})
 
     def watch(self):
+        global started
         events = queue.Queue()
         with lock:
             watchers.append(events)
+            started += 1
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
