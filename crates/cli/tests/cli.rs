@@ -2,14 +2,11 @@
 //! SIGTERM drain that lets an in-flight request finish.
 
 use gatehouse_testkit::{refuses, wait_for, Client, Upstream};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-const LIMIT: Duration = Duration::from_secs(20);
+mod common;
+use common::{spawn, BIN, LIMIT};
 
 fn config_crate() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config"))
@@ -87,59 +84,6 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("gatehouse "));
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("gatehouse check config/"));
-}
-
-struct Running {
-    child: Child,
-    web: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary and reads its log until the listener and admin addresses are known.
-fn spawn(dir: &Path) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(dir)
-        .env("GATEHOUSE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("gatehouse: {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let addr_in = |line: &str| -> Option<SocketAddr> {
-        let rest = &line[line.find("address=")? + 8..];
-        rest.split_whitespace().next()?.parse().ok()
-    };
-    let (mut web, mut admin) = (None, None);
-    while web.is_none() || admin.is_none() {
-        let line = rx
-            .recv_timeout(LIMIT)
-            .expect("gatehouse logs its addresses");
-        if line.contains("admin listening") {
-            admin = addr_in(&line);
-        } else if line.contains("listening") && line.contains("default/web") {
-            web = addr_in(&line);
-        }
-    }
-    Running {
-        child,
-        web: web.unwrap(),
-        admin: admin.unwrap(),
-    }
 }
 
 fn write_config(dir: &Path, up: &Upstream, header: &str) {

@@ -3,59 +3,12 @@
 //! `shutdown`); a second SIGTERM during the drain exits at once, saying so.
 
 use gatehouse_testkit::{refuses, wait_for, Client, Upstream};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-const LIMIT: Duration = Duration::from_secs(20);
-
-struct Running {
-    child: Child,
-    web: SocketAddr,
-    /// Lines the process writes to stderr, as they come.
-    stderr: Receiver<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary on `dir` and reads its log until the listener's address is known.
-fn spawn(dir: &Path) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(dir)
-        .env("GATEHOUSE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = child.stderr.take().unwrap();
-    let (tx, stderr) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            eprintln!("gatehouse: {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let web = loop {
-        let line = stderr
-            .recv_timeout(LIMIT)
-            .expect("gatehouse logs its listener address");
-        if line.contains("listening") && line.contains("default/web") {
-            let rest = &line[line.find("address=").unwrap() + 8..];
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    Running { child, web, stderr }
-}
+mod common;
+use common::{spawn, Running, BIN, LIMIT};
 
 /// Two workers, so the cut-off request may be on either worker thread and listeners are bound
 /// with SO_REUSEPORT.

@@ -1,0 +1,71 @@
+//! The `gatehouse` binary as a child process for the CLI tests: started on a config directory,
+//! its log read until the listener and admin addresses are known, killed and reaped when dropped.
+
+// Each test file uses a part of this.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+pub struct Running {
+    pub child: Child,
+    pub web: SocketAddr,
+    pub admin: SocketAddr,
+    /// Lines the process writes to stderr after its addresses, as they come.
+    pub stderr: Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `gatehouse run -c dir` and reads its log until listener `web` and the admin API listen.
+pub fn spawn(dir: &Path) -> Running {
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(dir)
+        .env("GATEHOUSE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the gatehouse binary starts");
+    let err = child.stderr.take().expect("piped stderr");
+    let (tx, stderr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("gatehouse: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let addr_in = |line: &str| -> Option<SocketAddr> {
+        let rest = &line[line.find("address=")? + 8..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let (mut web, mut admin) = (None, None);
+    while web.is_none() || admin.is_none() {
+        let line = stderr
+            .recv_timeout(LIMIT)
+            .expect("gatehouse logs its addresses");
+        if line.contains("admin listening") {
+            admin = addr_in(&line);
+        } else if line.contains("listening") && line.contains("default/web") {
+            web = addr_in(&line);
+        }
+    }
+    Running {
+        child,
+        web: web.expect("web address"),
+        admin: admin.expect("admin address"),
+        stderr,
+    }
+}
