@@ -65,14 +65,8 @@ impl Switchable {
 
 fn config(endpoints: &[SocketAddr], backend_extra: &str, header: &str) -> String {
     let list: Vec<String> = endpoints.iter().map(|a| format!("\"{a}\"")).collect();
-    r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
+    gatehouse_testkit::gateway::GATEWAY_AND_WEB.to_string()
+        + &r#"
 ---
 kind: Backend
 metadata: {name: app}
@@ -87,9 +81,9 @@ spec:
     - backends: [{backend: app}]
       responseHeaders: {set: {x-config: "HEADER"}}
 "#
-    .replace("LIST", &list.join(", "))
-    .replace("BACKEND_EXTRA", backend_extra)
-    .replace("HEADER", header)
+        .replace("LIST", &list.join(", "))
+        .replace("BACKEND_EXTRA", backend_extra)
+        .replace("HEADER", header)
 }
 
 const FAST_HTTP_CHECK: &str = "healthCheck: {http: {path: /healthz}, interval: 50ms, timeout: 40ms, unhealthyThreshold: 2, healthyThreshold: 2}";

@@ -58,14 +58,8 @@ impl Drop for GrpcPeer {
 #[tokio::test]
 async fn grpc_health_checks_follow_the_serving_status() {
     let peer = GrpcPeer::start();
-    let yaml = r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
+    let yaml = gatehouse_testkit::gateway::GATEWAY_AND_WEB.to_string()
+        + &r#"
 ---
 kind: Backend
 metadata: {name: server}

@@ -6,14 +6,8 @@ use gatehouse_testkit::TestGateway;
 use std::sync::Arc;
 
 fn config(endpoints_a: &str, header: &str) -> String {
-    r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
+    gatehouse_testkit::gateway::GATEWAY_AND_WEB.to_string()
+        + &r#"
 ---
 kind: Backend
 metadata: {name: a}
@@ -32,8 +26,8 @@ spec:
       responseHeaders: {set: {x-version: "HEADER"}}
     - backends: [{backend: b}]
 "#
-    .replace("ENDPOINTS_A", endpoints_a)
-    .replace("HEADER", header)
+        .replace("ENDPOINTS_A", endpoints_a)
+        .replace("HEADER", header)
 }
 
 fn backend(gw: &TestGateway, name: &str) -> Arc<gatehouse_gateway::upstream::BackendRt> {

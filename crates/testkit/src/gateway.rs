@@ -19,6 +19,18 @@ pub struct TestGateway {
 /// `apiVersion` line every test document needs.
 pub const HEADER: &str = "apiVersion: gatehouse.dev/v1alpha1\n";
 
+/// The documents most tests start with: a Gateway with the access log off and listener `web` on a
+/// free port. Append `---` and the backends and routes under test.
+pub const GATEWAY_AND_WEB: &str = r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false}}
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+"#;
+
 impl TestGateway {
     /// Starts from `yaml` (documents separated by `---`; each gets the apiVersion line). Panics
     /// with every config error if it is invalid.
