@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{backend, bodies, list, Named};
+use common::{backend, bodies, list, with_gateway, Named};
 use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{wait_for, Client, TestGateway};
 use std::collections::HashMap;
@@ -14,14 +14,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 /// Listener `web`; every request to backend `app` with `{endpoints}` and `{lb}` (its spec lines).
+// After `GATEWAY_AND_WEB` (testkit): listener `web` on a free port, access log off.
 const CONFIG: &str = r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
 ---
 kind: Backend
 metadata: {name: app}
@@ -55,7 +49,7 @@ fn weighted(ups: &[Named], weights: &[u32]) -> String {
 }
 
 fn config(endpoints: &str, lb: &str) -> String {
-    fill(CONFIG, &[("endpoints", endpoints), ("lb", lb)])
+    with_gateway(&fill(CONFIG, &[("endpoints", endpoints), ("lb", lb)]))
 }
 
 /// How often each name occurs in `seen`.

@@ -7,21 +7,15 @@
 mod common;
 
 use bytes::Bytes;
-use common::{addresses, backend, bodies, metric, Named};
+use common::{addresses, backend, bodies, metric, with_gateway, Named};
 use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{wait_for, Client, Dnsmasq, Etcd, Reply, TestGateway};
 use http_body_util::Full;
 use std::time::{Duration, Instant};
 
 /// Listener `web`; every request to backend `tasks`, whose endpoint source is `{source}`.
+// After `GATEWAY_AND_WEB` (testkit): listener `web` on a free port, access log off.
 const ONE_BACKEND: &str = r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
 ---
 kind: Backend
 metadata: {name: tasks}
@@ -72,7 +66,7 @@ async fn an_instance_registered_in_etcd_gets_traffic_within_a_second_and_leaves_
         "discovery: {etcd: {endpoints: [\"{url}\"], prefix: /services/tasks/}}",
         &[("url", &etcd.url)],
     );
-    let yaml = fill(ONE_BACKEND, &[("source", &source)]);
+    let yaml = with_gateway(&fill(ONE_BACKEND, &[("source", &source)]));
     let gw = TestGateway::start(&yaml).await;
     let url = format!("{}/x", gw.url("web").await);
     until_bodies(&url, 1, "a serves", |s| s[0] == "a").await;
@@ -129,7 +123,7 @@ async fn routing_follows_a_dns_change() {
             ("resolver", &dns.addr.to_string()),
         ],
     );
-    let gw = TestGateway::start(&fill(ONE_BACKEND, &[("source", &source)])).await;
+    let gw = TestGateway::start(&with_gateway(&fill(ONE_BACKEND, &[("source", &source)]))).await;
     let url = format!("{}/x", gw.url("web").await);
     until_bodies(&url, 1, "one serves", |s| s[0] == "one").await;
 
@@ -150,7 +144,11 @@ async fn file_gateway(endpoints: &str, extra: &str) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("endpoints.list"), endpoints).unwrap();
     let source = format!("discovery: {{file: {{path: endpoints.list}}}}\n  {extra}");
-    TestGateway::start_in(dir, &fill(ONE_BACKEND, &[("source", &source)])).await
+    TestGateway::start_in(
+        dir,
+        &with_gateway(&fill(ONE_BACKEND, &[("source", &source)])),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -517,7 +515,7 @@ async fn a_reload_that_changes_the_discovery_spec_serves_the_last_set_until_the_
         "discovery: {etcd: {endpoints: [\"{url}\"], prefix: /services/tasks/}}",
         &[("url", &etcd.url)],
     );
-    let yaml = fill(ONE_BACKEND, &[("source", &source)]);
+    let yaml = with_gateway(&fill(ONE_BACKEND, &[("source", &source)]));
     let gw = TestGateway::start(&yaml).await;
     let url = format!("{}/x", gw.url("web").await);
     until_bodies(&url, 1, "a serves", |s| s[0] == "a").await;

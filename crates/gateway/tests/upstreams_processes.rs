@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::backend;
+use common::{backend, with_gateway};
 use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{wait_for, Client, TestGateway};
 use std::process::{Child, Command, Stdio};
@@ -112,14 +112,8 @@ impl PyServer {
     }
 }
 
+// After `GATEWAY_AND_WEB` (testkit): listener `web` on a free port, access log off.
 const CONFIG: &str = r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
 ---
 kind: Backend
 metadata: {name: app}
@@ -201,7 +195,11 @@ async fn a_killed_upstream_process_is_ejected_under_load_and_returns_when_restar
         PyServer::start("c"),
     ];
     let list: Vec<String> = ups.iter().map(|u| format!("\"{}\"", u.addr())).collect();
-    let gw = TestGateway::start(&fill(CONFIG, &[("endpoints", &list.join(", "))])).await;
+    let gw = TestGateway::start(&with_gateway(&fill(
+        CONFIG,
+        &[("endpoints", &list.join(", "))],
+    )))
+    .await;
     let endpoint = |b: &serde_json::Value, addr: &str| {
         (b["endpoints"].as_array().unwrap().iter())
             .find(|e| e["address"] == addr)

@@ -131,3 +131,8 @@ pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
 }
+
+/// `yaml` after the Gateway and listener documents every test here shares.
+pub fn with_gateway(yaml: &str) -> String {
+    gatehouse_testkit::gateway::GATEWAY_AND_WEB.to_string() + yaml
+}
