@@ -32,6 +32,8 @@ pub enum ErrorKind {
     Timeout,
     /// The route does not accept the request's method (TRACE unless allowed).
     MethodNotAllowed,
+    /// The request target is longer than the listener's `limits.maxUriLength`.
+    UriTooLong,
     /// The client went away (closed or reset its connection, or its stream) before the exchange
     /// ended. Logged and counted as 499, as nginx does; the response never reaches anyone.
     ClientClosed,
@@ -39,7 +41,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -51,6 +53,7 @@ impl ErrorKind {
             ErrorKind::NoHealthyEndpoint => "no_healthy_endpoint",
             ErrorKind::Timeout => "timeout",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::UriTooLong => "uri_too_long",
             ErrorKind::ClientClosed => "client_closed",
         }
     }
@@ -64,6 +67,7 @@ impl ErrorKind {
             ErrorKind::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
             ErrorKind::ClientClosed => CLIENT_CLOSED,
         }
     }

@@ -177,7 +177,7 @@ fn respond(
         .is_some_and(|p| p.as_str().len() > max_uri);
     async move {
         let mut resp = if too_long {
-            uri_too_long(max_uri)
+            uri_too_long(&req, max_uri)
         } else {
             handle(snap, &guard.0, req).await
         };
@@ -189,27 +189,20 @@ fn respond(
 /// The 414 answer to a request target past the listener's `maxUriLength`. Made here, before
 /// routing: the target is not looked at, logged or forwarded.
 #[cold]
-fn uri_too_long(max: usize) -> http::Response<super::body::ResponseBody> {
-    let id = format!("{:032x}", fastrand::u128(..));
-    let body = serde_json::json!({
-        "error": "uri_too_long",
-        "message": format!("the request target is longer than this listener's limit of {max} bytes"),
-        "requestId": id,
-    });
-    let mut resp = http::Response::new(super::body::ResponseBody::full(
-        format!("{body}\n").into(),
-        None,
-    ));
-    *resp.status_mut() = http::StatusCode::URI_TOO_LONG;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
+fn uri_too_long(
+    req: &http::Request<hyper::body::Incoming>,
+    max: usize,
+) -> http::Response<super::body::ResponseBody> {
+    let rid = super::handler::request_id(req);
+    let err = crate::error::ProxyError::new(
+        crate::error::ErrorKind::UriTooLong,
+        format!("the request target is longer than this listener's limit of {max} bytes"),
     );
-    if let Ok(v) = http::HeaderValue::from_str(&id) {
-        h.insert("x-request-id", v);
-    }
-    resp
+    let (mut parts, body) = err.to_response(&rid).into_parts();
+    parts
+        .headers
+        .insert(http::HeaderName::from_static("x-request-id"), rid);
+    http::Response::from_parts(parts, super::body::ResponseBody::full(body, None))
 }
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1 request does.

@@ -55,7 +55,7 @@ impl ConnInfo {
     }
 }
 
-fn request_id(req: &Request<Incoming>) -> HeaderValue {
+pub(super) fn request_id(req: &Request<Incoming>) -> HeaderValue {
     if let Some(v) = req.headers().get(&X_REQUEST_ID) {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
