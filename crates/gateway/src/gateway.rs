@@ -92,7 +92,8 @@ pub struct Gateway {
     workers: Vec<tokio::runtime::Handle>,
 }
 
-fn now() -> String {
+/// Now, as an RFC 3339 timestamp for admin output (`lastReload.at`, discovery's `lastUpdate`).
+pub(crate) fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 

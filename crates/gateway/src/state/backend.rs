@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::SystemTime;
 
 /// What discovery last said, for `GET /backends`.
 #[derive(Default)]
@@ -65,10 +64,6 @@ pub struct BackendState {
     pub(crate) panic: Arc<AtomicBool>,
     panic_threshold: AtomicU32,
     pub(crate) metrics: BackendStateMetrics,
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 impl BackendState {
@@ -352,7 +347,7 @@ impl Sink for StateSink {
         );
         state.metrics.discovery_updates.inc();
         let mut status = state.status.lock().unwrap_or_else(|e| e.into_inner());
-        status.last_update = Some(now());
+        status.last_update = Some(crate::gateway::now());
         status.last_error = None;
         tracing::info!(backend = &*state.id, "endpoints updated by discovery");
     }
@@ -368,6 +363,6 @@ impl Sink for StateSink {
         state.metrics.discovery_errors.inc();
         let mut status = state.status.lock().unwrap_or_else(|e| e.into_inner());
         status.errors += 1;
-        status.last_error = Some((error, now()));
+        status.last_error = Some((error, crate::gateway::now()));
     }
 }

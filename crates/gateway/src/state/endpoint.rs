@@ -38,6 +38,17 @@ pub(crate) enum Health {
     Unhealthy = 2,
 }
 
+impl Health {
+    /// The verdict stored as `h as u8`.
+    fn from_u8(v: u8) -> Health {
+        match v {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            _ => Health::Unknown,
+        }
+    }
+}
+
 /// State of one address of one backend that outlives a snapshot.
 pub struct EndpointShared {
     /// Key of this endpoint's connections in the per-thread HTTP/1 pool.
@@ -74,20 +85,12 @@ impl EndpointShared {
 
     /// The last health verdict.
     pub(crate) fn health(&self) -> Health {
-        match self.health.load(Ordering::Relaxed) {
-            1 => Health::Healthy,
-            2 => Health::Unhealthy,
-            _ => Health::Unknown,
-        }
+        Health::from_u8(self.health.load(Ordering::Relaxed))
     }
 
     /// Records a health verdict; returns the previous one.
     pub(crate) fn set_health(&self, h: Health) -> Health {
-        match self.health.swap(h as u8, Ordering::Relaxed) {
-            1 => Health::Healthy,
-            2 => Health::Unhealthy,
-            _ => Health::Unknown,
-        }
+        Health::from_u8(self.health.swap(h as u8, Ordering::Relaxed))
     }
 
     /// Starts its slow-start ramp now (it just joined, or just became healthy again).
