@@ -68,6 +68,7 @@ fn gateway(g: &GatewaySettings) -> Value {
             Some(g.trusted_proxies.iter().map(|n| n.to_string()).collect()),
         ),
         ("drainTimeout", Some(duration(g.drain_timeout))),
+        ("portal", g.portal.as_ref().map(|p| p.to_manifest())),
     ]);
     document("Gateway", &id, spec)
 }

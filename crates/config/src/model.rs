@@ -124,6 +124,8 @@ pub struct GatewaySettings {
     /// How long SIGTERM waits for in-flight requests.
     #[serde(serialize_with = "ser_duration")]
     pub drain_timeout: Duration,
+    /// The developer portal, when configured.
+    pub portal: Option<crate::portal::Portal>,
 }
 
 impl Default for GatewaySettings {
@@ -138,6 +140,7 @@ impl Default for GatewaySettings {
             },
             trusted_proxies: Vec::new(),
             drain_timeout: Duration::from_secs(30),
+            portal: None,
         }
     }
 }

@@ -35,6 +35,20 @@ pub struct GatewaySpec {
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub drain_timeout: Option<String>,
+    #[serde(default)]
+    pub portal: Option<PortalSpec>,
+}
+
+/// `Gateway.spec.portal`: exactly one of `address` and `pathPrefix` (checked in validation).
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PortalSpec {
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -15,6 +15,7 @@ mod health;
 mod listener;
 use listener::listener;
 mod lb;
+mod portal;
 mod values;
 
 pub use discovery::parse_endpoints_file;
@@ -165,6 +166,9 @@ pub(crate) fn validate(
             Spec::Route(spec) => config.routes.push(route(&mut v, o, spec, &backend_ids)),
         }
     }
+    if let Some(ctx) = gateway_seen {
+        portal::address_conflicts(&mut v, ctx, &config, &addresses);
+    }
     config
 }
 
@@ -216,6 +220,7 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
         spec.drain_timeout.as_ref(),
         g.drain_timeout,
     );
+    g.portal = spec.portal.as_ref().and_then(|p| portal::portal(v, ctx, p));
     g
 }
 
