@@ -346,6 +346,8 @@ pub struct RouteSpec {
     #[serde(default)]
     pub hosts: Vec<String>,
     pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub openapi: Option<crate::openapi::OpenApiSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -367,6 +369,8 @@ pub struct RuleSpec {
     pub response_headers: Option<HeaderModsSpec>,
     #[serde(default)]
     pub timeout: Option<String>,
+    #[serde(default)]
+    pub openapi: Option<crate::openapi::OpenApiSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
