@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod model;
+pub mod openapi;
 pub mod portal;
 pub mod units;
 pub mod yaml;

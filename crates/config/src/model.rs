@@ -435,6 +435,8 @@ pub struct Route {
     pub hosts: Vec<HostMatch>,
     /// Rules, in order.
     pub rules: Vec<Rule>,
+    /// The OpenAPI document describing the whole Route (`spec.openapi`).
+    pub openapi: Option<crate::openapi::OpenApi>,
     /// Where it was defined.
     pub source: Source,
 }
@@ -516,6 +518,8 @@ pub struct Rule {
     /// Time allowed until the upstream's response headers arrive.
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
+    /// The OpenAPI document describing the API behind this rule (`openapi`).
+    pub openapi: Option<crate::openapi::OpenApi>,
     /// Where it was defined.
     pub source: Source,
 }

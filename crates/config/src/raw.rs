@@ -360,6 +360,8 @@ pub struct RouteSpec {
     #[serde(default)]
     pub hosts: Vec<String>,
     pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub openapi: Option<crate::openapi::OpenApiSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -381,6 +383,8 @@ pub struct RuleSpec {
     pub response_headers: Option<HeaderModsSpec>,
     #[serde(default)]
     pub timeout: Option<String>,
+    #[serde(default)]
+    pub openapi: Option<crate::openapi::OpenApiSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

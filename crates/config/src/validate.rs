@@ -4,6 +4,7 @@
 use crate::error::{hint, ConfigError};
 use crate::loader::{Ctx, Object, Spec};
 use crate::model::*;
+use crate::openapi::OpenApi;
 use crate::raw;
 use crate::units::{parse_duration, parse_size};
 use std::collections::{BTreeMap, HashMap};
@@ -227,7 +228,7 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
 /// `p` as a path the process can open. Relative file paths (certificates, access log) are
 /// relative to the manifest that names them, so a config directory can be moved or checked out
 /// anywhere and started from any working directory.
-fn relative_to_manifest(ctx: &Ctx, p: &str) -> std::path::PathBuf {
+pub(crate) fn relative_to_manifest(ctx: &Ctx, p: &str) -> std::path::PathBuf {
     let path = std::path::Path::new(p);
     if path.is_absolute() {
         return path.to_path_buf();
@@ -370,16 +371,18 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -
         v.errors
             .push(ctx.error("spec.rules", "a route needs at least one rule"));
     }
-    let rules = spec
+    let rules: Vec<Rule> = spec
         .rules
         .iter()
         .enumerate()
         .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, backends))
         .collect();
+    let openapi = spec_openapi(v, ctx, spec, &rules);
     Route {
         id: o.id.clone(),
         hosts,
         rules,
+        openapi,
         source: Source::new(&ctx.file, ctx.doc.mark),
     }
 }
@@ -606,7 +609,7 @@ fn rule(
         .timeout
         .as_ref()
         .map(|t| v.duration(ctx, &format!("{at}.timeout"), Some(t), Duration::ZERO));
-    Some(Rule {
+    let mut rule = Rule {
         path: path?,
         methods,
         headers,
@@ -616,8 +619,29 @@ fn rule(
         request_headers,
         response_headers,
         timeout,
+        openapi: None,
         source: Source::new(&ctx.file, ctx.mark(at)),
-    })
+    };
+    rule.openapi = rule_openapi(v, ctx, at, r, &rule);
+    Some(rule)
+}
+
+/// The rule's OpenAPI document, loaded and checked against the rule's match.
+fn rule_openapi(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, rule: &Rule) -> Option<OpenApi> {
+    let at = format!("{at}.openapi");
+    let api = crate::openapi::load(ctx, &at, r.openapi.as_ref()?, v.errors)?;
+    v.errors
+        .extend(crate::openapi::check_paths(ctx, &at, &api, &[rule]));
+    Some(api)
+}
+
+/// The Route's OpenAPI document (`spec.openapi`): each path must fall inside one of its rules.
+fn spec_openapi(v: &mut V, ctx: &Ctx, spec: &raw::RouteSpec, rules: &[Rule]) -> Option<OpenApi> {
+    let api = crate::openapi::load(ctx, "spec.openapi", spec.openapi.as_ref()?, v.errors)?;
+    let rules: Vec<&Rule> = rules.iter().collect();
+    v.errors
+        .extend(crate::openapi::check_paths(ctx, "spec.openapi", &api, &rules));
+    Some(api)
 }
 
 fn kv_matches(
