@@ -70,7 +70,8 @@ pub const OPERATION_METHODS: [&str; 8] = [
 /// Whether a parsed document is an OpenAPI (or Swagger) document rather than a manifest: such
 /// documents may sit in the config directory beside the manifests that name them.
 pub(crate) fn is_openapi_document(doc: &Node) -> bool {
-    doc.get("apiVersion").is_none() && (doc.get("openapi").is_some() || doc.get("swagger").is_some())
+    doc.get("apiVersion").is_none()
+        && (doc.get("openapi").is_some() || doc.get("swagger").is_some())
 }
 
 /// A YAML node as JSON, by the YAML 1.2 core schema (plain `true`, `null`, numbers are typed).
@@ -133,12 +134,18 @@ pub(crate) fn load(
     let docs = match parse_documents(&text) {
         Ok(d) => d,
         Err(e) => {
-            errors.push(in_doc(e.mark, format!("invalid OpenAPI document: {}", e.message)));
+            errors.push(in_doc(
+                e.mark,
+                format!("invalid OpenAPI document: {}", e.message),
+            ));
             return None;
         }
     };
     let Some(doc) = docs.first() else {
-        errors.push(in_doc(Mark::default(), "the OpenAPI document is empty".into()));
+        errors.push(in_doc(
+            Mark::default(),
+            "the OpenAPI document is empty".into(),
+        ));
         return None;
     };
     let version = doc.get("openapi").and_then(Node::as_str).unwrap_or("");
@@ -213,7 +220,6 @@ pub fn client_path(rule: &Rule, doc_path: &str) -> Option<String> {
     Some(match (from, rest) {
         ("", "") => "/".to_string(),
         ("", r) => r.to_string(),
-        (f, r) if r == "/" => format!("{f}/"),
         (f, r) => format!("{f}{r}"),
     })
 }
@@ -277,7 +283,9 @@ pub(crate) fn check_paths(ctx: &Ctx, at: &str, api: &OpenApi, rules: &[&Rule]) -
                     }
                     (_, PathMatch::Exact(e)) => format!("not the rule's exact path `{e}`"),
                     (_, PathMatch::Prefix(pre)) => format!("outside the rule's prefix `{pre}`"),
-                    (_, PathMatch::Regex(re)) => format!("not matched by the rule's regex `{}`", re.1),
+                    (_, PathMatch::Regex(re)) => {
+                        format!("not matched by the rule's regex `{}`", re.1)
+                    }
                 },
                 _ => "outside every rule's match".to_string(),
             };

@@ -639,8 +639,12 @@ fn rule_openapi(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, rule: &Rule) 
 fn spec_openapi(v: &mut V, ctx: &Ctx, spec: &raw::RouteSpec, rules: &[Rule]) -> Option<OpenApi> {
     let api = crate::openapi::load(ctx, "spec.openapi", spec.openapi.as_ref()?, v.errors)?;
     let rules: Vec<&Rule> = rules.iter().collect();
-    v.errors
-        .extend(crate::openapi::check_paths(ctx, "spec.openapi", &api, &rules));
+    v.errors.extend(crate::openapi::check_paths(
+        ctx,
+        "spec.openapi",
+        &api,
+        &rules,
+    ));
     Some(api)
 }
 

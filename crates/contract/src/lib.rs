@@ -5,6 +5,16 @@
 use serde::Serialize;
 use std::fmt;
 
+mod diff;
+mod limits;
+mod oas_diff;
+mod out;
+mod rules;
+mod schema;
+mod table;
+mod warnings;
+
+pub use warnings::{warnings, Warning};
 /// Why a contract could not be produced.
 #[derive(Debug, Clone)]
 pub struct ContractError(pub String);
@@ -65,14 +75,31 @@ pub struct Report {
 pub fn openapi_document(
     config: &gatehouse_config::Config,
 ) -> Result<serde_json::Value, ContractError> {
-    let _ = config;
-    Ok(
-        serde_json::json!({"openapi": "3.1.0", "info": {"title": "Gatehouse", "version": "0"}, "paths": {}}),
-    )
+    out::document(config)
 }
 
 /// The public API change between two compiled configs.
 pub fn diff(old: &gatehouse_config::Config, new: &gatehouse_config::Config) -> Report {
-    let _ = (old, new);
-    Report::default()
+    diff::diff(old, new)
+}
+
+impl Report {
+    /// Whether any change is breaking.
+    pub fn has_breaking(&self) -> bool {
+        self.changes.iter().any(|c| c.class == Class::Breaking)
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<13} {:<24} {}: {}",
+            self.class, self.kind, self.operation, self.reason
+        )?;
+        if let Some(at) = &self.location {
+            write!(f, " ({at})")?;
+        }
+        Ok(())
+    }
 }
