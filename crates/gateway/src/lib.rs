@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod error;
 pub mod gateway;
 pub(crate) mod health;
+pub(crate) mod portal;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

@@ -69,6 +69,8 @@ pub struct Snapshot {
     pub no_route_errors: ErrorCounters,
     /// The process's metric families.
     pub metrics: Arc<Metrics>,
+    /// The developer portal's pages for this config, when it has a portal.
+    pub(crate) portal: Option<Arc<crate::portal::Site>>,
 }
 
 impl Snapshot {
@@ -136,6 +138,7 @@ impl Snapshot {
             backends: list,
             access_log,
             metrics: metrics.clone(),
+            portal: None,
         })
     }
 
