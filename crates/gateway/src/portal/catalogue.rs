@@ -262,6 +262,9 @@ fn operation(
         .iter()
         .chain(op.iter())
         .filter_map(|(k, v)| Some((k.strip_prefix("x-gatehouse-")?, v)))
+        // Which route and config file line an operation comes from is the gateway's business,
+        // not its clients': the portal is public.
+        .filter(|(k, _)| !matches!(*k, "route" | "rule"))
         .map(|(k, v)| (k.to_string(), scalar_text(v)))
         .collect();
     limits.dedup_by(|a, b| a.0 == b.0);

@@ -27,7 +27,6 @@ pub(crate) struct Row {
     pub class: String,
     pub operation: String,
     pub reason: String,
-    pub location: Option<String>,
 }
 
 /// The last [`KEEP`] entries, newest first.
@@ -52,7 +51,6 @@ impl Changelog {
                 class: c.class.to_string(),
                 operation: c.operation.clone(),
                 reason: c.reason.clone(),
-                location: c.location.clone(),
             })
             .collect();
         Some(Entry {

@@ -43,6 +43,27 @@ impl Html {
     }
 }
 
+/// Escaped text in which `` `code` `` spans become `<code>` (the one piece of Markdown that
+/// OpenAPI descriptions and Gatehouse's own summaries use).
+pub(crate) struct Prose<'a>(pub &'a str);
+
+impl fmt::Display for Prose<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<&str> = self.0.split('`').collect();
+        // An odd number of backticks leaves the last one as text.
+        let balanced = parts.len() % 2 == 1;
+        for (i, part) in parts.iter().enumerate() {
+            let code = i % 2 == 1 && (balanced || i + 1 < parts.len());
+            match (code, i % 2 == 1) {
+                (true, _) => write!(f, "<code>{}</code>", Esc(part))?,
+                (false, true) => write!(f, "`{}", Esc(part))?,
+                (false, false) => write!(f, "{}", Esc(part))?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An id or URL segment from free text: lowercase letters, digits and single dashes.
 pub(crate) fn slug(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -73,6 +94,15 @@ mod tests {
             "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt; it&#39;s"
         );
         assert_eq!(Esc("plain ünïcode").to_string(), "plain ünïcode");
+    }
+
+    #[test]
+    fn prose_makes_code_spans_and_escapes_the_rest() {
+        assert_eq!(
+            Prose("`/v1/<x>` and <b>").to_string(),
+            "<code>/v1/&lt;x&gt;</code> and &lt;b&gt;"
+        );
+        assert_eq!(Prose("a `b").to_string(), "a `b");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! through the gateway (`assets/portal.js` submits it).
 
 use super::catalogue::{Group, Operation, Payload};
-use super::html::{slug, Esc, Html};
+use super::html::{slug, Esc, Html, Prose};
 
 pub(crate) fn operation(h: &mut Html, g: &Group, op: &Operation) {
     let a = Esc(&op.anchor);
@@ -20,10 +20,10 @@ pub(crate) fn operation(h: &mut Html, g: &Group, op: &Operation) {
         },
     ));
     if let Some(s) = &op.summary {
-        h.fmt(format_args!("<p class=\"summary\">{}</p>", Esc(s)));
+        h.fmt(format_args!("<p class=\"summary\">{}</p>", Prose(s)));
     }
     if let Some(d) = &op.description {
-        h.fmt(format_args!("<p>{}</p>", Esc(d)));
+        h.fmt(format_args!("<p>{}</p>", Prose(d)));
     }
     h.raw("<dl class=\"facts\"><dt>Authentication</dt><dd>");
     if op.auth.is_empty() {
@@ -149,6 +149,15 @@ fn try_form(h: &mut Html, g: &Group, op: &Operation) {
         Esc(&op.path),
         Esc(host),
     ));
+    // A prefix rule serves every path below its own: let the path be edited.
+    if op.limits.iter().any(|(k, v)| k == "match" && v == "prefix") {
+        h.fmt(format_args!(
+            "<p class=\"field\"><label for=\"{id}-path\">Path (<code>{}</code> or any path below it)</label>\
+             <input id=\"{id}-path\" data-in=\"fullpath\" data-name=\"path\" value=\"{}\" required></p>",
+            Esc(&op.path),
+            Esc(&op.path),
+        ));
+    }
     for p in op.params.iter().filter(|p| p.location != "cookie") {
         let field = format!("{}-{}-{}", op.anchor, slug(&p.location), slug(&p.name));
         h.fmt(format_args!(

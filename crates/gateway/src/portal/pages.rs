@@ -74,6 +74,11 @@ fn short(v: &str) -> &str {
     v.get(..12).unwrap_or(v)
 }
 
+/// `2026-11-30T07:43:20.081Z` as `2026-11-30 07:43:20`.
+fn readable_time(at: &str) -> String {
+    at.get(..19).unwrap_or(at).replace('T', " ")
+}
+
 /// `/`: every API, grouped by host and version.
 pub(crate) fn index(shell: &Shell, cat: &Catalogue) -> String {
     let mut h = Html::default();
@@ -107,12 +112,12 @@ pub(crate) fn index(shell: &Shell, cat: &Catalogue) -> String {
 
 fn card(h: &mut Html, shell: &Shell, g: &Group) {
     h.fmt(format_args!(
-        "<li class=\"card\"><h3><a href=\"{}/apis/{}\">{} <span class=\"version\">{}</span></a></h3>\
+        "<li class=\"card\"><h3><a href=\"{}/apis/{}\">{} API<span class=\"sr\"> on {}</span></a></h3>\
          <p>{} operation{}</p><ul class=\"ops\">",
         Esc(shell.base),
         Esc(&g.slug),
-        Esc(&g.host),
         Esc(&g.version),
+        Esc(&g.host),
         g.ops.len(),
         if g.ops.len() == 1 { "" } else { "s" },
     ));
@@ -185,10 +190,10 @@ pub(crate) fn changelog(shell: &Shell, entries: &[Entry]) -> String {
     for (i, e) in entries.iter().enumerate() {
         let count = |class: &str| e.changes.iter().filter(|c| c.class == class).count();
         h.fmt(format_args!(
-            "<section class=\"release\" aria-labelledby=\"r{i}\"><h2 id=\"r{i}\">Reload at <time datetime=\"{}\">{}</time></h2>\
+            "<section class=\"release\" aria-labelledby=\"r{i}\"><h2 id=\"r{i}\">Reload at <time datetime=\"{}\">{} UTC</time></h2>\
              <p>Version <code>{}</code> → <code>{}</code>: {} breaking, {} non-breaking, {} informational.</p>",
             Esc(&e.at),
-            Esc(&e.at),
+            Esc(&readable_time(&e.at)),
             Esc(short(&e.from)),
             Esc(short(&e.to)),
             count("breaking"),
@@ -199,19 +204,19 @@ pub(crate) fn changelog(shell: &Shell, entries: &[Entry]) -> String {
             h.raw("<p>No change to the public API.</p></section>");
             continue;
         }
-        h.raw("<div class=\"scroll\"><table><thead><tr><th scope=\"col\">Change</th><th scope=\"col\">Operation</th>\
-               <th scope=\"col\">Why</th><th scope=\"col\">Where</th></tr></thead><tbody>");
+        // A list, not a table: it reads the same at phone width. Config file locations stay out:
+        // they describe the gateway's files, not the API, and this page is public.
+        h.raw("<ul class=\"changes\">");
         for c in &e.changes {
             h.fmt(format_args!(
-                "<tr><td><span class=\"badge b-{}\">{}</span></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                "<li><span class=\"badge b-{}\">{}</span> <code>{}</code><br>{}</li>",
                 Esc(&c.class),
                 Esc(&c.class),
                 Esc(&c.operation),
                 Esc(&c.reason),
-                Esc(c.location.as_deref().unwrap_or("")),
             ));
         }
-        h.raw("</tbody></table></div></section>");
+        h.raw("</ul></section>");
     }
     shell.page("Changelog", Nav::Changelog, &h.0)
 }

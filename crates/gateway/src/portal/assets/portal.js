@@ -32,7 +32,9 @@
     var path = form.getAttribute("data-path"), query = [], headers = [], missing = [];
     form.querySelectorAll("input[data-in]").forEach(function (i) {
       var where = i.getAttribute("data-in"), name = i.getAttribute("data-name"), v = i.value;
-      if (where === "path") {
+      if (where === "fullpath") {
+        path = v;
+      } else if (where === "path") {
         if (v === "") { missing.push(name); return; }
         path = path.split("{" + name + "}").join(encodeURIComponent(v));
       } else if (v === "") {
