@@ -62,7 +62,7 @@ pub(crate) fn diff(
     let report = gatehouse_contract::diff(&old, &new);
     match format {
         Format::Json => match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => emit(&s),
             Err(e) => {
                 eprintln!("cannot write the report: {e}");
                 return ExitCode::FAILURE;
@@ -82,22 +82,28 @@ pub(crate) fn diff(
     }
 }
 
+/// One line on standard output; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 fn print_human(report: &Report) {
     if report.changes.is_empty() {
-        println!("no change to the public API");
+        emit("no change to the public API");
         return;
     }
     for c in &report.changes {
-        println!("{c}");
+        emit(&c.to_string());
     }
     let count = |class| report.changes.iter().filter(|c| c.class == class).count();
-    println!(
+    emit(&format!(
         "{} change(s): {} breaking, {} non-breaking, {} informational",
         report.changes.len(),
         count(Class::Breaking),
         count(Class::NonBreaking),
         count(Class::Informational)
-    );
+    ));
 }
 
 /// Both revisions of `path` read with git itself (`git ls-tree`, `git show`) into temporary
@@ -226,7 +232,7 @@ pub(crate) fn openapi(path: &Path) -> ExitCode {
         .and_then(|d| serde_json::to_string_pretty(&d).map_err(|e| e.to_string()))
     {
         Ok(s) => {
-            println!("{s}");
+            emit(&s);
             ExitCode::SUCCESS
         }
         Err(e) => {
