@@ -45,8 +45,14 @@ pub(crate) fn diff(
     format: Format,
     fail_on: FailOn,
 ) -> ExitCode {
+    // Temporary directories holding git revisions, named back to `rev:` in the report.
+    let mut names = Vec::new();
     let loaded = match git {
-        Some(range) => from_git(&range, paths.first().map_or(Path::new("."), |p| p)),
+        Some(range) => from_git(
+            &range,
+            paths.first().map_or(Path::new("."), |p| p),
+            &mut names,
+        ),
         None => match paths.as_slice() {
             [old, new] => load(old, "old").and_then(|o| Ok((o, load(new, "new")?))),
             _ => {
@@ -59,7 +65,13 @@ pub(crate) fn diff(
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    let report = gatehouse_contract::diff(&old, &new);
+    let mut report = gatehouse_contract::diff(&old, &new);
+    for c in &mut report.changes {
+        for (tmp, rev) in &names {
+            c.reason = c.reason.replace(tmp.as_str(), rev);
+            c.location = c.location.take().map(|l| l.replace(tmp.as_str(), rev));
+        }
+    }
     match format {
         Format::Json => match serde_json::to_string_pretty(&report) {
             Ok(s) => emit(&s),
@@ -108,7 +120,11 @@ fn print_human(report: &Report) {
 
 /// Both revisions of `path` read with git itself (`git ls-tree`, `git show`) into temporary
 /// directories: the working tree is never checked out or touched.
-fn from_git(range: &str, path: &Path) -> Result<(Config, Config), ExitCode> {
+fn from_git(
+    range: &str,
+    path: &Path,
+    names: &mut Vec<(String, String)>,
+) -> Result<(Config, Config), ExitCode> {
     let fail = |msg: String| {
         eprintln!("{msg}");
         ExitCode::from(LOAD_FAILED)
@@ -130,6 +146,9 @@ fn from_git(range: &str, path: &Path) -> Result<(Config, Config), ExitCode> {
     let new = revision(&top, b, &rel).map_err(fail)?;
     let old_cfg = load(&old.1, &format!("old ({a})"))?;
     let new_cfg = load(&new.1, &format!("new ({b})"))?;
+    for (dir, rev) in [(&old.0, a), (&new.0, b)] {
+        names.push((format!("{}/", dir.path().display()), format!("{rev}:")));
+    }
     Ok((old_cfg, new_cfg))
 }
 
