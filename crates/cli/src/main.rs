@@ -8,12 +8,17 @@ use gatehouse_gateway::{ConfigSource, Gateway};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod contract;
+
 const EXAMPLES: &str = "\
 Examples:
   gatehouse run                      serve the built-in quickstart on 127.0.0.1:8080 (admin on :9901)
   gatehouse run -c config/           serve every *.yaml/*.yml/*.json under config/, reloading on change
   gatehouse check config/            validate and print every error with file:line:col and field path
   gatehouse routes config/           print the compiled route table in matching order
+  gatehouse diff old/ new/           the public API change between two configs; exit 1 if breaking
+  gatehouse diff --git main.. gw/    the same between two git revisions of gw/ (no checkout)
+  gatehouse openapi config/          the gateway's public API as one OpenAPI 3.1 document
   kill -HUP <pid>                    reload; or: curl -X POST 127.0.0.1:9901/reload
 Every command takes the config as PATH or as -c PATH: `gatehouse run config/` and
 `gatehouse check -c config/` work too.";
@@ -60,6 +65,29 @@ enum Command {
     /// Print the compiled route table, in the order requests are matched.
     #[command(group(ArgGroup::new("source").required(true).args(["path", "config"])))]
     Routes {
+        #[command(flatten)]
+        source: ConfigArg,
+    },
+    /// Report the public API change between two configs (OLD NEW, or --git A..B PATH), each change
+    /// breaking, non-breaking or informational; exit 1 on breaking changes (see --fail-on), 2 when
+    /// a config does not load.
+    Diff {
+        /// Read both configs from git: the revision range A..B (B defaults to HEAD) of PATH.
+        #[arg(long, value_name = "A..B")]
+        git: Option<String>,
+        /// OLD and NEW config paths (file or directory); with --git, the one PATH in the repository.
+        #[arg(value_name = "PATH", required = true, num_args = 1..=2)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: contract::Format,
+        /// Which changes make the exit status 1.
+        #[arg(long, value_enum, default_value = "breaking")]
+        fail_on: contract::FailOn,
+    },
+    /// Print the gateway's public API as one OpenAPI 3.1 document (JSON).
+    #[command(group(ArgGroup::new("source").required(true).args(["path", "config"])))]
+    Openapi {
         #[command(flatten)]
         source: ConfigArg,
     },
@@ -114,6 +142,7 @@ fn main() -> ExitCode {
                 if config.listeners.is_empty() {
                     eprintln!("warning: {NO_LISTENER} (`gatehouse run` refuses this config)");
                 }
+                contract::print_warnings(&config);
                 let rules: usize = config.routes.iter().map(|r| r.rules.len()).sum();
                 println!(
                     "ok: {} listener(s), {} backend(s), {} route(s) with {} rule(s); version {}",
@@ -161,6 +190,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { source } => run(source.into_path()),
+        Command::Diff {
+            git,
+            paths,
+            format,
+            fail_on,
+        } => contract::diff(git, paths, format, fail_on),
+        Command::Openapi { source } => contract::openapi(&required(source)),
     }
 }
 

@@ -30,8 +30,8 @@ pub struct OpenApi {
     pub file: PathBuf,
     /// The document as JSON (YAML documents converted with the YAML 1.2 core schema).
     pub document: Arc<serde_json::Value>,
-    /// Line in `file` of each path (`/pets`) and operation (`/pets get`).
-    pub lines: Arc<BTreeMap<String, usize>>,
+    /// Position in `file` of each path (`/pets`) and operation (`/pets get`).
+    pub lines: Arc<BTreeMap<String, Mark>>,
     /// Whether requests are validated against the document (`validateRequests`).
     pub validate_requests: bool,
 }
@@ -45,7 +45,7 @@ impl OpenApi {
         };
         let line = self.lines.get(&key).or_else(|| self.lines.get(path));
         match line {
-            Some(l) => format!("{}:{l}", self.file.display()),
+            Some(m) => format!("{}:{}", self.file.display(), m.line),
             None => self.file.display().to_string(),
         }
     }
@@ -173,12 +173,12 @@ pub(crate) fn load(
                 errors.push(in_doc(k.mark, format!("path `{p}` must start with `/`")));
                 continue;
             }
-            lines.insert(p.to_string(), k.mark.line);
+            lines.insert(p.to_string(), k.mark);
             if let Value::Map(ops) = &v.value {
                 for (m, _) in ops {
                     let m = m.as_str().unwrap_or_default();
                     if OPERATION_METHODS.contains(&m) {
-                        lines.insert(format!("{p} {m}"), m_line(ops, m));
+                        lines.insert(format!("{p} {m}"), m_mark(ops, m));
                     }
                 }
             }
@@ -192,10 +192,10 @@ pub(crate) fn load(
     })
 }
 
-fn m_line(ops: &[(Node, Node)], m: &str) -> usize {
+fn m_mark(ops: &[(Node, Node)], m: &str) -> Mark {
     ops.iter()
         .find(|(k, _)| k.as_str() == Some(m))
-        .map_or(0, |(k, _)| k.mark.line)
+        .map_or(Mark::default(), |(k, _)| k.mark)
 }
 
 /// The path a client sends for the document path `doc_path` of `rule`: the rule's prefix rewrite
@@ -291,10 +291,7 @@ pub(crate) fn check_paths(ctx: &Ctx, at: &str, api: &OpenApi, rules: &[&Rule]) -
             };
             out.push(ConfigError {
                 file: api.file.display().to_string().into(),
-                mark: Mark {
-                    line: api.lines.get(p.as_str()).copied().unwrap_or(0),
-                    col: 1,
-                },
+                mark: api.lines.get(p.as_str()).copied().unwrap_or_default(),
                 object: ctx.object.clone(),
                 path: format!("{at}.file: paths.{p}"),
                 message: format!("path `{p}` is {what}: clients could not reach it"),

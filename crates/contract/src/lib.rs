@@ -41,7 +41,8 @@ pub enum Class {
 
 impl fmt::Display for Class {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad`, so that `{:<13}` lines up columns.
+        f.pad(match self {
             Class::Breaking => "breaking",
             Class::NonBreaking => "non-breaking",
             Class::Informational => "informational",

@@ -4,7 +4,7 @@
 //! reverse directions are not breaking).
 
 use crate::diff::Out;
-use crate::schema::{deref, operations, param_key, types};
+use crate::schema::{deref, flatten, operations, param_key, types};
 use crate::Class;
 use gatehouse_config::openapi::OpenApi;
 use gatehouse_config::Rule;
@@ -190,7 +190,8 @@ fn schema(c: &mut Ctx, dir: Dir, at: &str, a: &Value, b: &Value, depth: usize) {
     if depth > 12 {
         return;
     }
-    let (a, b) = (deref(c.old, a), deref(c.new, b));
+    let (a, b) = (flatten(c.old, a), flatten(c.new, b));
+    let (a, b) = (&a, &b);
     let (ta, tb) = (types(a), types(b));
     if !ta.is_empty() && !tb.is_empty() && ta != tb {
         let widened = tb.is_superset(&ta)

@@ -125,3 +125,58 @@ pub(crate) fn types(s: &Value) -> BTreeSet<String> {
     }
     out
 }
+
+/// A schema with its `allOf` members folded in (properties, required, type), so that a field a
+/// composed schema gains or loses through one of its parts is seen. References are followed.
+pub(crate) fn flatten(doc: &Value, s: &Value) -> Value {
+    flatten_depth(doc, s, 0)
+}
+
+fn flatten_depth(doc: &Value, s: &Value, depth: usize) -> Value {
+    let s = deref(doc, s);
+    let Some(parts) = s.get("allOf").and_then(Value::as_array) else {
+        return s.clone();
+    };
+    let mut out = s.clone();
+    if let Some(m) = out.as_object_mut() {
+        m.remove("allOf");
+    }
+    if depth > 8 {
+        return out;
+    }
+    for part in parts {
+        let part = flatten_depth(doc, part, depth + 1);
+        if let Some(props) = part.get("properties").and_then(Value::as_object) {
+            let target = out.as_object_mut().map(|m| {
+                m.entry("properties")
+                    .or_insert_with(|| Value::Object(Default::default()))
+            });
+            if let Some(Value::Object(t)) = target {
+                for (k, v) in props {
+                    t.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        if let Some(req) = part.get("required").and_then(Value::as_array) {
+            if let Some(m) = out.as_object_mut() {
+                let r = m
+                    .entry("required")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(r) = r {
+                    r.extend(
+                        req.iter()
+                            .filter(|x| !r.contains(x))
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    );
+                }
+            }
+        }
+        if out.get("type").is_none() {
+            if let (Some(t), Some(m)) = (part.get("type").cloned(), out.as_object_mut()) {
+                m.insert("type".into(), t);
+            }
+        }
+    }
+    out
+}

@@ -43,7 +43,10 @@ fn version_of(route: &Route, rule: &Rule) -> Option<String> {
             .iter()
             .chain(&rule.query)
             .find(|kv| kv.name.contains("version"))
-            .map(|kv| format!("{} condition", kv.name))
+            .map(|kv| match &kv.value {
+                gatehouse_config::ValueMatch::Exact(v) => format!("{}={v}", kv.name),
+                _ => kv.name.clone(),
+            })
     };
     from_path.or_else(from_host).or_else(from_condition)
 }
