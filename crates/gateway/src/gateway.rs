@@ -228,7 +228,7 @@ impl Gateway {
             tracing::warn!("worker count changes take effect at the next restart");
         }
         let plan = self.state.plan(&config, &self.metrics);
-        let snap = Snapshot::build(config.clone(), &self.metrics, &plan)?;
+        let snap = Snapshot::build_from(config.clone(), &self.metrics, &plan, Some(&old))?;
         // Everything that can fail happens before the swap: TLS configs and new sockets.
         let mut prepared = Vec::new();
         for l in &config.listeners {
