@@ -241,7 +241,7 @@ impl Gateway {
             tracing::warn!("worker count changes take effect at the next restart");
         }
         let plan = self.state.plan(&config, &self.metrics);
-        let mut snap = Snapshot::build(config.clone(), &self.metrics, &plan)?;
+        let mut snap = Snapshot::build_from(config.clone(), &self.metrics, &plan, Some(&old))?;
         let changelog = self.portal.changelog.clone();
         let portal =
             crate::portal::prepare(changelog, Some(old.config.clone()), config.clone()).await;

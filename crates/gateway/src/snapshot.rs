@@ -11,6 +11,9 @@ use gatehouse_config::{Action, Config};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod reuse;
+use reuse::Reuse;
+
 /// One backend choice of a forwarding rule.
 pub struct Choice {
     /// The backend.
@@ -80,15 +83,31 @@ impl Snapshot {
         metrics: &Arc<Metrics>,
         plan: &StatePlan,
     ) -> Result<Self, String> {
+        Self::build_from(config, metrics, plan, None)
+    }
+
+    /// Builds a snapshot, keeping from `previous` (the live one, on a reload) every backend and
+    /// compiled rule whose definition did not change: a reload touching one route of thousands
+    /// compiles that route only (see [`reuse`]).
+    pub fn build_from(
+        config: Arc<Config>,
+        metrics: &Arc<Metrics>,
+        plan: &StatePlan,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, String> {
+        let reuse = Reuse::new(previous);
         let mut backends = HashMap::new();
         for b in &config.backends {
             let state = plan
                 .backend(&b.id)
                 .ok_or_else(|| format!("no run-time state planned for backend {}", b.id))?;
-            let rt = BackendRt::new(b, state.clone(), metrics.connect_errors(&b.id.to_string()));
-            backends.insert(b.id.clone(), Arc::new(rt));
+            let rt = reuse.backend(b, state).unwrap_or_else(|| {
+                let errors = metrics.connect_errors(&b.id.to_string());
+                Arc::new(BackendRt::new(b, state.clone(), errors))
+            });
+            backends.insert(b.id.clone(), rt);
         }
-        let router = Router::build(&config, |route, rule| {
+        let target = |route: &Arc<str>, rule: &gatehouse_config::Rule| {
             let mut choices = Vec::new();
             let mut total = 0;
             if let Action::Forward(list) = &rule.action {
@@ -124,7 +143,8 @@ impl Snapshot {
                     .as_deref()
                     .and_then(|h| http::HeaderValue::from_str(h).ok()),
             }
-        });
+        };
+        let router = reuse.router(&config, &backends, target);
         let access_log = AccessLogger::new(&config.gateway.access_log)
             .map_err(|e| format!("cannot open access log: {e}"))?
             .map(Arc::new);
