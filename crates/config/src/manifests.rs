@@ -68,6 +68,7 @@ fn gateway(g: &GatewaySettings) -> Value {
             Some(g.trusted_proxies.iter().map(|n| n.to_string()).collect()),
         ),
         ("drainTimeout", Some(duration(g.drain_timeout))),
+        ("streamDrainTimeout", Some(duration(g.stream_drain_timeout))),
     ]);
     document("Gateway", &id, spec)
 }
@@ -76,6 +77,8 @@ fn listener(l: &Listener) -> Value {
     let protocol = match l.protocol {
         ListenerProtocol::HTTP => "HTTP",
         ListenerProtocol::HTTPS => "HTTPS",
+        ListenerProtocol::TCP => "TCP",
+        ListenerProtocol::TLS => "TLS",
     };
     let tls = l.tls.as_ref().map(|t| {
         let certs: Vec<Value> = t
@@ -94,6 +97,10 @@ fn listener(l: &Listener) -> Value {
         ("address", Some(Value::from(l.address.to_string()))),
         ("protocol", Some(Value::from(protocol))),
         ("tls", tls),
+        (
+            "backend",
+            l.backend.as_ref().map(|b| Value::from(b.to_string())),
+        ),
         ("timeouts", Some(json!({"idle": duration(l.idle_timeout)}))),
         (
             "paths",

@@ -119,6 +119,22 @@ impl<T> Router<T> {
         scan(&self.any)
     }
 
+    /// The first rule `accept` takes among the Routes whose `hosts` name `host` (exact, then
+    /// wildcard): how a TLS passthrough listener picks a Route by the SNI name. Routes without
+    /// `hosts` are left out: they match every HTTP request, and a catch-all for any encrypted
+    /// connection must be asked for by name (a wildcard) rather than happen by accident.
+    pub fn lookup_host(&self, host: &str, accept: impl Fn(&T) -> bool) -> Option<&Arc<Entry<T>>> {
+        let first = |rules: &Rules<T>| rules.iter().position(|e| accept(&e.target));
+        if let Some(rules) = self.exact.get(host) {
+            if let Some(i) = first(rules) {
+                return rules.get(i);
+            }
+        }
+        (self.wildcard.iter())
+            .filter(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix))
+            .find_map(|(_, rules)| first(rules).and_then(|i| rules.get(i)))
+    }
+
     /// The table in lookup order, for `gatehouse routes` and `GET /routes`.
     pub fn rows(&self, action: impl Fn(&Rule) -> String) -> Vec<RouteRow> {
         let mut out = Vec::new();
