@@ -69,6 +69,7 @@ fn gateway(g: &GatewaySettings) -> Value {
         ),
         ("drainTimeout", Some(duration(g.drain_timeout))),
         ("portal", g.portal.as_ref().map(|p| p.to_manifest())),
+        ("streamDrainTimeout", Some(duration(g.stream_drain_timeout))),
     ]);
     document("Gateway", &id, spec)
 }
@@ -77,6 +78,8 @@ fn listener(l: &Listener) -> Value {
     let protocol = match l.protocol {
         ListenerProtocol::HTTP => "HTTP",
         ListenerProtocol::HTTPS => "HTTPS",
+        ListenerProtocol::TCP => "TCP",
+        ListenerProtocol::TLS => "TLS",
     };
     let tls = l.tls.as_ref().map(|t| {
         let certs: Vec<Value> = t
@@ -95,6 +98,10 @@ fn listener(l: &Listener) -> Value {
         ("address", Some(Value::from(l.address.to_string()))),
         ("protocol", Some(Value::from(protocol))),
         ("tls", tls),
+        (
+            "backend",
+            l.backend.as_ref().map(|b| Value::from(b.to_string())),
+        ),
         ("timeouts", Some(json!({"idle": duration(l.idle_timeout)}))),
         (
             "paths",

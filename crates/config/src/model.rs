@@ -126,6 +126,10 @@ pub struct GatewaySettings {
     pub drain_timeout: Duration,
     /// The developer portal, when configured.
     pub portal: Option<crate::portal::Portal>,
+    /// How long the open connections of a `TCP`/`TLS` listener that a reload removed may go on
+    /// before they are closed (`streamDrainTimeout`).
+    #[serde(serialize_with = "ser_duration")]
+    pub stream_drain_timeout: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -141,6 +145,7 @@ impl Default for GatewaySettings {
             trusted_proxies: Vec::new(),
             drain_timeout: Duration::from_secs(30),
             portal: None,
+            stream_drain_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -173,6 +178,18 @@ pub enum ListenerProtocol {
     HTTP,
     /// TLS with ALPN h2 and http/1.1.
     HTTPS,
+    /// Raw TCP: every connection is passed, byte for byte, to the listener's `backend`.
+    TCP,
+    /// TLS passthrough: the ClientHello's SNI picks the Route (by `hosts`) whose backend gets the
+    /// connection, still encrypted.
+    TLS,
+}
+
+impl ListenerProtocol {
+    /// Whether connections are passed through as byte streams (no HTTP is parsed).
+    pub fn is_stream(self) -> bool {
+        matches!(self, ListenerProtocol::TCP | ListenerProtocol::TLS)
+    }
 }
 
 /// The `Listener` kind.
@@ -197,6 +214,8 @@ pub struct Listener {
     pub escaped_slashes: EscapedSlashes,
     /// What one client may make the listener hold.
     pub limits: ListenerLimits,
+    /// The backend of a `TCP` listener.
+    pub backend: Option<ObjectId>,
 }
 
 /// Per-listener bounds on what clients can make the gateway hold in memory.

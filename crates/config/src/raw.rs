@@ -37,6 +37,8 @@ pub struct GatewaySpec {
     pub drain_timeout: Option<String>,
     #[serde(default)]
     pub portal: Option<PortalSpec>,
+    #[serde(default)]
+    pub stream_drain_timeout: Option<String>,
 }
 
 /// `Gateway.spec.portal`: exactly one of `address` and `pathPrefix` (checked in validation).
@@ -90,6 +92,8 @@ pub struct ListenerSpec {
     pub paths: Option<ListenerPaths>,
     #[serde(default)]
     pub limits: Option<ListenerLimits>,
+    #[serde(default)]
+    pub backend: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -99,12 +103,13 @@ pub struct ListenerPaths {
     pub escaped_slashes: Option<crate::model::EscapedSlashes>,
 }
 
-/// Only the protocols this build serves are accepted (`TCP` and `TLS` passthrough come later);
-/// naming those says so instead of listing them among the choices.
+/// A listener's protocol: HTTP ones serve requests, `TCP` and `TLS` pass connections through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerProtocol {
     HTTP,
     HTTPS,
+    TCP,
+    TLS,
 }
 
 impl<'de> Deserialize<'de> for ListenerProtocol {
@@ -113,12 +118,11 @@ impl<'de> Deserialize<'de> for ListenerProtocol {
         match s.as_str() {
             "HTTP" => Ok(ListenerProtocol::HTTP),
             "HTTPS" => Ok(ListenerProtocol::HTTPS),
-            "TCP" | "TLS" => Err(serde::de::Error::custom(format!(
-                "protocol `{s}` is not supported by this version of Gatehouse, expected `HTTP` or `HTTPS`"
-            ))),
+            "TCP" => Ok(ListenerProtocol::TCP),
+            "TLS" => Ok(ListenerProtocol::TLS),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown value `{s}`, expected `HTTP` or `HTTPS`{}",
-                crate::error::hint(&s, ["HTTP", "HTTPS"])
+                "unknown value `{s}`, expected `HTTP`, `HTTPS`, `TCP` or `TLS`{}",
+                crate::error::hint(&s, ["HTTP", "HTTPS", "TCP", "TLS"])
             ))),
         }
     }

@@ -151,7 +151,7 @@ pub(crate) fn validate(
                 config.gateway.id = Some(o.id.clone());
             }
             Spec::Listener(spec) => {
-                if let Some(l) = listener(&mut v, o, spec) {
+                if let Some(l) = listener(&mut v, o, spec, &backend_ids) {
                     if let Some(first) = addresses.get(&l.address).filter(|_| l.address.port() != 0)
                     {
                         v.errors.push(o.ctx.error(
@@ -222,6 +222,12 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
         g.drain_timeout,
     );
     g.portal = spec.portal.as_ref().and_then(|p| portal::portal(v, ctx, p));
+    g.stream_drain_timeout = v.duration(
+        ctx,
+        "spec.streamDrainTimeout",
+        spec.stream_drain_timeout.as_ref(),
+        g.stream_drain_timeout,
+    );
     g
 }
 

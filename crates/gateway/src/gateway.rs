@@ -289,7 +289,11 @@ impl Gateway {
         for id in retired {
             if let Some(h) = listeners.remove(&id) {
                 tracing::info!(listener = %id, address = %h.local_addr, "listener stopped");
-                h.stop(drain);
+                // Passed-through connections have no request to finish: they get their own grace.
+                h.stop(match h.spec.protocol.is_stream() {
+                    true => config.gateway.stream_drain_timeout,
+                    false => drain,
+                });
                 closing.insert(h.spec.address, h.socket_closed());
                 tokio::spawn(h.join());
             }

@@ -134,6 +134,25 @@ impl<T> Router<T> {
         find(&self.any)
     }
 
+    /// The first rule `accept` takes among the Routes whose `hosts` name `host` (exact, then
+    /// wildcard, longest suffix first): how a TLS passthrough listener picks a Route by the SNI
+    /// name. Routes without `hosts` are left out: they match every HTTP request, and a catch-all
+    /// for any encrypted connection must be asked for by name (a wildcard) rather than happen by
+    /// accident.
+    pub fn lookup_host<'a>(
+        &'a self,
+        host: &str,
+        accept: impl Fn(&T) -> bool,
+    ) -> Option<&'a Arc<Entry<T>>> {
+        let first = |t: &'a Table<T>| t.entries.iter().find(|e| accept(&e.target));
+        if let Some(found) = self.exact.get(host).and_then(first) {
+            return Some(found);
+        }
+        let dots = host.bytes().enumerate().skip(1).filter(|&(_, b)| b == b'.');
+        dots.into_iter()
+            .find_map(|(at, _)| self.wildcard.get(&host[at..]).and_then(first))
+    }
+
     /// Every distinct entry of the table, each once (a rule serving several hosts sits in
     /// several classes).
     pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry<T>>> {

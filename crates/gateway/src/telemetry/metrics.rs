@@ -62,6 +62,8 @@ pub struct Metrics {
     config_info: Family<VersionLabels, Gauge>,
     /// Health, ejection and discovery families.
     pub(crate) upstream: super::upstream_metrics::UpstreamMetrics,
+    /// Passed-through connection and tunnel families.
+    pub(crate) streams: super::stream_metrics::StreamMetrics,
 }
 
 fn duration_histogram() -> Histogram {
@@ -209,8 +211,10 @@ impl Metrics {
             config_info.clone(),
         );
         let upstream = super::upstream_metrics::UpstreamMetrics::register(&mut registry);
+        let streams = super::stream_metrics::StreamMetrics::register(&mut registry);
         Arc::new(Metrics {
             upstream,
+            streams,
             registry,
             requests,
             duration,
