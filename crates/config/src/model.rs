@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod policy;
+pub use policy::*;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,6 +31,8 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// Routes, in load order.
     pub routes: Vec<Route>,
+    /// Policies, in load order.
+    pub policies: Vec<Policy>,
 }
 
 /// `namespace/name` of an object.
@@ -124,6 +129,8 @@ pub struct GatewaySettings {
     /// How long SIGTERM waits for in-flight requests.
     #[serde(serialize_with = "ser_duration")]
     pub drain_timeout: Duration,
+    /// The store of global rate limits.
+    pub redis: Option<Redis>,
 }
 
 impl Default for GatewaySettings {
@@ -138,6 +145,7 @@ impl Default for GatewaySettings {
             },
             trusted_proxies: Vec::new(),
             drain_timeout: Duration::from_secs(30),
+            redis: None,
         }
     }
 }
@@ -513,6 +521,10 @@ pub struct Rule {
     /// Time allowed until the upstream's response headers arrive.
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
+    /// Faults injected into its requests.
+    pub fault: Option<Fault>,
+    /// Policies, in the order written.
+    pub policies: Vec<ObjectId>,
     /// Where it was defined.
     pub source: Source,
 }

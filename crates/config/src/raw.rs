@@ -6,6 +6,9 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+mod policy;
+pub use policy::*;
+
 /// `metadata` of any document.
 #[derive(Deserialize, Debug, Clone, Default)]
 #[serde(rename_all = "camelCase")]
@@ -35,6 +38,8 @@ pub struct GatewaySpec {
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub drain_timeout: Option<String>,
+    #[serde(default)]
+    pub redis: Option<RedisSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -367,6 +372,10 @@ pub struct RuleSpec {
     pub response_headers: Option<HeaderModsSpec>,
     #[serde(default)]
     pub timeout: Option<String>,
+    #[serde(default)]
+    pub fault: Option<FaultSpec>,
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -15,6 +15,7 @@ mod health;
 mod listener;
 use listener::listener;
 mod lb;
+mod policy;
 mod values;
 
 pub use discovery::parse_endpoints_file;
@@ -115,11 +116,14 @@ pub(crate) fn validate(
             seen.insert((o.spec.kind(), &o.id), &o.ctx);
         }
     }
-    let backend_ids: Vec<&ObjectId> = declared
-        .iter()
-        .filter(|(k, _)| *k == "Backend")
-        .map(|(_, id)| id)
-        .collect();
+    let ids_of = |kind: &str| -> Vec<&ObjectId> {
+        let of_kind = declared.iter().filter(|(k, _)| *k == kind);
+        of_kind.map(|(_, id)| id).collect()
+    };
+    let refs = Refs {
+        backends: ids_of("Backend"),
+        policies: ids_of("Policy"),
+    };
 
     let mut config = Config {
         version: String::new(),
@@ -128,6 +132,7 @@ pub(crate) fn validate(
         listeners: Vec::new(),
         backends: Vec::new(),
         routes: Vec::new(),
+        policies: Vec::new(),
     };
     let mut gateway_seen: Option<&Ctx> = None;
     let mut addresses: HashMap<SocketAddr, &Ctx> = HashMap::new();
@@ -162,9 +167,11 @@ pub(crate) fn validate(
                 }
             }
             Spec::Backend(spec) => config.backends.push(backend(&mut v, o, spec)),
-            Spec::Route(spec) => config.routes.push(route(&mut v, o, spec, &backend_ids)),
+            Spec::Route(spec) => config.routes.push(route(&mut v, o, spec, &refs)),
+            Spec::Policy(spec) => config.policies.push(policy::policy(&mut v, o, spec)),
         }
     }
+    policy::check_global(&mut v, &objects, &config);
     config
 }
 
@@ -210,6 +217,7 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
             )),
         }
     }
+    g.redis = spec.redis.as_ref().map(|r| policy::redis(v, ctx, r));
     g.drain_timeout = v.duration(
         ctx,
         "spec.drainTimeout",
@@ -335,7 +343,13 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
     }
 }
 
-fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -> Route {
+/// The objects rules may refer to.
+struct Refs<'a> {
+    backends: Vec<&'a ObjectId>,
+    policies: Vec<&'a ObjectId>,
+}
+
+fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
     let ctx = &o.ctx;
     let mut hosts = Vec::new();
     for (i, h) in spec.hosts.iter().enumerate() {
@@ -369,7 +383,7 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -
         .rules
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, backends))
+        .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, refs))
         .collect();
     Route {
         id: o.id.clone(),
@@ -391,8 +405,9 @@ fn rule(
     at: &str,
     r: &raw::RuleSpec,
     route: &ObjectId,
-    backends: &[&ObjectId],
+    refs: &Refs,
 ) -> Option<Rule> {
+    let backends = &refs.backends;
     let m = r.matches.clone().unwrap_or_default();
     let path = match m.path {
         None => Some(PathMatch::Prefix("/".into())),
@@ -601,6 +616,8 @@ fn rule(
         .timeout
         .as_ref()
         .map(|t| v.duration(ctx, &format!("{at}.timeout"), Some(t), Duration::ZERO));
+    let fault = (r.fault.as_ref()).map(|f| policy::fault(v, ctx, &format!("{at}.fault"), f));
+    let policies = policy::rule_policies(v, ctx, at, &r.policies, route, &refs.policies);
     Some(Rule {
         path: path?,
         methods,
@@ -611,6 +628,8 @@ fn rule(
         request_headers,
         response_headers,
         timeout,
+        fault,
+        policies,
         source: Source::new(&ctx.file, ctx.mark(at)),
     })
 }
