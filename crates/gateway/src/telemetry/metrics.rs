@@ -62,6 +62,8 @@ pub struct Metrics {
     config_info: Family<VersionLabels, Gauge>,
     /// Health, ejection and discovery families.
     pub(crate) upstream: super::upstream_metrics::UpstreamMetrics,
+    /// Rate limit families.
+    pub(crate) policy: super::policy_metrics::PolicyMetrics,
 }
 
 fn duration_histogram() -> Histogram {
@@ -209,7 +211,9 @@ impl Metrics {
             config_info.clone(),
         );
         let upstream = super::upstream_metrics::UpstreamMetrics::register(&mut registry);
+        let policy = super::policy_metrics::PolicyMetrics::register(&mut registry);
         Arc::new(Metrics {
+            policy,
             upstream,
             registry,
             requests,
