@@ -84,6 +84,12 @@ impl Redis {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
+    /// Starts Redis again on the same port (empty: nothing was persisted).
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn(), "redis-server restarts on port {}", self.port);
+    }
+
     /// Kills Redis (as a crash would) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
