@@ -11,6 +11,11 @@ the `+log` rows turn them on in Gatehouse and nginx (written to a file).
 The `lr h1` test (`--tests lr`) proxies /small to three upstream endpoints (the same upstream nginx
 listening on three more ports) under least request: Gatehouse `loadBalancer: {policy: LeastRequest}`,
 nginx `least_conn` (upstream keepalive), HAProxy `balance leastconn`, Envoy `LEAST_REQUEST`.
+
+The `rl-local h1` and `rl-global h1` tests (`--tests rl-local,rl-global`, Gatehouse only) run `small h1`
+through a rule whose policy has a rate limit that never triggers (10^9 requests per second, keyed by
+client address): `scope: local` (in process), and `scope: global` (a redis-server started on CPU 1 with
+the upstream). They are compared with Gatehouse's `small h1` of the same round (the open route).
 """
 
 import argparse
@@ -133,7 +138,7 @@ class Upstream:
         return self.lr_ports if lr else [self.port]
 
 
-def start_gatehouse(d, up, log, lr=False):
+def start_gatehouse(d, up, log, lr=False, limit=None, redis_url=None):
     port = free_port()
     admin = free_port()
     # The log lives outside the watched config directory: every write to a watched directory is
@@ -141,10 +146,20 @@ def start_gatehouse(d, up, log, lr=False):
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
     log_spec = f"{{path: {d}/logs/gatehouse-access.log}}" if log else "{enabled: false}"
     lb = ", loadBalancer: {policy: LeastRequest}" if lr else ""
+    # A rate limit that never triggers: what the policy chain costs when it only says yes.
+    redis = f', redis: {{url: "{redis_url}", timeout: 50ms}}' if redis_url else ""
+    policy = f"""---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {{name: never}}
+spec:
+  rateLimit: {{requests: 1000000000, per: 1s, key: {{clientAddress: true}}, scope: {limit}}}
+""" if limit else ""
+    policies = "\n      policies: [never]" if limit else ""
     cfg = f"""apiVersion: gatehouse.dev/v1alpha1
 kind: Gateway
 metadata: {{name: bench}}
-spec: {{admin: {{address: "127.0.0.1:{admin}"}}, workers: 1, accessLog: {log_spec}}}
+spec: {{admin: {{address: "127.0.0.1:{admin}"}}, workers: 1, accessLog: {log_spec}{redis}}}
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: Listener
@@ -161,8 +176,8 @@ kind: Route
 metadata: {{name: all}}
 spec:
   rules:
-    - backends: [{{backend: up}}]
-"""
+    - backends: [{{backend: up}}]{policies}
+{policy}"""
     path = os.path.join(d, "gatehouse.yaml")
     open(path, "w").write(cfg)
     proc = subprocess.Popen(
@@ -308,9 +323,28 @@ TESTS = {
     "small h2c": lambda ports, a, d: run_h2load(ports[1], "/small", a.duration, a.connections, d),
     # /small over three upstream endpoints under least request (see the docstring).
     "lr h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
+    # /small through a rate limit that never triggers, Gatehouse only (see the docstring).
+    "rl-local h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
+    "rl-global h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
 }
 # Tests whose proxies are configured with the three endpoints and least request.
 LR_TESTS = {"lr h1"}
+# Gatehouse-only tests with a rate limit policy on the route, and the limit's scope.
+LIMIT_TESTS = {"rl-local h1": "local", "rl-global h1": "global"}
+
+
+class Redis:
+    """A redis-server for the global limit, beside the upstream on the load CPU."""
+
+    def __init__(self, d):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", LOAD_CPU, "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", d],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_port(self.port, self.proc)
+        self.url = f"redis://127.0.0.1:{self.port}"
 
 PROXIES = {
     "gatehouse": (start_gatehouse, False),
@@ -342,6 +376,7 @@ def main():
     # nginx workers drop root privileges and must read the upstream's files.
     os.chmod(d, 0o755)
     up = Upstream(d)
+    redis = Redis(d) if any(t in LIMIT_TESTS for t in tests) else None
     results = {(p, t): [] for p in proxies for t in tests}
     idle = {}
     try:
@@ -352,8 +387,13 @@ def main():
                 for p in proxies:
                     if p.endswith("+log") and t != "small h1":
                         continue
+                    if t in LIMIT_TESTS and p != "gatehouse":
+                        continue
                     start, log = PROXIES[p]
-                    proc, port, h2port = start(d, up, log, lr=t in LR_TESTS)
+                    if t in LIMIT_TESTS:
+                        proc, port, h2port = start(d, up, log, limit=LIMIT_TESTS[t], redis_url=redis and redis.url)
+                    else:
+                        proc, port, h2port = start(d, up, log, lr=t in LR_TESTS)
                     try:
                         wait_port(port, proc)
                         wait_port(h2port, proc)
@@ -375,6 +415,9 @@ def main():
     finally:
         up.proc.terminate()
         up.proc.wait()
+        if redis:
+            redis.proc.terminate()
+            redis.proc.wait()
         shutil.rmtree(d, ignore_errors=True)
 
     med = lambda rs, k: statistics.median(r[k] for r in rs)
@@ -390,6 +433,9 @@ def main():
             if not rs:
                 continue
             base = results.get(("nginx+log" if p.endswith("+log") else base_name, t)) or []
+            if t in LIMIT_TESTS:
+                # The open route is the baseline of a policy case: Gatehouse's small h1, same round.
+                base = results.get(("gatehouse", "small h1")) or []
             rps, p50, p99, cpu = med(rs, "rps"), med(rs, "p50"), med(rs, "p99"), med(rs, "cpu_us")
             peak = max(r["peak"] for r in rs) / 1024
             ratios = ("", "", "")

@@ -65,6 +65,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # The etcd-client crate compiles etcd's .proto files at build time: protoc and its well-known types.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
+# Global rate limit tests run a real Redis (the server only; the tests start it on a free port).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     SUDO=""

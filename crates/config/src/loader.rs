@@ -3,7 +3,7 @@
 use crate::de::{from_node, Collected, DeError};
 use crate::error::{hint, ConfigError, ConfigErrors};
 use crate::model::{Config, ObjectId};
-use crate::raw::{BackendSpec, GatewaySpec, ListenerSpec, Metadata, RouteSpec};
+use crate::raw::{BackendSpec, GatewaySpec, ListenerSpec, Metadata, PolicySpec, RouteSpec};
 use crate::yaml::{parse_documents, Mark, Node, Value};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -12,8 +12,8 @@ use std::sync::Arc;
 /// The one `apiVersion` this build understands.
 pub const API_VERSION: &str = "gatehouse.dev/v1alpha1";
 
-const KINDS: [&str; 4] = ["Gateway", "Listener", "Backend", "Route"];
-const LATER_KINDS: [&str; 2] = ["Policy", "Rollout"];
+const KINDS: [&str; 5] = ["Gateway", "Listener", "Backend", "Route", "Policy"];
+const LATER_KINDS: [&str; 1] = ["Rollout"];
 const TOP_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
 
 /// One file's name (as shown in errors) and text.
@@ -117,6 +117,7 @@ pub(crate) enum Spec {
     Listener(ListenerSpec),
     Backend(Box<BackendSpec>),
     Route(RouteSpec),
+    Policy(Box<PolicySpec>),
 }
 
 impl Spec {
@@ -126,6 +127,7 @@ impl Spec {
             Spec::Listener(_) => "Listener",
             Spec::Backend(_) => "Backend",
             Spec::Route(_) => "Route",
+            Spec::Policy(_) => "Policy",
         }
     }
 }
@@ -412,6 +414,7 @@ fn read_document<'a>(
         "Gateway" => from_node(spec_node, "spec", &soft).map(Spec::Gateway),
         "Listener" => from_node(spec_node, "spec", &soft).map(Spec::Listener),
         "Backend" => from_node(spec_node, "spec", &soft).map(|s| Spec::Backend(Box::new(s))),
+        "Policy" => from_node(spec_node, "spec", &soft).map(|s| Spec::Policy(Box::new(s))),
         _ => from_node(spec_node, "spec", &soft).map(Spec::Route),
     };
     for e in soft.into_inner().errors {

@@ -9,14 +9,17 @@ use crate::API_VERSION;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
+mod policy;
+
 impl Config {
     /// The effective configuration as manifest documents: the Gateway, then listeners, backends
-    /// and routes in load order.
+    /// routes and policies in load order.
     pub fn to_manifests(&self) -> Vec<Value> {
         let mut docs = vec![gateway(&self.gateway)];
         docs.extend(self.listeners.iter().map(listener));
         docs.extend(self.backends.iter().map(backend));
         docs.extend(self.routes.iter().map(route));
+        docs.extend(self.policies.iter().map(policy::policy));
         docs
     }
 }
@@ -70,6 +73,7 @@ fn gateway(g: &GatewaySettings) -> Value {
         ("drainTimeout", Some(duration(g.drain_timeout))),
         ("portal", g.portal.as_ref().map(|p| p.to_manifest())),
         ("streamDrainTimeout", Some(duration(g.stream_drain_timeout))),
+        ("redis", g.redis.as_ref().map(policy::redis)),
     ]);
     document("Gateway", &id, spec)
 }
@@ -367,5 +371,7 @@ fn rule(rule: &Rule) -> Value {
         ("requestHeaders", header_mods(&rule.request_headers)),
         ("responseHeaders", header_mods(&rule.response_headers)),
         ("timeout", rule.timeout.map(duration)),
+        ("fault", rule.fault.as_ref().map(policy::fault)),
+        ("policies", policy::policies(rule)),
     ])
 }

@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod policy;
+pub use policy::*;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,6 +31,8 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// Routes, in load order.
     pub routes: Vec<Route>,
+    /// Policies, in load order.
+    pub policies: Vec<Policy>,
 }
 
 /// `namespace/name` of an object.
@@ -130,6 +135,8 @@ pub struct GatewaySettings {
     /// before they are closed (`streamDrainTimeout`).
     #[serde(serialize_with = "ser_duration")]
     pub stream_drain_timeout: Duration,
+    /// The store of global rate limits.
+    pub redis: Option<Redis>,
 }
 
 impl Default for GatewaySettings {
@@ -146,6 +153,7 @@ impl Default for GatewaySettings {
             drain_timeout: Duration::from_secs(30),
             portal: None,
             stream_drain_timeout: Duration::from_secs(300),
+            redis: None,
         }
     }
 }
@@ -539,6 +547,10 @@ pub struct Rule {
     pub timeout: Option<Duration>,
     /// The OpenAPI document describing the API behind this rule (`openapi`).
     pub openapi: Option<crate::openapi::OpenApi>,
+    /// Faults injected into its requests.
+    pub fault: Option<Fault>,
+    /// Policies, in the order written.
+    pub policies: Vec<ObjectId>,
     /// Where it was defined.
     pub source: Source,
 }

@@ -6,6 +6,9 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+mod policy;
+pub use policy::*;
+
 /// `metadata` of any document.
 #[derive(Deserialize, Debug, Clone, Default)]
 #[serde(rename_all = "camelCase")]
@@ -39,6 +42,8 @@ pub struct GatewaySpec {
     pub portal: Option<PortalSpec>,
     #[serde(default)]
     pub stream_drain_timeout: Option<String>,
+    #[serde(default)]
+    pub redis: Option<RedisSpec>,
 }
 
 /// `Gateway.spec.portal`: exactly one of `address` and `pathPrefix` (checked in validation).
@@ -389,6 +394,9 @@ pub struct RuleSpec {
     pub timeout: Option<String>,
     #[serde(default)]
     pub openapi: Option<crate::openapi::OpenApiSpec>,
+    pub fault: Option<FaultSpec>,
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -16,6 +16,7 @@ mod health;
 mod listener;
 use listener::listener;
 mod lb;
+mod policy;
 mod portal;
 mod values;
 
@@ -117,11 +118,14 @@ pub(crate) fn validate(
             seen.insert((o.spec.kind(), &o.id), &o.ctx);
         }
     }
-    let backend_ids: Vec<&ObjectId> = declared
-        .iter()
-        .filter(|(k, _)| *k == "Backend")
-        .map(|(_, id)| id)
-        .collect();
+    let ids_of = |kind: &str| -> Vec<&ObjectId> {
+        let of_kind = declared.iter().filter(|(k, _)| *k == kind);
+        of_kind.map(|(_, id)| id).collect()
+    };
+    let refs = Refs {
+        backends: ids_of("Backend"),
+        policies: ids_of("Policy"),
+    };
 
     let mut config = Config {
         version: String::new(),
@@ -130,6 +134,7 @@ pub(crate) fn validate(
         listeners: Vec::new(),
         backends: Vec::new(),
         routes: Vec::new(),
+        policies: Vec::new(),
     };
     let mut gateway_seen: Option<&Ctx> = None;
     let mut addresses: HashMap<SocketAddr, &Ctx> = HashMap::new();
@@ -151,7 +156,7 @@ pub(crate) fn validate(
                 config.gateway.id = Some(o.id.clone());
             }
             Spec::Listener(spec) => {
-                if let Some(l) = listener(&mut v, o, spec, &backend_ids) {
+                if let Some(l) = listener(&mut v, o, spec, &refs.backends) {
                     if let Some(first) = addresses.get(&l.address).filter(|_| l.address.port() != 0)
                     {
                         v.errors.push(o.ctx.error(
@@ -164,12 +169,14 @@ pub(crate) fn validate(
                 }
             }
             Spec::Backend(spec) => config.backends.push(backend(&mut v, o, spec)),
-            Spec::Route(spec) => config.routes.push(route(&mut v, o, spec, &backend_ids)),
+            Spec::Route(spec) => config.routes.push(route(&mut v, o, spec, &refs)),
+            Spec::Policy(spec) => config.policies.push(policy::policy(&mut v, o, spec)),
         }
     }
     if let Some(ctx) = gateway_seen {
         portal::address_conflicts(&mut v, ctx, &config, &addresses);
     }
+    policy::check_global(&mut v, &objects, &config);
     config
 }
 
@@ -215,6 +222,7 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
             )),
         }
     }
+    g.redis = spec.redis.as_ref().map(|r| policy::redis(v, ctx, r));
     g.drain_timeout = v.duration(
         ctx,
         "spec.drainTimeout",
@@ -347,7 +355,13 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
     }
 }
 
-fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -> Route {
+/// The objects rules may refer to.
+struct Refs<'a> {
+    backends: Vec<&'a ObjectId>,
+    policies: Vec<&'a ObjectId>,
+}
+
+fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
     let ctx = &o.ctx;
     let mut hosts = Vec::new();
     for (i, h) in spec.hosts.iter().enumerate() {
@@ -381,7 +395,7 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -
         .rules
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, backends))
+        .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, refs))
         .collect();
     let openapi = spec_openapi(v, ctx, spec, &rules);
     Route {
@@ -405,8 +419,9 @@ fn rule(
     at: &str,
     r: &raw::RuleSpec,
     route: &ObjectId,
-    backends: &[&ObjectId],
+    refs: &Refs,
 ) -> Option<Rule> {
+    let backends = &refs.backends;
     let m = r.matches.clone().unwrap_or_default();
     let path = match m.path {
         None => Some(PathMatch::Prefix("/".into())),
@@ -615,6 +630,8 @@ fn rule(
         .timeout
         .as_ref()
         .map(|t| v.duration(ctx, &format!("{at}.timeout"), Some(t), Duration::ZERO));
+    let fault = (r.fault.as_ref()).map(|f| policy::fault(v, ctx, &format!("{at}.fault"), f));
+    let policies = policy::rule_policies(v, ctx, at, &r.policies, route, &refs.policies);
     let mut rule = Rule {
         path: path?,
         methods,
@@ -626,6 +643,8 @@ fn rule(
         response_headers,
         timeout,
         openapi: None,
+        fault,
+        policies,
         source: Source::new(&ctx.file, ctx.mark(at)),
     };
     rule.openapi = rule_openapi(v, ctx, at, r, &rule);

@@ -82,3 +82,13 @@ fn every_error() {
 fn discovery() {
     check("discovery");
 }
+
+#[test]
+fn policies() {
+    check("policies");
+}
+
+#[test]
+fn policies_valid() {
+    check("policies-valid");
+}

@@ -181,3 +181,29 @@ fn discovery_shows_its_provider_with_defaults_and_loads_back() {
     let again = load("discovery.yaml", &as_text(&docs)).to_manifests();
     assert_eq!(docs, again, "{}", as_text(&docs));
 }
+
+#[test]
+fn policies_faults_and_redis_show_with_defaults_and_load_back() {
+    let config = load_path(Path::new("tests/golden/policies-valid/input")).unwrap();
+    let docs = config.to_manifests();
+    assert_eq!(docs[0]["spec"]["redis"]["timeout"], "50ms");
+    let rule = &docs[2]["spec"]["rules"][0];
+    assert_eq!(rule["policies"][0], "shop/per-user-limit");
+    assert_eq!(rule["policies"][1], "default/small-bodies");
+    assert_eq!(rule["fault"]["delay"]["duration"], "2s");
+    assert_eq!(rule["fault"]["abort"]["percent"], "0.5%");
+    assert_eq!(rule["fault"]["whenHeader"], "x-fault");
+    let limit = &docs[3]["spec"]["rateLimit"];
+    assert_eq!(docs[3]["kind"], "Policy");
+    assert_eq!(limit["scope"], "global");
+    assert_eq!(limit["onStoreError"], "Deny");
+    assert_eq!(limit["key"]["header"], "x-user-id");
+    let defaults = &docs[4]["spec"];
+    assert_eq!(defaults["rateLimit"]["burst"], 5);
+    assert_eq!(defaults["rateLimit"]["key"]["clientAddress"], true);
+    assert_eq!(defaults["rateLimit"]["scope"], "local");
+    assert_eq!(defaults["rateLimit"]["onStoreError"], "Allow");
+    assert_eq!(defaults["requestLimits"]["maxBodySize"], "10485760");
+    let again = load("policies.yaml", &as_text(&docs)).to_manifests();
+    assert_eq!(docs, again, "{}", as_text(&docs));
+}

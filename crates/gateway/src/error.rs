@@ -37,11 +37,17 @@ pub enum ErrorKind {
     /// The client went away (closed or reset its connection, or its stream) before the exchange
     /// ended. Logged and counted as 499, as nginx does; the response never reaches anyone.
     ClientClosed,
+    /// A rate limit policy refused the request (429).
+    RateLimited,
+    /// The request body is larger than a policy's `requestLimits.maxBodySize` (413).
+    PayloadTooLarge,
+    /// A rule's `fault.abort` answered instead of the upstream (its status; 503 by default).
+    FaultInjected,
 }
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 12;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -55,6 +61,9 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::UriTooLong => "uri_too_long",
             ErrorKind::ClientClosed => "client_closed",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::FaultInjected => "fault_injected",
         }
     }
 
@@ -69,6 +78,9 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
             ErrorKind::ClientClosed => CLIENT_CLOSED,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::FaultInjected => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -6,10 +6,12 @@
 //! a *policy* (later issues) is a step of a rule's chain such as auth or rate limiting.
 
 pub mod admin;
+pub(crate) mod body;
 pub mod discovery;
 pub mod error;
 pub mod gateway;
 pub(crate) mod health;
+pub(crate) mod policy;
 pub(crate) mod portal;
 pub mod proxy;
 pub mod reload;

@@ -40,6 +40,8 @@ pub struct Target {
     pub content_type: Option<http::HeaderValue>,
     /// Errors the proxy answers on this route.
     pub errors: ErrorCounters,
+    /// The rule's policy chain; `None` (nothing to run) when it has no policies and no fault.
+    pub(crate) policies: Option<Box<crate::policy::Chain>>,
 }
 
 impl Target {
@@ -107,7 +109,23 @@ impl Snapshot {
             });
             backends.insert(b.id.clone(), rt);
         }
+        if let Some(e) = &plan.policies.redis_error {
+            return Err(e.clone());
+        }
+        let policies = config.policies.iter().map(|p| (p.id.clone(), p)).collect();
+        let sources = crate::policy::chain::Sources {
+            policies: &policies,
+            plan: &plan.policies,
+            metrics,
+        };
+        let mut chain_error = None;
         let target = |route: &Arc<str>, rule: &gatehouse_config::Rule| {
+            let chain = crate::policy::Chain::compile(route, rule, &sources)
+                .unwrap_or_else(|e| {
+                    chain_error = Some(e);
+                    None
+                })
+                .map(Box::new);
             let mut choices = Vec::new();
             let mut total = 0;
             if let Action::Forward(list) = &rule.action {
@@ -142,9 +160,13 @@ impl Snapshot {
                     .host
                     .as_deref()
                     .and_then(|h| http::HeaderValue::from_str(h).ok()),
+                policies: chain,
             }
         };
         let router = reuse.router(&config, &backends, target);
+        if let Some(e) = chain_error {
+            return Err(e);
+        }
         let access_log = AccessLogger::new(&config.gateway.access_log)
             .map_err(|e| format!("cannot open access log: {e}"))?
             .map(Arc::new);

@@ -6,6 +6,7 @@
 
 pub(crate) mod backend;
 pub(crate) mod endpoint;
+pub(crate) mod policy;
 
 use crate::discovery::registration::{self, Registry};
 use crate::telemetry::metrics::Metrics;
@@ -35,6 +36,8 @@ fn same_source(a: &Backend, b: &Backend) -> bool {
 pub struct StatePlan {
     backends: HashMap<ObjectId, (Backend, Arc<BackendState>)>,
     metrics: UpstreamMetrics,
+    /// Rate limit buckets and the Redis store.
+    pub(crate) policies: policy::PolicyPlan,
 }
 
 impl StatePlan {
@@ -49,6 +52,7 @@ impl StatePlan {
 pub struct StateStore {
     backends: Mutex<HashMap<ObjectId, (Backend, Arc<BackendState>)>>,
     next_key: Arc<AtomicU64>,
+    policies: policy::PolicyStore,
 }
 
 impl StateStore {
@@ -75,6 +79,7 @@ impl StateStore {
         StatePlan {
             backends,
             metrics: metrics.upstream.clone(),
+            policies: self.policies.plan(config),
         }
     }
 
@@ -88,6 +93,7 @@ impl StateStore {
             .collect();
         *current = plan.backends.clone();
         drop(current);
+        self.policies.commit(&plan.policies);
         for id in removed {
             plan.metrics.forget(&id.to_string());
         }

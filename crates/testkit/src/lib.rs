@@ -7,6 +7,7 @@ pub mod dnsmasq;
 pub mod etcd;
 pub mod gateway;
 pub mod nginx;
+pub mod redis;
 pub mod upstream;
 
 pub use client::{fnv64, Client, Reply};
@@ -14,6 +15,7 @@ pub use dnsmasq::Dnsmasq;
 pub use etcd::Etcd;
 pub use gateway::TestGateway;
 pub use nginx::Nginx;
+pub use redis::Redis;
 pub use upstream::Upstream;
 
 /// Waits until `cond` holds, re-checking after yielding to other tasks; panics naming `what` after

@@ -24,8 +24,11 @@ use tokio::time::Sleep;
 /// What a failed downstream request body means for the exchange: a body that breaks its own
 /// framing (hyper reports a bad chunk as invalid input or data) is the client's error, 400;
 /// anything else (an early end of stream, a reset, a dropped stream) is the client going away.
-pub(crate) fn request_body_fault(e: &hyper::Error) -> ErrorKind {
-    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+pub(crate) fn request_body_fault(e: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    if crate::body::limited::is_too_large(e) {
+        return ErrorKind::PayloadTooLarge;
+    }
+    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
     match io.map(std::io::Error::kind) {
         Some(std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData) => {
             ErrorKind::BadRequest
@@ -38,6 +41,8 @@ pub(crate) fn request_body_fault(e: &hyper::Error) -> ErrorKind {
 pub struct RequestBody {
     inner: Option<Incoming>,
     counter: Option<Arc<AtomicU64>>,
+    /// `requestLimits.maxBodySize`, when a policy of the rule sets it.
+    limit: Option<crate::body::limited::BodyLimit>,
 }
 
 impl RequestBody {
@@ -46,7 +51,19 @@ impl RequestBody {
         RequestBody {
             inner: Some(inner),
             counter,
+            limit: None,
         }
+    }
+
+    /// Cuts the body (making it fail) once more than `max` bytes have streamed.
+    pub(crate) fn limited(mut self, max: Option<u64>) -> Self {
+        self.limit = max.map(crate::body::limited::BodyLimit::new);
+        self
+    }
+
+    /// Whether the body was cut at its limit, readable after the body has been handed away.
+    pub(crate) fn limit_tripped(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        self.limit.as_ref().map(|l| l.tripped())
     }
 
     /// No body (a request sent again after its body-less first attempt met a closed connection).
@@ -54,28 +71,38 @@ impl RequestBody {
         RequestBody {
             inner: None,
             counter: None,
+            limit: None,
         }
     }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    // Boxed: a body fails because the client broke it (hyper's error) or because it went past
+    // `requestLimits.maxBodySize` (`limited::TooLarge`); `request_body_fault` tells them apart.
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let Some(inner) = self.inner.as_mut() else {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let poll = Pin::new(inner).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some(c)) = (&poll, &self.counter) {
+        let poll = ready!(Pin::new(inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &poll {
             if let Some(d) = frame.data_ref() {
-                c.fetch_add(d.len() as u64, Ordering::Relaxed);
+                if let Some(c) = &this.counter {
+                    c.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                if let Some(Err(e)) = this.limit.as_mut().map(|l| l.count(d.len())) {
+                    this.inner = None;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
             }
         }
-        poll
+        Poll::Ready(poll.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

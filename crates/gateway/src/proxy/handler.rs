@@ -134,6 +134,19 @@ pub async fn handle(
         let done = Completion::new(start, entry.target.local_metrics.clone(), log);
         return error_response(&snap, err, &rid, &entry.target.errors, done);
     }
+    if let Some(chain) = &entry.target.policies {
+        let input = crate::policy::Input {
+            headers: req.headers(),
+            peer: conn.peer.ip(),
+            trusted: &snap.config.gateway.trusted_proxies,
+            route: &entry.route,
+        };
+        if let Err(r) = chain.run(&input).await {
+            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
+            let done = Completion::new(start, entry.target.local_metrics.clone(), log);
+            return crate::policy::respond(&snap, *r, &rid, &entry.target.errors, done);
+        }
+    }
     let target = &entry.target;
     match &entry.rule.action {
         Action::Direct(d) => {
@@ -350,6 +363,7 @@ async fn forward(
     };
 
     let (mut parts, body) = req.into_parts();
+    let max_body = target.policies.as_ref().and_then(|c| c.max_body_size());
     let h2 = backend.protocol == BackendProtocol::HTTP2;
     // gRPC needs `te: trailers` end to end, though TE is otherwise hop-by-hop.
     let wants_trailers = h2
@@ -448,7 +462,8 @@ async fn forward(
         }
         None => {}
     }
-    let upstream_req = Request::from_parts(parts, RequestBody::new(body, bytes_in));
+    let upstream_req =
+        Request::from_parts(parts, RequestBody::new(body, bytes_in).limited(max_body));
 
     // From here the exchange is recorded even if it is abandoned (the client disconnects and hyper
     // drops this future): `done` decrements the in-flight count and logs when dropped.

@@ -67,7 +67,10 @@ impl<'a> Reuse<'a> {
         Router::build_with(config, |route, index, rule| {
             let fp = fingerprint(rule);
             if let Some(old) = self.entries.get(&(&**route, index)) {
-                if old.fingerprint == fp && same_backends(&old.target, rule, backends) {
+                // A rule with policies is compiled again: its chain depends on Policy objects
+                // and the store settings, which its fingerprint does not cover.
+                let kept = old.fingerprint == fp && rule.policies.is_empty();
+                if kept && same_backends(&old.target, rule, backends) {
                     return (*old).clone();
                 }
             }

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub(crate) upstream: super::upstream_metrics::UpstreamMetrics,
     /// Passed-through connection and tunnel families.
     pub(crate) streams: super::stream_metrics::StreamMetrics,
+    /// Rate limit families.
+    pub(crate) policy: super::policy_metrics::PolicyMetrics,
 }
 
 fn duration_histogram() -> Histogram {
@@ -212,7 +214,9 @@ impl Metrics {
         );
         let upstream = super::upstream_metrics::UpstreamMetrics::register(&mut registry);
         let streams = super::stream_metrics::StreamMetrics::register(&mut registry);
+        let policy = super::policy_metrics::PolicyMetrics::register(&mut registry);
         Arc::new(Metrics {
+            policy,
             upstream,
             streams,
             registry,

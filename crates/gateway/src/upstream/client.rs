@@ -131,10 +131,15 @@ pub async fn send(
                 req.headers_mut().insert(*name, (*value).clone());
             }
             let mut tx = h2_sender(backend, ep).await?;
-            let mut resp = tx
-                .send_request(req)
-                .await
-                .map_err(|e| protocol_error(backend, ep, e))?;
+            // hyper reports a request body cut at its limit only as a reset stream.
+            let cut = req.body().limit_tripped();
+            let mut resp = tx.send_request(req).await.map_err(|e| match cut {
+                Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => ProxyError::new(
+                    ErrorKind::PayloadTooLarge,
+                    "the request body is larger than this route accepts",
+                ),
+                _ => protocol_error(backend, ep, e),
+            })?;
             // The client's connection keeps its own version (see `h1::exchange`).
             *resp.version_mut() = http::Version::HTTP_11;
             Ok(resp.map(UpstreamBody::H2))

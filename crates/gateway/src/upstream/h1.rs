@@ -165,7 +165,7 @@ impl Duplex {
                 Some(Err(e)) => {
                     tracing::debug!("client request body failed: {e}");
                     self.body = None;
-                    self.body_fault = Some(request_body_fault(&e));
+                    self.body_fault = Some(request_body_fault(&*e));
                     return Poll::Ready(());
                 }
             }
@@ -282,6 +282,7 @@ fn upstream_error(msg: impl Into<String>) -> ProxyError {
 fn body_error(kind: ErrorKind) -> ProxyError {
     let msg = match kind {
         ErrorKind::ClientClosed => "the client went away before sending its whole request body",
+        ErrorKind::PayloadTooLarge => "the request body is larger than this route accepts",
         _ => "malformed request body",
     };
     ProxyError::new(kind, msg)

@@ -1,0 +1,208 @@
+//! Request flow, after route lookup: a rule's policy chain, compiled once per snapshot. Steps run
+//! in a fixed order — request limits, rate limits (in the order the rule lists its policies), then
+//! the rule's fault — each letting the request go on or answering it. (IP filters, CORS and auth
+//! come first once the security issue adds them.) Steps that need no waiting (a declared length,
+//! a local bucket, a fault that only aborts) are decided without allocating; the chain switches to
+//! a boxed future only at the first step that must wait (Redis, a fault delay).
+
+use super::fault::FaultStep;
+use super::rate_limit::{local::LocalLimiter, RateLimitStep, Store};
+use super::{Input, Rejection};
+use crate::error::{ErrorKind, ProxyError};
+use crate::state::policy::PolicyPlan;
+use crate::telemetry::metrics::Metrics;
+use gatehouse_config::{ObjectId, Policy, RateLimitScope, Rule};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// One step of a chain.
+pub(crate) enum Step {
+    /// `requestLimits.maxBodySize`: a declared `Content-Length` above it is refused at once.
+    BodyLimit(u64),
+    /// A `rateLimit`.
+    RateLimit(Box<RateLimitStep>),
+    /// The rule's `fault`.
+    Fault(FaultStep),
+}
+
+/// What a step wants after its synchronous part.
+enum Next<'s> {
+    Done(Result<(), Box<Rejection>>),
+    /// Ask Redis.
+    Store(&'s RateLimitStep),
+    /// Wait, then maybe abort.
+    Sleep(Duration, Option<Box<Rejection>>),
+}
+
+/// A rule's compiled policies; rules without any have none (`Option::None` in the snapshot).
+pub(crate) struct Chain {
+    steps: Box<[Step]>,
+    max_body: Option<u64>,
+}
+
+/// Everything `compile` reads.
+pub(crate) struct Sources<'a> {
+    pub(crate) policies: &'a HashMap<ObjectId, &'a Policy>,
+    pub(crate) plan: &'a PolicyPlan,
+    pub(crate) metrics: &'a Metrics,
+}
+
+impl Chain {
+    /// The chain of `rule` of `route`, or `None` when it has no policy and no fault.
+    pub(crate) fn compile(route: &str, rule: &Rule, src: &Sources) -> Result<Option<Self>, String> {
+        if rule.policies.is_empty() && rule.fault.is_none() {
+            return Ok(None);
+        }
+        let listed: Vec<&Policy> = (rule.policies.iter())
+            .filter_map(|id| src.policies.get(id).copied())
+            .collect();
+        let max_body = (listed.iter())
+            .filter_map(|p| p.request_limits.as_ref().map(|l| l.max_body_size))
+            .min();
+        let mut steps: Vec<Step> = max_body.map(Step::BodyLimit).into_iter().collect();
+        for p in &listed {
+            if let Some(rl) = &p.rate_limit {
+                steps.push(Step::RateLimit(Box::new(rate_limit_step(
+                    route, p, rl, src,
+                )?)));
+            }
+        }
+        if let Some(f) = &rule.fault {
+            steps.push(Step::Fault(FaultStep::new(f)));
+        }
+        Ok(Some(Chain {
+            steps: steps.into(),
+            max_body,
+        }))
+    }
+
+    /// The smallest `requestLimits.maxBodySize` of the rule's policies.
+    pub(crate) fn max_body_size(&self) -> Option<u64> {
+        self.max_body
+    }
+
+    /// Runs the chain: `Ok` to go on, or the rejection to answer with.
+    pub(crate) fn run<'a>(&'a self, input: &'a Input<'a>) -> Run<'a> {
+        for (i, step) in self.steps.iter().enumerate() {
+            match step.begin(input) {
+                Next::Done(Ok(())) => {}
+                Next::Done(Err(r)) => return Run::Ready(Some(Err(r))),
+                pending => return Run::Waiting(Box::pin(self.finish(i, pending, input))),
+            }
+        }
+        Run::Ready(Some(Ok(())))
+    }
+
+    /// The rest of the chain from step `at`, whose synchronous part said `pending`.
+    async fn finish<'a>(
+        &'a self,
+        mut at: usize,
+        pending: Next<'a>,
+        input: &'a Input<'a>,
+    ) -> Result<(), Box<Rejection>> {
+        let mut next = pending;
+        loop {
+            match next {
+                Next::Done(result) => result?,
+                Next::Store(step) => step.check_global(input).await?,
+                Next::Sleep(d, abort) => {
+                    tokio::time::sleep(d).await;
+                    if let Some(r) = abort {
+                        return Err(r);
+                    }
+                }
+            }
+            at += 1;
+            let Some(step) = self.steps.get(at) else {
+                return Ok(());
+            };
+            next = step.begin(input);
+        }
+    }
+}
+
+impl Step {
+    fn begin<'s>(&'s self, input: &Input) -> Next<'s> {
+        match self {
+            Step::BodyLimit(max) => Next::Done(body_limit(*max, input)),
+            Step::RateLimit(rl) if rl.is_global() => Next::Store(rl),
+            Step::RateLimit(rl) => Next::Done(rl.check_local(input).unwrap_or(Ok(()))),
+            Step::Fault(f) => {
+                // A generator seeded from the thread-local one: one u64 of state, no lock.
+                let roll = f.roll(input, &mut fastrand::Rng::with_seed(fastrand::u64(..)));
+                let abort = roll.abort.then(|| f.rejection());
+                match (roll.delay, abort) {
+                    (Some(d), abort) => Next::Sleep(d, abort),
+                    (None, Some(r)) => Next::Done(Err(r)),
+                    (None, None) => Next::Done(Ok(())),
+                }
+            }
+        }
+    }
+}
+
+/// A declared length over the limit is refused before any of the body is read; bodies without
+/// one are counted as they stream (`body::limited`).
+fn body_limit(max: u64, input: &Input) -> Result<(), Box<Rejection>> {
+    let declared = (input.headers.get(http::header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max => Err(Rejection::new(ProxyError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the request body ({n} bytes) is larger than this route accepts ({max} bytes)"),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn rate_limit_step(
+    route: &str,
+    p: &Policy,
+    rl: &gatehouse_config::RateLimit,
+    src: &Sources,
+) -> Result<RateLimitStep, String> {
+    let name = p.id.to_string();
+    let store = match rl.scope {
+        RateLimitScope::Local => {
+            let limiter: Arc<LocalLimiter> = (src.plan.limiter(&p.id).cloned())
+                .ok_or_else(|| format!("no rate limit state planned for policy {name}"))?;
+            Store::Local(limiter)
+        }
+        RateLimitScope::Global => Store::Global {
+            redis: (src.plan.redis().cloned())
+                .ok_or_else(|| format!("policy {name} needs the Gateway's redis"))?,
+            gcra: super::rate_limit::gcra::Gcra::new(rl.requests, rl.per, rl.burst),
+            on_error: rl.on_store_error,
+        },
+    };
+    Ok(RateLimitStep {
+        policy_header: RateLimitStep::policy_header(&name, rl.requests, rl.per),
+        key: rl.key.clone(),
+        store,
+        rejected: src.metrics.policy.rate_limited(route, &name),
+        store_errors: src.metrics.policy.store_errors(&name),
+        policy: name.into(),
+    })
+}
+
+/// The chain's result, ready at once when no step had to wait.
+pub(crate) enum Run<'a> {
+    Ready(Option<Result<(), Box<Rejection>>>),
+    Waiting(Pin<Box<dyn Future<Output = Result<(), Box<Rejection>>> + Send + 'a>>),
+}
+
+impl Future for Run<'_> {
+    type Output = Result<(), Box<Rejection>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Run::Ready(r) => Poll::Ready(r.take().unwrap_or(Ok(()))),
+            Run::Waiting(f) => f.as_mut().poll(cx),
+        }
+    }
+}

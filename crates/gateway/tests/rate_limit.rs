@@ -1,0 +1,233 @@
+//! Rate limits over real sockets: a local limit admits exactly its burst and answers the rest 429
+//! with `Retry-After` and the IETF RateLimit fields; its buckets survive reloads that keep the
+//! policy; two gateways sharing one real Redis admit N of a global limit of N under concurrent
+//! load; a Redis killed mid-run is ridden through as `onStoreError` says, never slower than the
+//! timeout plus 50 ms, and the gateway reconnects by itself when Redis is back.
+
+use gatehouse_testkit::gateway::GATEWAY_AND_WEB;
+use gatehouse_testkit::{wait_for, Client, Redis, TestGateway, Upstream};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A route `r` whose rule `/limited` carries policy `per-user`; `LIMIT` is the policy's
+/// `rateLimit`, `GATEWAY` extra Gateway fields.
+fn config(upstream: SocketAddr, limit: &str, gateway: &str) -> String {
+    let yaml = r#"
+---
+kind: Backend
+metadata: {name: up}
+spec: {endpoints: ["UPSTREAM"]}
+---
+kind: Policy
+metadata: {name: per-user}
+spec:
+  rateLimit: LIMIT
+---
+kind: Route
+metadata: {name: r}
+spec:
+  rules:
+    - match: {path: {prefix: /limited}}
+      backends: [{backend: up}]
+      policies: [per-user]
+    - backends: [{backend: up}]
+"#;
+    let head = GATEWAY_AND_WEB.replace(
+        "spec: {accessLog: {enabled: false}}",
+        &format!("spec: {{accessLog: {{enabled: false}}{gateway}}}"),
+    );
+    head + &yaml
+        .replace("UPSTREAM", &upstream.to_string())
+        .replace("LIMIT", limit)
+}
+
+async fn metrics(gw: &TestGateway) -> String {
+    let url = format!("http://{}/metrics", gw.admin);
+    Client::new().get(&url, &[]).await.unwrap().text()
+}
+
+#[tokio::test]
+async fn a_local_limit_admits_exactly_its_burst_then_answers_429_with_rate_limit_fields() {
+    let up = Upstream::start("a").await;
+    let limit = "{requests: 5, per: 1h, key: {header: x-user}}";
+    let gw = TestGateway::start(&config(up.addr, limit, "")).await;
+    let url = format!("{}/limited", gw.url("web").await);
+    let client = Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let r = client.get(&url, &[("x-user", "alice")]).await.unwrap();
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+
+    let refused = client.get(&url, &[("x-user", "alice")]).await.unwrap();
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json()["error"], "rate_limited");
+    assert_eq!(
+        refused.header("retry-after"),
+        Some("720"),
+        "one request per 12 minutes"
+    );
+    assert_eq!(
+        refused.header("ratelimit-policy"),
+        Some("\"default/per-user\";q=5;w=3600")
+    );
+    assert_eq!(
+        refused.header("ratelimit"),
+        Some("\"default/per-user\";r=0;t=720")
+    );
+    assert!(refused.header("x-request-id").is_some());
+
+    let bob = client.get(&url, &[("x-user", "bob")]).await.unwrap();
+    assert_eq!(bob.status, 200, "another key has its own bucket");
+    let open = format!("{}/open", gw.url("web").await);
+    let other = client.get(&open, &[("x-user", "alice")]).await.unwrap();
+    assert_eq!(
+        other.status, 200,
+        "rules without the policy are not limited"
+    );
+    assert_eq!(up.requests(), 7);
+    let text = metrics(&gw).await;
+    assert!(
+        text.contains(
+            "gatehouse_rate_limited_total{route=\"default/r\",policy=\"default/per-user\"} 16"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn local_buckets_survive_a_reload_that_keeps_the_policy_and_restart_when_it_changes() {
+    let up = Upstream::start("a").await;
+    let limit = "{requests: 2, per: 1h, key: {route: true}}";
+    let yaml = config(up.addr, limit, "");
+    let gw = TestGateway::start(&yaml).await;
+    let url = format!("{}/limited", gw.url("web").await);
+    let client = Client::new();
+    for expected in [200, 200, 429] {
+        assert_eq!(client.get(&url, &[]).await.unwrap().status, expected);
+    }
+    // Something else changes: the bucket stays empty.
+    gw.write(&yaml.replace("prefix: /limited", "prefix: /limited/"));
+    gw.gw.reload("test").await.expect("valid reload");
+    assert_eq!(client.get(&url, &[]).await.unwrap().status, 429);
+    // The limit changes: a fresh bucket.
+    let wider = "{requests: 3, per: 1h, key: {route: true}}";
+    gw.write(&config(up.addr, wider, ""));
+    gw.gw.reload("test").await.expect("valid reload");
+    for expected in [200, 200, 200, 429] {
+        assert_eq!(client.get(&url, &[]).await.unwrap().status, expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_sharing_one_redis_admit_n_of_a_global_limit_of_n() {
+    let redis = Redis::start();
+    let up = Upstream::start("a").await;
+    let n = 500;
+    let limit = format!("{{requests: {n}, per: 1h, key: {{route: true}}, scope: global}}");
+    let gateway = format!(", redis: {{url: \"{}\", timeout: 1s}}", redis.url);
+    let yaml = config(up.addr, &limit, &gateway);
+    let (a, b) = (
+        TestGateway::start(&yaml).await,
+        TestGateway::start(&yaml).await,
+    );
+    let urls = [
+        format!("{}/limited", a.url("web").await),
+        format!("{}/limited", b.url("web").await),
+    ];
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    // 16 concurrent clients, 8 on each gateway, 1000 requests in all: twice the limit.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let url = urls[i % 2].clone();
+            let (admitted, refused) = (admitted.clone(), refused.clone());
+            tokio::spawn(async move {
+                let client = Client::new();
+                for _ in 0..(2 * n / 16 + 1) {
+                    match client.get(&url, &[]).await.unwrap().status.as_u16() {
+                        200 => admitted.fetch_add(1, Ordering::Relaxed),
+                        429 => refused.fetch_add(1, Ordering::Relaxed),
+                        s => panic!("unexpected status {s}"),
+                    };
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let admitted = admitted.load(Ordering::Relaxed);
+    let refused = refused.load(Ordering::Relaxed);
+    eprintln!("admitted {admitted}, refused {refused}");
+    let tolerance = n / 50;
+    assert!(
+        (n - tolerance..=n + tolerance).contains(&admitted),
+        "admitted {admitted} of a limit of {n}"
+    );
+    assert_eq!(up.requests(), admitted);
+}
+
+/// Runs `count` sequential requests and returns (statuses, slowest).
+async fn timed(client: &Client, url: &str, count: usize) -> (Vec<u16>, Duration) {
+    let mut statuses = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..count {
+        let started = Instant::now();
+        statuses.push(client.get(url, &[]).await.unwrap().status.as_u16());
+        slowest = slowest.max(started.elapsed());
+    }
+    (statuses, slowest)
+}
+
+async fn redis_killed_mid_run(mode: &str, expected: u16) {
+    let mut redis = Redis::start();
+    let up = Upstream::start("a").await;
+    let limit = format!(
+        "{{requests: 100000, per: 1s, key: {{clientAddress: true}}, scope: global, onStoreError: {mode}}}"
+    );
+    let gateway = format!(", redis: {{url: \"{}\", timeout: 50ms}}", redis.url);
+    let gw = TestGateway::start(&config(up.addr, &limit, &gateway)).await;
+    let url = format!("{}/limited", gw.url("web").await);
+    let client = Client::new();
+    let (before, _) = timed(&client, &url, 20).await;
+    assert!(before.iter().all(|s| *s == 200), "{before:?}");
+
+    redis.kill();
+    let (during, slowest) = timed(&client, &url, 50).await;
+    assert!(during.iter().all(|s| *s == expected), "{mode}: {during:?}");
+    assert!(
+        slowest < Duration::from_millis(100),
+        "{mode}: slowest request took {slowest:?} with Redis gone (timeout 50ms)"
+    );
+    let text = metrics(&gw).await;
+    assert!(
+        text.contains("gatehouse_rate_limit_store_errors_total{policy=\"default/per-user\"}"),
+        "{text}"
+    );
+
+    redis.restart();
+    wait_for("the gateway to reconnect to Redis", || async {
+        client.get(&url, &[]).await.unwrap().status == 200
+            && redis.command("DBSIZE").starts_with(":1")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_run_with_on_store_error_allow_lets_requests_through_quickly() {
+    redis_killed_mid_run("Allow", 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_run_with_on_store_error_deny_refuses_quickly() {
+    redis_killed_mid_run("Deny", 429).await;
+}
