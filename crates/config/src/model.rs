@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod traffic;
+pub use traffic::*;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -329,6 +332,8 @@ pub struct Backend {
     /// A newly healthy endpoint's weight ramps up over this long.
     #[serde(serialize_with = "ser_opt_duration")]
     pub slow_start: Option<Duration>,
+    /// Limits past which requests are refused at once, when configured.
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 /// A discovery provider: where a backend's endpoint set comes from at run time.
@@ -510,9 +515,12 @@ pub struct Rule {
     pub request_headers: HeaderMods,
     /// Header changes on the response sent downstream.
     pub response_headers: HeaderMods,
-    /// Time allowed until the upstream's response headers arrive.
+    /// Time allowed for the whole request, retries included, until the upstream's response
+    /// headers arrive.
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
+    /// Retry policy, when configured.
+    pub retry: Option<Retry>,
     /// Where it was defined.
     pub source: Source,
 }

@@ -6,6 +6,9 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+mod traffic;
+pub use traffic::*;
+
 /// `metadata` of any document.
 #[derive(Deserialize, Debug, Clone, Default)]
 #[serde(rename_all = "camelCase")]
@@ -163,6 +166,8 @@ pub struct BackendSpec {
     pub panic_threshold: Option<String>,
     #[serde(default)]
     pub slow_start: Option<String>,
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreakerSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,6 +372,8 @@ pub struct RuleSpec {
     pub response_headers: Option<HeaderModsSpec>,
     #[serde(default)]
     pub timeout: Option<String>,
+    #[serde(default)]
+    pub retry: Option<RetrySpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

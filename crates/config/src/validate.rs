@@ -15,6 +15,7 @@ mod health;
 mod listener;
 use listener::listener;
 mod lb;
+mod traffic;
 mod values;
 
 pub use discovery::parse_endpoints_file;
@@ -310,7 +311,9 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
             ctx,
             "spec.timeouts.connect",
             timeouts.connect.as_ref(),
-            Duration::from_secs(1),
+            // Not below the kernel's first SYN retransmission (1 s): one dropped SYN must not fail
+            // a request. Envoy's default.
+            Duration::from_secs(5),
         ),
         idle_timeout: v.duration(
             ctx,
@@ -332,6 +335,7 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
         outlier_detection,
         panic_threshold,
         slow_start,
+        circuit_breaker: traffic::circuit_breaker(v, ctx, spec.circuit_breaker.as_ref()),
     }
 }
 
@@ -611,6 +615,7 @@ fn rule(
         request_headers,
         response_headers,
         timeout,
+        retry: (r.retry.as_ref()).map(|spec| traffic::retry(v, ctx, at, spec)),
         source: Source::new(&ctx.file, ctx.mark(at)),
     })
 }

@@ -82,3 +82,8 @@ fn every_error() {
 fn discovery() {
     check("discovery");
 }
+
+#[test]
+fn traffic() {
+    check("traffic");
+}

@@ -253,6 +253,7 @@ mod tests {
             panic_threshold: 50,
             slow_start,
             discovery: None,
+            circuit_breaker: None,
         };
         let metrics = crate::telemetry::metrics::Metrics::new();
         let state = crate::state::BackendState::new(
