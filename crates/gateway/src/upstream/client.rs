@@ -4,7 +4,7 @@
 use super::backend::{BackendRt, EndpointRt};
 use super::h1;
 use super::pool;
-use crate::error::{ErrorKind, ProxyError};
+use crate::error::{Cause, ErrorKind, Progress, ProxyError};
 use crate::proxy::body::RequestBody;
 use crate::proxy::forward::Extra;
 use gatehouse_config::BackendProtocol;
@@ -73,16 +73,29 @@ async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpStream, Prox
     }
 }
 
+/// An HTTP/2 failure. A stream the upstream refused (`REFUSED_STREAM`) was never acted on, so it
+/// counts as nothing sent; otherwise the request may have been seen, and a connection that ends
+/// under it is a reset.
 fn protocol_error(backend: &BackendRt, ep: &EndpointRt, e: hyper::Error) -> ProxyError {
     tracing::warn!(
         backend = &*backend.id,
         upstream = &*ep.address,
         "HTTP/2 upstream failed: {e}"
     );
-    ProxyError::new(
+    let h2 = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<h2::Error>());
+    let err = ProxyError::new(
         ErrorKind::UpstreamProtocol,
         format!("the connection to backend {} failed", backend.id),
-    )
+    );
+    match h2 {
+        Some(h) if h.reason() == Some(h2::Reason::REFUSED_STREAM) => {
+            err.because(Cause::RefusedStream)
+        }
+        Some(h) if h.is_reset() || h.is_io() || h.is_go_away() => {
+            err.because(Cause::Reset).at(Progress::HeadSent)
+        }
+        _ => err.at(Progress::HeadSent),
+    }
 }
 
 /// The endpoint's HTTP/2 connection, made when there is none (or it closed).
