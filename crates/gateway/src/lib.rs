@@ -6,6 +6,7 @@
 //! a *policy* (later issues) is a step of a rule's chain such as auth or rate limiting.
 
 pub mod admin;
+pub(crate) mod body;
 pub mod discovery;
 pub mod error;
 pub mod gateway;

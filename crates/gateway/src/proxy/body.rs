@@ -38,6 +38,8 @@ pub(crate) fn request_body_fault(e: &hyper::Error) -> ErrorKind {
 pub struct RequestBody {
     inner: Option<Incoming>,
     counter: Option<Arc<AtomicU64>>,
+    /// An attempt of a retried exchange reads the shared, replayable body instead.
+    replay: Option<crate::body::replay::Replay>,
 }
 
 impl RequestBody {
@@ -46,6 +48,16 @@ impl RequestBody {
         RequestBody {
             inner: Some(inner),
             counter,
+            replay: None,
+        }
+    }
+
+    /// One attempt's body of a retried exchange (bytes are counted by the source).
+    pub(crate) fn replay(replay: crate::body::replay::Replay) -> Self {
+        RequestBody {
+            inner: None,
+            counter: None,
+            replay: Some(replay),
         }
     }
 
@@ -54,6 +66,7 @@ impl RequestBody {
         RequestBody {
             inner: None,
             counter: None,
+            replay: None,
         }
     }
 }
@@ -66,6 +79,9 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(r) = self.replay.as_mut() {
+            return Pin::new(r).poll_frame(cx);
+        }
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -79,10 +95,16 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        if let Some(r) = &self.replay {
+            return r.is_end_stream();
+        }
         self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(r) = &self.replay {
+            return r.size_hint();
+        }
         self.inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
@@ -115,6 +137,8 @@ pub struct LogContext {
     pub bytes_in: Option<Arc<AtomicU64>>,
     /// Proxy error kind.
     pub error: Option<&'static str>,
+    /// Attempts made upstream, when the rule retries (`retry`).
+    pub attempts: Option<u32>,
 }
 
 /// Records the end of an exchange exactly once: metrics, the access log line and the endpoint's
@@ -133,6 +157,8 @@ pub struct Completion {
     pub in_flight: Option<Arc<crate::upstream::EndpointShared>>,
     /// Response body bytes sent.
     pub bytes_out: u64,
+    /// The backend circuit breaker's request slot, given back at the end.
+    pub(crate) breaker: Option<crate::state::breaker::Slot>,
 }
 
 /// Status recorded for an exchange the client abandoned before its response was complete.
@@ -148,6 +174,7 @@ impl Completion {
             log,
             in_flight: None,
             bytes_out: 0,
+            breaker: None,
         }
     }
 
@@ -159,6 +186,7 @@ impl Completion {
         if let Some(ep) = self.in_flight.take() {
             ep.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
+        self.breaker = None;
         if let Some(l) = self.log.take() {
             let host = match l.uri.authority() {
                 Some(a) => a.as_str(),
@@ -178,6 +206,7 @@ impl Completion {
                 backend: l.backend.as_deref().unwrap_or(""),
                 upstream: l.upstream.as_deref(),
                 upstream_duration: l.upstream_duration,
+                attempts: l.attempts,
                 // A request cut off at a drain deadline says so.
                 error: l
                     .error

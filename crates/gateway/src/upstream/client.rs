@@ -7,6 +7,7 @@ use super::pool;
 use crate::error::{Cause, ErrorKind, Progress, ProxyError};
 use crate::proxy::body::RequestBody;
 use crate::proxy::forward::Extra;
+use crate::state::breaker::{Limit, Slot};
 use gatehouse_config::BackendProtocol;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -23,6 +24,17 @@ pub enum UpstreamBody {
     H1(h1::UpstreamBody),
     /// A stream of a multiplexed HTTP/2 connection (hyper).
     H2(Incoming),
+}
+
+/// A new connection and its unit of the circuit breaker's `maxConnections` (held as long as the
+/// connection lives), after a unit of `maxPendingRequests` held while connecting.
+async fn connect_counted(
+    backend: &BackendRt,
+    ep: &EndpointRt,
+) -> Result<(TcpStream, Option<Slot>), ProxyError> {
+    let slot = backend.breaker_slot(Limit::Connections)?;
+    let _pending = backend.breaker_slot(Limit::Pending)?;
+    Ok((connect(backend, ep).await?, slot))
 }
 
 async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpStream, ProxyError> {
@@ -115,13 +127,14 @@ async fn h2_connect(
     backend: &BackendRt,
     ep: &EndpointRt,
 ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
-    let stream = connect(backend, ep).await?;
+    let (stream, slot) = connect_counted(backend, ep).await?;
     let (tx, conn) = http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| protocol_error(backend, ep, e))?;
     tokio::spawn(async move {
         let _ = conn.await;
+        drop(slot);
     });
     ep.shared.h2.store(Some(Arc::new(tx.clone())));
     Ok(tx)
@@ -158,7 +171,10 @@ pub async fn send(
                 let conn = match pool::checkout(key, now) {
                     Some(c) => c,
                     // Boxed: connecting is rare and its state large (see `h2_sender`).
-                    None => h1::Conn::new(Box::pin(connect(backend, ep)).await?),
+                    None => {
+                        let (stream, slot) = Box::pin(connect_counted(backend, ep)).await?;
+                        h1::Conn::new(stream).counted(slot)
+                    }
                 };
                 match h1::exchange(conn, req, extra, &ep.address, key, backend.idle_timeout).await {
                     Ok(resp) => return Ok(resp.map(UpstreamBody::H1)),

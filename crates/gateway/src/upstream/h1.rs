@@ -47,7 +47,15 @@ impl Conn {
             body_fault: None,
             got_bytes: false,
             reused: false,
+            _slot: None,
         }))
+    }
+
+    /// The same connection, holding its unit of the backend's circuit-breaker `maxConnections`
+    /// until it closes.
+    pub(crate) fn counted(mut self, slot: Option<crate::state::breaker::Slot>) -> Self {
+        self.0._slot = slot;
+        self
     }
 
     /// Whether the upstream has closed (or written to) this idle connection. Checks only what the
@@ -91,6 +99,8 @@ struct Duplex {
     got_bytes: bool,
     /// Whether an earlier exchange used this connection.
     reused: bool,
+    /// The circuit breaker's count of this connection, when the backend has one.
+    _slot: Option<crate::state::breaker::Slot>,
 }
 
 impl Duplex {
