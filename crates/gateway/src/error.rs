@@ -261,7 +261,10 @@ mod tests {
         assert!(!connect.may_retry(true, false));
         let reset = ProxyError::new(ErrorKind::UpstreamProtocol, "x").at(Progress::BodySent);
         assert!(reset.may_retry(true, true));
-        assert!(!reset.may_retry(false, true), "a POST that left is not repeated");
+        assert!(
+            !reset.may_retry(false, true),
+            "a POST that left is not repeated"
+        );
         let late = ProxyError::new(ErrorKind::UpstreamProtocol, "x").at(Progress::ResponseStarted);
         assert!(!late.may_retry(true, true));
         let client = ProxyError::new(ErrorKind::ClientClosed, "x");

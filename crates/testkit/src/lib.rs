@@ -7,6 +7,7 @@ pub mod dnsmasq;
 pub mod etcd;
 pub mod gateway;
 pub mod nginx;
+pub mod scripted;
 pub mod upstream;
 
 pub use client::{fnv64, Client, Reply};

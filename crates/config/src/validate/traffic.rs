@@ -9,7 +9,12 @@ use crate::raw;
 use std::time::Duration;
 
 /// The named retry conditions.
-const CONDITIONS: [&str; 4] = ["connect-failure", "refused-stream", "reset", "gateway-error"];
+const CONDITIONS: [&str; 4] = [
+    "connect-failure",
+    "refused-stream",
+    "reset",
+    "gateway-error",
+];
 
 /// Retry conditions when `on` is not given: the failures where the upstream cannot have acted on
 /// the request (no connection, a refused stream) or answered nothing (a reset).

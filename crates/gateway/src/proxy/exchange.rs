@@ -215,7 +215,11 @@ impl Exchange<'_> {
             let pq = (rewritten.as_deref())
                 .or(parts.uri.path_and_query().map(|p| p.as_str()))
                 .unwrap_or("/");
-            Some(format!("http://{host}{pq}").parse::<Uri>().map_err(|e| e.to_string()))
+            Some(
+                format!("http://{host}{pq}")
+                    .parse::<Uri>()
+                    .map_err(|e| e.to_string()),
+            )
         } else {
             parts.version = Version::HTTP_11;
             if let Some(h) =
@@ -260,14 +264,14 @@ impl Exchange<'_> {
         per_try: Option<Duration>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let whole = self.entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
-        let overall = (!whole.is_zero()).then(|| tokio::time::Instant::from_std(self.start) + whole);
+        let overall =
+            (!whole.is_zero()).then(|| tokio::time::Instant::from_std(self.start) + whole);
         let per_try_until = per_try.map(|d| tokio::time::Instant::now() + d);
         let send = client::send(backend, ep, req, extra, self.start);
         let result = match (overall, per_try_until) {
             (None, None) => send.await,
             (overall, per_try_until) => {
-                let per_try_first =
-                    per_try_until.is_some_and(|p| overall.is_none_or(|o| p < o));
+                let per_try_first = per_try_until.is_some_and(|p| overall.is_none_or(|o| p < o));
                 let until = match (overall, per_try_until) {
                     (Some(o), Some(p)) => o.min(p),
                     (o, p) => o.or(p).unwrap_or_else(tokio::time::Instant::now),

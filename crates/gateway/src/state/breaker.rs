@@ -78,11 +78,7 @@ impl Breaker {
     }
 
     /// A slot of `limit`, or `None` (the breaker trips) when `limits` are reached.
-    pub(crate) fn acquire(
-        self: &Arc<Self>,
-        limits: &CircuitBreaker,
-        limit: Limit,
-    ) -> Option<Slot> {
+    pub(crate) fn acquire(self: &Arc<Self>, limits: &CircuitBreaker, limit: Limit) -> Option<Slot> {
         let count = &self.counts[limit as usize];
         let max = limit.of(limits);
         let admitted = count
@@ -149,13 +145,20 @@ mod tests {
         assert!(b.acquire(&limits, Limit::Requests).is_none());
         assert!(b.acquire(&limits, Limit::Requests).is_none());
         let d = b.describe();
-        assert_eq!((d["open"].as_bool(), d["trips"].as_u64()), (Some(true), Some(1)));
+        assert_eq!(
+            (d["open"].as_bool(), d["trips"].as_u64()),
+            (Some(true), Some(1))
+        );
         assert_eq!(d["refused"], 2);
         // Other limits count apart.
         assert!(b.acquire(&limits, Limit::Retries).is_some());
         drop(one);
         assert!(b.acquire(&limits, Limit::Requests).is_some());
         assert_eq!(b.describe()["open"], false);
-        assert_eq!(b.count(Limit::Requests), 1, "the dropped slots gave their units back");
+        assert_eq!(
+            b.count(Limit::Requests),
+            1,
+            "the dropped slots gave their units back"
+        );
     }
 }

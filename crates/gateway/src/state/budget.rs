@@ -48,8 +48,7 @@ impl RetryBudget {
         let b = &self.buckets[(now % WINDOW) as usize];
         let seen = b.second.load(Ordering::Acquire);
         if seen != now
-            && b
-                .second
+            && b.second
                 .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
