@@ -9,6 +9,8 @@ use crate::API_VERSION;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
+mod traffic;
+
 impl Config {
     /// The effective configuration as manifest documents: the Gateway, then listeners, backends
     /// and routes in load order.
@@ -169,6 +171,9 @@ fn backend(b: &Backend) -> Value {
     }
     if let Some(d) = b.slow_start {
         spec["slowStart"] = duration(d);
+    }
+    if let Some(c) = &b.circuit_breaker {
+        spec["circuitBreaker"] = traffic::circuit_breaker(c);
     }
     document("Backend", &b.id, spec)
 }
@@ -359,5 +364,6 @@ fn rule(rule: &Rule) -> Value {
         ("requestHeaders", header_mods(&rule.request_headers)),
         ("responseHeaders", header_mods(&rule.response_headers)),
         ("timeout", rule.timeout.map(duration)),
+        ("retry", rule.retry.as_ref().map(traffic::retry)),
     ])
 }
