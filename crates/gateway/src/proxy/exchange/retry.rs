@@ -217,11 +217,12 @@ mod tests {
             assert!(waits.iter().any(|w| *w < top / 10), "retry {n}");
             assert!(waits.iter().any(|w| *w > top * 9 / 10), "retry {n}");
         }
-        // On the paused clock a retry waits exactly its backoff, no more.
+        // On the paused clock a retry waits its backoff, no more than the timer's 1 ms grain.
         let start = tokio::time::Instant::now();
         let wait = backoff(3, &b);
         tokio::time::sleep(wait).await;
-        assert_eq!(start.elapsed(), wait);
+        let waited = start.elapsed();
+        assert!(waited >= wait && waited <= wait + Duration::from_millis(1), "{waited:?}");
     }
 
     #[test]
