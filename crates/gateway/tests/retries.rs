@@ -285,3 +285,68 @@ async fn a_rule_without_retry_sends_no_attempts_header() {
     assert_eq!(r.status, 200);
     assert_eq!(up.seen()[0].attempt, None);
 }
+
+/// Status of a chunked POST of `chunks` (each `size` bytes) on a raw connection.
+async fn chunked_post(gw: &TestGateway, path: &str, chunks: usize, size: usize) -> String {
+    let mut s = tokio::net::TcpStream::connect(gw.addr("web").await)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    for i in 0..chunks {
+        let data = vec![b'a' + i as u8; size];
+        s.write_all(format!("{size:x}\r\n").as_bytes())
+            .await
+            .unwrap();
+        s.write_all(&data).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_is_kept_up_to_max_body_size_only() {
+    let up = Scripted::start(|_, seen| match seen.attempt.as_deref() {
+        Some("1") => Answer::Status(503),
+        _ => Answer::Status(200),
+    })
+    .await;
+    let retry = r#"{attempts: 2, on: ["503"], methods: [POST], maxBodySize: 1KiB, backoff: {base: 1ms, max: 2ms}}"#;
+    let (gw, _url) = gateway(&quoted(&up), retry).await;
+
+    // Two chunks, 800 bytes in all: kept as they streamed, replayed whole.
+    assert_eq!(chunked_post(&gw, "/small", 2, 400).await, "HTTP/1.1 200 OK");
+    let small: Vec<_> = up
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/small")
+        .collect();
+    assert_eq!(small.len(), 2);
+    assert_eq!(small[0].body_len, 800);
+    assert_eq!(small[0].body_hash, small[1].body_hash);
+
+    // Four chunks, 4000 bytes: past the limit while streaming, so sent once and not retried.
+    assert_eq!(
+        chunked_post(&gw, "/large", 4, 1000).await,
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    let large: Vec<_> = up
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/large")
+        .collect();
+    assert_eq!(large.len(), 1);
+    assert_eq!(
+        large[0].body_len, 4000,
+        "the whole body still went upstream"
+    );
+}

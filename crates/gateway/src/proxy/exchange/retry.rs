@@ -222,7 +222,10 @@ mod tests {
         let wait = backoff(3, &b);
         tokio::time::sleep(wait).await;
         let waited = start.elapsed();
-        assert!(waited >= wait && waited <= wait + Duration::from_millis(1), "{waited:?}");
+        assert!(
+            waited >= wait && waited <= wait + Duration::from_millis(1),
+            "{waited:?}"
+        );
     }
 
     #[test]
