@@ -350,3 +350,54 @@ async fn a_body_of_unknown_length_is_kept_up_to_max_body_size_only() {
         "the whole body still went upstream"
     );
 }
+
+#[tokio::test]
+async fn the_access_log_shows_the_attempts_and_counts_a_replayed_body_once() {
+    let up = Scripted::start(|n, _| {
+        if n == 0 {
+            Answer::Status(503)
+        } else {
+            Answer::Status(200)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let yaml = fill(
+        r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {format: json, path: "{log}"}}
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+"#,
+        &[("log", &log.display().to_string())],
+    ) + &fill(
+        CONFIG,
+        &[
+            ("endpoints", &quoted(&up)),
+            (
+                "retry",
+                r#"{on: ["503"], methods: [POST], backoff: {base: 1ms, max: 2ms}}"#,
+            ),
+        ],
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let url = gw.url("web").await;
+    let r = Client::new()
+        .send(post(&format!("{url}/p"), vec![1; 100]))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // Written when the gateway sees the end of the response body, before the client has it all.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["attempts"], 2, "{text}");
+    assert_eq!(
+        line["bytesIn"], 100,
+        "read from the client once, whatever was replayed"
+    );
+    assert_eq!(line["status"], 200);
+}
