@@ -127,3 +127,28 @@ async fn max_connections_refuses_a_request_that_needs_one_more() {
     let b = backend(&gw, "default/app").await;
     assert_eq!(b["circuitBreaker"]["connections"], 1, "{b}");
 }
+
+#[tokio::test]
+async fn the_breaker_counts_survive_a_reload_that_changes_the_backend() {
+    let up = holding().await;
+    let other = holding().await;
+    let (gw, url) = gateway(&up, "{maxRequests: 1}").await;
+    let held = hold(&up, &url, 1).await;
+    // A new endpoint list: the backend's source changed, its state is rebuilt around the
+    // breaker of the old one, which still counts the held request.
+    let both = format!("{}\", \"{}", up.addr, other.addr);
+    let yaml = with_gateway(&fill(
+        CONFIG,
+        &[("addr", &both), ("breaker", "{maxRequests: 1}")],
+    ));
+    gw.write(&yaml);
+    gw.gw.reload("test").await.expect("reload");
+    assert_eq!(common::addresses(&gw, "default/app").await.len(), 2);
+    let r = Client::new().get(&format!("{url}/x"), &[]).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"], "circuit_open");
+    up.release();
+    assert_eq!(held.into_iter().next().unwrap().await.unwrap(), 200);
+    let r = Client::new().get(&format!("{url}/x"), &[]).await.unwrap();
+    assert_eq!(r.status, 200);
+}
