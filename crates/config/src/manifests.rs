@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 mod policy;
+mod traffic;
 
 impl Config {
     /// The effective configuration as manifest documents: the Gateway, then listeners, backends
@@ -181,6 +182,9 @@ fn backend(b: &Backend) -> Value {
     }
     if let Some(d) = b.slow_start {
         spec["slowStart"] = duration(d);
+    }
+    if let Some(c) = &b.circuit_breaker {
+        spec["circuitBreaker"] = traffic::circuit_breaker(c);
     }
     document("Backend", &b.id, spec)
 }
@@ -373,5 +377,6 @@ fn rule(rule: &Rule) -> Value {
         ("timeout", rule.timeout.map(duration)),
         ("fault", rule.fault.as_ref().map(policy::fault)),
         ("policies", policy::policies(rule)),
+        ("retry", rule.retry.as_ref().map(traffic::retry)),
     ])
 }

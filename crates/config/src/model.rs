@@ -14,6 +14,8 @@ use std::time::Duration;
 
 mod policy;
 pub use policy::*;
+mod traffic;
+pub use traffic::*;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -359,6 +361,8 @@ pub struct Backend {
     /// A newly healthy endpoint's weight ramps up over this long.
     #[serde(serialize_with = "ser_opt_duration")]
     pub slow_start: Option<Duration>,
+    /// Limits past which requests are refused at once, when configured.
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 /// A discovery provider: where a backend's endpoint set comes from at run time.
@@ -542,7 +546,8 @@ pub struct Rule {
     pub request_headers: HeaderMods,
     /// Header changes on the response sent downstream.
     pub response_headers: HeaderMods,
-    /// Time allowed until the upstream's response headers arrive.
+    /// Time allowed for the whole request, retries included, until the upstream's response
+    /// headers arrive.
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
     /// The OpenAPI document describing the API behind this rule (`openapi`).
@@ -551,6 +556,8 @@ pub struct Rule {
     pub fault: Option<Fault>,
     /// Policies, in the order written.
     pub policies: Vec<ObjectId>,
+    /// Retry policy, when configured.
+    pub retry: Option<Retry>,
     /// Where it was defined.
     pub source: Source,
 }

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 mod policy;
 pub use policy::*;
+mod traffic;
+pub use traffic::*;
 
 /// `metadata` of any document.
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -186,6 +188,8 @@ pub struct BackendSpec {
     pub panic_threshold: Option<String>,
     #[serde(default)]
     pub slow_start: Option<String>,
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreakerSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,6 +401,7 @@ pub struct RuleSpec {
     pub fault: Option<FaultSpec>,
     #[serde(default)]
     pub policies: Vec<String>,
+    pub retry: Option<RetrySpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -18,6 +18,7 @@ use listener::listener;
 mod lb;
 mod policy;
 mod portal;
+mod traffic;
 mod values;
 
 pub use discovery::parse_endpoints_file;
@@ -330,7 +331,9 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
             ctx,
             "spec.timeouts.connect",
             timeouts.connect.as_ref(),
-            Duration::from_secs(1),
+            // Not below the kernel's first SYN retransmission (1 s): one dropped SYN must not fail
+            // a request. Envoy's default.
+            Duration::from_secs(5),
         ),
         idle_timeout: v.duration(
             ctx,
@@ -352,6 +355,7 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
         outlier_detection,
         panic_threshold,
         slow_start,
+        circuit_breaker: traffic::circuit_breaker(v, ctx, spec.circuit_breaker.as_ref()),
     }
 }
 
@@ -645,6 +649,7 @@ fn rule(
         openapi: None,
         fault,
         policies,
+        retry: (r.retry.as_ref()).map(|spec| traffic::retry(v, ctx, at, spec)),
         source: Source::new(&ctx.file, ctx.mark(at)),
     };
     rule.openapi = rule_openapi(v, ctx, at, r, &rule);

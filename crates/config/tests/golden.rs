@@ -92,3 +92,8 @@ fn policies() {
 fn policies_valid() {
     check("policies-valid");
 }
+
+#[test]
+fn traffic() {
+    check("traffic");
+}

@@ -26,6 +26,7 @@ spec:
   outlierDetection: {consecutiveErrors: 3, baseEjectionTime: 10s, maxEjectionPercent: 30%}
   panicThreshold: 25%
   slowStart: 20s
+  circuitBreaker: {maxRequests: 100, maxRetries: 5}
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: Backend
@@ -51,6 +52,7 @@ spec:
       rewrite: {pathRegex: {pattern: "^/v1/(.*)$", substitution: "/v2/$1"}}
       backends: [{backend: up, weight: 3}]
       timeout: 1m30s
+      retry: {attempts: 3, on: [reset, "503"], perTryTimeout: 1s, maxBodySize: 1MiB}
     - match: {path: {prefix: /old}}
       redirect: {scheme: https, host: new.example.com, port: 8443, path: /new, statusCode: 301}
     - match: {path: {prefix: /gone}}
@@ -97,6 +99,8 @@ fn manifests_use_the_manifest_field_names() {
     assert_eq!(checked["healthCheck"]["http"]["expectedStatuses"][1], "418");
     assert_eq!(checked["outlierDetection"]["maxEjectionPercent"], "30%");
     assert_eq!(checked["slowStart"], "20s");
+    // Not below the kernel's first SYN retransmission (1 s), as Envoy's.
+    assert_eq!(checked["timeouts"]["connect"], "5s", "the default");
     assert_eq!(backend["spec"]["loadBalancer"].get("hashOn"), None);
     let hashed = &docs[4]["spec"]["loadBalancer"];
     assert_eq!(hashed["policy"], "ConsistentHash");
@@ -108,6 +112,14 @@ fn manifests_use_the_manifest_field_names() {
     assert_eq!(route["rules"][0]["match"]["extensionMethods"][0], "PURGE");
     assert_eq!(route["rules"][0]["rewrite"]["host"], "cache.internal:8080");
     assert_eq!(route["rules"][1]["timeout"], "90s");
+    let retry = &route["rules"][1]["retry"];
+    assert_eq!(retry["on"], serde_json::json!(["reset", "503"]));
+    assert_eq!(retry["perTryTimeout"], "1s");
+    assert_eq!(retry["maxBodySize"], "1MiB");
+    assert_eq!(retry["budget"]["percent"], "20%");
+    assert_eq!(retry["methods"][0], "GET");
+    assert_eq!(checked["circuitBreaker"]["maxRequests"], 100);
+    assert_eq!(checked["circuitBreaker"]["maxConnections"], 1024);
     assert_eq!(route["rules"][2]["redirect"]["port"], 8443);
 }
 

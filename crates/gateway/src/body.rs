@@ -1,4 +1,6 @@
-//! Request flow, the bodies: streaming request bodies and what is done to them on the way
-//! (`limited`: `requestLimits.maxBodySize`, counted as the body streams).
+//! Request flow, bodies: request bodies beyond plain streaming (`proxy::body`) — bodies kept for
+//! replay so that a failed attempt can be retried (`replay`), and bodies counted against
+//! `requestLimits.maxBodySize` as they stream (`limited`).
 
 pub(crate) mod limited;
+pub(crate) mod replay;

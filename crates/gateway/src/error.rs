@@ -43,11 +43,14 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// A rule's `fault.abort` answered instead of the upstream (its status; 503 by default).
     FaultInjected,
+    /// The backend's circuit breaker is open (a `circuitBreaker` limit is reached): refused at
+    /// once, 503 with `x-gatehouse-overloaded: true`.
+    CircuitOpen,
 }
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::FaultInjected => "fault_injected",
+            ErrorKind::CircuitOpen => "circuit_open",
         }
     }
 
@@ -73,7 +77,9 @@ impl ErrorKind {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
-            ErrorKind::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::NoHealthyEndpoint | ErrorKind::CircuitOpen => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -93,13 +99,56 @@ impl ErrorKind {
         )
     }
 
-    /// Whether trying again (on another endpoint) could succeed; for the retry policy to come.
-    pub fn retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::UpstreamConnect | ErrorKind::NoHealthyEndpoint
-        )
+    /// The side a kind of failure comes from, unless whoever raises it knows better.
+    fn side(self) -> Side {
+        match self {
+            ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol | ErrorKind::Timeout => {
+                Side::Upstream
+            }
+            ErrorKind::NoHealthyEndpoint | ErrorKind::CircuitOpen => Side::Internal,
+            _ => Side::Downstream,
+        }
     }
+}
+
+/// Which side of the proxy failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client: a bad request, or it went away.
+    Downstream,
+    /// The upstream: unreachable, broken, too slow.
+    Upstream,
+    /// The gateway's own decision (no endpoint, an open circuit breaker).
+    Internal,
+}
+
+/// How far the exchange with the upstream got before it failed; what may be sent again follows
+/// from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Progress {
+    /// Nothing of the request reached the upstream: any request may be sent again.
+    NothingSent,
+    /// Some or all of the head was written, not all of the body.
+    HeadSent,
+    /// The whole request was written.
+    BodySent,
+    /// Response bytes went on to the client: never sent again.
+    ResponseStarted,
+}
+
+/// What exactly broke, for the retry conditions (`retry.on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Nothing more specific than the kind.
+    Other,
+    /// No connection could be made (`connect-failure`).
+    Connect,
+    /// An HTTP/2 upstream refused the stream before acting on it (`refused-stream`).
+    RefusedStream,
+    /// The upstream closed or reset the connection without an answer (`reset`).
+    Reset,
+    /// One attempt's `perTryTimeout` ran out.
+    PerTryTimeout,
 }
 
 /// A failure produced by the proxy, with a message for the client and the logs.
@@ -109,15 +158,54 @@ pub struct ProxyError {
     pub kind: ErrorKind,
     /// A human-readable detail; never contains secrets.
     pub message: String,
+    /// Which side failed.
+    pub side: Side,
+    /// How far the upstream exchange got.
+    pub progress: Progress,
+    /// What broke, when the upstream client knows.
+    pub cause: Cause,
 }
 
 impl ProxyError {
-    /// A new error.
+    /// A new error; side from its kind, nothing sent, cause unknown (a connect failure's cause
+    /// is the connect).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ProxyError {
             kind,
             message: message.into(),
+            side: kind.side(),
+            progress: Progress::NothingSent,
+            cause: match kind {
+                ErrorKind::UpstreamConnect => Cause::Connect,
+                _ => Cause::Other,
+            },
         }
+    }
+
+    /// The same error, recorded as having got `progress` far.
+    pub(crate) fn at(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The same error, with its cause.
+    pub(crate) fn because(mut self, cause: Cause) -> Self {
+        self.cause = cause;
+        self
+    }
+
+    /// Whether the request may be sent again after this error, so far as the exchange goes: the
+    /// upstream failed, no response byte reached the client, and the request can be sent again
+    /// whole — its body is replayable (`replayable`), and once anything of it left, its method may
+    /// be repeated (`method_ok`). Whether the retry policy wants it is the policy's business.
+    pub(crate) fn may_retry(&self, method_ok: bool, replayable: bool) -> bool {
+        self.side == Side::Upstream
+            && replayable
+            && match self.progress {
+                Progress::NothingSent => true,
+                Progress::HeadSent | Progress::BodySent => method_ok,
+                Progress::ResponseStarted => false,
+            }
     }
 
     /// The JSON error response, carrying the request id.
@@ -137,6 +225,12 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.kind == ErrorKind::CircuitOpen {
+            h.insert(
+                header::HeaderName::from_static("x-gatehouse-overloaded"),
+                HeaderValue::from_static("true"),
+            );
+        }
         resp
     }
 }
@@ -164,5 +258,30 @@ mod tests {
         assert_eq!(ErrorKind::NoRoute.status(), 404);
         assert_eq!(ErrorKind::UpstreamConnect.status(), 502);
         assert_eq!(ErrorKind::NoHealthyEndpoint.status(), 503);
+        let open = ProxyError::new(ErrorKind::CircuitOpen, "backend shop/api is overloaded");
+        let resp = open.to_response(&HeaderValue::from_static("abc"));
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["x-gatehouse-overloaded"], "true");
+    }
+
+    #[test]
+    fn retryability_follows_side_progress_method_and_body() {
+        let connect = ProxyError::new(ErrorKind::UpstreamConnect, "x");
+        assert_eq!(connect.cause, Cause::Connect);
+        // Nothing left: any method may go again, if its body still can.
+        assert!(connect.may_retry(false, true));
+        assert!(!connect.may_retry(true, false));
+        let reset = ProxyError::new(ErrorKind::UpstreamProtocol, "x").at(Progress::BodySent);
+        assert!(reset.may_retry(true, true));
+        assert!(
+            !reset.may_retry(false, true),
+            "a POST that left is not repeated"
+        );
+        let late = ProxyError::new(ErrorKind::UpstreamProtocol, "x").at(Progress::ResponseStarted);
+        assert!(!late.may_retry(true, true));
+        let client = ProxyError::new(ErrorKind::ClientClosed, "x");
+        assert_eq!(client.side, Side::Downstream);
+        assert!(!client.may_retry(true, true));
+        assert_eq!(ErrorKind::CircuitOpen.side(), Side::Internal);
     }
 }

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod conn;
 pub mod deadline;
+pub(crate) mod exchange;
 pub mod forward;
 pub mod handler;
 pub mod listener;

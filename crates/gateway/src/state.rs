@@ -5,6 +5,8 @@
 //! a backend whose source changed gets new state seeded with the per-address state of the old one.
 
 pub(crate) mod backend;
+pub(crate) mod breaker;
+pub(crate) mod budget;
 pub(crate) mod endpoint;
 pub(crate) mod policy;
 

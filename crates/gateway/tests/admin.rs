@@ -97,7 +97,7 @@ async fn config_routes_and_backends_are_exposed() {
     assert_eq!(backend["kind"], "Backend");
     assert_eq!(backend["metadata"]["name"], "up");
     assert_eq!(backend["metadata"]["namespace"], "shop");
-    assert_eq!(backend["spec"]["timeouts"]["connect"], "1s");
+    assert_eq!(backend["spec"]["timeouts"]["connect"], "5s");
     assert_eq!(cfg["admin"]["restartRequired"], false);
     let routes = c.get(&format!("{admin}/routes"), &[]).await.unwrap().json();
     let row = &routes["routes"][0];

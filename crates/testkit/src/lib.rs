@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod gateway;
 pub mod nginx;
 pub mod redis;
+pub mod scripted;
 pub mod upstream;
 
 pub use client::{fnv64, Client, Reply};

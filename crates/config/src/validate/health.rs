@@ -27,7 +27,13 @@ fn parse_status_range(s: &str) -> Option<(u16, u16)> {
 }
 
 impl V<'_> {
-    fn percent(&mut self, ctx: &Ctx, path: &str, v: Option<&String>, default: u32) -> u32 {
+    pub(super) fn percent(
+        &mut self,
+        ctx: &Ctx,
+        path: &str,
+        v: Option<&String>,
+        default: u32,
+    ) -> u32 {
         match v.map(|s| parse_percent(s)) {
             None => default,
             Some(Ok(p)) => p,

@@ -41,6 +41,8 @@ pub(crate) fn request_body_fault(e: &(dyn std::error::Error + 'static)) -> Error
 pub struct RequestBody {
     inner: Option<Incoming>,
     counter: Option<Arc<AtomicU64>>,
+    /// An attempt of a retried exchange reads the shared, replayable body instead.
+    replay: Option<crate::body::replay::Replay>,
     /// `requestLimits.maxBodySize`, when a policy of the rule sets it.
     limit: Option<crate::body::limited::BodyLimit>,
 }
@@ -51,6 +53,17 @@ impl RequestBody {
         RequestBody {
             inner: Some(inner),
             counter,
+            replay: None,
+            limit: None,
+        }
+    }
+
+    /// One attempt's body of a retried exchange (bytes are counted by the source).
+    pub(crate) fn replay(replay: crate::body::replay::Replay) -> Self {
+        RequestBody {
+            inner: None,
+            counter: None,
+            replay: Some(replay),
             limit: None,
         }
     }
@@ -71,6 +84,7 @@ impl RequestBody {
         RequestBody {
             inner: None,
             counter: None,
+            replay: None,
             limit: None,
         }
     }
@@ -80,13 +94,16 @@ impl Body for RequestBody {
     type Data = Bytes;
     // Boxed: a body fails because the client broke it (hyper's error) or because it went past
     // `requestLimits.maxBodySize` (`limited::TooLarge`); `request_body_fault` tells them apart.
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        if let Some(r) = this.replay.as_mut() {
+            return Pin::new(r).poll_frame(cx);
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -106,10 +123,16 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        if let Some(r) = &self.replay {
+            return r.is_end_stream();
+        }
         self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(r) = &self.replay {
+            return r.size_hint();
+        }
         self.inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
@@ -142,6 +165,8 @@ pub struct LogContext {
     pub bytes_in: Option<Arc<AtomicU64>>,
     /// Proxy error kind.
     pub error: Option<&'static str>,
+    /// Attempts made upstream, when the rule retries (`retry`).
+    pub attempts: Option<u32>,
 }
 
 /// Records the end of an exchange exactly once: metrics, the access log line and the endpoint's
@@ -160,6 +185,8 @@ pub struct Completion {
     pub in_flight: Option<Arc<crate::upstream::EndpointShared>>,
     /// Response body bytes sent.
     pub bytes_out: u64,
+    /// The backend circuit breaker's request slot, given back at the end.
+    pub(crate) breaker: Option<crate::state::breaker::Slot>,
 }
 
 /// Status recorded for an exchange the client abandoned before its response was complete.
@@ -175,6 +202,7 @@ impl Completion {
             log,
             in_flight: None,
             bytes_out: 0,
+            breaker: None,
         }
     }
 
@@ -186,6 +214,7 @@ impl Completion {
         if let Some(ep) = self.in_flight.take() {
             ep.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
+        self.breaker = None;
         if let Some(l) = self.log.take() {
             let host = match l.uri.authority() {
                 Some(a) => a.as_str(),
@@ -205,6 +234,7 @@ impl Completion {
                 backend: l.backend.as_deref().unwrap_or(""),
                 upstream: l.upstream.as_deref(),
                 upstream_duration: l.upstream_duration,
+                attempts: l.attempts,
                 // A request cut off at a drain deadline says so.
                 error: l
                     .error

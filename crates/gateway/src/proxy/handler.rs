@@ -1,26 +1,26 @@
 //! Request flow, steps 2-7: one request from arrival to response headers — load the snapshot once,
 //! find the rule, then forward, redirect or answer directly. Errors go through `ProxyError`.
 
-use super::body::{Completion, LogContext, RequestBody, ResponseBody};
+use super::body::{Completion, LogContext, ResponseBody};
+use super::exchange::Exchange;
 use super::forward;
 use super::normalize::EscapedSlashes;
 use super::request_target::{self, Admission};
 use crate::error::{ErrorKind, ProxyError};
-use crate::snapshot::{Snapshot, Target};
-use crate::telemetry::metrics::{ErrorCounters, RequestMetrics};
-use crate::upstream::client;
+use crate::snapshot::Snapshot;
+use crate::telemetry::metrics::ErrorCounters;
 use bytes::Bytes;
-use gatehouse_config::{Action, BackendProtocol, Redirect};
+use gatehouse_config::{Action, Redirect};
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A route timeout used when the rule sets none; `0s` in a rule disables it.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -172,8 +172,16 @@ pub async fn handle(
         }
         Action::Forward(_) => {
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
-            let entry = entry.clone();
-            forward(snap, conn, req, entry, rid, log, start).await
+            let exchange = Exchange {
+                snap: &snap,
+                conn,
+                entry,
+                rid: &rid,
+                start,
+            };
+            // The rule's policy chain runs here, before forwarding: each step lets the request
+            // continue or answers it at once.
+            exchange.forward(req, log).await
         }
     }
 }
@@ -254,6 +262,7 @@ fn log_context(
         upstream_duration: None,
         bytes_in: None,
         error: None,
+        attempts: None,
     }))
 }
 
@@ -271,7 +280,8 @@ fn local_response(
     Response::from_parts(parts, ResponseBody::full(body, Some(done)))
 }
 
-fn error_response(
+/// The one error response: the `ProxyError` mapping, the request id, the error counted and logged.
+pub(crate) fn error_response(
     snap: &Snapshot,
     err: ProxyError,
     rid: &HeaderValue,
@@ -316,222 +326,6 @@ fn redirect_location(
         out.push_str(q);
     }
     out
-}
-
-async fn forward(
-    snap: Arc<Snapshot>,
-    conn: &ConnInfo,
-    req: Request<Incoming>,
-    entry: Arc<crate::routing::Entry<Target>>,
-    rid: HeaderValue,
-    mut log: Option<Box<LogContext>>,
-    start: Instant,
-) -> Response<ResponseBody> {
-    let target = &entry.target;
-    let rule = &entry.rule;
-    // Every failure before the upstream answers becomes one error response.
-    let fail = |err: ProxyError, metrics: &Arc<RequestMetrics>, log: Option<Box<LogContext>>| {
-        error_response(
-            &snap,
-            err,
-            &rid,
-            &target.errors,
-            Completion::new(start, metrics.clone(), log),
-        )
-    };
-    let Some(choice) = target.pick() else {
-        let err = ProxyError::new(
-            ErrorKind::NoHealthyEndpoint,
-            "no backend with a weight above 0",
-        );
-        return fail(err, &target.local_metrics, log);
-    };
-    let backend = &choice.backend;
-    let bytes_in = log.as_mut().map(|l| {
-        l.backend = Some(backend.id.clone());
-        let counter = Arc::new(AtomicU64::new(0));
-        l.bytes_in = Some(counter.clone());
-        counter
-    });
-    let picked = backend.pick_for(req.headers(), req.uri().query(), conn.peer.ip());
-    let Some((ep, affinity)) = picked else {
-        let err = ProxyError::new(
-            ErrorKind::NoHealthyEndpoint,
-            format!("backend {} has no available endpoint", backend.id),
-        );
-        return fail(err, &choice.metrics, log);
-    };
-
-    let (mut parts, body) = req.into_parts();
-    let max_body = target.policies.as_ref().and_then(|c| c.max_body_size());
-    let h2 = backend.protocol == BackendProtocol::HTTP2;
-    // gRPC needs `te: trailers` end to end, though TE is otherwise hop-by-hop.
-    let wants_trailers = h2
-        && parts
-            .headers
-            .get(header::TE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-            });
-    // The request's authority: the Host header (HTTP/1.1) or :authority (HTTP/2).
-    let authority: Option<HeaderValue> = match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => parts.headers.get(header::HOST).cloned(),
-    };
-    let scan = forward::scan(&parts.headers);
-    forward::strip_found(&mut parts.headers, &scan);
-    // The common case — an HTTP/1.1 upstream, a request without forwarding headers or an id, no
-    // header changes in the rule — writes the added fields straight into the upstream head.
-    let mut extra = forward::Extra::default();
-    let scheme = HeaderValue::from_static(conn.scheme);
-    if !h2 && !scan.forwarded && rule.request_headers.is_empty() {
-        extra = forward::forwarded_extra(&conn.forwarded_for, &scheme, authority.as_ref());
-    } else {
-        forward::set_forwarded(
-            &mut parts.headers,
-            &conn.forwarded_for,
-            conn.peer.ip(),
-            &snap.config.gateway.trusted_proxies,
-            conn.scheme,
-            authority.as_ref(),
-        );
-    }
-    if !h2 && !scan.request_id && rule.request_headers.is_empty() {
-        extra.0[3] = Some(("x-request-id", &rid));
-    } else {
-        parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
-    }
-    if !rule.request_headers.is_empty() {
-        forward::apply_mods(&mut parts.headers, &rule.request_headers);
-    }
-    // HTTP/1.1 requests already carry the right Host unless it is rewritten.
-    let from_host_header = parts.uri.authority().is_none();
-    let upstream_host = target.host_rewrite.clone().or_else(|| authority.clone());
-
-    let rewritten = forward::rewrite_path(rule, parts.uri.path(), parts.uri.query());
-    let uri = if h2 {
-        parts.version = Version::HTTP_2;
-        parts.headers.remove(header::HOST);
-        if wants_trailers {
-            parts
-                .headers
-                .insert(header::TE, HeaderValue::from_static("trailers"));
-        }
-        let host = upstream_host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or(&ep.address);
-        let pq = rewritten
-            .as_deref()
-            .or(parts.uri.path_and_query().map(|p| p.as_str()))
-            .unwrap_or("/");
-        Some(
-            format!("http://{host}{pq}")
-                .parse::<Uri>()
-                .map_err(|e| e.to_string()),
-        )
-    } else {
-        parts.version = Version::HTTP_11;
-        if let Some(h) =
-            upstream_host.filter(|_| target.host_rewrite.is_some() || !from_host_header)
-        {
-            parts.headers.insert(header::HOST, h);
-        }
-        match rewritten {
-            Some(pq) => Some(pq.parse::<Uri>().map_err(|e| e.to_string())),
-            // HTTP/1.1 upstreams get origin-form; an absolute-form or HTTP/2 request URI is cut
-            // down to its path and query (a cheap clone of shared bytes).
-            None if parts.uri.scheme().is_some() || parts.uri.authority().is_some() => {
-                let mut p = http::uri::Parts::default();
-                p.path_and_query = parts.uri.path_and_query().cloned();
-                Some(Uri::from_parts(p).map_err(|e| e.to_string()))
-            }
-            None => None,
-        }
-    };
-    match uri {
-        Some(Ok(u)) => parts.uri = u,
-        Some(Err(e)) => {
-            let err = ProxyError::new(
-                ErrorKind::BadRequest,
-                format!("cannot build upstream URI: {e}"),
-            );
-            return fail(err, &choice.metrics, log);
-        }
-        None => {}
-    }
-    let upstream_req =
-        Request::from_parts(parts, RequestBody::new(body, bytes_in).limited(max_body));
-
-    // From here the exchange is recorded even if it is abandoned (the client disconnects and hyper
-    // drops this future): `done` decrements the in-flight count and logs when dropped.
-    let mut done = Completion::new(start, choice.metrics.clone(), log);
-    ep.shared.in_flight.fetch_add(1, Ordering::Relaxed);
-    done.in_flight = Some(ep.shared.clone());
-    let sent_at = done.log.as_ref().map(|_| Instant::now());
-    let timeout = rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
-    let result = if timeout.is_zero() {
-        client::send(backend, &ep, upstream_req, &extra, start).await
-    } else {
-        // Measured from the request's arrival, and coarse (see `deadline`).
-        let until = tokio::time::Instant::from_std(start) + timeout;
-        match super::deadline::timed(
-            until,
-            client::send(backend, &ep, upstream_req, &extra, start),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ProxyError::new(
-                ErrorKind::Timeout,
-                // The backend's name, never the endpoint's address: clients must not learn where
-                // services run. The access log names the endpoint (`upstream`).
-                format!(
-                    "backend {} did not answer within {}",
-                    backend.id,
-                    gatehouse_config::units::DisplayDuration(timeout)
-                ),
-            )),
-        }
-    };
-    if let (Some(l), Some(sent_at)) = (done.log.as_mut(), sent_at) {
-        l.upstream = Some(ep.address.clone());
-        l.upstream_duration = Some(sent_at.elapsed());
-    }
-    if let Some(od) = &backend.outlier {
-        let failed = match &result {
-            Ok(r) => r.status().is_server_error(),
-            Err(e) => e.kind.counts_against_endpoint(),
-        };
-        crate::health::outlier::record(od, &backend.state, &ep, failed);
-    }
-    let resp = match result {
-        Ok(r) => r,
-        Err(err) => {
-            return error_response(&snap, err, &rid, &target.errors, done);
-        }
-    };
-    let (mut parts, body) = resp.into_parts();
-    // The HTTP/1.1 codec leaves hop-by-hop fields out as it parses.
-    if matches!(body, client::UpstreamBody::H2(_)) {
-        forward::strip_hop_by_hop(&mut parts.headers);
-    }
-    if !rule.response_headers.is_empty() {
-        forward::apply_mods(&mut parts.headers, &rule.response_headers);
-    }
-    if affinity {
-        if let Some(cookie) = backend.affinity_cookie(&ep) {
-            parts.headers.append(header::SET_COOKIE, cookie);
-        }
-    }
-    parts.headers.insert(X_REQUEST_ID.clone(), rid);
-    done.status = parts.status.as_u16();
-    Response::from_parts(
-        parts,
-        ResponseBody::upstream(body, Some(done), backend.read_timeout),
-    )
 }
 
 #[cfg(test)]

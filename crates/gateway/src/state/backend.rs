@@ -64,6 +64,10 @@ pub struct BackendState {
     pub(crate) panic: Arc<AtomicBool>,
     panic_threshold: AtomicU32,
     pub(crate) metrics: BackendStateMetrics,
+    /// Circuit-breaker counts; carried over from the previous state, as live requests hold them.
+    pub(crate) breaker: Arc<super::breaker::Breaker>,
+    /// Retry budget window; carried over from the previous state.
+    pub(crate) budget: Arc<super::budget::RetryBudget>,
 }
 
 impl BackendState {
@@ -97,6 +101,14 @@ impl BackendState {
             inherited_leases: Mutex::new(Vec::new()),
             panic: Arc::new(AtomicBool::new(false)),
             panic_threshold: AtomicU32::new(spec.panic_threshold),
+            breaker: previous.map_or_else(
+                || {
+                    let (open, trips) = (&metrics.breaker_open, &metrics.breaker_trips);
+                    Arc::new(super::breaker::Breaker::new(open.clone(), trips.clone()))
+                },
+                |p| p.breaker.clone(),
+            ),
+            budget: previous.map_or_else(Default::default, |p| p.budget.clone()),
             metrics,
         };
         let statics = spec.endpoints.iter().map(|e| {
@@ -298,6 +310,7 @@ impl BackendState {
             "lastError": status.last_error.as_ref().map(|(m, at)| json!({"message": m, "at": at})),
             "discoveryErrors": status.errors,
             "panic": self.panic.load(Ordering::Relaxed),
+            "circuitBreaker": self.breaker.describe(),
             "endpoints": endpoints,
         })
     }

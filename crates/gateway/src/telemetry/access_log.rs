@@ -51,6 +51,8 @@ pub struct Record<'a> {
     pub upstream_duration: Option<Duration>,
     /// Proxy error kind, if the proxy answered with an error.
     pub error: Option<&'static str>,
+    /// Attempts made upstream, when the rule retries.
+    pub attempts: Option<u32>,
 }
 
 thread_local! {
@@ -179,6 +181,10 @@ impl AccessLogger {
             }
             if let Some(e) = r.error {
                 let _ = write!(buf, ",\"error\":\"{e}\"");
+            }
+            if let Some(n) = r.attempts {
+                buf.extend_from_slice(b",\"attempts\":");
+                buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             }
             buf.extend_from_slice(b"}\n");
             // A full disk or closed pipe must not fail the request; the line is dropped.

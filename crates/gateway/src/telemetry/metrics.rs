@@ -12,6 +12,12 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PairLabels {
+    route: String,
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
     backend: String,
@@ -60,6 +66,7 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     proxy_errors: Family<ErrorLabels, Counter>,
     config_info: Family<VersionLabels, Gauge>,
+    retries: Family<PairLabels, Counter>,
     /// Health, ejection and discovery families.
     pub(crate) upstream: super::upstream_metrics::UpstreamMetrics,
     /// Passed-through connection and tunnel families.
@@ -88,6 +95,8 @@ pub struct RequestMetrics {
     late_errors: Family<ErrorLabels, Counter>,
     route: String,
     late_counters: [std::sync::OnceLock<Counter>; crate::error::ErrorKind::COUNT],
+    retries: Family<PairLabels, Counter>,
+    retry_counter: std::sync::OnceLock<Counter>,
 }
 
 impl RequestMetrics {
@@ -115,6 +124,20 @@ impl RequestMetrics {
                     .clone()
             })
             .observe(seconds);
+    }
+
+    /// Counts a retry (an attempt after the first) to this route's backend.
+    pub(crate) fn retry(&self) {
+        self.retry_counter
+            .get_or_init(|| {
+                self.retries
+                    .get_or_create(&PairLabels {
+                        route: self.route.clone(),
+                        backend: self.backend.clone(),
+                    })
+                    .clone()
+            })
+            .inc();
     }
 
     /// Counts a failure that cut a response body short.
@@ -172,6 +195,12 @@ impl Metrics {
         let reloads = Family::<ResultLabels, Counter>::default();
         let proxy_errors = Family::<ErrorLabels, Counter>::default();
         let config_info = Family::<VersionLabels, Gauge>::default();
+        let retries = Family::<PairLabels, Counter>::default();
+        registry.register(
+            "retries",
+            "Attempts after the first a request made, by route and backend",
+            retries.clone(),
+        );
         registry.register(
             "requests",
             "Requests served, by route, backend and status class",
@@ -228,6 +257,7 @@ impl Metrics {
             reloads,
             proxy_errors,
             config_info,
+            retries,
         })
     }
 
@@ -242,6 +272,8 @@ impl Metrics {
             late_errors: self.proxy_errors.clone(),
             route: route.to_string(),
             late_counters: Default::default(),
+            retries: self.retries.clone(),
+            retry_counter: Default::default(),
         }
     }
 

@@ -26,6 +26,9 @@ pub(crate) struct UpstreamMetrics {
     ejections: Family<BackendLabels, Counter>,
     updates: Family<BackendLabels, Counter>,
     errors: Family<BackendLabels, Counter>,
+    breaker_open: Family<BackendLabels, Gauge>,
+    breaker_trips: Family<BackendLabels, Counter>,
+    budget_exhausted: Family<BackendLabels, Counter>,
 }
 
 /// The handles of one backend.
@@ -37,6 +40,12 @@ pub(crate) struct BackendStateMetrics {
     pub(crate) ejections: Counter,
     pub(crate) discovery_updates: Counter,
     pub(crate) discovery_errors: Counter,
+    /// 1 while the circuit breaker refuses requests.
+    pub(crate) breaker_open: Gauge,
+    /// Times the circuit breaker opened.
+    pub(crate) breaker_trips: Counter,
+    /// Retries the retry budget refused.
+    pub(crate) budget_exhausted: Counter,
 }
 
 impl UpstreamMetrics {
@@ -48,6 +57,9 @@ impl UpstreamMetrics {
             ejections: Family::default(),
             updates: Family::default(),
             errors: Family::default(),
+            breaker_open: Family::default(),
+            breaker_trips: Family::default(),
+            budget_exhausted: Family::default(),
         };
         registry.register(
             "available_endpoints",
@@ -74,6 +86,21 @@ impl UpstreamMetrics {
             "Discovery failures, by backend",
             m.errors.clone(),
         );
+        registry.register(
+            "circuit_breaker_open",
+            "1 while a backend's circuit breaker refuses requests, by backend",
+            m.breaker_open.clone(),
+        );
+        registry.register(
+            "circuit_breaker_trips",
+            "Times a backend's circuit breaker opened, by backend",
+            m.breaker_trips.clone(),
+        );
+        registry.register(
+            "retry_budget_exhausted",
+            "Retries refused because the backend's retry budget was spent, by backend",
+            m.budget_exhausted.clone(),
+        );
         m
     }
 
@@ -87,6 +114,9 @@ impl UpstreamMetrics {
         self.ejections.remove(&b);
         self.updates.remove(&b);
         self.errors.remove(&b);
+        self.breaker_open.remove(&b);
+        self.breaker_trips.remove(&b);
+        self.budget_exhausted.remove(&b);
         for result in ["healthy", "unhealthy"] {
             self.checks.remove(&CheckLabels {
                 backend: backend.to_string(),
@@ -112,7 +142,13 @@ impl UpstreamMetrics {
         let ejections = self.ejections.get_or_create(&b()).clone();
         let discovery_updates = self.updates.get_or_create(&b()).clone();
         let discovery_errors = self.errors.get_or_create(&b()).clone();
+        let breaker_open = self.breaker_open.get_or_create(&b()).clone();
+        let breaker_trips = self.breaker_trips.get_or_create(&b()).clone();
+        let budget_exhausted = self.budget_exhausted.get_or_create(&b()).clone();
         BackendStateMetrics {
+            breaker_open,
+            breaker_trips,
+            budget_exhausted,
             available,
             checks_ok,
             checks_failed,

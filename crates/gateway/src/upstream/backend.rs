@@ -4,6 +4,8 @@
 //! ejections, panic mode, slow start, consistent hashing and sticky cookies.
 
 use super::balancer::{self, hash_key, Balancer, Candidate};
+use crate::error::{ErrorKind, ProxyError};
+use crate::state::breaker::{Limit, Slot};
 use gatehouse_config::{Backend, BackendProtocol, HashOn, LbPolicy, StickyCookie};
 use http::{HeaderMap, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
@@ -74,6 +76,8 @@ pub struct BackendRt {
     pub(crate) outlier: Option<gatehouse_config::OutlierDetection>,
     /// Slow-start window in state-clock milliseconds, when configured.
     slow_start_ms: Option<u64>,
+    /// Circuit-breaker limits, when configured (the counts are in `state.breaker`).
+    pub(crate) breaker: Option<gatehouse_config::CircuitBreaker>,
 }
 
 impl BackendRt {
@@ -96,6 +100,26 @@ impl BackendRt {
             connect_errors,
             outlier: b.outlier_detection.clone(),
             slow_start_ms: b.slow_start.map(|d| d.as_millis().max(1) as u64),
+            breaker: b.circuit_breaker,
+        }
+    }
+
+    /// A unit of the circuit breaker's `limit`: `None` when the backend has no breaker, a
+    /// `circuit_open` error when the limit is reached.
+    pub(crate) fn breaker_slot(&self, limit: Limit) -> Result<Option<Slot>, ProxyError> {
+        let Some(limits) = &self.breaker else {
+            return Ok(None);
+        };
+        match self.state.breaker.acquire(limits, limit) {
+            Some(slot) => Ok(Some(slot)),
+            None => Err(ProxyError::new(
+                ErrorKind::CircuitOpen,
+                format!(
+                    "backend {} is overloaded: its circuit breaker is open ({} reached)",
+                    self.id,
+                    limit.field()
+                ),
+            )),
         }
     }
 
@@ -253,6 +277,7 @@ mod tests {
             panic_threshold: 50,
             slow_start,
             discovery: None,
+            circuit_breaker: None,
         };
         let metrics = crate::telemetry::metrics::Metrics::new();
         let state = crate::state::BackendState::new(

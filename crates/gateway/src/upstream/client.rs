@@ -4,9 +4,10 @@
 use super::backend::{BackendRt, EndpointRt};
 use super::h1;
 use super::pool;
-use crate::error::{ErrorKind, ProxyError};
+use crate::error::{Cause, ErrorKind, Progress, ProxyError};
 use crate::proxy::body::RequestBody;
 use crate::proxy::forward::Extra;
+use crate::state::breaker::{Limit, Slot};
 use gatehouse_config::BackendProtocol;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -23,6 +24,17 @@ pub enum UpstreamBody {
     H1(h1::UpstreamBody),
     /// A stream of a multiplexed HTTP/2 connection (hyper).
     H2(Incoming),
+}
+
+/// A new connection and its unit of the circuit breaker's `maxConnections` (held as long as the
+/// connection lives), after a unit of `maxPendingRequests` held while connecting.
+async fn connect_counted(
+    backend: &BackendRt,
+    ep: &EndpointRt,
+) -> Result<(TcpStream, Option<Slot>), ProxyError> {
+    let slot = backend.breaker_slot(Limit::Connections)?;
+    let _pending = backend.breaker_slot(Limit::Pending)?;
+    Ok((connect(backend, ep).await?, slot))
 }
 
 /// A TCP connection to `ep` within the backend's connect timeout (also used by passthrough).
@@ -74,16 +86,29 @@ pub(crate) async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpS
     }
 }
 
+/// An HTTP/2 failure. A stream the upstream refused (`REFUSED_STREAM`) was never acted on, so it
+/// counts as nothing sent; otherwise the request may have been seen, and a connection that ends
+/// under it is a reset.
 fn protocol_error(backend: &BackendRt, ep: &EndpointRt, e: hyper::Error) -> ProxyError {
     tracing::warn!(
         backend = &*backend.id,
         upstream = &*ep.address,
         "HTTP/2 upstream failed: {e}"
     );
-    ProxyError::new(
+    let h2 = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<h2::Error>());
+    let err = ProxyError::new(
         ErrorKind::UpstreamProtocol,
         format!("the connection to backend {} failed", backend.id),
-    )
+    );
+    match h2 {
+        Some(h) if h.reason() == Some(h2::Reason::REFUSED_STREAM) => {
+            err.because(Cause::RefusedStream)
+        }
+        Some(h) if h.is_reset() || h.is_io() || h.is_go_away() => {
+            err.because(Cause::Reset).at(Progress::HeadSent)
+        }
+        _ => err.at(Progress::HeadSent),
+    }
 }
 
 /// The endpoint's HTTP/2 connection, made when there is none (or it closed).
@@ -103,13 +128,14 @@ async fn h2_connect(
     backend: &BackendRt,
     ep: &EndpointRt,
 ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
-    let stream = connect(backend, ep).await?;
+    let (stream, slot) = connect_counted(backend, ep).await?;
     let (tx, conn) = http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| protocol_error(backend, ep, e))?;
     tokio::spawn(async move {
         let _ = conn.await;
+        drop(slot);
     });
     ep.shared.h2.store(Some(Arc::new(tx.clone())));
     Ok(tx)
@@ -151,7 +177,10 @@ pub async fn send(
                 let conn = match pool::checkout(key, now) {
                     Some(c) => c,
                     // Boxed: connecting is rare and its state large (see `h2_sender`).
-                    None => h1::Conn::new(Box::pin(connect(backend, ep)).await?),
+                    None => {
+                        let (stream, slot) = Box::pin(connect_counted(backend, ep)).await?;
+                        h1::Conn::new(stream).counted(slot)
+                    }
                 };
                 match h1::exchange(conn, req, extra, &ep.address, key, backend.idle_timeout).await {
                     Ok(resp) => return Ok(resp.map(UpstreamBody::H1)),

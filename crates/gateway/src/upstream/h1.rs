@@ -10,7 +10,7 @@
 
 use super::codec::{self, Chunked, Decoded, Framing, WireError};
 use super::pool;
-use crate::error::{ErrorKind, ProxyError};
+use crate::error::{Cause, ErrorKind, Progress, ProxyError};
 use crate::proxy::body::{request_body_fault, RequestBody};
 use crate::proxy::forward::Extra;
 use bytes::{Bytes, BytesMut};
@@ -47,7 +47,15 @@ impl Conn {
             body_fault: None,
             got_bytes: false,
             reused: false,
+            _slot: None,
         }))
+    }
+
+    /// The same connection, holding its unit of the backend's circuit-breaker `maxConnections`
+    /// until it closes.
+    pub(crate) fn counted(mut self, slot: Option<crate::state::breaker::Slot>) -> Self {
+        self.0._slot = slot;
+        self
     }
 
     /// Whether the upstream has closed (or written to) this idle connection. Checks only what the
@@ -91,6 +99,8 @@ struct Duplex {
     got_bytes: bool,
     /// Whether an earlier exchange used this connection.
     reused: bool,
+    /// The circuit breaker's count of this connection, when the backend has one.
+    _slot: Option<crate::state::breaker::Slot>,
 }
 
 impl Duplex {
@@ -172,6 +182,17 @@ impl Duplex {
         }
     }
 
+    /// How far the request got onto the wire.
+    fn progress(&self) -> Progress {
+        if self.head_pos == 0 {
+            Progress::NothingSent
+        } else if self.head_pos == self.head.len() && self.body.is_none() && self.out_len() == 0 {
+            Progress::BodySent
+        } else {
+            Progress::HeadSent
+        }
+    }
+
     fn sent(&self) -> bool {
         self.write_error.is_none()
             && self.body_fault.is_none()
@@ -235,14 +256,25 @@ pub async fn exchange(
                 }
                 HeadError::Closed => {
                     upstream_error("upstream closed the connection before responding")
+                        .because(Cause::Reset)
                 }
                 HeadError::Io(e) => {
                     tracing::debug!("upstream connection failed: {e}");
-                    upstream_error("upstream connection failed")
+                    let reset = matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                    );
+                    let err = upstream_error("upstream connection failed");
+                    if reset {
+                        err.because(Cause::Reset)
+                    } else {
+                        err
+                    }
                 }
                 HeadError::Wire(e) => upstream_error(e.0),
                 HeadError::Client(kind) => body_error(kind),
-            };
+            }
+            .at(d.progress());
             return Err(ExchangeError::Failed(e));
         }
     };
@@ -363,7 +395,7 @@ impl UpstreamBody {
     /// Ends the body with an error; the connection is closed, never pooled.
     fn fail(&mut self, err: ProxyError) -> Poll<Option<Result<Frame<Bytes>, ProxyError>>> {
         self.d = None;
-        Poll::Ready(Some(Err(err)))
+        Poll::Ready(Some(Err(err.at(Progress::ResponseStarted))))
     }
 }
 

@@ -1,0 +1,255 @@
+//! Request flow, forwarding (retries): the attempts of an exchange whose rule has a `retry`
+//! policy. An attempt that fails in a way the policy names is tried again — on another endpoint
+//! where there is one, after an exponential backoff with full jitter — while attempts, the
+//! whole-request timeout, the backend's retry budget and its circuit breaker allow, and only when
+//! the request can be sent again whole (its body kept for replay, its method repeatable once any
+//! of it left). A response handed to the client is never retried: the loop ends with it.
+
+use super::Exchange;
+use crate::body::replay::ReplaySource;
+use crate::error::{Cause, ErrorKind, ProxyError, Side};
+use crate::proxy::body::{Completion, RequestBody};
+use crate::proxy::forward::Extra;
+use crate::state::breaker::Limit;
+use crate::telemetry::metrics::RequestMetrics;
+use crate::upstream::backend::{BackendRt, EndpointRt};
+use crate::upstream::client::UpstreamBody;
+use gatehouse_config::{Backoff, Retry, RetryOn};
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use hyper::body::Incoming;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Sent on every upstream request of a retrying rule: which attempt this is, from 1.
+static X_GATEHOUSE_ATTEMPTS: HeaderName = HeaderName::from_static("x-gatehouse-attempts");
+
+/// An exchange's attempts against one backend.
+pub(super) struct Leg<'a> {
+    pub(super) ex: &'a Exchange<'a>,
+    pub(super) policy: &'a Retry,
+    pub(super) backend: &'a BackendRt,
+    pub(super) metrics: &'a RequestMetrics,
+    pub(super) extra: &'a Extra<'a>,
+}
+
+/// How the request body is sent again.
+enum Replay {
+    /// No body: every attempt sends none.
+    Empty,
+    /// Kept (up to `maxBodySize`) as it streams.
+    Kept(ReplaySource),
+    /// Too large to keep: streamed once, not retried.
+    Once(Option<RequestBody>),
+}
+
+impl Replay {
+    fn body(&mut self) -> RequestBody {
+        match self {
+            Replay::Empty => RequestBody::empty(),
+            Replay::Kept(source) => RequestBody::replay(source.reader()),
+            Replay::Once(body) => body.take().unwrap_or_else(RequestBody::empty),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        match self {
+            Replay::Empty => true,
+            Replay::Kept(source) => source.replayable(),
+            Replay::Once(_) => false,
+        }
+    }
+}
+
+impl Leg<'_> {
+    /// Runs the attempts; the last outcome and the endpoint it came from. `done` follows the
+    /// endpoint in flight and records the number of attempts for the access log.
+    pub(super) async fn run(
+        self,
+        parts: Parts,
+        body: Incoming,
+        bytes_in: Option<Arc<AtomicU64>>,
+        mut ep: Arc<EndpointRt>,
+        done: &mut Completion,
+    ) -> (Result<Response<UpstreamBody>, ProxyError>, Arc<EndpointRt>) {
+        let policy = self.policy;
+        let method_ok = (policy.methods.iter()).any(|m| m == parts.method.as_str());
+        let max_body = self.ex.max_body();
+        let mut replay = if body.is_end_stream() {
+            Replay::Empty
+        } else if body.size_hint().lower() > policy.max_body_size as u64 {
+            Replay::Once(Some(RequestBody::new(body, bytes_in).limited(max_body)))
+        } else {
+            let body = RequestBody::new(body, bytes_in).limited(max_body);
+            Replay::Kept(ReplaySource::new(body, policy.max_body_size))
+        };
+        self.backend.state.budget.request();
+        // The running retry's unit of the breaker's `maxRetries`, given back with its outcome.
+        let mut _retrying = None;
+        let mut n = 1;
+        loop {
+            if let Some(l) = done.log.as_mut() {
+                l.attempts = Some(n);
+            }
+            let mut head = copy_head(&parts);
+            head.headers
+                .insert(X_GATEHOUSE_ATTEMPTS.clone(), HeaderValue::from(n));
+            let req = Request::from_parts(head, replay.body());
+            let result = (self.ex)
+                .attempt(self.backend, &ep, req, self.extra, policy.per_try_timeout)
+                .await;
+            let wanted = match &result {
+                Ok(r) => method_ok && replay.replayable() && status_wanted(&policy.on, r.status()),
+                Err(e) => {
+                    error_wanted(&policy.on, e) && e.may_retry(method_ok, replay.replayable())
+                }
+            };
+            if !wanted || n >= policy.attempts {
+                return (result, ep);
+            }
+            let Some(wait) = self.next_wait(n) else {
+                return (result, ep);
+            };
+            // The retry's unit of `maxRetries`, held until its outcome is known.
+            let Ok(slot) = self.backend.breaker_slot(Limit::Retries) else {
+                return (result, ep);
+            };
+            _retrying = slot;
+            drop(result);
+            self.metrics.retry();
+            tokio::time::sleep(wait).await;
+            let next = self.other_endpoint(&ep);
+            if let Some(next) = next {
+                ep.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+                next.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+                done.in_flight = Some(next.shared.clone());
+                ep = next;
+            }
+            n += 1;
+        }
+    }
+
+    /// The wait before retry `n` (from 1), if the budget grants it and it ends before the
+    /// whole-request timeout.
+    fn next_wait(&self, n: u32) -> Option<Duration> {
+        let wait = backoff(n, &self.policy.backoff);
+        let whole = (self.ex.entry.rule.timeout).unwrap_or(super::DEFAULT_ROUTE_TIMEOUT);
+        if !whole.is_zero() && self.ex.start.elapsed() + wait >= whole {
+            return None;
+        }
+        let budget = &self.policy.budget;
+        if !(self.backend.state.budget).try_retry(budget.percent, budget.min_per_second) {
+            self.backend.state.metrics.budget_exhausted.inc();
+            return None;
+        }
+        Some(wait)
+    }
+
+    /// Another available endpoint than `ep`, where the backend has one (a few picks; the
+    /// balancer's order makes the next pick differ for round robin at once).
+    fn other_endpoint(&self, ep: &EndpointRt) -> Option<Arc<EndpointRt>> {
+        (0..4)
+            .filter_map(|_| self.backend.pick())
+            .find(|next| next.key != ep.key)
+    }
+}
+
+/// A copy of the prepared head for one attempt (the request itself goes to the upstream client).
+fn copy_head(parts: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req.into_parts().0
+}
+
+/// Whether the policy retries an upstream response with `status`.
+fn status_wanted(on: &RetryOn, status: StatusCode) -> bool {
+    let s = status.as_u16();
+    on.statuses.contains(&s) || (on.gateway_error && (502..=504).contains(&s))
+}
+
+/// Whether the policy names the failure `e`; `gateway-error` covers every upstream failure the
+/// proxy answers with 502 or 504 itself.
+fn error_wanted(on: &RetryOn, e: &ProxyError) -> bool {
+    match e.cause {
+        Cause::Connect => on.connect_failure || on.gateway_error,
+        Cause::RefusedStream => on.refused_stream || on.gateway_error,
+        Cause::Reset => on.reset || on.gateway_error,
+        Cause::PerTryTimeout => on.reset || on.gateway_error,
+        Cause::Other => {
+            on.gateway_error
+                && e.side == Side::Upstream
+                && matches!(e.kind, ErrorKind::UpstreamProtocol | ErrorKind::Timeout)
+        }
+    }
+}
+
+/// The wait before retry `n` (from 1): uniformly random below `min(max, base * 2^(n-1))` — full
+/// jitter, so that clients that failed together do not come back together.
+pub(crate) fn backoff(n: u32, b: &Backoff) -> Duration {
+    let ceiling = b
+        .base
+        .saturating_mul(1u32 << n.saturating_sub(1).min(20))
+        .min(b.max);
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(..nanos.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_grows_exponentially_up_to_max_with_full_jitter() {
+        let b = Backoff {
+            base: Duration::from_millis(25),
+            max: Duration::from_millis(250),
+        };
+        for (n, ceiling) in [(1, 25), (2, 50), (3, 100), (4, 200), (5, 250), (30, 250)] {
+            let waits: Vec<Duration> = (0..400).map(|_| backoff(n, &b)).collect();
+            let top = Duration::from_millis(ceiling);
+            assert!(waits.iter().all(|w| *w < top), "retry {n} above {top:?}");
+            // Full jitter: the waits spread over the whole range, down to near zero.
+            assert!(waits.iter().any(|w| *w < top / 10), "retry {n}");
+            assert!(waits.iter().any(|w| *w > top * 9 / 10), "retry {n}");
+        }
+        // On the paused clock a retry waits its backoff, no more than the timer's 1 ms grain.
+        let start = tokio::time::Instant::now();
+        let wait = backoff(3, &b);
+        tokio::time::sleep(wait).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= wait && waited <= wait + Duration::from_millis(1),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn conditions_name_failures_and_statuses() {
+        let on = RetryOn {
+            connect_failure: true,
+            statuses: vec![503],
+            ..RetryOn::default()
+        };
+        let connect = ProxyError::new(ErrorKind::UpstreamConnect, "x");
+        assert!(error_wanted(&on, &connect));
+        let reset = ProxyError::new(ErrorKind::UpstreamProtocol, "x").because(Cause::Reset);
+        assert!(!error_wanted(&on, &reset));
+        assert!(status_wanted(&on, StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!status_wanted(&on, StatusCode::BAD_GATEWAY));
+        let gw = RetryOn {
+            gateway_error: true,
+            ..RetryOn::default()
+        };
+        assert!(error_wanted(&gw, &reset));
+        assert!(status_wanted(&gw, StatusCode::GATEWAY_TIMEOUT));
+        assert!(!status_wanted(&gw, StatusCode::INTERNAL_SERVER_ERROR));
+        let client = ProxyError::new(ErrorKind::ClientClosed, "x");
+        assert!(!error_wanted(&gw, &client));
+    }
+}
