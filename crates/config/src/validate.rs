@@ -365,12 +365,15 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -
         v.errors
             .push(ctx.error("spec.rules", "a route needs at least one rule"));
     }
-    let rules = spec
+    let mut rules: Vec<Rule> = spec
         .rules
         .iter()
         .enumerate()
         .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, backends))
         .collect();
+    // `filter_map` cannot size the vector: it starts at four rules, and a one-rule route would
+    // keep three empty ~500-byte slots for the life of the config (15 MB at 10,000 routes).
+    rules.shrink_to_fit();
     Route {
         id: o.id.clone(),
         hosts,
