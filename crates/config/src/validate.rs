@@ -115,11 +115,15 @@ pub(crate) fn validate(
             seen.insert((o.spec.kind(), &o.id), &o.ctx);
         }
     }
-    let backend_ids: Vec<&ObjectId> = declared
+    let mut backend_ids: Vec<&ObjectId> = declared
         .iter()
         .filter(|(k, _)| *k == "Backend")
         .map(|(_, id)| id)
         .collect();
+    // Sorted for `binary_search`: every rule's backend reference is looked up here, and a linear
+    // `contains` made 10,000 routes over 10,000 backends cost 10^8 comparisons.
+    backend_ids.sort();
+    backend_ids.dedup();
 
     let mut config = Config {
         version: String::new(),
@@ -492,7 +496,7 @@ fn rule(
                     name: b.backend.clone(),
                 },
             };
-            if !backends.contains(&&id) {
+            if backends.binary_search(&&id).is_err() {
                 let names: Vec<String> = backends
                     .iter()
                     .map(|b| {
