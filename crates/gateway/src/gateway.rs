@@ -133,6 +133,7 @@ impl Gateway {
         let plan = state.plan(&config, &metrics);
         let snap = Snapshot::build(config.clone(), &metrics, &plan).map_err(StartError::Other)?;
         state.commit(&plan);
+        crate::snapshot::return_freed_memory();
         metrics.set_version(None, &config.version);
         metrics.reload(true);
         let gw = Arc::new(Gateway {
@@ -178,6 +179,7 @@ impl Gateway {
                 .map_err(|e| vec![e]),
         };
         drop(listeners);
+        crate::snapshot::return_freed_memory();
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
             Ok(version) => {
