@@ -119,9 +119,14 @@ pub(crate) fn validate(
             seen.insert((o.spec.kind(), &o.id), &o.ctx);
         }
     }
+    // Sorted for `binary_search`: every rule's backend reference is looked up here, and a linear
+    // `contains` made 10,000 routes over 10,000 backends cost 10^8 comparisons.
     let ids_of = |kind: &str| -> Vec<&ObjectId> {
         let of_kind = declared.iter().filter(|(k, _)| *k == kind);
-        of_kind.map(|(_, id)| id).collect()
+        let mut ids: Vec<&ObjectId> = of_kind.map(|(_, id)| id).collect();
+        ids.sort();
+        ids.dedup();
+        ids
     };
     let refs = Refs {
         backends: ids_of("Backend"),
@@ -395,12 +400,15 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
         v.errors
             .push(ctx.error("spec.rules", "a route needs at least one rule"));
     }
-    let rules: Vec<Rule> = spec
+    let mut rules: Vec<Rule> = spec
         .rules
         .iter()
         .enumerate()
         .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, refs))
         .collect();
+    // `filter_map` cannot size the vector: it starts at four rules, and a one-rule route would
+    // keep three empty ~500-byte slots for the life of the config (15 MB at 10,000 routes).
+    rules.shrink_to_fit();
     let openapi = spec_openapi(v, ctx, spec, &rules);
     Route {
         id: o.id.clone(),
@@ -522,7 +530,7 @@ fn rule(
                     name: b.backend.clone(),
                 },
             };
-            if !backends.contains(&&id) {
+            if backends.binary_search(&&id).is_err() {
                 let names: Vec<String> = backends
                     .iter()
                     .map(|b| {

@@ -141,6 +141,7 @@ impl Gateway {
             .site;
         let portal_socket = portal.bind(&config).map_err(StartError::Other)?;
         state.commit(&plan);
+        crate::snapshot::return_freed_memory();
         metrics.set_version(None, &config.version);
         metrics.reload(true);
         let gw = Arc::new(Gateway {
@@ -191,6 +192,7 @@ impl Gateway {
                 .map_err(|e| vec![e]),
         };
         drop(listeners);
+        crate::snapshot::return_freed_memory();
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
             Ok(version) => {

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 mod reuse;
+pub(crate) use reuse::return_freed_memory;
 use reuse::Reuse;
 
 /// One backend choice of a forwarding rule.

@@ -24,10 +24,13 @@ fn load(yaml: &str) -> Config {
 /// The lookup as it was before the index: every host class's rules sorted by precedence and
 /// scanned in order with `rule_matches`.
 struct Reference<'a> {
-    exact: HashMap<&'a str, Vec<(String, usize, &'a Rule)>>,
-    wildcard: Vec<(&'a str, Vec<(String, usize, &'a Rule)>)>,
-    any: Vec<(String, usize, &'a Rule)>,
+    exact: HashMap<&'a str, Vec<RefRule<'a>>>,
+    wildcard: Vec<(&'a str, Vec<RefRule<'a>>)>,
+    any: Vec<RefRule<'a>>,
 }
+
+/// Route name, rule index, rule.
+type RefRule<'a> = (String, usize, &'a Rule);
 
 impl<'a> Reference<'a> {
     fn new(config: &'a Config) -> Self {
@@ -50,7 +53,7 @@ impl<'a> Reference<'a> {
                 }
             }
         }
-        let sort = |v: &mut Vec<(String, usize, &Rule)>| v.sort_by_key(|e| e.2.precedence());
+        let sort = |v: &mut Vec<RefRule>| v.sort_by_key(|e| e.2.precedence());
         exact.values_mut().for_each(sort);
         let mut wildcard: Vec<_> = wildcard.into_iter().collect();
         wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
@@ -64,7 +67,7 @@ impl<'a> Reference<'a> {
     }
 
     fn lookup(&self, host: &str, req: &Req) -> Option<String> {
-        let scan = |rules: &[(String, usize, &Rule)]| {
+        let scan = |rules: &[RefRule]| {
             rules
                 .iter()
                 .find(|e| rule_matches(e.2, &req.method, &req.path, req.query(), &req.headers))
