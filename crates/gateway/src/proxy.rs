@@ -5,6 +5,7 @@ pub mod body;
 pub mod conn;
 pub mod deadline;
 pub mod forward;
+pub(crate) mod grpc;
 pub mod handler;
 pub mod listener;
 pub(crate) mod normalize;

@@ -91,6 +91,18 @@ thread_local! {
 pub async fn handle(
     snap: Arc<Snapshot>,
     conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    // One header lookup: a gRPC client must get gateway-made errors as gRPC statuses.
+    if super::grpc::is_grpc(req.headers()) {
+        return super::grpc::render_error(serve(snap, conn, req).await);
+    }
+    serve(snap, conn, req).await
+}
+
+async fn serve(
+    snap: Arc<Snapshot>,
+    conn: &ConnInfo,
     mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
@@ -248,6 +260,8 @@ fn error_response(
         l.error = Some(err.kind.as_str());
     }
     done.status = parts.status.as_u16();
+    // Kept for `grpc::render_error`, which answers gRPC clients with the error's gRPC status.
+    parts.extensions.insert(err);
     Response::from_parts(parts, ResponseBody::full(body, Some(done)))
 }
 
@@ -326,6 +340,8 @@ async fn forward(
 
     let (mut parts, body) = req.into_parts();
     let h2 = backend.protocol == BackendProtocol::HTTP2;
+    // A gRPC client's deadline (HTTP/2 backends only), capped below by the route timeout.
+    let grpc_timeout = h2.then(|| super::grpc::timeout(&parts.headers)).flatten();
     // gRPC needs `te: trailers` end to end, though TE is otherwise hop-by-hop.
     let wants_trailers = h2
         && parts
@@ -432,6 +448,7 @@ async fn forward(
     done.in_flight = Some(ep.shared.clone());
     let sent_at = done.log.as_ref().map(|_| Instant::now());
     let timeout = rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+    let timeout = super::grpc::capped(timeout, grpc_timeout);
     let result = if timeout.is_zero() {
         client::send(backend, &ep, upstream_req, &extra, start).await
     } else {
