@@ -56,6 +56,8 @@ fi
 need=()
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# TLS passthrough tests put `openssl s_server` behind the gateway.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # DNS discovery tests ask a real dnsmasq (the binary alone: dnsmasq-base has no service).
 [ -x /usr/sbin/dnsmasq ] || command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 # etcd discovery tests run a real etcd.
@@ -78,7 +80,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
     $SUDO rm -f /usr/sbin/policy-rc.d
 fi
-# The gRPC health-check test talks to a real Python gRPC server (grpcio and its health servicer).
+# The gRPC tests (health checks, gRPC errors) talk to real Python gRPC peers (grpcio, its health servicer).
 if ! python3 -c 'import grpc, grpc_health.v1' 2>/dev/null; then
     echo "installing: grpcio grpcio-health-checking (pip)"
     python3 -m pip install -q grpcio grpcio-health-checking \

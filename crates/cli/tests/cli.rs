@@ -49,7 +49,7 @@ fn check_prints_every_error_and_exits_non_zero() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout)
-        .starts_with("ok: 1 listener(s), 2 backend(s), 1 route(s) with 1 rule(s)"));
+        .starts_with("ok: 3 listener(s), 2 backend(s), 1 route(s) with 1 rule(s)"));
 }
 
 #[test]

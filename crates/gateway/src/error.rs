@@ -90,6 +90,23 @@ impl ErrorKind {
         }
     }
 
+    /// The gRPC status code a gRPC client sees for it (gRPC's `statuscodes.md`, and its mapping
+    /// of HTTP statuses: 404 is UNIMPLEMENTED, 502/503 UNAVAILABLE, 504 DEADLINE_EXCEEDED).
+    pub fn grpc_status(self) -> &'static str {
+        match self {
+            ErrorKind::ClientClosed => "1", // CANCELLED
+            ErrorKind::Timeout => "4",      // DEADLINE_EXCEEDED
+            ErrorKind::UriTooLong | ErrorKind::RateLimited | ErrorKind::PayloadTooLarge => "8", // RESOURCE_EXHAUSTED
+            ErrorKind::NoRoute | ErrorKind::MethodNotAllowed => "12", // UNIMPLEMENTED
+            ErrorKind::BadRequest => "13",                            // INTERNAL
+            ErrorKind::UpstreamConnect
+            | ErrorKind::UpstreamProtocol
+            | ErrorKind::NoHealthyEndpoint
+            | ErrorKind::CircuitOpen
+            | ErrorKind::FaultInjected => "14", // UNAVAILABLE
+        }
+    }
+
     /// Whether the failure says something about the endpoint (for outlier detection): it could not
     /// be reached, broke the exchange or did not answer; a client leaving says nothing.
     pub(crate) fn counts_against_endpoint(self) -> bool {
@@ -152,7 +169,7 @@ pub enum Cause {
 }
 
 /// A failure produced by the proxy, with a message for the client and the logs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ProxyError {
     /// The kind.
     pub kind: ErrorKind,
@@ -235,6 +252,41 @@ impl ProxyError {
     }
 }
 
+impl ProxyError {
+    /// The same error for a gRPC client: a trailers-only response (HTTP 200, the status in the
+    /// headers, no body), which every gRPC client reads as the call's status. `grpc-message` is
+    /// percent-encoded as the gRPC HTTP/2 protocol asks.
+    pub fn to_grpc_response(&self) -> Response<Bytes> {
+        let mut resp = Response::new(Bytes::new());
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(
+            "grpc-status",
+            HeaderValue::from_static(self.kind.grpc_status()),
+        );
+        if let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(&self.message)) {
+            h.insert("grpc-message", v);
+        }
+        resp
+    }
+}
+
+/// `grpc-message` encoding: bytes outside printable ASCII, and `%`, as `%XX`.
+fn grpc_percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind.as_str(), self.message)
@@ -283,5 +335,21 @@ mod tests {
         assert_eq!(client.side, Side::Downstream);
         assert!(!client.may_retry(true, true));
         assert_eq!(ErrorKind::CircuitOpen.side(), Side::Internal);
+    }
+
+    #[test]
+    fn grpc_errors_are_trailers_only_with_the_status_in_the_headers() {
+        let e = ProxyError::new(ErrorKind::NoRoute, "no route for POST /x.Y/Z — 100%");
+        let resp = e.to_grpc_response();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.body().is_empty());
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        assert_eq!(resp.headers()["grpc-status"], "12");
+        assert_eq!(
+            resp.headers()["grpc-message"],
+            "no route for POST /x.Y/Z %E2%80%94 100%25"
+        );
+        assert_eq!(ErrorKind::Timeout.grpc_status(), "4");
+        assert_eq!(ErrorKind::UpstreamConnect.grpc_status(), "14");
     }
 }

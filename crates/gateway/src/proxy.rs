@@ -6,6 +6,7 @@ pub mod conn;
 pub mod deadline;
 pub(crate) mod exchange;
 pub mod forward;
+pub(crate) mod grpc;
 pub mod handler;
 pub mod listener;
 pub(crate) mod normalize;

@@ -363,6 +363,12 @@ impl ResponseBody {
         }
     }
 
+    /// The same body with no content: a gateway-made body replaced by a gRPC status in headers.
+    pub(crate) fn into_empty(mut self) -> Self {
+        self.inner = Inner::Full(None);
+        self
+    }
+
     /// Records the exchange: complete, or cut short by `failure`.
     fn end(&mut self, failure: Option<ErrorKind>) {
         if let Some(mut done) = self.done.take() {

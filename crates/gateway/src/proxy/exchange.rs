@@ -9,7 +9,7 @@ mod retry;
 
 use super::body::{Completion, LogContext, RequestBody, ResponseBody};
 use super::forward::{self, Extra};
-use super::handler::{error_response, ConnInfo, DEFAULT_ROUTE_TIMEOUT, X_REQUEST_ID};
+use super::handler::{error_response, ConnInfo, X_REQUEST_ID};
 use crate::error::{Cause, ErrorKind, Progress, ProxyError};
 use crate::routing::Entry;
 use crate::snapshot::{Snapshot, Target};
@@ -40,6 +40,9 @@ pub(crate) struct Exchange<'a> {
     pub(crate) rid: &'a HeaderValue,
     /// When the request arrived.
     pub(crate) start: Instant,
+    /// The whole request's timeout from `start` (the rule's, shortened by a gRPC client's
+    /// `grpc-timeout`); zero for none.
+    pub(crate) timeout: Duration,
 }
 
 impl Exchange<'_> {
@@ -269,7 +272,7 @@ impl Exchange<'_> {
         extra: &Extra<'_>,
         per_try: Option<Duration>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
-        let whole = self.entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+        let whole = self.timeout;
         let overall =
             (!whole.is_zero()).then(|| tokio::time::Instant::from_std(self.start) + whole);
         let per_try_until = per_try.map(|d| tokio::time::Instant::now() + d);

@@ -91,7 +91,20 @@ thread_local! {
 pub async fn handle(
     snap: Arc<Snapshot>,
     conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    // One header lookup: a gRPC client must get gateway-made errors as gRPC statuses.
+    if super::grpc::is_grpc(req.headers()) {
+        return super::grpc::render_error(serve(snap, conn, req, true).await);
+    }
+    serve(snap, conn, req, false).await
+}
+
+async fn serve(
+    snap: Arc<Snapshot>,
+    conn: &ConnInfo,
     mut req: Request<Incoming>,
+    grpc: bool,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let rid = request_id(&req);
@@ -172,12 +185,18 @@ pub async fn handle(
         }
         Action::Forward(_) => {
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
+            let mut timeout = entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+            if grpc {
+                // A gRPC client's deadline shortens the route timeout, never lengthens it.
+                timeout = super::grpc::capped(timeout, super::grpc::timeout(req.headers()));
+            }
             let exchange = Exchange {
                 snap: &snap,
                 conn,
                 entry,
                 rid: &rid,
                 start,
+                timeout,
             };
             // The rule's policy chain runs here, before forwarding: each step lets the request
             // continue or answers it at once.
@@ -296,6 +315,8 @@ pub(crate) fn error_response(
         l.error = Some(err.kind.as_str());
     }
     done.status = parts.status.as_u16();
+    // Kept for `grpc::render_error`, which answers gRPC clients with the error's gRPC status.
+    parts.extensions.insert(err);
     Response::from_parts(parts, ResponseBody::full(body, Some(done)))
 }
 

@@ -136,7 +136,7 @@ impl Leg<'_> {
     /// whole-request timeout.
     fn next_wait(&self, n: u32) -> Option<Duration> {
         let wait = backoff(n, &self.policy.backoff);
-        let whole = (self.ex.entry.rule.timeout).unwrap_or(super::DEFAULT_ROUTE_TIMEOUT);
+        let whole = self.ex.timeout;
         if !whole.is_zero() && self.ex.start.elapsed() + wait >= whole {
             return None;
         }

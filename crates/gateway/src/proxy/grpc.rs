@@ -1,0 +1,114 @@
+//! Request flow, around the handler, for gRPC requests only: gateway-made errors become
+//! trailers-only gRPC responses (the mapping is `ProxyError::to_grpc_response` in `error.rs`), and
+//! a client's `grpc-timeout` shortens the route timeout (never lengthens it).
+
+use super::body::ResponseBody;
+use crate::error::ProxyError;
+use http::header::{self, HeaderMap};
+use http::Response;
+use std::time::Duration;
+
+/// Whether the request is gRPC (`application/grpc`, `application/grpc+proto`, gRPC-Web's
+/// `application/grpc-web...`): one header lookup and a prefix compare.
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.as_bytes().get(..16))
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"application/grpc"))
+}
+
+/// The client's deadline, `grpc-timeout` (1 to 8 digits and a unit: `H M S m u n`); `None` when
+/// absent or malformed (a malformed one is ignored, as gRPC servers do).
+pub(crate) fn timeout(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.as_bytes();
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b"H" => Duration::from_secs(n * 3600),
+        b"M" => Duration::from_secs(n * 60),
+        b"S" => Duration::from_secs(n),
+        b"m" => Duration::from_millis(n),
+        b"u" => Duration::from_micros(n),
+        b"n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The timeout of a gRPC exchange: the client's deadline capped by the route's (`0s`: none).
+pub(crate) fn capped(route: Duration, client: Option<Duration>) -> Duration {
+    match client {
+        // At least 1 ms: zero means "no timeout" to the caller.
+        Some(c) if route.is_zero() || c < route => c.max(Duration::from_millis(1)),
+        _ => route,
+    }
+}
+
+/// A gateway-made error response (marked by its `ProxyError` extension) rewritten for a gRPC
+/// client; other responses pass unchanged. The exchange's record (metrics, access log) keeps the
+/// error's HTTP status, so dashboards count it as the failure it is.
+pub(crate) fn render_error(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    let Some(err) = resp.extensions_mut().remove::<ProxyError>() else {
+        return resp;
+    };
+    let (mut parts, body) = resp.into_parts();
+    let (grpc, _) = err.to_grpc_response().into_parts();
+    parts.status = grpc.status;
+    parts.headers.remove(header::CACHE_CONTROL);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in grpc.headers {
+        if let Some(name) = name {
+            parts.headers.insert(name, value);
+        }
+    }
+    Response::from_parts(parts, body.into_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn reads_grpc_timeout_in_every_unit_and_ignores_bad_ones() {
+        let t = |v| timeout(&headers("grpc-timeout", v));
+        assert_eq!(t("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(t("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(t("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(t("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(t("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(t("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "123456789m", "10x", "-1S", "1.5S"] {
+            assert_eq!(t(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_route_timeout_caps_the_client_deadline() {
+        let s = Duration::from_secs;
+        assert_eq!(capped(s(5), Some(s(1))), s(1));
+        assert_eq!(capped(s(5), Some(s(60))), s(5));
+        assert_eq!(capped(s(5), None), s(5));
+        assert_eq!(capped(s(0), Some(s(60))), s(60));
+        assert_eq!(capped(s(5), Some(s(0))), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn grpc_content_types_are_recognised() {
+        let g = |v| is_grpc(&headers("content-type", v));
+        assert!(g("application/grpc"));
+        assert!(g("application/grpc+proto"));
+        assert!(g("Application/GRPC-web-text"));
+        assert!(!g("application/json"));
+        assert!(!g("application/gr"));
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+}

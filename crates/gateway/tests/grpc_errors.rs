@@ -1,0 +1,204 @@
+//! Gateway-made errors seen by real gRPC clients: Python `grpcio` as client and server, and curl
+//! speaking h2c with a framed body. Each error must arrive as a trailers-only gRPC response with
+//! the right `grpc-status`, and a client's `grpc-timeout` must bound the wait for the upstream.
+
+use gatehouse_testkit::discovery::fill;
+use gatehouse_testkit::TestGateway;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `test.Echo/Unary` echoes its request; `test.Echo/Slow` and `Slow2` do so after 3 s.
+const SERVER: &str = r#"
+import sys, time, grpc
+from concurrent import futures
+def unary(req, ctx):
+    return req
+def slow(req, ctx):
+    time.sleep(3)
+    return req
+handler = grpc.method_handlers_generic_handler("test.Echo", {
+    "Unary": grpc.unary_unary_rpc_method_handler(unary),
+    "Slow": grpc.unary_unary_rpc_method_handler(slow),
+    "Slow2": grpc.unary_unary_rpc_method_handler(slow),
+})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+server.add_generic_rpc_handlers((handler,))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+sys.stdin.read()
+server.stop(0)
+"#;
+
+/// Calls each path (no client deadline) and prints `{name: [code, details]}` as JSON.
+const CLIENT: &str = r#"
+import sys, json, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+out = {}
+for name, path in [("ok", "/test.Echo/Unary"), ("no_route", "/other.Svc/Call"),
+                   ("down", "/down.Svc/Call"), ("route_timeout", "/test.Echo/Slow")]:
+    try:
+        reply = channel.unary_unary(path)(b"hello", timeout=20)
+        out[name] = ["OK", reply.decode()]
+    except grpc.RpcError as e:
+        out[name] = [e.code().name, e.details()]
+print(json.dumps(out), flush=True)
+"#;
+
+/// The Python server; stopped (stdin closed, then killed and reaped) when dropped.
+struct GrpcPeer {
+    child: Child,
+    port: u16,
+}
+
+impl GrpcPeer {
+    fn start() -> GrpcPeer {
+        let mut child = Command::new("python3")
+            .args(["-c", SERVER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs (scripts/test.sh installs grpcio)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the server prints its port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("no port from the gRPC server (is grpcio installed?): {line:?}")
+        });
+        GrpcPeer { child, port }
+    }
+}
+
+impl Drop for GrpcPeer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CONFIG: &str = r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false}}
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+---
+kind: Backend
+metadata: {name: echo}
+spec: {protocol: GRPC, endpoints: ["127.0.0.1:{port}"]}
+---
+kind: Backend
+metadata: {name: down}
+spec:
+  protocol: GRPC
+  endpoints: ["{dead}"]
+  timeouts: {connect: 1s}
+---
+kind: Route
+metadata: {name: grpc}
+spec:
+  rules:
+    - match: {path: {exact: /test.Echo/Slow}}
+      timeout: 300ms
+      backends: [{backend: echo}]
+    - match: {path: {prefix: /test.Echo}}
+      backends: [{backend: echo}]
+    - match: {path: {prefix: /down.Svc}}
+      backends: [{backend: down}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
+    let peer = GrpcPeer::start();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = fill(
+        CONFIG,
+        &[
+            ("port", &peer.port.to_string()),
+            ("dead", &dead.to_string()),
+        ],
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let addr = gw.addr("web").await;
+
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", CLIENT, &addr.to_string()])
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["ok"], serde_json::json!(["OK", "hello"]), "{v}");
+    assert_eq!(v["no_route"][0], "UNIMPLEMENTED", "{v}");
+    assert_eq!(v["no_route"][1], "no route for POST /other.Svc/Call", "{v}");
+    assert_eq!(v["down"][0], "UNAVAILABLE", "{v}");
+    assert_eq!(
+        v["down"][1], "cannot connect to backend default/down",
+        "{v}"
+    );
+    // The client set no deadline: the route's 300ms is what the gateway answered on.
+    assert_eq!(v["route_timeout"][0], "DEADLINE_EXCEEDED", "{v}");
+    assert_eq!(
+        v["route_timeout"][1], "backend default/echo did not answer within 300ms",
+        "{v}"
+    );
+}
+
+/// curl sends `grpc-timeout: 250m` to a rule whose own timeout is the default 15 s, for a call the server
+/// answers after 3 s: the gateway ends it at the client's deadline, trailers-only, status 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_timeout_is_honoured_below_the_route_timeout() {
+    let peer = GrpcPeer::start();
+    let yaml = fill(
+        CONFIG,
+        &[("port", &peer.port.to_string()), ("dead", "127.0.0.1:9")],
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let url = format!("http://{}/test.Echo/Slow2", gw.addr("web").await);
+    let dir = tempfile::tempdir().unwrap();
+    // One gRPC message: not compressed, length 5, "hello".
+    let frame = dir.path().join("frame");
+    std::fs::write(&frame, b"\0\0\0\0\x05hello").unwrap();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--http2-prior-knowledge",
+                "-D",
+                "-",
+            ])
+            .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+            .args(["-H", "grpc-timeout: 250m", "--data-binary"])
+            .arg(format!("@{}", frame.display()))
+            .arg(url)
+            .output()
+            .expect("curl is installed")
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(head.contains("grpc-status: 4\r\n"), "{head}");
+    assert!(
+        head.contains("content-type: application/grpc\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("did not answer within 250ms"), "{head}");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+}
