@@ -9,6 +9,8 @@
 
 pub mod error;
 pub mod model;
+pub mod openapi;
+pub mod portal;
 pub mod units;
 pub mod yaml;
 
@@ -24,6 +26,7 @@ pub use loader::{
     collect_files, is_manifest_file, load_path, load_sources, SourceFile, API_VERSION,
 };
 pub use model::*;
+pub use portal::{Portal, PortalMount};
 pub use validate::parse_endpoints_file;
 
 /// The quickstart configuration `gatehouse run` serves when given no `-c`.

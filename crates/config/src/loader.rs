@@ -226,7 +226,11 @@ pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
     let mut objects = Vec::new();
     let mut declared = Vec::new();
     for (file, docs) in &parsed {
-        for doc in docs {
+        // OpenAPI documents named by `openapi: {file}` may sit among the manifests.
+        for doc in docs
+            .iter()
+            .filter(|d| !crate::openapi::is_openapi_document(d))
+        {
             if let Some(obj) = read_document(file, doc, &mut errors, &mut declared) {
                 objects.push(obj);
             }

@@ -71,6 +71,8 @@ fn gateway(g: &GatewaySettings) -> Value {
             Some(g.trusted_proxies.iter().map(|n| n.to_string()).collect()),
         ),
         ("drainTimeout", Some(duration(g.drain_timeout))),
+        ("portal", g.portal.as_ref().map(|p| p.to_manifest())),
+        ("streamDrainTimeout", Some(duration(g.stream_drain_timeout))),
         ("redis", g.redis.as_ref().map(policy::redis)),
     ]);
     document("Gateway", &id, spec)
@@ -80,6 +82,8 @@ fn listener(l: &Listener) -> Value {
     let protocol = match l.protocol {
         ListenerProtocol::HTTP => "HTTP",
         ListenerProtocol::HTTPS => "HTTPS",
+        ListenerProtocol::TCP => "TCP",
+        ListenerProtocol::TLS => "TLS",
     };
     let tls = l.tls.as_ref().map(|t| {
         let certs: Vec<Value> = t
@@ -98,6 +102,10 @@ fn listener(l: &Listener) -> Value {
         ("address", Some(Value::from(l.address.to_string()))),
         ("protocol", Some(Value::from(protocol))),
         ("tls", tls),
+        (
+            "backend",
+            l.backend.as_ref().map(|b| Value::from(b.to_string())),
+        ),
         ("timeouts", Some(json!({"idle": duration(l.idle_timeout)}))),
         (
             "paths",

@@ -129,6 +129,12 @@ pub struct GatewaySettings {
     /// How long SIGTERM waits for in-flight requests.
     #[serde(serialize_with = "ser_duration")]
     pub drain_timeout: Duration,
+    /// The developer portal, when configured.
+    pub portal: Option<crate::portal::Portal>,
+    /// How long the open connections of a `TCP`/`TLS` listener that a reload removed may go on
+    /// before they are closed (`streamDrainTimeout`).
+    #[serde(serialize_with = "ser_duration")]
+    pub stream_drain_timeout: Duration,
     /// The store of global rate limits.
     pub redis: Option<Redis>,
 }
@@ -145,6 +151,8 @@ impl Default for GatewaySettings {
             },
             trusted_proxies: Vec::new(),
             drain_timeout: Duration::from_secs(30),
+            portal: None,
+            stream_drain_timeout: Duration::from_secs(300),
             redis: None,
         }
     }
@@ -178,6 +186,18 @@ pub enum ListenerProtocol {
     HTTP,
     /// TLS with ALPN h2 and http/1.1.
     HTTPS,
+    /// Raw TCP: every connection is passed, byte for byte, to the listener's `backend`.
+    TCP,
+    /// TLS passthrough: the ClientHello's SNI picks the Route (by `hosts`) whose backend gets the
+    /// connection, still encrypted.
+    TLS,
+}
+
+impl ListenerProtocol {
+    /// Whether connections are passed through as byte streams (no HTTP is parsed).
+    pub fn is_stream(self) -> bool {
+        matches!(self, ListenerProtocol::TCP | ListenerProtocol::TLS)
+    }
 }
 
 /// The `Listener` kind.
@@ -202,6 +222,8 @@ pub struct Listener {
     pub escaped_slashes: EscapedSlashes,
     /// What one client may make the listener hold.
     pub limits: ListenerLimits,
+    /// The backend of a `TCP` listener.
+    pub backend: Option<ObjectId>,
 }
 
 /// Per-listener bounds on what clients can make the gateway hold in memory.
@@ -440,6 +462,8 @@ pub struct Route {
     pub hosts: Vec<HostMatch>,
     /// Rules, in order.
     pub rules: Vec<Rule>,
+    /// The OpenAPI document describing the whole Route (`spec.openapi`).
+    pub openapi: Option<crate::openapi::OpenApi>,
     /// Where it was defined.
     pub source: Source,
 }
@@ -521,6 +545,8 @@ pub struct Rule {
     /// Time allowed until the upstream's response headers arrive.
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
+    /// The OpenAPI document describing the API behind this rule (`openapi`).
+    pub openapi: Option<crate::openapi::OpenApi>,
     /// Faults injected into its requests.
     pub fault: Option<Fault>,
     /// Policies, in the order written.

@@ -39,7 +39,23 @@ pub struct GatewaySpec {
     #[serde(default)]
     pub drain_timeout: Option<String>,
     #[serde(default)]
+    pub portal: Option<PortalSpec>,
+    #[serde(default)]
+    pub stream_drain_timeout: Option<String>,
+    #[serde(default)]
     pub redis: Option<RedisSpec>,
+}
+
+/// `Gateway.spec.portal`: exactly one of `address` and `pathPrefix` (checked in validation).
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PortalSpec {
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -81,6 +97,8 @@ pub struct ListenerSpec {
     pub paths: Option<ListenerPaths>,
     #[serde(default)]
     pub limits: Option<ListenerLimits>,
+    #[serde(default)]
+    pub backend: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -90,12 +108,13 @@ pub struct ListenerPaths {
     pub escaped_slashes: Option<crate::model::EscapedSlashes>,
 }
 
-/// Only the protocols this build serves are accepted (`TCP` and `TLS` passthrough come later);
-/// naming those says so instead of listing them among the choices.
+/// A listener's protocol: HTTP ones serve requests, `TCP` and `TLS` pass connections through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerProtocol {
     HTTP,
     HTTPS,
+    TCP,
+    TLS,
 }
 
 impl<'de> Deserialize<'de> for ListenerProtocol {
@@ -104,12 +123,11 @@ impl<'de> Deserialize<'de> for ListenerProtocol {
         match s.as_str() {
             "HTTP" => Ok(ListenerProtocol::HTTP),
             "HTTPS" => Ok(ListenerProtocol::HTTPS),
-            "TCP" | "TLS" => Err(serde::de::Error::custom(format!(
-                "protocol `{s}` is not supported by this version of Gatehouse, expected `HTTP` or `HTTPS`"
-            ))),
+            "TCP" => Ok(ListenerProtocol::TCP),
+            "TLS" => Ok(ListenerProtocol::TLS),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown value `{s}`, expected `HTTP` or `HTTPS`{}",
-                crate::error::hint(&s, ["HTTP", "HTTPS"])
+                "unknown value `{s}`, expected `HTTP`, `HTTPS`, `TCP` or `TLS`{}",
+                crate::error::hint(&s, ["HTTP", "HTTPS", "TCP", "TLS"])
             ))),
         }
     }
@@ -351,6 +369,8 @@ pub struct RouteSpec {
     #[serde(default)]
     pub hosts: Vec<String>,
     pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub openapi: Option<crate::openapi::OpenApiSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -373,6 +393,7 @@ pub struct RuleSpec {
     #[serde(default)]
     pub timeout: Option<String>,
     #[serde(default)]
+    pub openapi: Option<crate::openapi::OpenApiSpec>,
     pub fault: Option<FaultSpec>,
     #[serde(default)]
     pub policies: Vec<String>,

@@ -4,6 +4,7 @@
 use crate::error::{hint, ConfigError};
 use crate::loader::{Ctx, Object, Spec};
 use crate::model::*;
+use crate::openapi::OpenApi;
 use crate::raw;
 use crate::units::{parse_duration, parse_size};
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +17,7 @@ mod listener;
 use listener::listener;
 mod lb;
 mod policy;
+mod portal;
 mod values;
 
 pub use discovery::parse_endpoints_file;
@@ -154,7 +156,7 @@ pub(crate) fn validate(
                 config.gateway.id = Some(o.id.clone());
             }
             Spec::Listener(spec) => {
-                if let Some(l) = listener(&mut v, o, spec) {
+                if let Some(l) = listener(&mut v, o, spec, &refs.backends) {
                     if let Some(first) = addresses.get(&l.address).filter(|_| l.address.port() != 0)
                     {
                         v.errors.push(o.ctx.error(
@@ -170,6 +172,9 @@ pub(crate) fn validate(
             Spec::Route(spec) => config.routes.push(route(&mut v, o, spec, &refs)),
             Spec::Policy(spec) => config.policies.push(policy::policy(&mut v, o, spec)),
         }
+    }
+    if let Some(ctx) = gateway_seen {
+        portal::address_conflicts(&mut v, ctx, &config, &addresses);
     }
     policy::check_global(&mut v, &objects, &config);
     config
@@ -224,13 +229,20 @@ fn gateway(v: &mut V, ctx: &Ctx, spec: &raw::GatewaySpec) -> GatewaySettings {
         spec.drain_timeout.as_ref(),
         g.drain_timeout,
     );
+    g.portal = spec.portal.as_ref().and_then(|p| portal::portal(v, ctx, p));
+    g.stream_drain_timeout = v.duration(
+        ctx,
+        "spec.streamDrainTimeout",
+        spec.stream_drain_timeout.as_ref(),
+        g.stream_drain_timeout,
+    );
     g
 }
 
 /// `p` as a path the process can open. Relative file paths (certificates, access log) are
 /// relative to the manifest that names them, so a config directory can be moved or checked out
 /// anywhere and started from any working directory.
-fn relative_to_manifest(ctx: &Ctx, p: &str) -> std::path::PathBuf {
+pub(crate) fn relative_to_manifest(ctx: &Ctx, p: &str) -> std::path::PathBuf {
     let path = std::path::Path::new(p);
     if path.is_absolute() {
         return path.to_path_buf();
@@ -379,16 +391,18 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
         v.errors
             .push(ctx.error("spec.rules", "a route needs at least one rule"));
     }
-    let rules = spec
+    let rules: Vec<Rule> = spec
         .rules
         .iter()
         .enumerate()
         .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, refs))
         .collect();
+    let openapi = spec_openapi(v, ctx, spec, &rules);
     Route {
         id: o.id.clone(),
         hosts,
         rules,
+        openapi,
         source: Source::new(&ctx.file, ctx.doc.mark),
     }
 }
@@ -618,7 +632,7 @@ fn rule(
         .map(|t| v.duration(ctx, &format!("{at}.timeout"), Some(t), Duration::ZERO));
     let fault = (r.fault.as_ref()).map(|f| policy::fault(v, ctx, &format!("{at}.fault"), f));
     let policies = policy::rule_policies(v, ctx, at, &r.policies, route, &refs.policies);
-    Some(Rule {
+    let mut rule = Rule {
         path: path?,
         methods,
         headers,
@@ -628,10 +642,35 @@ fn rule(
         request_headers,
         response_headers,
         timeout,
+        openapi: None,
         fault,
         policies,
         source: Source::new(&ctx.file, ctx.mark(at)),
-    })
+    };
+    rule.openapi = rule_openapi(v, ctx, at, r, &rule);
+    Some(rule)
+}
+
+/// The rule's OpenAPI document, loaded and checked against the rule's match.
+fn rule_openapi(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, rule: &Rule) -> Option<OpenApi> {
+    let at = format!("{at}.openapi");
+    let api = crate::openapi::load(ctx, &at, r.openapi.as_ref()?, v.errors)?;
+    v.errors
+        .extend(crate::openapi::check_paths(ctx, &at, &api, &[rule]));
+    Some(api)
+}
+
+/// The Route's OpenAPI document (`spec.openapi`): each path must fall inside one of its rules.
+fn spec_openapi(v: &mut V, ctx: &Ctx, spec: &raw::RouteSpec, rules: &[Rule]) -> Option<OpenApi> {
+    let api = crate::openapi::load(ctx, "spec.openapi", spec.openapi.as_ref()?, v.errors)?;
+    let rules: Vec<&Rule> = rules.iter().collect();
+    v.errors.extend(crate::openapi::check_paths(
+        ctx,
+        "spec.openapi",
+        &api,
+        &rules,
+    ));
+    Some(api)
 }
 
 fn kv_matches(

@@ -2,6 +2,7 @@
 //! table, backends, and `POST /reload`. Bound to loopback by default; it is not behind routing.
 
 mod registration;
+mod routes;
 
 use crate::gateway::Gateway;
 use bytes::Bytes;
@@ -112,13 +113,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/config" => config(admin),
-        "/routes" => {
-            let snap = gw.snapshot.load();
-            json_response(
-                StatusCode::OK,
-                json!({"version": snap.config.version, "routes": snap.route_rows()}),
-            )
-        }
+        "/routes" => routes::routes(gw, req.uri().query()),
         "/backends" => {
             let snap = gw.snapshot.load();
             let now_ms = crate::state::now_ms();

@@ -90,6 +90,8 @@ pub struct Gateway {
     version: tokio::sync::watch::Sender<String>,
     /// The runtimes that accept and serve connections, one per worker thread.
     workers: Vec<tokio::runtime::Handle>,
+    /// The developer portal's listener and changelog.
+    portal: crate::portal::PortalControl,
 }
 
 /// Now, as an RFC 3339 timestamp for admin output (`lastReload.at`, discovery's `lastUpdate`).
@@ -131,7 +133,13 @@ impl Gateway {
         let state = StateStore::default();
         let config = Arc::new(config);
         let plan = state.plan(&config, &metrics);
-        let snap = Snapshot::build(config.clone(), &metrics, &plan).map_err(StartError::Other)?;
+        let mut snap =
+            Snapshot::build(config.clone(), &metrics, &plan).map_err(StartError::Other)?;
+        let portal = crate::portal::PortalControl::default();
+        snap.portal = crate::portal::prepare(portal.changelog.clone(), None, config.clone())
+            .await
+            .site;
+        let portal_socket = portal.bind(&config).map_err(StartError::Other)?;
         state.commit(&plan);
         metrics.set_version(None, &config.version);
         metrics.reload(true);
@@ -152,9 +160,14 @@ impl Gateway {
             admin_addr: Mutex::new(None),
             version: tokio::sync::watch::channel(config.version.clone()).0,
             workers,
+            portal,
         });
         gw.apply_listeners(&config)
             .await
+            .map_err(StartError::Other)?;
+        let target = crate::portal::try_target(&config, &gw.listener_addrs().await);
+        gw.portal
+            .commit(&config, portal_socket, &gw.snapshot, target)
             .map_err(StartError::Other)?;
         Ok(gw)
     }
@@ -228,7 +241,12 @@ impl Gateway {
             tracing::warn!("worker count changes take effect at the next restart");
         }
         let plan = self.state.plan(&config, &self.metrics);
-        let snap = Snapshot::build(config.clone(), &self.metrics, &plan)?;
+        let mut snap = Snapshot::build_from(config.clone(), &self.metrics, &plan, Some(&old))?;
+        let changelog = self.portal.changelog.clone();
+        let portal =
+            crate::portal::prepare(changelog, Some(old.config.clone()), config.clone()).await;
+        snap.portal = portal.site.clone();
+        let portal_socket = self.portal.bind(&config)?;
         // Everything that can fail happens before the swap: TLS configs and new sockets.
         let mut prepared = Vec::new();
         for l in &config.listeners {
@@ -255,6 +273,7 @@ impl Gateway {
         let version = config.version.clone();
         self.snapshot.store(Arc::new(snap));
         self.state.commit(&plan);
+        portal.commit(&self.portal.changelog);
         self.metrics
             .set_version(Some(&old.config.version), &version);
 
@@ -270,7 +289,11 @@ impl Gateway {
         for id in retired {
             if let Some(h) = listeners.remove(&id) {
                 tracing::info!(listener = %id, address = %h.local_addr, "listener stopped");
-                h.stop(drain);
+                // Passed-through connections have no request to finish: they get their own grace.
+                h.stop(match h.spec.protocol.is_stream() {
+                    true => config.gateway.stream_drain_timeout,
+                    false => drain,
+                });
                 closing.insert(h.spec.address, h.socket_closed());
                 tokio::spawn(h.join());
             }
@@ -297,6 +320,13 @@ impl Gateway {
             };
             self.start_listener(spec, socket, tls, listeners)?;
         }
+        let bound = listeners
+            .iter()
+            .map(|(id, h)| (id.to_string(), h.local_addr))
+            .collect();
+        let target = crate::portal::try_target(&config, &bound);
+        self.portal
+            .commit(&config, portal_socket, &self.snapshot, target)?;
         Ok(version)
     }
 
@@ -375,6 +405,11 @@ impl Gateway {
         *self.admin_addr.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The developer portal's own listener address, when `portal.address` is configured.
+    pub fn portal_addr(&self) -> Option<SocketAddr> {
+        self.portal.addr()
+    }
+
     pub(crate) fn set_admin_addr(&self, addr: SocketAddr) {
         *self.admin_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
     }
@@ -383,6 +418,7 @@ impl Gateway {
     /// in-flight requests to finish.
     pub async fn shutdown(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        self.portal.stop();
         let drain: Duration = self.snapshot.load().config.gateway.drain_timeout;
         let mut listeners = self.listeners.lock().await;
         let handles: Vec<ListenerHandle> = listeners.drain().map(|(_, h)| h).collect();

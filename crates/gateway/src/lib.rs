@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway;
 pub(crate) mod health;
 pub(crate) mod policy;
+pub(crate) mod portal;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

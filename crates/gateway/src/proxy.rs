@@ -8,5 +8,8 @@ pub mod forward;
 pub mod handler;
 pub mod listener;
 pub(crate) mod normalize;
+pub(crate) mod passthrough;
 pub(crate) mod request_target;
+pub(crate) mod sni;
 pub mod tls;
+pub(crate) mod tunnel;

@@ -9,6 +9,13 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod rows;
+mod table;
+mod trie;
+
+pub use rows::{RouteFilter, RoutePage};
+use table::Table;
+
 /// A rule as the table holds it, with the payload the runtime attaches (its compiled action).
 pub struct Entry<T> {
     /// `namespace/name` of the route.
@@ -19,17 +26,17 @@ pub struct Entry<T> {
     pub rule: Rule,
     /// Runtime payload.
     pub target: T,
+    /// Content hash of `rule` (see [`fingerprint`]), so a reload can keep an unchanged entry; 0
+    /// when the builder does not reuse entries.
+    pub fingerprint: u64,
 }
-
-/// Rules of one host class, in precedence order.
-type Rules<T> = Vec<Arc<Entry<T>>>;
 
 /// The compiled route table.
 pub struct Router<T> {
-    exact: HashMap<Box<str>, Rules<T>>,
-    /// By suffix (`.example.com`), longest first.
-    wildcard: Vec<(Box<str>, Rules<T>)>,
-    any: Rules<T>,
+    exact: HashMap<Box<str>, Table<T>>,
+    /// By suffix (`.example.com`).
+    wildcard: HashMap<Box<str>, Table<T>>,
+    any: Table<T>,
 }
 
 /// One line of the printed route table.
@@ -50,49 +57,58 @@ pub struct RouteRow {
 impl<T> Router<T> {
     /// Compiles the table; `target` builds the payload of each rule.
     pub fn build(config: &Config, mut target: impl FnMut(&Arc<str>, &Rule) -> T) -> Self {
-        let mut exact: HashMap<Box<str>, Vec<Arc<Entry<T>>>> = HashMap::new();
-        let mut wildcard: HashMap<Box<str>, Vec<Arc<Entry<T>>>> = HashMap::new();
+        Self::build_with(config, |route, index, rule| {
+            Arc::new(Entry {
+                route: route.clone(),
+                index,
+                rule: rule.clone(),
+                target: target(route, rule),
+                fingerprint: 0,
+            })
+        })
+    }
+
+    /// Compiles the table from entries `entry` makes (or reuses) for each rule, given the route
+    /// name and the rule's index in its route.
+    pub fn build_with(
+        config: &Config,
+        mut entry: impl FnMut(&Arc<str>, usize, &Rule) -> Arc<Entry<T>>,
+    ) -> Self {
+        type Classes<T> = HashMap<Box<str>, Vec<Arc<Entry<T>>>>;
+        let mut exact: Classes<T> = HashMap::new();
+        let mut wildcard: Classes<T> = HashMap::new();
         let mut any = Vec::new();
         for route in &config.routes {
             let name: Arc<str> = route.id.to_string().into();
             for (index, rule) in route.rules.iter().enumerate() {
-                let entry = Arc::new(Entry {
-                    route: name.clone(),
-                    index,
-                    rule: rule.clone(),
-                    target: target(&name, rule),
-                });
+                let e = entry(&name, index, rule);
                 if route.hosts.is_empty() {
-                    any.push(entry.clone());
+                    any.push(e.clone());
                 }
                 for h in &route.hosts {
-                    match h {
-                        HostMatch::Exact(e) => exact
-                            .entry(e.as_str().into())
-                            .or_default()
-                            .push(entry.clone()),
-                        HostMatch::Wildcard(w) => wildcard
-                            .entry(w.as_str().into())
-                            .or_default()
-                            .push(entry.clone()),
-                    }
+                    let (map, key) = match h {
+                        HostMatch::Exact(x) => (&mut exact, x),
+                        HostMatch::Wildcard(w) => (&mut wildcard, w),
+                    };
+                    map.entry(key.as_str().into()).or_default().push(e.clone());
                 }
             }
         }
-        let sort = |v: &mut Vec<Arc<Entry<T>>>| v.sort_by_key(|e| e.rule.precedence());
-        exact.values_mut().for_each(sort);
-        let mut wildcard: Vec<_> = wildcard.into_iter().collect();
-        wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        wildcard.iter_mut().for_each(|(_, v)| sort(v));
-        sort(&mut any);
+        let tables = |m: Classes<T>| -> HashMap<Box<str>, Table<T>> {
+            m.into_iter().map(|(k, v)| (k, Table::new(v))).collect()
+        };
         Router {
-            exact,
-            wildcard,
-            any,
+            exact: tables(exact),
+            wildcard: tables(wildcard),
+            any: Table::new(any),
         }
     }
 
     /// The rule serving a request, if any. `host` is lowercase without port.
+    ///
+    /// Cost: one hash probe for the exact host, one per `.` of the host for wildcards (the
+    /// suffix after each dot, longest first, which is the documented order), and within a class
+    /// one probe per path segment plus one regex-set pass; never a scan of the rules.
     pub fn lookup<'a>(
         &'a self,
         host: &str,
@@ -101,55 +117,88 @@ impl<T> Router<T> {
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Option<&'a Arc<Entry<T>>> {
-        let scan = |rules: &'a [Arc<Entry<T>>]| {
-            rules
-                .iter()
-                .find(|e| rule_matches(&e.rule, method, path, query, headers))
-        };
-        if let Some(found) = self.exact.get(host).and_then(|r| scan(r)) {
+        let find = |t: &'a Table<T>| t.find(method, path, query, headers);
+        if let Some(found) = self.exact.get(host).and_then(find) {
             return Some(found);
         }
-        for (suffix, rules) in &self.wildcard {
-            if host.len() > suffix.len() && host.ends_with(&**suffix) {
-                if let Some(found) = scan(rules) {
+        if !self.wildcard.is_empty() {
+            // A wildcard suffix matches when the host is longer and ends with it; suffixes start
+            // with `.`, so the candidates are the host's tails from each dot after the first byte.
+            let dots = host.bytes().enumerate().skip(1).filter(|&(_, b)| b == b'.');
+            for (at, _) in dots {
+                if let Some(found) = self.wildcard.get(&host[at..]).and_then(find) {
                     return Some(found);
                 }
             }
         }
-        scan(&self.any)
+        find(&self.any)
     }
 
-    /// The table in lookup order, for `gatehouse routes` and `GET /routes`.
-    pub fn rows(&self, action: impl Fn(&Rule) -> String) -> Vec<RouteRow> {
-        let mut out = Vec::new();
-        let mut push = |host: &str, rules: &[Arc<Entry<T>>]| {
-            for e in rules {
-                out.push(RouteRow {
-                    host: host.to_string(),
-                    path: match &e.rule.path {
-                        PathMatch::Exact(p) => format!("exact {p}"),
-                        PathMatch::Prefix(p) => format!("prefix {p}"),
-                        PathMatch::Regex(r) => format!("regex {}", r.1.as_str()),
-                    },
-                    conditions: conditions(&e.rule),
-                    rule: format!("{}[{}]", e.route, e.index),
-                    action: action(&e.rule),
-                });
-            }
-        };
+    /// The first rule `accept` takes among the Routes whose `hosts` name `host` (exact, then
+    /// wildcard, longest suffix first): how a TLS passthrough listener picks a Route by the SNI
+    /// name. Routes without `hosts` are left out: they match every HTTP request, and a catch-all
+    /// for any encrypted connection must be asked for by name (a wildcard) rather than happen by
+    /// accident.
+    pub fn lookup_host<'a>(
+        &'a self,
+        host: &str,
+        accept: impl Fn(&T) -> bool,
+    ) -> Option<&'a Arc<Entry<T>>> {
+        let first = |t: &'a Table<T>| t.entries.iter().find(|e| accept(&e.target));
+        if let Some(found) = self.exact.get(host).and_then(first) {
+            return Some(found);
+        }
+        let dots = host.bytes().enumerate().skip(1).filter(|&(_, b)| b == b'.');
+        dots.into_iter()
+            .find_map(|(at, _)| self.wildcard.get(&host[at..]).and_then(first))
+    }
+
+    /// Every distinct entry of the table, each once (a rule serving several hosts sits in
+    /// several classes).
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry<T>>> {
+        let mut seen = std::collections::HashSet::new();
+        self.classes()
+            .flat_map(|(_, t)| t.entries.iter())
+            .filter(move |e| seen.insert(Arc::as_ptr(e)))
+    }
+
+    /// Host classes in lookup order: exact hosts (sorted), wildcards (longest suffix first),
+    /// any host; each with its display name.
+    fn classes(&self) -> impl Iterator<Item = (String, &Table<T>)> {
         let mut hosts: Vec<_> = self.exact.iter().collect();
         hosts.sort_by(|a, b| a.0.cmp(b.0));
-        for (h, rules) in hosts {
-            push(h, rules);
-        }
-        for (suffix, rules) in &self.wildcard {
-            push(&format!("*{suffix}"), rules);
-        }
-        push("*", &self.any);
-        out
+        let mut wild: Vec<_> = self.wildcard.iter().collect();
+        wild.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
+        let exact = hosts.into_iter().map(|(h, t)| (h.to_string(), t));
+        let wild = wild.into_iter().map(|(s, t)| (format!("*{s}"), t));
+        exact
+            .chain(wild)
+            .chain(std::iter::once(("*".to_string(), &self.any)))
     }
 }
 
+/// A content hash of a rule, its definition site included: equal fingerprints mean a reload
+/// can keep the rule's compiled entry.
+pub fn fingerprint(rule: &Rule) -> u64 {
+    use std::hash::Hasher;
+    /// Feeds serialized bytes straight into the hasher, with no intermediate string.
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = HashWriter(Default::default());
+    // Serializing model types cannot fail (no maps with non-string keys).
+    let _ = serde_json::to_writer(&mut w, rule);
+    w.0.finish()
+}
+
+/// Method, header and query conditions of a rule, for route tables.
 fn conditions(rule: &Rule) -> String {
     let mut parts = Vec::new();
     if !rule.methods.is_empty() {
@@ -178,9 +227,17 @@ pub fn rule_matches(
         PathMatch::Prefix(p) => prefix_matches(p, path),
         PathMatch::Regex(r) => r.0.is_match(path),
     };
-    if !path_ok {
-        return false;
-    }
+    path_ok && conditions_match(rule, method, query, headers)
+}
+
+/// Whether a request satisfies a rule's method, header and query conditions (path and host
+/// already matched).
+pub fn conditions_match(
+    rule: &Rule,
+    method: &Method,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> bool {
     if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m == method.as_str()) {
         return false;
     }

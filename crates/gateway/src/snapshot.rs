@@ -11,6 +11,9 @@ use gatehouse_config::{Action, Config};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod reuse;
+use reuse::Reuse;
+
 /// One backend choice of a forwarding rule.
 pub struct Choice {
     /// The backend.
@@ -71,6 +74,8 @@ pub struct Snapshot {
     pub no_route_errors: ErrorCounters,
     /// The process's metric families.
     pub metrics: Arc<Metrics>,
+    /// The developer portal's pages for this config, when it has a portal.
+    pub(crate) portal: Option<Arc<crate::portal::Site>>,
 }
 
 impl Snapshot {
@@ -80,13 +85,29 @@ impl Snapshot {
         metrics: &Arc<Metrics>,
         plan: &StatePlan,
     ) -> Result<Self, String> {
+        Self::build_from(config, metrics, plan, None)
+    }
+
+    /// Builds a snapshot, keeping from `previous` (the live one, on a reload) every backend and
+    /// compiled rule whose definition did not change: a reload touching one route of thousands
+    /// compiles that route only (see [`reuse`]).
+    pub fn build_from(
+        config: Arc<Config>,
+        metrics: &Arc<Metrics>,
+        plan: &StatePlan,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, String> {
+        let reuse = Reuse::new(previous);
         let mut backends = HashMap::new();
         for b in &config.backends {
             let state = plan
                 .backend(&b.id)
                 .ok_or_else(|| format!("no run-time state planned for backend {}", b.id))?;
-            let rt = BackendRt::new(b, state.clone(), metrics.connect_errors(&b.id.to_string()));
-            backends.insert(b.id.clone(), Arc::new(rt));
+            let rt = reuse.backend(b, state).unwrap_or_else(|| {
+                let errors = metrics.connect_errors(&b.id.to_string());
+                Arc::new(BackendRt::new(b, state.clone(), errors))
+            });
+            backends.insert(b.id.clone(), rt);
         }
         if let Some(e) = &plan.policies.redis_error {
             return Err(e.clone());
@@ -98,7 +119,7 @@ impl Snapshot {
             metrics,
         };
         let mut chain_error = None;
-        let router = Router::build(&config, |route, rule| {
+        let target = |route: &Arc<str>, rule: &gatehouse_config::Rule| {
             let chain = crate::policy::Chain::compile(route, rule, &sources)
                 .unwrap_or_else(|e| {
                     chain_error = Some(e);
@@ -141,7 +162,8 @@ impl Snapshot {
                     .and_then(|h| http::HeaderValue::from_str(h).ok()),
                 policies: chain,
             }
-        });
+        };
+        let router = reuse.router(&config, &backends, target);
         if let Some(e) = chain_error {
             return Err(e);
         }
@@ -158,6 +180,7 @@ impl Snapshot {
             backends: list,
             access_log,
             metrics: metrics.clone(),
+            portal: None,
         })
     }
 

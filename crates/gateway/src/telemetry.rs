@@ -4,4 +4,5 @@
 pub mod access_log;
 pub mod metrics;
 pub(crate) mod policy_metrics;
+pub(crate) mod stream_metrics;
 pub(crate) mod upstream_metrics;

@@ -45,6 +45,14 @@ pub struct DrainToken {
     _alive: mpsc::Sender<()>,
 }
 
+impl DrainToken {
+    /// Returns once the drain deadline has passed: for a tunnel, which cannot be asked to finish
+    /// early, the moment to close.
+    pub(crate) async fn cut(&mut self) {
+        let _ = self.signal.wait_for(|d| *d == CUTTING).await;
+    }
+}
+
 /// Drain signal values: serve; finish what is in flight and close; close now (deadline passed).
 const SERVING: u8 = 0;
 const DRAINING: u8 = 1;

@@ -104,6 +104,13 @@ pub async fn handle(
         Ok(h) => h,
         Err(err) => return unrouted(&snap, conn, &req, &rid, err, start),
     };
+    // The developer portal under `portal.pathPrefix` comes before routing; without it, this is
+    // the only cost (an `Option` check).
+    if let Some(site) = &snap.portal {
+        if let Some(answer) = site.on_listener(req.method(), req.uri().path()) {
+            return portal_page(&snap, conn, &req, rid, answer, start);
+        }
+    }
     let path = req.uri().path();
     let query = req.uri().query();
     let Some(entry) = snap
@@ -190,6 +197,24 @@ fn server_options(
     );
     h.insert(X_REQUEST_ID.clone(), rid);
     resp
+}
+
+/// A developer portal page served on this listener; logged and counted like other answers the
+/// gateway makes itself outside any route.
+fn portal_page(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    rid: HeaderValue,
+    answer: crate::portal::Answer,
+    start: Instant,
+) -> Response<ResponseBody> {
+    let log = log_context(snap, conn, req, &rid, None);
+    let mut done = Completion::new(start, snap.no_route_metrics.clone(), log);
+    done.status = answer.status.as_u16();
+    let (mut parts, body) = answer.into_response::<Bytes>().into_parts();
+    parts.headers.insert(X_REQUEST_ID.clone(), rid);
+    Response::from_parts(parts, ResponseBody::full(body, Some(done)))
 }
 
 /// The error response for a request that reached no route.

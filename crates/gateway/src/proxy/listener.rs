@@ -4,6 +4,7 @@
 
 use super::conn::{serve, sniff_h2, Drain, DrainToken, Protocols};
 use super::handler::ConnInfo;
+use super::passthrough::{Mode, Passthrough};
 use super::tls;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
@@ -30,6 +31,8 @@ struct Settings {
     idle: Duration,
     escaped_slashes: gatehouse_config::EscapedSlashes,
     max_connections: i64,
+    /// `TCP`/`TLS` listeners: connections are passed through, not served as HTTP.
+    stream: Option<Mode>,
 }
 
 impl Settings {
@@ -57,6 +60,8 @@ impl Settings {
             scheme: match spec.protocol {
                 ListenerProtocol::HTTP => "http",
                 ListenerProtocol::HTTPS => "https",
+                ListenerProtocol::TCP => "tcp",
+                ListenerProtocol::TLS => "tls",
             },
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
             protocols: Protocols {
@@ -67,6 +72,14 @@ impl Settings {
             idle: spec.idle_timeout,
             escaped_slashes: spec.escaped_slashes,
             max_connections: i64::from(limits.max_connections),
+            stream: match spec.protocol {
+                ListenerProtocol::TCP => {
+                    let backend = spec.backend.as_ref().map(|b| b.to_string());
+                    Some(Mode::Tcp(backend.unwrap_or_default().into()))
+                }
+                ListenerProtocol::TLS => Some(Mode::Tls),
+                _ => None,
+            },
         }
     }
 }
@@ -332,6 +345,7 @@ impl AcceptLoop {
                     }
                     let _ = stream.set_nodelay(true);
                     let conn = Accepted {
+                        listener: self.name.clone(),
                         info: Arc::new(ConnInfo::new(peer, settings.scheme, settings.escaped_slashes)),
                         settings,
                         snapshot: self.snapshot.clone(),
@@ -350,6 +364,7 @@ impl AcceptLoop {
 
 /// A connection just accepted, with what it is served with.
 struct Accepted {
+    listener: Arc<str>,
     settings: Arc<Settings>,
     info: Arc<ConnInfo>,
     snapshot: Arc<ArcSwap<Snapshot>>,
@@ -359,12 +374,22 @@ struct Accepted {
 impl Accepted {
     async fn serve(self, stream: TcpStream) {
         let Accepted {
+            listener,
             settings,
             info,
             snapshot,
             token,
         } = self;
         let (protocols, idle, peer) = (&settings.protocols, settings.idle, info.peer);
+        if let Some(mode) = &settings.stream {
+            let conn = Passthrough {
+                listener: &listener,
+                mode,
+                idle,
+                peer,
+            };
+            return conn.serve(stream, &snapshot, token).await;
+        }
         let Some(acceptor) = &settings.tls else {
             // Bounded by the idle timeout: a client that connects and says nothing is closed
             // like an idle one.

@@ -62,6 +62,8 @@ pub struct Metrics {
     config_info: Family<VersionLabels, Gauge>,
     /// Health, ejection and discovery families.
     pub(crate) upstream: super::upstream_metrics::UpstreamMetrics,
+    /// Passed-through connection and tunnel families.
+    pub(crate) streams: super::stream_metrics::StreamMetrics,
     /// Rate limit families.
     pub(crate) policy: super::policy_metrics::PolicyMetrics,
 }
@@ -211,10 +213,12 @@ impl Metrics {
             config_info.clone(),
         );
         let upstream = super::upstream_metrics::UpstreamMetrics::register(&mut registry);
+        let streams = super::stream_metrics::StreamMetrics::register(&mut registry);
         let policy = super::policy_metrics::PolicyMetrics::register(&mut registry);
         Arc::new(Metrics {
             policy,
             upstream,
+            streams,
             registry,
             requests,
             duration,

@@ -25,7 +25,8 @@ pub enum UpstreamBody {
     H2(Incoming),
 }
 
-async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpStream, ProxyError> {
+/// A TCP connection to `ep` within the backend's connect timeout (also used by passthrough).
+pub(crate) async fn connect(backend: &BackendRt, ep: &EndpointRt) -> Result<TcpStream, ProxyError> {
     let fail = |msg: String| {
         backend.connect_errors.inc();
         ProxyError::new(ErrorKind::UpstreamConnect, msg)

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Routing at scale: Gatehouse and nginx with 1, 1,000 and 10,000 routes.
+
+Configs (requests always go to the LAST declared route, the worst case for a linear scan):
+  hosts  N routes, each its own host `h{i}.example.com` with prefix `/`
+         (nginx: N `server` blocks with `server_name`);
+  paths  N routes on one host, route i prefix `/svc{i}` (nginx: N `location ^~ /svc{i}/` blocks);
+  mix    as `paths`, every 20th route a regex `/re{i}/[0-9]+` instead, 5 % regex rules
+         (nginx: `location ~ ^/re{i}/[0-9]+$`; prefixes stay `^~`, so like Gatehouse a prefix hit
+         never consults the regexes).
+Reported per case: req/s (wrk, 50 connections, HTTP/1.1), user+system CPU per request of the proxy
+process tree, idle RSS after start, RSS after the load and after reloads, `gatehouse check` wall
+time, `POST /reload` wall time (no change; and one route changed), and the throughput ratio to the
+1-route case of the same config shape.
+
+Placement as in bench.py: each proxy pinned to CPU 0 with one worker; upstream nginx and wrk on CPU 1.
+Keep runs short on a shared machine: `bench/scale.py --duration 3`.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import (  # noqa: E402
+    GATEHOUSE,
+    LOAD_CPU,
+    NGINX,
+    PROXY_CPU,
+    cpu_seconds,
+    free_port,
+    mem_kib,
+    nginx_conf,
+    wait_port,
+)
+
+SIZES = [1, 1000, 10000]
+SHAPES = ["hosts", "paths", "mix"]
+
+
+def route_path(shape, i):
+    """(kind, pattern) of route i."""
+    if shape == "mix" and i % 20 == 7:
+        return "regex", f"/re{i}/[0-9]+"
+    if shape == "hosts":
+        return "prefix", "/"
+    return "prefix", f"/svc{i}"
+
+
+def target(shape, n):
+    """(host, path) of a request to the last declared route."""
+    i = n - 1
+    kind, _ = route_path(shape, i)
+    if shape == "hosts":
+        return f"h{i}.example.com", "/small"
+    if kind == "regex":
+        return "api.example.com", f"/re{i}/42"
+    return "api.example.com", f"/svc{i}/small"
+
+
+def gatehouse_routes(shape, n, changed=None):
+    out = []
+    for i in range(n):
+        kind, pattern = route_path(shape, i)
+        if i == changed:
+            pattern += "x" if kind == "prefix" else "x?"
+        host = f"h{i}.example.com" if shape == "hosts" else "api.example.com"
+        out.append(f"""---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Route
+metadata: {{name: r{i}}}
+spec:
+  hosts: ["{host}"]
+  rules:
+    - match: {{path: {{{kind}: "{pattern}"}}}}
+      backends: [{{backend: up}}]
+""")
+    return "".join(out)
+
+
+def gatehouse_config(port, admin, up_port, shape, n, changed=None):
+    return f"""apiVersion: gatehouse.dev/v1alpha1
+kind: Gateway
+metadata: {{name: bench}}
+spec: {{admin: {{address: "127.0.0.1:{admin}"}}, workers: 1, accessLog: {{enabled: false}}}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Listener
+metadata: {{name: web}}
+spec: {{address: "127.0.0.1:{port}", protocol: HTTP}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {{name: up}}
+spec: {{endpoints: ["127.0.0.1:{up_port}"]}}
+""" + gatehouse_routes(shape, n, changed)
+
+
+def nginx_body(shape, n, up_port):
+    proxy = 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+    head = f"upstream up {{ server 127.0.0.1:{up_port}; keepalive 128; }}\n"
+    if shape == "hosts":
+        # One server block per host, as in a virtual-host-per-service setup.
+        servers = "".join(
+            f"  server {{ listen 127.0.0.1:PORT; server_name h{i}.example.com; location / {{ {proxy} }} }}\n"
+            for i in range(n)
+        )
+        return head + "  server_names_hash_max_size 32768; server_names_hash_bucket_size 128;\n" + servers
+    locs = []
+    for i in range(n):
+        kind, pattern = route_path(shape, i)
+        if kind == "regex":
+            locs.append(f"    location ~ ^{pattern}$ {{ {proxy} }}\n")
+        else:
+            locs.append(f"    location ^~ {pattern}/ {{ {proxy} }}\n")
+    return head + "  server {\n    listen 127.0.0.1:PORT;\n    server_name api.example.com;\n" + "".join(locs) + "  }"
+
+
+class Upstream:
+    """nginx answering every path with 200 and a short body, on CPU 1."""
+
+    def __init__(self, d):
+        self.port = free_port()
+        body = 'server { listen 127.0.0.1:PORT; location / { return 200 "hello from upstream\\n"; } }'
+        conf = os.path.join(d, "upstream.conf")
+        open(conf, "w").write(nginx_conf(d, self.port, body))
+        self.proc = subprocess.Popen(["taskset", "-c", LOAD_CPU, NGINX, "-p", d, "-c", conf])
+        wait_port(self.port, self.proc)
+
+
+def run_wrk(port, host, path, duration):
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c50", f"-d{duration}s", "-H", f"Host: {host}",
+         f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True,
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise RuntimeError(f"wrk failed:\n{out}")
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return float(m.group(1)), reqs, int(errs.group(1)) if errs else 0
+
+
+def timed(f):
+    t = time.perf_counter()
+    r = f()
+    return time.perf_counter() - t, r
+
+
+def reload(admin):
+    req = urllib.request.Request(f"http://127.0.0.1:{admin}/reload", method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def version(admin):
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/routes?limit=0", timeout=30) as r:
+        return json.loads(r.read())["version"]
+
+
+def bench_gatehouse(d, up, shape, n, duration):
+    port, admin = free_port(), free_port()
+    cdir = os.path.join(d, f"gh-{shape}-{n}")
+    os.makedirs(cdir, exist_ok=True)
+    path = os.path.join(cdir, "gatehouse.yaml")
+    open(path, "w").write(gatehouse_config(port, admin, up.port, shape, n))
+    check_s, _ = timed(lambda: subprocess.run([GATEHOUSE, "check", path], capture_output=True, check=True))
+    proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, GATEHOUSE, "run", "-c", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "GATEHOUSE_LOG": "warn"})
+    try:
+        wait_port(port, proc, timeout=60)
+        wait_port(admin, proc, timeout=60)
+        idle = mem_kib(proc.pid, "VmRSS")
+        host, rpath = target(shape, n)
+        cpu0 = cpu_seconds(proc.pid)
+        rps, reqs, errors = run_wrk(port, host, rpath, duration)
+        cpu = (cpu_seconds(proc.pid) - cpu0) / max(reqs, 1) * 1e6
+        loaded = mem_kib(proc.pid, "VmRSS")
+        same_s, _ = timed(lambda: reload(admin))
+        # One route changed: the file watcher may pick the write up first; either way the new
+        # version is served once the POST returns.
+        v0 = version(admin)
+        open(path, "w").write(gatehouse_config(port, admin, up.port, shape, n, changed=n // 2))
+        one_s, out = timed(lambda: reload(admin))
+        assert out.get("ok") and out["version"] != v0, out
+        for _ in range(3):
+            reload(admin)
+        after = mem_kib(proc.pid, "VmRSS")
+        return dict(rps=rps, cpu=cpu, idle=idle, loaded=loaded, after=after, check=check_s,
+                    reload_same=same_s, reload_one=one_s, errors=errors)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def bench_nginx(d, up, shape, n, duration):
+    port = free_port()
+    sub = os.path.join(d, f"nginx-{shape}-{n}")
+    os.makedirs(sub, exist_ok=True)
+    conf = os.path.join(sub, "nginx.conf")
+    open(conf, "w").write(nginx_conf(sub, port, nginx_body(shape, n, up.port)))
+    check_s, _ = timed(lambda: subprocess.run([NGINX, "-t", "-q", "-p", sub, "-c", conf], capture_output=True, check=True))
+    proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, NGINX, "-p", sub, "-c", conf])
+    try:
+        wait_port(port, proc, timeout=60)
+        idle = mem_kib(proc.pid, "VmRSS")
+        host, rpath = target(shape, n)
+        cpu0 = cpu_seconds(proc.pid)
+        rps, reqs, errors = run_wrk(port, host, rpath, duration)
+        cpu = (cpu_seconds(proc.pid) - cpu0) / max(reqs, 1) * 1e6
+        loaded = mem_kib(proc.pid, "VmRSS")
+        return dict(rps=rps, cpu=cpu, idle=idle, loaded=loaded, after=0, check=check_s,
+                    reload_same=0, reload_one=0, errors=errors)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=3)
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--only", default="gatehouse,nginx")
+    a = ap.parse_args()
+    shapes, sizes = a.shapes.split(","), [int(s) for s in a.sizes.split(",")]
+    proxies = a.only.split(",")
+    with tempfile.TemporaryDirectory() as d:
+        up = Upstream(d)
+        try:
+            print(f"{'proxy':10} {'config':6} {'routes':>6} {'req/s':>8} {'vs 1':>6} {'cpu us/req':>10} "
+                  f"{'idle MiB':>8} {'load MiB':>8} {'rld MiB':>8} {'check s':>7} {'reload s':>8} {'1-chg s':>7}")
+            for shape in shapes:
+                for p in proxies:
+                    base = None
+                    for n in sizes:
+                        f = bench_gatehouse if p == "gatehouse" else bench_nginx
+                        r = f(d, up, shape, n, a.duration)
+                        base = base or r["rps"]
+                        print(f"{p:10} {shape:6} {n:>6} {r['rps']:8.0f} {r['rps'] / base:6.3f} {r['cpu']:10.1f} "
+                              f"{r['idle'] / 1024:8.1f} {r['loaded'] / 1024:8.1f} {r['after'] / 1024:8.1f} "
+                              f"{r['check']:7.3f} {r['reload_same']:8.3f} {r['reload_one']:7.3f}"
+                              + (f"  ERRORS {r['errors']}" if r["errors"] else ""), flush=True)
+        finally:
+            up.proc.terminate()
+            up.proc.wait()
+
+
+if __name__ == "__main__":
+    main()

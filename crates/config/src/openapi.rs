@@ -1,0 +1,302 @@
+//! Config flow, step 4 (a side branch of `validate`): the OpenAPI document a rule or a Route names
+//! (`openapi: {file}`), read, parsed and checked against the rule's match at load and reload time.
+//!
+//! The document is kept as a `serde_json::Value` (OpenAPI 3.0 and 3.1 differ in their schema
+//! dialect; the `gatehouse-contract` crate interprets only the parts it needs), with the line of
+//! every path and operation so that later reports (the `diff`) can point into it.
+
+use crate::loader::Ctx;
+use crate::model::{PathMatch, PathRewrite, Rule};
+use crate::yaml::{parse_documents, Mark, Node, Value};
+use crate::ConfigError;
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// `openapi` as written on a rule or a Route spec.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenApiSpec {
+    pub file: String,
+    #[serde(default)]
+    pub validate_requests: bool,
+}
+
+/// The OpenAPI document describing the API behind a rule or a Route.
+#[derive(Debug, Clone)]
+pub struct OpenApi {
+    /// The file, relative paths joined to the manifest's folder.
+    pub file: PathBuf,
+    /// The document as JSON (YAML documents converted with the YAML 1.2 core schema).
+    pub document: Arc<serde_json::Value>,
+    /// Position in `file` of each path (`/pets`) and operation (`/pets get`).
+    pub lines: Arc<BTreeMap<String, Mark>>,
+    /// Whether requests are validated against the document (`validateRequests`).
+    pub validate_requests: bool,
+}
+
+impl OpenApi {
+    /// `file:line` of a path, or of one of its operations when `method` is given (lowercase).
+    pub fn location(&self, path: &str, method: Option<&str>) -> String {
+        let key = match method {
+            Some(m) => format!("{path} {m}"),
+            None => path.to_string(),
+        };
+        let line = self.lines.get(&key).or_else(|| self.lines.get(path));
+        match line {
+            Some(m) => format!("{}:{}", self.file.display(), m.line),
+            None => self.file.display().to_string(),
+        }
+    }
+}
+
+// The admin API's `/config` shows where the document is, not the document itself.
+impl Serialize for OpenApi {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("OpenApi", 2)?;
+        st.serialize_field("file", &self.file.display().to_string())?;
+        st.serialize_field("validateRequests", &self.validate_requests)?;
+        st.end()
+    }
+}
+
+/// The methods an OpenAPI path item may hold operations for, lowercase as the spec writes them.
+pub const OPERATION_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Whether a parsed document is an OpenAPI (or Swagger) document rather than a manifest: such
+/// documents may sit in the config directory beside the manifests that name them.
+pub(crate) fn is_openapi_document(doc: &Node) -> bool {
+    doc.get("apiVersion").is_none()
+        && (doc.get("openapi").is_some() || doc.get("swagger").is_some())
+}
+
+/// A YAML node as JSON, by the YAML 1.2 core schema (plain `true`, `null`, numbers are typed).
+fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Scalar(s, true) => J::String(s.clone()),
+        Value::Scalar(s, false) => match s.as_str() {
+            "" | "~" | "null" | "Null" | "NULL" => J::Null,
+            "true" | "True" | "TRUE" => J::Bool(true),
+            "false" | "False" | "FALSE" => J::Bool(false),
+            _ => {
+                if let Ok(i) = s.parse::<i64>() {
+                    J::from(i)
+                } else if let Some(f) = s
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite() && s.bytes().any(|b| b.is_ascii_digit()))
+                {
+                    J::from(f)
+                } else {
+                    J::String(s.clone())
+                }
+            }
+        },
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Reads and checks the document `spec` names; errors are pushed, `None` when unusable.
+pub(crate) fn load(
+    ctx: &Ctx,
+    at: &str,
+    spec: &OpenApiSpec,
+    errors: &mut Vec<ConfigError>,
+) -> Option<OpenApi> {
+    let file = crate::validate::relative_to_manifest(ctx, &spec.file);
+    let field = format!("{at}.file");
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(ctx.error(&field, format!("cannot read `{}`: {e}", file.display())));
+            return None;
+        }
+    };
+    let name: Arc<str> = file.display().to_string().into();
+    let in_doc = |mark: Mark, message: String| ConfigError {
+        file: name.clone(),
+        mark,
+        object: ctx.object.clone(),
+        path: field.clone(),
+        message,
+    };
+    let docs = match parse_documents(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.push(in_doc(
+                e.mark,
+                format!("invalid OpenAPI document: {}", e.message),
+            ));
+            return None;
+        }
+    };
+    let Some(doc) = docs.first() else {
+        errors.push(in_doc(
+            Mark::default(),
+            "the OpenAPI document is empty".into(),
+        ));
+        return None;
+    };
+    let version = doc.get("openapi").and_then(Node::as_str).unwrap_or("");
+    if !(version.starts_with("3.0") || version.starts_with("3.1")) {
+        let found = match doc.get("swagger") {
+            Some(_) => "Swagger 2.0: convert it to OpenAPI 3 first".to_string(),
+            None => format!("`openapi: {version}`"),
+        };
+        errors.push(in_doc(
+            doc.get("openapi").map_or(doc.mark, |n| n.mark),
+            format!("expected an OpenAPI 3.0 or 3.1 document, found {found}"),
+        ));
+        return None;
+    }
+    let mut lines = BTreeMap::new();
+    let before = errors.len();
+    if let Some(paths) = doc.get("paths") {
+        let Value::Map(entries) = &paths.value else {
+            errors.push(in_doc(paths.mark, "`paths` must be a mapping".into()));
+            return None;
+        };
+        for (k, v) in entries {
+            let p = k.as_str().unwrap_or_default();
+            if !p.starts_with('/') {
+                errors.push(in_doc(k.mark, format!("path `{p}` must start with `/`")));
+                continue;
+            }
+            lines.insert(p.to_string(), k.mark);
+            if let Value::Map(ops) = &v.value {
+                for (m, _) in ops {
+                    let m = m.as_str().unwrap_or_default();
+                    if OPERATION_METHODS.contains(&m) {
+                        lines.insert(format!("{p} {m}"), m_mark(ops, m));
+                    }
+                }
+            }
+        }
+    }
+    (errors.len() == before).then(|| OpenApi {
+        file,
+        document: Arc::new(to_json(doc)),
+        lines: Arc::new(lines),
+        validate_requests: spec.validate_requests,
+    })
+}
+
+fn m_mark(ops: &[(Node, Node)], m: &str) -> Mark {
+    ops.iter()
+        .find(|(k, _)| k.as_str() == Some(m))
+        .map_or(Mark::default(), |(k, _)| k.mark)
+}
+
+/// The path a client sends for the document path `doc_path` of `rule`: the rule's prefix rewrite
+/// undone. `None` when the path is outside what the rewrite produces. A regex rewrite cannot be
+/// undone in general: the document path is taken as the client path.
+pub fn client_path(rule: &Rule, doc_path: &str) -> Option<String> {
+    let Some(PathRewrite::Prefix(to)) = &rule.rewrite.path else {
+        return Some(doc_path.to_string());
+    };
+    let to = to.trim_end_matches('/');
+    let rest = if to.is_empty() {
+        doc_path
+    } else if doc_path == to {
+        ""
+    } else {
+        doc_path.strip_prefix(to).filter(|r| r.starts_with('/'))?
+    };
+    let from = match &rule.path {
+        PathMatch::Prefix(p) | PathMatch::Exact(p) => p.trim_end_matches('/'),
+        PathMatch::Regex(_) => return Some(doc_path.to_string()),
+    };
+    Some(match (from, rest) {
+        ("", "") => "/".to_string(),
+        ("", r) => r.to_string(),
+        (f, r) => format!("{f}{r}"),
+    })
+}
+
+/// A concrete path for a path template: every `{name}` becomes `sample`.
+pub fn sample_path(template: &str, sample: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                out.push_str(sample);
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                rest = &rest[open..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether the rule's path condition accepts a client path template (its parameters filled in).
+pub fn path_matches(rule: &Rule, template: &str) -> bool {
+    ["1", "x"].iter().any(|s| {
+        let p = sample_path(template, s);
+        match &rule.path {
+            PathMatch::Exact(e) => p == *e,
+            PathMatch::Prefix(pre) => {
+                pre == "/"
+                    || p == *pre
+                    || p.strip_prefix(pre.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+            }
+            PathMatch::Regex(re) => re.0.is_match(&p),
+        }
+    })
+}
+
+/// Errors for the document paths that clients could not reach through `rules`: every path, its
+/// rewrite undone, must fall inside the match of at least one of them.
+pub(crate) fn check_paths(ctx: &Ctx, at: &str, api: &OpenApi, rules: &[&Rule]) -> Vec<ConfigError> {
+    let Some(paths) = api.document.get("paths").and_then(|p| p.as_object()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in paths.keys() {
+        let reachable = rules.iter().any(|r| {
+            client_path(r, p).is_some_and(|c| {
+                matches!(r.rewrite.path, Some(PathRewrite::Regex(..))) || path_matches(r, &c)
+            })
+        });
+        if !reachable {
+            let what = match rules {
+                [r] => match (&r.rewrite.path, &r.path) {
+                    (Some(PathRewrite::Prefix(to)), _) => {
+                        format!("outside the rule's rewrite target `{to}`")
+                    }
+                    (_, PathMatch::Exact(e)) => format!("not the rule's exact path `{e}`"),
+                    (_, PathMatch::Prefix(pre)) => format!("outside the rule's prefix `{pre}`"),
+                    (_, PathMatch::Regex(re)) => {
+                        format!("not matched by the rule's regex `{}`", re.1)
+                    }
+                },
+                _ => "outside every rule's match".to_string(),
+            };
+            out.push(ConfigError {
+                file: api.file.display().to_string().into(),
+                mark: api.lines.get(p.as_str()).copied().unwrap_or_default(),
+                object: ctx.object.clone(),
+                path: format!("{at}.file: paths.{p}"),
+                message: format!("path `{p}` is {what}: clients could not reach it"),
+            });
+        }
+    }
+    out
+}

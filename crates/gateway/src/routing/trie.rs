@@ -1,0 +1,120 @@
+//! Route lookup, path step: a segment trie of one host class's prefix rules, so finding the
+//! longest matching prefix costs one hash probe per path segment, whatever the number of rules.
+
+use std::collections::HashMap;
+
+/// A node: the rules whose prefix ends here, and the next segments.
+struct Node {
+    /// Parent node; the root is its own parent and is never holding rules.
+    parent: u32,
+    /// Children by segment text.
+    children: HashMap<Box<str>, u32>,
+    /// Indices of the rules (into the host table) ending here, in precedence order.
+    rules: Vec<u32>,
+}
+
+/// Prefix rules of one host class, by segments (`/v1/tasks` is `""`, `"v1"`, `"tasks"`).
+///
+/// A prefix `p` matches a path when the path is `p` or starts with `p/`, which is exactly "the
+/// segments of `p` are the first segments of the path": the trie walk is the segment-aware
+/// comparison, and a deeper node is a longer prefix, so walking back up from the deepest node
+/// visits matching prefixes longest first, the documented order.
+pub(crate) struct PrefixTrie {
+    nodes: Vec<Node>,
+}
+
+impl PrefixTrie {
+    /// An empty trie.
+    pub(crate) fn new() -> Self {
+        PrefixTrie {
+            nodes: vec![Node {
+                parent: 0,
+                children: HashMap::new(),
+                rules: Vec::new(),
+            }],
+        }
+    }
+
+    /// Adds rule `index` under `prefix`; callers add rules in precedence order.
+    pub(crate) fn insert(&mut self, prefix: &str, index: u32) {
+        let mut at = 0u32;
+        for seg in prefix.split('/') {
+            let next = self.nodes.len() as u32;
+            let child = *self.nodes[at as usize]
+                .children
+                .entry(seg.into())
+                .or_insert(next);
+            if child == next {
+                self.nodes.push(Node {
+                    parent: at,
+                    children: HashMap::new(),
+                    rules: Vec::new(),
+                });
+            }
+            at = child;
+        }
+        self.nodes[at as usize].rules.push(index);
+    }
+
+    /// Drops spare capacity after building: tables live as long as their snapshot.
+    pub(crate) fn shrink(&mut self) {
+        self.nodes.shrink_to_fit();
+        for n in &mut self.nodes {
+            n.children.shrink_to_fit();
+            n.rules.shrink_to_fit();
+        }
+    }
+
+    /// The first rule, longest prefix first, for which `accept` holds.
+    pub(crate) fn find(&self, path: &str, mut accept: impl FnMut(u32) -> bool) -> Option<u32> {
+        if self.nodes.len() == 1 {
+            return None;
+        }
+        let mut at = 0u32;
+        for seg in path.split('/') {
+            match self.nodes[at as usize].children.get(seg) {
+                Some(&child) => at = child,
+                None => break,
+            }
+        }
+        while at != 0 {
+            let node = &self.nodes[at as usize];
+            if let Some(&i) = node.rules.iter().find(|&&i| accept(i)) {
+                return Some(i);
+            }
+            at = node.parent;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trie(prefixes: &[&str]) -> PrefixTrie {
+        let mut t = PrefixTrie::new();
+        for (i, p) in prefixes.iter().enumerate() {
+            t.insert(p, i as u32);
+        }
+        t
+    }
+
+    #[test]
+    fn longest_whole_segment_prefix_wins() {
+        let t = trie(&["/v1", "/v1/tasks", "/v2"]);
+        assert_eq!(t.find("/v1/tasks/7", |_| true), Some(1));
+        assert_eq!(t.find("/v1/tasks", |_| true), Some(1));
+        assert_eq!(t.find("/v1/tasks7", |_| true), Some(0));
+        assert_eq!(t.find("/v10", |_| true), None);
+        assert_eq!(t.find("/v1/tasks/7", |i| i != 1), Some(0));
+        assert_eq!(t.find("*", |_| true), None);
+    }
+
+    #[test]
+    fn empty_segments_are_segments() {
+        let t = trie(&["/a//b"]);
+        assert_eq!(t.find("/a//b/c", |_| true), Some(0));
+        assert_eq!(t.find("/a/b", |_| true), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! Config flow, snapshot building on a reload: a diff against the live snapshot. Backends whose
+//! definition and run-time state are unchanged, and rules whose content hash (route, index,
+//! [`fingerprint`]) is unchanged and whose backends were kept, are taken over as they are, with
+//! their metric handles; only what changed is compiled again.
+
+use super::{Snapshot, Target};
+use crate::routing::{fingerprint, Entry, Router};
+use crate::upstream::BackendRt;
+use gatehouse_config::{Action, Backend, Config, ObjectId, Rule};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the live snapshot offers for reuse.
+pub(super) struct Reuse<'a> {
+    /// Compiled rules by (route, index).
+    entries: HashMap<(&'a str, usize), &'a Arc<Entry<Target>>>,
+    /// Backends by id, with the definition they were built from.
+    backends: HashMap<&'a str, (&'a Backend, &'a Arc<BackendRt>)>,
+}
+
+impl<'a> Reuse<'a> {
+    /// Indexes `previous`; nothing to reuse on a first build.
+    pub(super) fn new(previous: Option<&'a Snapshot>) -> Self {
+        let Some(prev) = previous else {
+            return Reuse {
+                entries: HashMap::new(),
+                backends: HashMap::new(),
+            };
+        };
+        let entries = prev
+            .router
+            .entries()
+            .filter(|e| e.fingerprint != 0)
+            .map(|e| ((&*e.route, e.index), e))
+            .collect();
+        let defs: HashMap<String, &Backend> = prev
+            .config
+            .backends
+            .iter()
+            .map(|b| (b.id.to_string(), b))
+            .collect();
+        let backends = prev
+            .backends
+            .iter()
+            .filter_map(|rt| Some((&*rt.id, (*defs.get(&*rt.id)?, rt))))
+            .collect();
+        Reuse { entries, backends }
+    }
+
+    /// The live backend runtime for `b`, when its definition and planned state are unchanged.
+    pub(super) fn backend(
+        &self,
+        b: &Backend,
+        state: &Arc<crate::state::BackendState>,
+    ) -> Option<Arc<BackendRt>> {
+        let (def, rt) = self.backends.get(b.id.to_string().as_str())?;
+        (*def == b && Arc::ptr_eq(&rt.state, state)).then(|| (*rt).clone())
+    }
+
+    /// The route table, compiling with `target` only the rules that cannot be kept.
+    pub(super) fn router(
+        &self,
+        config: &Config,
+        backends: &HashMap<ObjectId, Arc<BackendRt>>,
+        mut target: impl FnMut(&Arc<str>, &Rule) -> Target,
+    ) -> Router<Target> {
+        Router::build_with(config, |route, index, rule| {
+            let fp = fingerprint(rule);
+            if let Some(old) = self.entries.get(&(&**route, index)) {
+                // A rule with policies is compiled again: its chain depends on Policy objects
+                // and the store settings, which its fingerprint does not cover.
+                let kept = old.fingerprint == fp && rule.policies.is_empty();
+                if kept && same_backends(&old.target, rule, backends) {
+                    return (*old).clone();
+                }
+            }
+            Arc::new(Entry {
+                route: route.clone(),
+                index,
+                rule: rule.clone(),
+                target: target(route, rule),
+                fingerprint: fp,
+            })
+        })
+    }
+}
+
+/// Whether a kept target's backends are the ones this snapshot resolves the rule to. The
+/// fingerprint already says the rule names the same backends with the same weights; a backend
+/// rebuilt for this snapshot makes the target stale.
+///
+/// A `Target` that comes to hold anything else derived from outside its rule must be checked
+/// here too.
+fn same_backends(old: &Target, rule: &Rule, backends: &HashMap<ObjectId, Arc<BackendRt>>) -> bool {
+    let Action::Forward(list) = &rule.action else {
+        return old.choices.is_empty();
+    };
+    let mut now = list
+        .iter()
+        .filter(|wb| wb.weight > 0)
+        .filter_map(|wb| backends.get(&wb.backend));
+    old.choices
+        .iter()
+        .all(|c| now.next().is_some_and(|b| Arc::ptr_eq(b, &c.backend)))
+        && now.next().is_none()
+}
