@@ -21,12 +21,15 @@ fn load(yaml: &str) -> Config {
     .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
 }
 
+/// One host class's rules: route name, rule index and rule, in precedence order.
+type Rules<'a> = Vec<(String, usize, &'a Rule)>;
+
 /// The lookup as it was before the index: every host class's rules sorted by precedence and
 /// scanned in order with `rule_matches`.
 struct Reference<'a> {
-    exact: HashMap<&'a str, Vec<(String, usize, &'a Rule)>>,
-    wildcard: Vec<(&'a str, Vec<(String, usize, &'a Rule)>)>,
-    any: Vec<(String, usize, &'a Rule)>,
+    exact: HashMap<&'a str, Rules<'a>>,
+    wildcard: Vec<(&'a str, Rules<'a>)>,
+    any: Rules<'a>,
 }
 
 impl<'a> Reference<'a> {
