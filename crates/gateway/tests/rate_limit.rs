@@ -231,3 +231,34 @@ async fn redis_killed_mid_run_with_on_store_error_allow_lets_requests_through_qu
 async fn redis_killed_mid_run_with_on_store_error_deny_refuses_quickly() {
     redis_killed_mid_run("Deny", 429).await;
 }
+
+#[tokio::test]
+async fn every_limit_of_a_rule_applies_to_each_request() {
+    let up = Upstream::start("a").await;
+    let limit = "{requests: 3, per: 1h, key: {header: x-user}}";
+    let yaml = config(up.addr, limit, "").replace(
+        "      policies: [per-user]",
+        "      policies: [per-user, per-route]",
+    ) + r#"
+---
+kind: Policy
+metadata: {name: per-route}
+spec:
+  rateLimit: {requests: 5, per: 1h, key: {route: true}}
+"#;
+    let gw = TestGateway::start(&yaml).await;
+    let url = format!("{}/limited", gw.url("web").await);
+    let client = Client::new();
+    let mut got = Vec::new();
+    for user in ["alice", "alice", "alice", "alice", "bob", "bob", "bob"] {
+        let r = client.get(&url, &[("x-user", user)]).await.unwrap();
+        let policy = r.header("ratelimit-policy").unwrap_or("").to_string();
+        got.push((user, r.status.as_u16(), policy));
+    }
+    let statuses: Vec<u16> = got.iter().map(|g| g.1).collect();
+    // Alice's fourth is over her own limit (and, refused, takes nothing from the route's); Bob's
+    // third is the route's sixth.
+    assert_eq!(statuses, [200, 200, 200, 429, 200, 200, 429], "{got:?}");
+    assert!(got[3].2.contains("default/per-user"), "{got:?}");
+    assert!(got[6].2.contains("default/per-route"), "{got:?}");
+}
