@@ -16,6 +16,8 @@ The `rl-local h1` and `rl-global h1` tests (`--tests rl-local,rl-global`, Gateho
 through a rule whose policy has a rate limit that never triggers (10^9 requests per second, keyed by
 client address): `scope: local` (in process), and `scope: global` (a redis-server started on CPU 1 with
 the upstream). They are compared with Gatehouse's `small h1` of the same round (the open route).
+The `retry h1` test (Gatehouse only) is the same comparison for a rule with `retry` configured
+(3 attempts on connect failure, reset, gateway error) that never triggers.
 """
 
 import argparse
@@ -138,7 +140,7 @@ class Upstream:
         return self.lr_ports if lr else [self.port]
 
 
-def start_gatehouse(d, up, log, lr=False, limit=None, redis_url=None):
+def start_gatehouse(d, up, log, lr=False, limit=None, redis_url=None, retry=False):
     port = free_port()
     admin = free_port()
     # The log lives outside the watched config directory: every write to a watched directory is
@@ -156,6 +158,9 @@ spec:
   rateLimit: {{requests: 1000000000, per: 1s, key: {{clientAddress: true}}, scope: {limit}}}
 """ if limit else ""
     policies = "\n      policies: [never]" if limit else ""
+    # Retries configured but never needed: what the retry loop costs when the first attempt works.
+    if retry:
+        policies += "\n      retry: {attempts: 3, on: [connect-failure, reset, gateway-error]}"
     cfg = f"""apiVersion: gatehouse.dev/v1alpha1
 kind: Gateway
 metadata: {{name: bench}}
@@ -326,11 +331,15 @@ TESTS = {
     # /small through a rate limit that never triggers, Gatehouse only (see the docstring).
     "rl-local h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
     "rl-global h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
+    # /small on a route with retries configured that never trigger, Gatehouse only.
+    "retry h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
 }
 # Tests whose proxies are configured with the three endpoints and least request.
 LR_TESTS = {"lr h1"}
 # Gatehouse-only tests with a rate limit policy on the route, and the limit's scope.
 LIMIT_TESTS = {"rl-local h1": "local", "rl-global h1": "global"}
+# Gatehouse-only tests compared with Gatehouse's own open route (`small h1`) in the same round.
+OWN_BASELINE = set(LIMIT_TESTS) | {"retry h1"}
 
 
 class Redis:
@@ -387,11 +396,13 @@ def main():
                 for p in proxies:
                     if p.endswith("+log") and t != "small h1":
                         continue
-                    if t in LIMIT_TESTS and p != "gatehouse":
+                    if t in OWN_BASELINE and p != "gatehouse":
                         continue
                     start, log = PROXIES[p]
                     if t in LIMIT_TESTS:
                         proc, port, h2port = start(d, up, log, limit=LIMIT_TESTS[t], redis_url=redis and redis.url)
+                    elif t == "retry h1":
+                        proc, port, h2port = start(d, up, log, retry=True)
                     else:
                         proc, port, h2port = start(d, up, log, lr=t in LR_TESTS)
                     try:
@@ -433,7 +444,7 @@ def main():
             if not rs:
                 continue
             base = results.get(("nginx+log" if p.endswith("+log") else base_name, t)) or []
-            if t in LIMIT_TESTS:
+            if t in OWN_BASELINE:
                 # The open route is the baseline of a policy case: Gatehouse's small h1, same round.
                 base = results.get(("gatehouse", "small h1")) or []
             rps, p50, p99, cpu = med(rs, "rps"), med(rs, "p50"), med(rs, "p99"), med(rs, "cpu_us")
