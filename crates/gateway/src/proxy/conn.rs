@@ -183,12 +183,18 @@ fn respond(
         .uri()
         .path_and_query()
         .is_some_and(|p| p.as_str().len() > max_uri);
+    // One header lookup: a gRPC client must get gateway-made errors as gRPC statuses. Applied
+    // here rather than by a wrapper around `handle`, whose large future would be moved once more.
+    let grpc = super::grpc::is_grpc(req.headers());
     async move {
         let mut resp = if too_long {
             uri_too_long(&req, max_uri)
         } else {
-            handle(snap, &guard.0, req).await
+            handle(snap, &guard.0, req, grpc).await
         };
+        if grpc {
+            resp = super::grpc::render_error(resp);
+        }
         resp.body_mut().hold(guard);
         Ok::<_, Infallible>(resp)
     }

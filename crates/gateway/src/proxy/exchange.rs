@@ -276,9 +276,9 @@ impl Exchange<'_> {
         let overall =
             (!whole.is_zero()).then(|| tokio::time::Instant::from_std(self.start) + whole);
         let per_try_until = per_try.map(|d| tokio::time::Instant::now() + d);
-        let send = client::send(backend, ep, req, extra, self.start);
+        // The send future is large: made where it is awaited, never moved through a local.
         let result = match (overall, per_try_until) {
-            (None, None) => send.await,
+            (None, None) => client::send(backend, ep, req, extra, self.start).await,
             (overall, per_try_until) => {
                 let per_try_first = per_try_until.is_some_and(|p| overall.is_none_or(|o| p < o));
                 let until = match (overall, per_try_until) {
@@ -286,7 +286,11 @@ impl Exchange<'_> {
                     (o, p) => o.or(p).unwrap_or_else(tokio::time::Instant::now),
                 };
                 // Coarse, and cheap (see `deadline`).
-                match super::deadline::timed(until, send).await {
+                let timed = super::deadline::timed(
+                    until,
+                    client::send(backend, ep, req, extra, self.start),
+                );
+                match timed.await {
                     Ok(r) => r,
                     Err(_) if per_try_first => Err(timed_out(backend, per_try.unwrap_or(whole))
                         .because(Cause::PerTryTimeout)

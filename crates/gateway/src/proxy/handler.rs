@@ -87,20 +87,9 @@ thread_local! {
     static ID_BLOCK: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
 }
 
-/// Serves one request.
+/// Serves one request; `grpc` says the client speaks gRPC (its deadline applies, and the caller
+/// renders gateway-made errors as gRPC statuses).
 pub async fn handle(
-    snap: Arc<Snapshot>,
-    conn: &ConnInfo,
-    req: Request<Incoming>,
-) -> Response<ResponseBody> {
-    // One header lookup: a gRPC client must get gateway-made errors as gRPC statuses.
-    if super::grpc::is_grpc(req.headers()) {
-        return super::grpc::render_error(serve(snap, conn, req, true).await);
-    }
-    serve(snap, conn, req, false).await
-}
-
-async fn serve(
     snap: Arc<Snapshot>,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
