@@ -69,6 +69,7 @@ impl RequestBody {
     }
 
     /// Cuts the body (making it fail) once more than `max` bytes have streamed.
+    #[inline]
     pub(crate) fn limited(mut self, max: Option<u64>) -> Self {
         self.limit = max.map(crate::body::limited::BodyLimit::new);
         self

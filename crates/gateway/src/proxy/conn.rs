@@ -185,7 +185,8 @@ fn respond(
         .is_some_and(|p| p.as_str().len() > max_uri);
     // One header lookup: a gRPC client must get gateway-made errors as gRPC statuses. Applied
     // here rather than by a wrapper around `handle`, whose large future would be moved once more.
-    let grpc = super::grpc::is_grpc(req.headers());
+    // Native gRPC runs over HTTP/2 only: HTTP/1.1 requests skip the lookup.
+    let grpc = req.version() == http::Version::HTTP_2 && super::grpc::is_grpc(req.headers());
     async move {
         let mut resp = if too_long {
             uri_too_long(&req, max_uri)
