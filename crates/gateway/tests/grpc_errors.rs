@@ -3,9 +3,8 @@
 //! the right `grpc-status`, and a client's `grpc-timeout` must bound the wait for the upstream.
 
 use gatehouse_testkit::discovery::fill;
-use gatehouse_testkit::TestGateway;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use gatehouse_testkit::{PythonPeer, TestGateway};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// `test.Echo/Unary` echoes its request; `test.Echo/Slow` and `Slow2` do so after 3 s.
@@ -46,39 +45,6 @@ for name, path in [("ok", "/test.Echo/Unary"), ("no_route", "/other.Svc/Call"),
 print(json.dumps(out), flush=True)
 "#;
 
-/// The Python server; stopped (stdin closed, then killed and reaped) when dropped.
-struct GrpcPeer {
-    child: Child,
-    port: u16,
-}
-
-impl GrpcPeer {
-    fn start() -> GrpcPeer {
-        let mut child = Command::new("python3")
-            .args(["-c", SERVER])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs (scripts/test.sh installs grpcio)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the server prints its port");
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            panic!("no port from the gRPC server (is grpcio installed?): {line:?}")
-        });
-        GrpcPeer { child, port }
-    }
-}
-
-impl Drop for GrpcPeer {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const CONFIG: &str = r#"
 kind: Gateway
 metadata: {name: g}
@@ -114,7 +80,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
-    let peer = GrpcPeer::start();
+    let peer = PythonPeer::start(SERVER);
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -160,7 +126,7 @@ async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
 /// answers after 3 s: the gateway ends it at the client's deadline, trailers-only, status 4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_timeout_is_honoured_below_the_route_timeout() {
-    let peer = GrpcPeer::start();
+    let peer = PythonPeer::start(SERVER);
     let yaml = fill(
         CONFIG,
         &[("port", &peer.port.to_string()), ("dead", "127.0.0.1:9")],

@@ -2,9 +2,7 @@
 //! (`grpcio-health-checking`), independent of Gatehouse's own code. The server part of the
 //! process reports SERVING for the whole server and NOT_SERVING for the service `tasks`.
 
-use gatehouse_testkit::{wait_for, Client, TestGateway};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use gatehouse_testkit::{wait_for, Client, PythonPeer, TestGateway};
 
 const SERVER: &str = r#"
 import sys, grpc
@@ -22,42 +20,9 @@ sys.stdin.read()
 server.stop(0)
 "#;
 
-/// The Python server; stopped (stdin closed, then killed and reaped) when dropped.
-struct GrpcPeer {
-    child: Child,
-    port: u16,
-}
-
-impl GrpcPeer {
-    fn start() -> GrpcPeer {
-        let mut child = Command::new("python3")
-            .args(["-c", SERVER])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs (scripts/test.sh installs grpcio)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the server prints its port");
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            panic!("no port from the gRPC server (is grpcio installed?): {line:?}")
-        });
-        GrpcPeer { child, port }
-    }
-}
-
-impl Drop for GrpcPeer {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn grpc_health_checks_follow_the_serving_status() {
-    let peer = GrpcPeer::start();
+    let peer = PythonPeer::start(SERVER);
     let yaml = gatehouse_testkit::gateway::GATEWAY_AND_WEB.to_string()
         + &r#"
 ---

@@ -7,6 +7,7 @@ pub mod dnsmasq;
 pub mod etcd;
 pub mod gateway;
 pub mod nginx;
+pub mod python;
 pub mod redis;
 pub mod scripted;
 pub mod upstream;
@@ -16,6 +17,7 @@ pub use dnsmasq::Dnsmasq;
 pub use etcd::Etcd;
 pub use gateway::TestGateway;
 pub use nginx::Nginx;
+pub use python::PythonPeer;
 pub use redis::Redis;
 pub use upstream::Upstream;
 
