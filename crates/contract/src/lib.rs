@@ -12,8 +12,10 @@ mod out;
 mod rules;
 mod schema;
 mod table;
+mod validator;
 mod warnings;
 
+pub use validator::RequestValidator;
 pub use warnings::{warnings, Warning};
 /// Why a contract could not be produced.
 #[derive(Debug, Clone)]
