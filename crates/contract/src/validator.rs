@@ -19,6 +19,9 @@ use std::sync::Arc;
 /// How deep schemas are followed: a recursive schema stops being checked there.
 const MAX_DEPTH: usize = 32;
 
+/// Where in the request a value is, rendered only when there is an error to report.
+type At<'a> = &'a dyn Fn() -> String;
+
 /// One path segment of an operation's path template.
 enum Segment {
     Literal(String),
@@ -202,7 +205,7 @@ impl RequestValidator {
             };
         }
         let Some(schema) = schema else { return Ok(()) };
-        let at = format!("{within} parameter `{name}`");
+        let at = || format!("{within} parameter `{name}`");
         let schema = deref(&self.doc, schema);
         let value = if crate::schema::types(schema).contains("array") {
             let items = schema.get("items");
@@ -248,11 +251,11 @@ impl RequestValidator {
         };
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| format!("the request body is not valid JSON: {e}"))?;
-        self.check(schema, &value, "request body", 0)
+        self.check(schema, &value, &|| "request body".to_string(), 0)
     }
 
     /// Checks `v` against `schema`; the error names the field (`request body.owner.name`).
-    fn check(&self, schema: &Value, v: &Value, at: &str, depth: usize) -> Result<(), String> {
+    fn check(&self, schema: &Value, v: &Value, at: At, depth: usize) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Ok(());
         }
@@ -261,11 +264,18 @@ impl RequestValidator {
             return Ok(());
         }
         self.combinators(s, v, at, depth)?;
-        let types = crate::schema::types(s);
-        if !types.is_empty() && !types.iter().any(|t| has_type(v, t)) {
-            let want: Vec<&str> = types.iter().map(String::as_str).collect();
+        let type_ok = match s.get("type") {
+            Some(Value::String(t)) => has_type(v, t),
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .any(|t| t.as_str().is_some_and(|t| has_type(v, t))),
+            _ => true,
+        };
+        if !type_ok {
+            let want: Vec<String> = crate::schema::types(s).into_iter().collect();
             return Err(format!(
-                "{at}: expected {}, found {}",
+                "{}: expected {}, found {}",
+                at(),
                 want.join(" or "),
                 kind(v)
             ));
@@ -273,12 +283,16 @@ impl RequestValidator {
         if let Some(e) = s.get("enum").and_then(Value::as_array) {
             if !e.contains(v) {
                 let allowed: Vec<String> = e.iter().map(Value::to_string).collect();
-                return Err(format!("{at}: {v} is not one of {}", allowed.join(", ")));
+                return Err(format!(
+                    "{}: {v} is not one of {}",
+                    at(),
+                    allowed.join(", ")
+                ));
             }
         }
         if let Some(c) = s.get("const") {
             if c != v {
-                return Err(format!("{at}: must be {c}"));
+                return Err(format!("{}: must be {c}", at()));
             }
         }
         match v {
@@ -290,7 +304,7 @@ impl RequestValidator {
         }
     }
 
-    fn combinators(&self, s: &Value, v: &Value, at: &str, depth: usize) -> Result<(), String> {
+    fn combinators(&self, s: &Value, v: &Value, at: At, depth: usize) -> Result<(), String> {
         let list = |k: &str| s.get(k).and_then(Value::as_array);
         if let Some(all) = list("allOf") {
             all.iter()
@@ -298,7 +312,10 @@ impl RequestValidator {
         }
         if let Some(any) = list("anyOf") {
             if !any.iter().any(|x| self.check(x, v, at, depth + 1).is_ok()) {
-                return Err(format!("{at}: matches none of the allowed shapes (anyOf)"));
+                return Err(format!(
+                    "{}: matches none of the allowed shapes (anyOf)",
+                    at()
+                ));
             }
         }
         if let Some(one) = list("oneOf") {
@@ -308,48 +325,49 @@ impl RequestValidator {
                 .count();
             if n != 1 {
                 return Err(format!(
-                    "{at}: must match exactly one of the allowed shapes (oneOf), matches {n}"
+                    "{}: must match exactly one of the allowed shapes (oneOf), matches {n}",
+                    at()
                 ));
             }
         }
         Ok(())
     }
 
-    fn string(&self, s: &Value, x: &str, at: &str) -> Result<(), String> {
+    fn string(&self, s: &Value, x: &str, at: At) -> Result<(), String> {
         let len = x.chars().count() as u64;
         if let Some(min) = s
             .get("minLength")
             .and_then(Value::as_u64)
             .filter(|m| len < *m)
         {
-            return Err(format!("{at}: shorter than {min} characters"));
+            return Err(format!("{}: shorter than {min} characters", at()));
         }
         if let Some(max) = s
             .get("maxLength")
             .and_then(Value::as_u64)
             .filter(|m| len > *m)
         {
-            return Err(format!("{at}: longer than {max} characters"));
+            return Err(format!("{}: longer than {max} characters", at()));
         }
         if let Some(p) = s.get("pattern").and_then(Value::as_str) {
             if self.patterns.get(p).is_some_and(|re| !re.is_match(x)) {
-                return Err(format!("{at}: does not match the pattern `{p}`"));
+                return Err(format!("{}: does not match the pattern `{p}`", at()));
             }
         }
         Ok(())
     }
 
-    fn array(&self, s: &Value, items: &[Value], at: &str, depth: usize) -> Result<(), String> {
+    fn array(&self, s: &Value, items: &[Value], at: At, depth: usize) -> Result<(), String> {
         let n = items.len() as u64;
         if let Some(min) = s.get("minItems").and_then(Value::as_u64).filter(|m| n < *m) {
-            return Err(format!("{at}: fewer than {min} items"));
+            return Err(format!("{}: fewer than {min} items", at()));
         }
         if let Some(max) = s.get("maxItems").and_then(Value::as_u64).filter(|m| n > *m) {
-            return Err(format!("{at}: more than {max} items"));
+            return Err(format!("{}: more than {max} items", at()));
         }
         if let Some(schema) = s.get("items") {
             for (i, item) in items.iter().enumerate() {
-                self.check(schema, item, &format!("{at}[{i}]"), depth + 1)?;
+                self.check(schema, item, &|| format!("{}[{i}]", at()), depth + 1)?;
             }
         }
         Ok(())
@@ -359,7 +377,7 @@ impl RequestValidator {
         &self,
         s: &Value,
         m: &serde_json::Map<String, Value>,
-        at: &str,
+        at: At,
         depth: usize,
     ) -> Result<(), String> {
         if let Some(req) = s.get("required").and_then(Value::as_array) {
@@ -368,19 +386,19 @@ impl RequestValidator {
                 .filter_map(Value::as_str)
                 .find(|r| !m.contains_key(*r))
             {
-                return Err(format!("{at}.{missing}: required field missing"));
+                return Err(format!("{}.{missing}: required field missing", at()));
             }
         }
         let props = s.get("properties").and_then(Value::as_object);
         for (k, v) in m {
             match props.and_then(|p| p.get(k)) {
-                Some(ps) => self.check(ps, v, &format!("{at}.{k}"), depth + 1)?,
+                Some(ps) => self.check(ps, v, &|| format!("{}.{k}", at()), depth + 1)?,
                 None => match s.get("additionalProperties") {
                     Some(Value::Bool(false)) => {
-                        return Err(format!("{at}.{k}: unknown field"));
+                        return Err(format!("{}.{k}: unknown field", at()));
                     }
                     Some(extra @ Value::Object(_)) => {
-                        self.check(extra, v, &format!("{at}.{k}"), depth + 1)?
+                        self.check(extra, v, &|| format!("{}.{k}", at()), depth + 1)?
                     }
                     _ => {}
                 },
@@ -390,29 +408,31 @@ impl RequestValidator {
     }
 }
 
-fn number(s: &Value, x: f64, at: &str) -> Result<(), String> {
+fn number(s: &Value, x: f64, at: At) -> Result<(), String> {
     let get = |k: &str| s.get(k).and_then(Value::as_f64);
     // 3.0 writes `exclusiveMinimum: true` beside `minimum`; 3.1 writes the bound itself.
     let flag = |k: &str| s.get(k).and_then(Value::as_bool) == Some(true);
     if let Some(min) = get("minimum") {
         if x < min || (flag("exclusiveMinimum") && x == min) {
-            return Err(format!("{at}: below the minimum {min}"));
+            return Err(format!("{}: below the minimum {min}", at()));
         }
     }
     if let Some(max) = get("maximum") {
         if x > max || (flag("exclusiveMaximum") && x == max) {
-            return Err(format!("{at}: above the maximum {max}"));
+            return Err(format!("{}: above the maximum {max}", at()));
         }
     }
     if get("exclusiveMinimum").is_some_and(|m| x <= m) {
         return Err(format!(
-            "{at}: must be above {}",
+            "{}: must be above {}",
+            at(),
             get("exclusiveMinimum").unwrap_or(0.0)
         ));
     }
     if get("exclusiveMaximum").is_some_and(|m| x >= m) {
         return Err(format!(
-            "{at}: must be below {}",
+            "{}: must be below {}",
+            at(),
             get("exclusiveMaximum").unwrap_or(0.0)
         ));
     }
