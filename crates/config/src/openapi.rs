@@ -300,3 +300,36 @@ pub(crate) fn check_paths(ctx: &Ctx, at: &str, api: &OpenApi, rules: &[&Rule]) -
     }
     out
 }
+
+/// Loads the documents of a Route's rules (`spec.rules[i].openapi`) and of the Route itself
+/// (`spec.openapi`), checking each against the rules it describes.
+pub(crate) fn attach(
+    ctx: &Ctx,
+    spec: &crate::raw::RouteSpec,
+    mut rules: Vec<Rule>,
+    errors: &mut Vec<ConfigError>,
+) -> (Vec<Rule>, Option<OpenApi>) {
+    for (i, r) in spec.rules.iter().enumerate() {
+        let Some(o) = &r.openapi else { continue };
+        let at = format!("spec.rules[{i}]");
+        // Rules with errors were left out of `rules`: find this one by where it was written.
+        let mark = ctx.mark(&at);
+        let Some(rule) = rules.iter_mut().find(|x| x.source.mark() == mark) else {
+            continue;
+        };
+        let at = format!("{at}.openapi");
+        if let Some(api) = load(ctx, &at, o, errors) {
+            errors.extend(check_paths(ctx, &at, &api, &[&*rule]));
+            rule.openapi = Some(api);
+        }
+    }
+    let api = spec
+        .openapi
+        .as_ref()
+        .and_then(|o| load(ctx, "spec.openapi", o, errors));
+    if let Some(api) = &api {
+        let refs: Vec<&Rule> = rules.iter().collect();
+        errors.extend(check_paths(ctx, "spec.openapi", api, &refs));
+    }
+    (rules, api)
+}
