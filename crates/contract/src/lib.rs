@@ -9,6 +9,7 @@ mod diff;
 mod limits;
 mod oas_diff;
 mod out;
+mod policies;
 mod rules;
 mod schema;
 mod table;
