@@ -70,6 +70,13 @@ fn rate(r: &Value) -> Option<f64> {
     Some(requests / per.as_secs_f64().max(1e-9))
 }
 
+/// `100/1m`, as the manifest writes it.
+fn rate_label(r: &Value) -> String {
+    let requests = r.get("requests").map(Value::to_string).unwrap_or_default();
+    let per = r.get("per").and_then(Value::as_str).unwrap_or("?");
+    format!("{requests}/{per}")
+}
+
 fn num(v: &Value, path: &str) -> Option<f64> {
     v.pointer(path).and_then(Value::as_f64)
 }
@@ -160,21 +167,23 @@ fn changed(out: &mut Out, op: &str, name: &str, x: &Value, y: &Value, at: &str) 
         ),
     ];
     for (what, before, after) in limits {
+        let shown = |v: &Value, n: f64| match what {
+            "rate" => rate_label(v.get("rateLimit").unwrap_or(&Value::Null)),
+            _ => n.to_string(),
+        };
         match (before, after) {
-            (Some(b), Some(a)) if a < b => out.push(
-                Class::Breaking,
-                "limit-tightened",
-                op,
-                format!("policy `{name}` {what} lowered ({b} -> {a})"),
-                at,
-            ),
-            (Some(b), Some(a)) if a > b => out.push(
-                Class::NonBreaking,
-                "limit-relaxed",
-                op,
-                format!("policy `{name}` {what} raised ({b} -> {a})"),
-                at,
-            ),
+            (Some(b), Some(a)) if a != b => {
+                let text = format!(
+                    "policy `{name}` {what} {} (was {})",
+                    shown(y, a),
+                    shown(x, b)
+                );
+                let (class, kind) = match a < b {
+                    true => (Class::Breaking, "limit-tightened"),
+                    false => (Class::NonBreaking, "limit-relaxed"),
+                };
+                out.push(class, kind, op, text, at);
+            }
             _ => {}
         }
     }
