@@ -186,6 +186,8 @@ fn with_conditions(op: &str, rule: &Rule) -> String {
 fn added(out: &mut Out, old: &Config, host: &str, m: &str, e: &Entry, op: &str) {
     let op = with_conditions(op, e.rule);
     let before = Probe::for_rule(e.rule, host, m).and_then(|p| table::resolve(old, &p));
+    // A catch-all that answers an error (`directResponse: {status: 404}`) served no operation.
+    let before = before.filter(|prev| !answers_error(prev.rule));
     match before {
         Some(prev) if destination(prev.rule) != destination(e.rule) => out.push(
             Class::Breaking,
@@ -254,6 +256,11 @@ fn removed(out: &mut Out, new: &Config, host: &str, m: &str, e: &Entry, op: &str
             &e.location(),
         ),
     }
+}
+
+/// Whether a rule answers every request with an error status itself.
+fn answers_error(rule: &Rule) -> bool {
+    matches!(&rule.action, Action::Direct(d) if d.status >= 400)
 }
 
 /// Whether a rule forwards to backends (rather than answering itself).
