@@ -64,6 +64,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # The Kubernetes discovery test runs a stand-in API server written in Python.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# `gatehouse diff --git` is tested against a temporary git repository.
+command -v git >/dev/null 2>&1 || need+=(git)
 # The etcd-client crate compiles etcd's .proto files at build time: protoc and its well-known types.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)

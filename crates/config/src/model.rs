@@ -542,6 +542,8 @@ pub struct Rule {
     pub action: Action,
     /// Rewrites applied before forwarding.
     pub rewrite: Rewrite,
+    /// The OpenAPI document describing the API behind this rule (`openapi`).
+    pub openapi: Option<crate::openapi::OpenApi>,
     /// Header changes on the request sent upstream.
     pub request_headers: HeaderMods,
     /// Header changes on the response sent downstream.
@@ -550,8 +552,6 @@ pub struct Rule {
     /// headers arrive.
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
-    /// The OpenAPI document describing the API behind this rule (`openapi`).
-    pub openapi: Option<crate::openapi::OpenApi>,
     /// Faults injected into its requests.
     pub fault: Option<Fault>,
     /// Policies, in the order written.

@@ -383,6 +383,8 @@ pub struct RuleSpec {
     #[serde(default, rename = "match")]
     pub matches: Option<MatchSpec>,
     #[serde(default)]
+    pub openapi: Option<crate::openapi::OpenApiSpec>,
+    #[serde(default)]
     pub backends: Vec<WeightedBackendSpec>,
     #[serde(default)]
     pub redirect: Option<RedirectSpec>,
@@ -396,8 +398,6 @@ pub struct RuleSpec {
     pub response_headers: Option<HeaderModsSpec>,
     #[serde(default)]
     pub timeout: Option<String>,
-    #[serde(default)]
-    pub openapi: Option<crate::openapi::OpenApiSpec>,
     pub fault: Option<FaultSpec>,
     #[serde(default)]
     pub policies: Vec<String>,

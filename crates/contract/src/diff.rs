@@ -1,6 +1,7 @@
 //! `gatehouse diff`: the public API change between two compiled configs, operation by operation
 //! (host, method, path condition), each change classified for existing clients.
 
+use crate::policies::Policies;
 use crate::table::{self, destination, endpoints, Entry, Probe};
 use crate::{Change, Class, Report};
 use gatehouse_config::{Action, Config, Rule};
@@ -9,6 +10,8 @@ use std::collections::BTreeSet;
 /// Collects changes with the operation they belong to.
 pub(crate) struct Out {
     pub changes: Vec<Change>,
+    /// The policies of the old and the new config, for rules that name them.
+    pub policies: std::rc::Rc<(Policies, Policies)>,
 }
 
 impl Out {
@@ -27,6 +30,7 @@ impl Out {
 pub(crate) fn diff(old: &Config, new: &Config) -> Report {
     let mut out = Out {
         changes: Vec::new(),
+        policies: std::rc::Rc::new((Policies::of(old), Policies::of(new))),
     };
     let (eo, en) = (endpoints(old), endpoints(new));
     let keys: BTreeSet<&(String, String)> = eo.keys().chain(en.keys()).collect();
@@ -182,6 +186,8 @@ fn with_conditions(op: &str, rule: &Rule) -> String {
 fn added(out: &mut Out, old: &Config, host: &str, m: &str, e: &Entry, op: &str) {
     let op = with_conditions(op, e.rule);
     let before = Probe::for_rule(e.rule, host, m).and_then(|p| table::resolve(old, &p));
+    // A catch-all that answers an error (`directResponse: {status: 404}`) served no operation.
+    let before = before.filter(|prev| !answers_error(prev.rule));
     match before {
         Some(prev) if destination(prev.rule) != destination(e.rule) => out.push(
             Class::Breaking,
@@ -250,6 +256,11 @@ fn removed(out: &mut Out, new: &Config, host: &str, m: &str, e: &Entry, op: &str
             &e.location(),
         ),
     }
+}
+
+/// Whether a rule answers every request with an error status itself.
+fn answers_error(rule: &Rule) -> bool {
+    matches!(&rule.action, Action::Direct(d) if d.status >= 400)
 }
 
 /// Whether a rule forwards to backends (rather than answering itself).

@@ -154,6 +154,12 @@ fn precedence_cases() -> Vec<Case> {
             &[(B, "traffic-taken")],
         ),
         case(
+            "a new rule in front of a catch-all 404 is only an addition",
+            &api("    - directResponse: {status: 404, body: nothing here}\n"),
+            &api(&format!("    - directResponse: {{status: 404, body: nothing here}}\n{V1_A}")),
+            &[(N, "operation-added")],
+        ),
+        case(
             "a host removed from a route",
             &api(V1_A).replace("[api.example.com]", "[api.example.com, old.example.com]"),
             &api(V1_A),
@@ -292,7 +298,7 @@ fn route_changes_are_classified() {
 
 #[test]
 fn precedence_changes_are_classified() {
-    assert!(run(precedence_cases()) >= 7);
+    assert!(run(precedence_cases()) >= 8);
 }
 
 #[test]
