@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Gatehouse test. Installs what the build and the tests use (nginx, curl, dnsmasq, etcd,
-# protoc, python3) when it is missing, so it passes on a bare Debian machine with a Rust toolchain.
+# protoc, python3, chromium) when it is missing, so it passes on a bare Debian machine with a Rust toolchain.
 # Fails if the tests leave a process behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +65,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # The etcd-client crate compiles etcd's .proto files at build time: protoc and its well-known types.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
+# The developer portal's end-to-end test drives headless Chromium.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     SUDO=""

@@ -3,7 +3,8 @@
 //! whose API is served by a real `python3 -m http.server`. Pages render, every link answers, the
 //! keyboard reaches the skip link first, every field has a label, try-it shows the upstream's real
 //! response, and at phone width (375px) nothing is wider than the screen.
-//! `PORTAL_SCREENSHOTS=DIR` keeps the screenshots (docs/portal/ holds the README's).
+//! `PORTAL_SCREENSHOTS=docs/portal` (relative to this crate: `../../docs/portal`) refreshes the
+//! README's two screenshots.
 
 use gatehouse_testkit::TestGateway;
 use std::io::{BufRead, BufReader};
@@ -177,7 +178,8 @@ async fn portal_works_in_headless_chromium() {
     ] {
         let png = std::fs::read(out.path().join(shot)).expect("screenshot");
         assert!(png.starts_with(b"\x89PNG"), "{shot}");
-        if let Ok(keep) = std::env::var("PORTAL_SCREENSHOTS") {
+        let for_readme = ["portal-desktop.png", "portal-phone.png"].contains(&shot);
+        if let (Ok(keep), true) = (std::env::var("PORTAL_SCREENSHOTS"), for_readme) {
             std::fs::write(Path::new(&keep).join(shot), &png).unwrap();
         }
     }
