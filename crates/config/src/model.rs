@@ -511,6 +511,8 @@ pub struct Rule {
     pub action: Action,
     /// Rewrites applied before forwarding.
     pub rewrite: Rewrite,
+    /// The OpenAPI document describing the API behind this rule (`openapi`).
+    pub openapi: Option<crate::openapi::OpenApi>,
     /// Header changes on the request sent upstream.
     pub request_headers: HeaderMods,
     /// Header changes on the response sent downstream.
@@ -518,8 +520,6 @@ pub struct Rule {
     /// Time allowed until the upstream's response headers arrive.
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
-    /// The OpenAPI document describing the API behind this rule (`openapi`).
-    pub openapi: Option<crate::openapi::OpenApi>,
     /// Where it was defined.
     pub source: Source,
 }

@@ -160,36 +160,47 @@ pub(crate) fn load(
         ));
         return None;
     }
-    let mut lines = BTreeMap::new();
     let before = errors.len();
-    if let Some(paths) = doc.get("paths") {
-        let Value::Map(entries) = &paths.value else {
-            errors.push(in_doc(paths.mark, "`paths` must be a mapping".into()));
-            return None;
-        };
-        for (k, v) in entries {
-            let p = k.as_str().unwrap_or_default();
-            if !p.starts_with('/') {
-                errors.push(in_doc(k.mark, format!("path `{p}` must start with `/`")));
-                continue;
-            }
-            lines.insert(p.to_string(), k.mark);
-            if let Value::Map(ops) = &v.value {
-                for (m, _) in ops {
-                    let m = m.as_str().unwrap_or_default();
-                    if OPERATION_METHODS.contains(&m) {
-                        lines.insert(format!("{p} {m}"), m_mark(ops, m));
-                    }
-                }
-            }
-        }
-    }
+    let lines = path_marks(doc, &in_doc, errors)?;
     (errors.len() == before).then(|| OpenApi {
         file,
         document: Arc::new(to_json(doc)),
         lines: Arc::new(lines),
         validate_requests: spec.validate_requests,
     })
+}
+
+/// The position of every path and operation of the document; errors for malformed `paths`.
+fn path_marks(
+    doc: &Node,
+    in_doc: &dyn Fn(Mark, String) -> ConfigError,
+    errors: &mut Vec<ConfigError>,
+) -> Option<BTreeMap<String, Mark>> {
+    let mut lines = BTreeMap::new();
+    let Some(paths) = doc.get("paths") else {
+        return Some(lines);
+    };
+    let Value::Map(entries) = &paths.value else {
+        errors.push(in_doc(paths.mark, "`paths` must be a mapping".into()));
+        return None;
+    };
+    for (k, v) in entries {
+        let p = k.as_str().unwrap_or_default();
+        if !p.starts_with('/') {
+            errors.push(in_doc(k.mark, format!("path `{p}` must start with `/`")));
+            continue;
+        }
+        lines.insert(p.to_string(), k.mark);
+        if let Value::Map(ops) = &v.value {
+            for (m, _) in ops {
+                let m = m.as_str().unwrap_or_default();
+                if OPERATION_METHODS.contains(&m) {
+                    lines.insert(format!("{p} {m}"), m_mark(ops, m));
+                }
+            }
+        }
+    }
+    Some(lines)
 }
 
 fn m_mark(ops: &[(Node, Node)], m: &str) -> Mark {
@@ -299,4 +310,37 @@ pub(crate) fn check_paths(ctx: &Ctx, at: &str, api: &OpenApi, rules: &[&Rule]) -
         }
     }
     out
+}
+
+/// Loads the documents of a Route's rules (`spec.rules[i].openapi`) and of the Route itself
+/// (`spec.openapi`), checking each against the rules it describes.
+pub(crate) fn attach(
+    ctx: &Ctx,
+    spec: &crate::raw::RouteSpec,
+    mut rules: Vec<Rule>,
+    errors: &mut Vec<ConfigError>,
+) -> (Vec<Rule>, Option<OpenApi>) {
+    for (i, r) in spec.rules.iter().enumerate() {
+        let Some(o) = &r.openapi else { continue };
+        let at = format!("spec.rules[{i}]");
+        // Rules with errors were left out of `rules`: find this one by where it was written.
+        let mark = ctx.mark(&at);
+        let Some(rule) = rules.iter_mut().find(|x| x.source.mark() == mark) else {
+            continue;
+        };
+        let at = format!("{at}.openapi");
+        if let Some(api) = load(ctx, &at, o, errors) {
+            errors.extend(check_paths(ctx, &at, &api, &[&*rule]));
+            rule.openapi = Some(api);
+        }
+    }
+    let api = spec
+        .openapi
+        .as_ref()
+        .and_then(|o| load(ctx, "spec.openapi", o, errors));
+    if let Some(api) = &api {
+        let refs: Vec<&Rule> = rules.iter().collect();
+        errors.extend(check_paths(ctx, "spec.openapi", api, &refs));
+    }
+    (rules, api)
 }

@@ -370,6 +370,8 @@ pub struct RuleSpec {
     #[serde(default, rename = "match")]
     pub matches: Option<MatchSpec>,
     #[serde(default)]
+    pub openapi: Option<crate::openapi::OpenApiSpec>,
+    #[serde(default)]
     pub backends: Vec<WeightedBackendSpec>,
     #[serde(default)]
     pub redirect: Option<RedirectSpec>,
@@ -383,8 +385,6 @@ pub struct RuleSpec {
     pub response_headers: Option<HeaderModsSpec>,
     #[serde(default)]
     pub timeout: Option<String>,
-    #[serde(default)]
-    pub openapi: Option<crate::openapi::OpenApiSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -4,7 +4,6 @@
 use crate::error::{hint, ConfigError};
 use crate::loader::{Ctx, Object, Spec};
 use crate::model::*;
-use crate::openapi::OpenApi;
 use crate::raw;
 use crate::units::{parse_duration, parse_size};
 use std::collections::{BTreeMap, HashMap};
@@ -371,13 +370,13 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, backends: &[&ObjectId]) -
         v.errors
             .push(ctx.error("spec.rules", "a route needs at least one rule"));
     }
-    let rules: Vec<Rule> = spec
+    let rules = spec
         .rules
         .iter()
         .enumerate()
         .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, backends))
         .collect();
-    let openapi = spec_openapi(v, ctx, spec, &rules);
+    let (rules, openapi) = crate::openapi::attach(ctx, spec, rules, v.errors);
     Route {
         id: o.id.clone(),
         hosts,
@@ -609,43 +608,19 @@ fn rule(
         .timeout
         .as_ref()
         .map(|t| v.duration(ctx, &format!("{at}.timeout"), Some(t), Duration::ZERO));
-    let mut rule = Rule {
+    Some(Rule {
         path: path?,
         methods,
         headers,
         query,
         action: action?,
         rewrite,
+        openapi: None,
         request_headers,
         response_headers,
         timeout,
-        openapi: None,
         source: Source::new(&ctx.file, ctx.mark(at)),
-    };
-    rule.openapi = rule_openapi(v, ctx, at, r, &rule);
-    Some(rule)
-}
-
-/// The rule's OpenAPI document, loaded and checked against the rule's match.
-fn rule_openapi(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RuleSpec, rule: &Rule) -> Option<OpenApi> {
-    let at = format!("{at}.openapi");
-    let api = crate::openapi::load(ctx, &at, r.openapi.as_ref()?, v.errors)?;
-    v.errors
-        .extend(crate::openapi::check_paths(ctx, &at, &api, &[rule]));
-    Some(api)
-}
-
-/// The Route's OpenAPI document (`spec.openapi`): each path must fall inside one of its rules.
-fn spec_openapi(v: &mut V, ctx: &Ctx, spec: &raw::RouteSpec, rules: &[Rule]) -> Option<OpenApi> {
-    let api = crate::openapi::load(ctx, "spec.openapi", spec.openapi.as_ref()?, v.errors)?;
-    let rules: Vec<&Rule> = rules.iter().collect();
-    v.errors.extend(crate::openapi::check_paths(
-        ctx,
-        "spec.openapi",
-        &api,
-        &rules,
-    ));
-    Some(api)
+    })
 }
 
 fn kv_matches(

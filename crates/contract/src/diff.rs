@@ -1,6 +1,7 @@
 //! `gatehouse diff`: the public API change between two compiled configs, operation by operation
 //! (host, method, path condition), each change classified for existing clients.
 
+use crate::policies::Policies;
 use crate::table::{self, destination, endpoints, Entry, Probe};
 use crate::{Change, Class, Report};
 use gatehouse_config::{Action, Config, Rule};
@@ -9,6 +10,8 @@ use std::collections::BTreeSet;
 /// Collects changes with the operation they belong to.
 pub(crate) struct Out {
     pub changes: Vec<Change>,
+    /// The policies of the old and the new config, for rules that name them.
+    pub policies: std::rc::Rc<(Policies, Policies)>,
 }
 
 impl Out {
@@ -27,6 +30,7 @@ impl Out {
 pub(crate) fn diff(old: &Config, new: &Config) -> Report {
     let mut out = Out {
         changes: Vec::new(),
+        policies: std::rc::Rc::new((Policies::of(old), Policies::of(new))),
     };
     let (eo, en) = (endpoints(old), endpoints(new));
     let keys: BTreeSet<&(String, String)> = eo.keys().chain(en.keys()).collect();

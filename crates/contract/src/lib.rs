@@ -9,11 +9,14 @@ mod diff;
 mod limits;
 mod oas_diff;
 mod out;
+mod policies;
 mod rules;
 mod schema;
 mod table;
+mod validator;
 mod warnings;
 
+pub use validator::RequestValidator;
 pub use warnings::{warnings, Warning};
 /// Why a contract could not be produced.
 #[derive(Debug, Clone)]

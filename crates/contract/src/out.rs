@@ -3,6 +3,7 @@
 //! applied); plain rules are described from their match. Hosts become servers, timeouts
 //! `x-gatehouse-*` extensions.
 
+use crate::policies::{describe, rule_policies, Policies};
 use crate::schema::operations;
 use crate::table::{destination, host_labels};
 use crate::ContractError;
@@ -32,6 +33,9 @@ struct Builder {
     /// Renamed components per document file: `#/components/schemas/Pet` -> new reference.
     renames: BTreeMap<String, BTreeMap<String, String>>,
     servers: BTreeSet<String>,
+    policies: Policies,
+    /// Security schemes of the auth policies rules name.
+    schemes: Map<String, Value>,
 }
 
 /// The document for `config`.
@@ -47,6 +51,8 @@ pub(crate) fn document(config: &Config) -> Result<Value, ContractError> {
         regex_rules: Vec::new(),
         renames: BTreeMap::new(),
         servers: BTreeSet::new(),
+        policies: Policies::of(config),
+        schemes: Map::new(),
     };
     for route in &config.routes {
         for rule in &route.rules {
@@ -68,6 +74,15 @@ pub(crate) fn document(config: &Config) -> Result<Value, ContractError> {
         "servers": servers,
         "paths": b.paths,
     });
+    if !b.schemes.is_empty() {
+        let target = b
+            .components
+            .entry("securitySchemes")
+            .or_insert_with(|| json!({}));
+        for (k, v) in std::mem::take(&mut b.schemes) {
+            target[k.as_str()] = v;
+        }
+    }
     if !b.components.is_empty() {
         doc["components"] = Value::Object(b.components);
     }
@@ -96,7 +111,9 @@ impl Builder {
         Value::Array(hosts.iter().map(|h| server(self.scheme, h)).collect())
     }
 
-    fn extensions(op: &mut Value, route: &Route, rule: &Rule) {
+    fn extensions(&mut self, op: &mut Value, route: &Route, rule: &Rule) {
+        let names = rule_policies(rule);
+        describe(&self.policies, &names, op, &mut self.schemes);
         op["x-gatehouse-route"] = json!(route.id.to_string());
         op["x-gatehouse-rule"] = json!(rule.source.to_string());
         if let Some(t) = rule.timeout {
@@ -131,7 +148,7 @@ impl Builder {
             }
             fix(&mut op, &self.renames[&key], v30);
             op["servers"] = servers.clone();
-            Self::extensions(&mut op, route, rule);
+            self.extensions(&mut op, route, rule);
             self.insert(&o.client_path, &method, op);
         }
     }
@@ -201,7 +218,7 @@ impl Builder {
             "responses": responses(rule),
             "servers": servers,
         });
-        Self::extensions(&mut op, route, rule);
+        self.extensions(&mut op, route, rule);
         let path = match &rule.path {
             PathMatch::Exact(p) => p.clone(),
             PathMatch::Prefix(p) => {

@@ -35,7 +35,14 @@ pub(crate) fn compare(out: &mut Out, op: &str, a: &Entry, b: &Entry) {
         );
     }
     crate::limits::timeout(out, op, a.rule, b.rule, &at);
-    policies(out, op, a, b, &at);
+    let both = out.policies.clone();
+    crate::policies::compare(
+        out,
+        op,
+        (&both.0, &crate::policies::rule_policies(a.rule)),
+        (&both.1, &crate::policies::rule_policies(b.rule)),
+        &at,
+    );
     if let (Some(x), Some(y)) = (doc(a), doc(b)) {
         crate::oas_diff::diff(out, op, (a.rule, x), (b.rule, y));
     } else if let (None, Some(y)) = (doc(a), doc(b)) {
@@ -167,33 +174,4 @@ fn action(out: &mut Out, op: &str, a: &Entry, b: &Entry, at: &str) {
             at,
         ),
     }
-}
-
-/// Auth and limit policies attached to the rule by name (`policies`). The `Policy` kind is being
-/// added beside this crate; until rules carry policy names this compares nothing.
-fn policies(out: &mut Out, op: &str, a: &Entry, b: &Entry, at: &str) {
-    let (pa, pb) = (policy_names(a), policy_names(b));
-    for p in pb.iter().filter(|p| !pa.contains(p)) {
-        out.push(
-            Class::Breaking,
-            "newly-protected",
-            op,
-            format!("policy `{p}` attached: clients without its credentials or over its limits are refused"),
-            at,
-        );
-    }
-    for p in pa.iter().filter(|p| !pb.contains(p)) {
-        out.push(
-            Class::NonBreaking,
-            "policy-removed",
-            op,
-            format!("policy `{p}` no longer applies"),
-            at,
-        );
-    }
-}
-
-/// The names of the policies attached to a rule (none until the model has `policies`).
-pub(crate) fn policy_names(_e: &Entry) -> Vec<String> {
-    Vec::new()
 }
