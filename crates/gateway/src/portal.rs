@@ -220,7 +220,12 @@ pub(crate) async fn prepare(
     let done = crate::runtime::control().spawn_blocking(move || {
         let entry = old.as_deref().and_then(|old| Changelog::entry(old, &new));
         let log = changelog.lock().unwrap_or_else(|p| p.into_inner());
+        let started = std::time::Instant::now();
         let site = Site::build(&new, &log.entries(entry.as_ref())).map(Arc::new);
+        if let Some(site) = &site {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            tracing::info!(pages = site.pages.len(), ms, "portal rendered");
+        }
         Prepared { site, entry }
     });
     done.await.unwrap_or_default()

@@ -198,6 +198,59 @@ fn operation(
     op: &Map<String, Value>,
 ) -> Operation {
     let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let params = parameters(doc, item, op);
+    let body = op
+        .get("requestBody")
+        .map(|b| resolve(doc, b, 0))
+        .and_then(|b| payload(doc, b.get("content")));
+    let responses = op
+        .get("responses")
+        .and_then(Value::as_object)
+        .map(|r| {
+            r.iter()
+                .map(|(code, resp)| {
+                    let resp = resolve(doc, resp, 0);
+                    (
+                        code.clone(),
+                        str_of(resp.get("description")),
+                        payload(doc, resp.get("content")),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Operation extensions override path-item ones of the same name.
+    let limits: BTreeMap<String, String> = item
+        .iter()
+        .chain(op.iter())
+        .filter_map(|(k, v)| Some((k.strip_prefix("x-gatehouse-")?, v)))
+        // Which route and config file line an operation comes from is the gateway's business,
+        // not its clients': the portal is public.
+        .filter(|(k, _)| !matches!(*k, "route" | "rule"))
+        .map(|(k, v)| (k.to_string(), scalar_text(v)))
+        .collect();
+    Operation {
+        anchor: super::html::slug(&format!("{method} {path}")),
+        method: method.to_ascii_uppercase(),
+        path: path.to_string(),
+        summary: str_of(op.get("summary")),
+        description: str_of(op.get("description")),
+        deprecated: op
+            .get("deprecated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        params,
+        body,
+        responses,
+        auth: auth(doc, op.get("security").or_else(|| doc.get("security"))),
+        limits: limits.into_iter().collect(),
+    }
+}
+
+/// The operation's parameters, then the path item's that it does not override (same name and
+/// location), `$ref`s resolved.
+fn parameters(doc: &Value, item: &Map<String, Value>, op: &Map<String, Value>) -> Vec<Param> {
+    let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
     let mut params: Vec<Param> = Vec::new();
     // Operation parameters override path-item ones of the same name and location.
     let all = op
@@ -238,52 +291,7 @@ fn operation(
             location,
         });
     }
-    let body = op
-        .get("requestBody")
-        .map(|b| resolve(doc, b, 0))
-        .and_then(|b| payload(doc, b.get("content")));
-    let responses = op
-        .get("responses")
-        .and_then(Value::as_object)
-        .map(|r| {
-            r.iter()
-                .map(|(code, resp)| {
-                    let resp = resolve(doc, resp, 0);
-                    (
-                        code.clone(),
-                        str_of(resp.get("description")),
-                        payload(doc, resp.get("content")),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut limits: Vec<(String, String)> = item
-        .iter()
-        .chain(op.iter())
-        .filter_map(|(k, v)| Some((k.strip_prefix("x-gatehouse-")?, v)))
-        // Which route and config file line an operation comes from is the gateway's business,
-        // not its clients': the portal is public.
-        .filter(|(k, _)| !matches!(*k, "route" | "rule"))
-        .map(|(k, v)| (k.to_string(), scalar_text(v)))
-        .collect();
-    limits.dedup_by(|a, b| a.0 == b.0);
-    Operation {
-        anchor: super::html::slug(&format!("{method} {path}")),
-        method: method.to_ascii_uppercase(),
-        path: path.to_string(),
-        summary: str_of(op.get("summary")),
-        description: str_of(op.get("description")),
-        deprecated: op
-            .get("deprecated")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        params,
-        body,
-        responses,
-        auth: auth(doc, op.get("security").or_else(|| doc.get("security"))),
-        limits,
-    }
+    params
 }
 
 /// The first media type of a `content` map, with its schema and an example.
