@@ -227,7 +227,7 @@ fn operation(
         // Which route and config file line an operation comes from is the gateway's business,
         // not its clients': the portal is public.
         .filter(|(k, _)| !matches!(*k, "route" | "rule"))
-        .map(|(k, v)| (k.to_string(), scalar_text(v)))
+        .map(|(k, v)| (k.to_string(), limit_text(k, v)))
         .collect();
     Operation {
         anchor: super::html::slug(&format!("{method} {path}")),
@@ -393,6 +393,35 @@ fn example_of(schema: &Value, depth: usize) -> Value {
 
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// An extension's value in words; a rate limit as `100 requests per 1m (burst 20), per header x-user-id`.
+fn limit_text(key: &str, v: &Value) -> String {
+    let (Some(requests), Some(per)) = (v.get("requests"), v.get("per")) else {
+        return scalar_text(v);
+    };
+    if key != "rate-limit" {
+        return scalar_text(v);
+    }
+    let mut s = format!(
+        "{} requests per {}",
+        scalar_text(requests),
+        scalar_text(per)
+    );
+    if let Some(b) = v.get("burst") {
+        s.push_str(&format!(" (burst {})", scalar_text(b)));
+    }
+    if let Some((kind, name)) = v
+        .get("key")
+        .and_then(Value::as_object)
+        .and_then(|k| k.iter().next())
+    {
+        match name {
+            Value::Bool(true) => s.push_str(&format!(", per {kind}")),
+            other => s.push_str(&format!(", per {kind} {}", scalar_text(other))),
+        }
+    }
+    s
 }
 
 /// Strings as they are; anything else as compact JSON.
