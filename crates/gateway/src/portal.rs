@@ -86,7 +86,7 @@ impl Site {
         for g in &cat.groups {
             map.insert(format!("/apis/{}", g.slug), html(pages::group(&shell, g)));
         }
-        let mut json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        let mut json = serde_json::to_vec_pretty(&public(doc)).unwrap_or_default();
         json.push(b'\n');
         map.insert(
             "/openapi.json".to_string(),
@@ -195,6 +195,20 @@ impl Answer {
         }
         r
     }
+}
+
+/// The document as the public may read it: without the config file and line each operation
+/// comes from (`x-gatehouse-rule`), which describe the gateway's files, not the API.
+fn public(mut doc: serde_json::Value) -> serde_json::Value {
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+            item.remove("x-gatehouse-rule");
+            for op in item.values_mut().filter_map(|o| o.as_object_mut()) {
+                op.remove("x-gatehouse-rule");
+            }
+        }
+    }
+    doc
 }
 
 /// A reload's portal work, done before the swap.
