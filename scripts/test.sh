@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Gatehouse test. Installs what the build and the tests use (nginx, curl, dnsmasq, etcd,
-# protoc, python3) when it is missing, so it passes on a bare Debian machine with a Rust toolchain.
+# protoc, python3, chromium) when it is missing, so it passes on a bare Debian machine with a Rust toolchain.
 # Fails if the tests leave a process behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +71,8 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 # Global rate limit tests run a real Redis (the server only; the tests start it on a free port).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The developer portal's end-to-end test drives headless Chromium.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     SUDO=""

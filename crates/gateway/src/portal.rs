@@ -86,7 +86,7 @@ impl Site {
         for g in &cat.groups {
             map.insert(format!("/apis/{}", g.slug), html(pages::group(&shell, g)));
         }
-        let mut json = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        let mut json = serde_json::to_vec_pretty(&public(doc)).unwrap_or_default();
         json.push(b'\n');
         map.insert(
             "/openapi.json".to_string(),
@@ -197,6 +197,20 @@ impl Answer {
     }
 }
 
+/// The document as the public may read it: without the config file and line each operation
+/// comes from (`x-gatehouse-rule`), which describe the gateway's files, not the API.
+fn public(mut doc: serde_json::Value) -> serde_json::Value {
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+            item.remove("x-gatehouse-rule");
+            for op in item.values_mut().filter_map(|o| o.as_object_mut()) {
+                op.remove("x-gatehouse-rule");
+            }
+        }
+    }
+    doc
+}
+
 /// A reload's portal work, done before the swap.
 #[derive(Default)]
 pub(crate) struct Prepared {
@@ -220,7 +234,12 @@ pub(crate) async fn prepare(
     let done = crate::runtime::control().spawn_blocking(move || {
         let entry = old.as_deref().and_then(|old| Changelog::entry(old, &new));
         let log = changelog.lock().unwrap_or_else(|p| p.into_inner());
+        let started = std::time::Instant::now();
         let site = Site::build(&new, &log.entries(entry.as_ref())).map(Arc::new);
+        if let Some(site) = &site {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            tracing::info!(pages = site.pages.len(), ms, "portal rendered");
+        }
         Prepared { site, entry }
     });
     done.await.unwrap_or_default()

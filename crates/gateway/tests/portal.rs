@@ -98,8 +98,17 @@ async fn path_prefix_portal_is_served_before_routing_on_the_listener() {
         get(&format!("{url}/portal/assets/portal.js")).await.status,
         200
     );
-    let doc = get(&format!("{url}/portal/openapi.json")).await.json();
-    assert_eq!(doc["openapi"], "3.1.0");
+    let doc = get(&format!("{url}/portal/openapi.json")).await;
+    assert_eq!(doc.json()["openapi"], "3.1.0");
+    assert!(
+        doc.json()["paths"]["/v1/tasks"]["get"].is_object(),
+        "{}",
+        doc.text()
+    );
+    assert!(
+        !doc.text().contains("config.yaml"),
+        "no config file paths on public pages"
+    );
 
     // Every link on the index resolves.
     for link in links(&html).iter().filter(|l| l.starts_with("/portal/")) {

@@ -3,7 +3,8 @@
 //! whose API is served by a real `python3 -m http.server`. Pages render, every link answers, the
 //! keyboard reaches the skip link first, every field has a label, try-it shows the upstream's real
 //! response, and at phone width (375px) nothing is wider than the screen.
-//! `PORTAL_SCREENSHOTS=DIR` keeps the screenshots (docs/portal/ holds the README's).
+//! `PORTAL_SCREENSHOTS=docs/portal` (relative to this crate: `../../docs/portal`) refreshes the
+//! README's two screenshots.
 
 use gatehouse_testkit::TestGateway;
 use std::io::{BufRead, BufReader};
@@ -15,7 +16,7 @@ kind: Gateway
 metadata: {name: g}
 spec:
   accessLog: {enabled: false}
-  portal: {address: "127.0.0.1:0", title: "Example APIs"}
+  portal: PORTAL
 ---
 kind: Listener
 metadata: {name: web}
@@ -28,7 +29,7 @@ spec: {endpoints: ["UPSTREAM"]}
 kind: Route
 metadata: {name: tasks-v1}
 spec:
-  hosts: [api.example.com]
+  HOSTS
   rules:
     - match: {path: {prefix: /v1/tasks}, methods: [METHODS]}
       backends: [{backend: tasks}]
@@ -88,8 +89,13 @@ impl PythonServer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn portal_works_in_headless_chromium() {
+/// A file the python upstream serves at `/v1/tasks`.
+const TASKS: &str = r#"{"tasks": [{"id": 1, "title": "served by python http.server"}]}"#;
+
+/// Starts the upstream and a gateway with the portal mounted as `portal`, reloads once (so the
+/// changelog has an entry), drives the browser from the portal's front page, following
+/// the catalogue link `card`, and checks what it saw.
+async fn browse(portal: &str, hosts: &str, card: &str, api_page: &str, shots: bool) {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),
@@ -97,22 +103,22 @@ async fn portal_works_in_headless_chromium() {
     );
     let site = tempfile::tempdir().unwrap();
     std::fs::create_dir(site.path().join("v1")).unwrap();
-    std::fs::write(
-        site.path().join("v1/tasks"),
-        r#"{"tasks": [{"id": 1, "title": "served by python http.server"}]}"#,
-    )
-    .unwrap();
+    std::fs::write(site.path().join("v1/tasks"), TASKS).unwrap();
     let upstream = PythonServer::start(site.path());
     let config = |methods: &str| {
         CONFIG
+            .replace("PORTAL", portal)
+            .replace("HOSTS", hosts)
             .replace("UPSTREAM", &upstream.addr)
             .replace("METHODS", methods)
     };
     let gw = TestGateway::start(&config("GET")).await;
-    // One reload that changes the API, so the changelog has an entry.
     gw.write(&config("GET, POST"));
     gw.gw.reload("test").await.expect("reload");
-    let portal = gw.gw.portal_addr().expect("portal listening");
+    let base = match gw.gw.portal_addr() {
+        Some(a) => format!("http://{a}/"),
+        None => format!("{}/portal/", gw.url("web").await),
+    };
 
     let out = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal_browser.py");
@@ -121,9 +127,9 @@ async fn portal_works_in_headless_chromium() {
     let mut driver = Command::new("python3");
     driver
         .arg(&script)
-        .arg(format!("http://{portal}/"))
+        .arg(&base)
         .arg(out.path())
-        .arg("served by python http.server")
+        .arg(card)
         .env("CHROMIUM", &chromium);
     let run = tokio::task::spawn_blocking(move || driver.output())
         .await
@@ -145,10 +151,10 @@ async fn portal_works_in_headless_chromium() {
     for l in links {
         assert_eq!(l[1], 200, "link {l}");
     }
-    assert!(seen["apiPage"]
-        .as_str()
-        .unwrap()
-        .starts_with("/apis/api-example-com"));
+    assert!(
+        seen["apiPage"].as_str().unwrap().starts_with(api_page),
+        "{seen}"
+    );
     assert_eq!(seen["unlabelled"], 0, "every field has a label");
     let result = seen["tryResult"].as_str().expect("try-it result");
     assert!(result.contains("HTTP 200"), "{result}");
@@ -177,9 +183,36 @@ async fn portal_works_in_headless_chromium() {
     ] {
         let png = std::fs::read(out.path().join(shot)).expect("screenshot");
         assert!(png.starts_with(b"\x89PNG"), "{shot}");
-        if let Ok(keep) = std::env::var("PORTAL_SCREENSHOTS") {
+        let for_readme = shots && ["portal-desktop.png", "portal-phone.png"].contains(&shot);
+        if let (Ok(keep), true) = (std::env::var("PORTAL_SCREENSHOTS"), for_readme) {
             std::fs::write(Path::new(&keep).join(shot), &png).unwrap();
         }
     }
     drop(upstream);
+}
+
+/// On its own address: try-it goes through the portal's proxy, with the operation's `Host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_on_its_own_address_works_in_headless_chromium() {
+    browse(
+        r#"{address: "127.0.0.1:0", title: "Example APIs"}"#,
+        "hosts: [api.example.com]",
+        "v1 API on api.example.com",
+        "/apis/api-example-com-v1",
+        true,
+    )
+    .await;
+}
+
+/// Under a path prefix: try-it is a same-origin `fetch` from the page to the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_under_a_path_prefix_works_in_headless_chromium() {
+    browse(
+        r#"{pathPrefix: /portal, title: "Example APIs"}"#,
+        "hosts: []",
+        "v1 API on any host",
+        "/portal/apis/any-host-v1",
+        false,
+    )
+    .await;
 }

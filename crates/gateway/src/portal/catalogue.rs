@@ -198,6 +198,59 @@ fn operation(
     op: &Map<String, Value>,
 ) -> Operation {
     let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let params = parameters(doc, item, op);
+    let body = op
+        .get("requestBody")
+        .map(|b| resolve(doc, b, 0))
+        .and_then(|b| payload(doc, b.get("content")));
+    let responses = op
+        .get("responses")
+        .and_then(Value::as_object)
+        .map(|r| {
+            r.iter()
+                .map(|(code, resp)| {
+                    let resp = resolve(doc, resp, 0);
+                    (
+                        code.clone(),
+                        str_of(resp.get("description")),
+                        payload(doc, resp.get("content")),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Operation extensions override path-item ones of the same name.
+    let limits: BTreeMap<String, String> = item
+        .iter()
+        .chain(op.iter())
+        .filter_map(|(k, v)| Some((k.strip_prefix("x-gatehouse-")?, v)))
+        // Which route and config file line an operation comes from is the gateway's business,
+        // not its clients': the portal is public.
+        .filter(|(k, _)| !matches!(*k, "route" | "rule"))
+        .map(|(k, v)| (k.to_string(), limit_text(k, v)))
+        .collect();
+    Operation {
+        anchor: super::html::slug(&format!("{method} {path}")),
+        method: method.to_ascii_uppercase(),
+        path: path.to_string(),
+        summary: str_of(op.get("summary")),
+        description: str_of(op.get("description")),
+        deprecated: op
+            .get("deprecated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        params,
+        body,
+        responses,
+        auth: auth(doc, op.get("security").or_else(|| doc.get("security"))),
+        limits: limits.into_iter().collect(),
+    }
+}
+
+/// The operation's parameters, then the path item's that it does not override (same name and
+/// location), `$ref`s resolved.
+fn parameters(doc: &Value, item: &Map<String, Value>, op: &Map<String, Value>) -> Vec<Param> {
+    let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
     let mut params: Vec<Param> = Vec::new();
     // Operation parameters override path-item ones of the same name and location.
     let all = op
@@ -238,52 +291,7 @@ fn operation(
             location,
         });
     }
-    let body = op
-        .get("requestBody")
-        .map(|b| resolve(doc, b, 0))
-        .and_then(|b| payload(doc, b.get("content")));
-    let responses = op
-        .get("responses")
-        .and_then(Value::as_object)
-        .map(|r| {
-            r.iter()
-                .map(|(code, resp)| {
-                    let resp = resolve(doc, resp, 0);
-                    (
-                        code.clone(),
-                        str_of(resp.get("description")),
-                        payload(doc, resp.get("content")),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut limits: Vec<(String, String)> = item
-        .iter()
-        .chain(op.iter())
-        .filter_map(|(k, v)| Some((k.strip_prefix("x-gatehouse-")?, v)))
-        // Which route and config file line an operation comes from is the gateway's business,
-        // not its clients': the portal is public.
-        .filter(|(k, _)| !matches!(*k, "route" | "rule"))
-        .map(|(k, v)| (k.to_string(), scalar_text(v)))
-        .collect();
-    limits.dedup_by(|a, b| a.0 == b.0);
-    Operation {
-        anchor: super::html::slug(&format!("{method} {path}")),
-        method: method.to_ascii_uppercase(),
-        path: path.to_string(),
-        summary: str_of(op.get("summary")),
-        description: str_of(op.get("description")),
-        deprecated: op
-            .get("deprecated")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        params,
-        body,
-        responses,
-        auth: auth(doc, op.get("security").or_else(|| doc.get("security"))),
-        limits,
-    }
+    params
 }
 
 /// The first media type of a `content` map, with its schema and an example.
@@ -385,6 +393,35 @@ fn example_of(schema: &Value, depth: usize) -> Value {
 
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// An extension's value in words; a rate limit as `100 requests per 1m (burst 20), per header x-user-id`.
+fn limit_text(key: &str, v: &Value) -> String {
+    let (Some(requests), Some(per)) = (v.get("requests"), v.get("per")) else {
+        return scalar_text(v);
+    };
+    if key != "rate-limit" {
+        return scalar_text(v);
+    }
+    let mut s = format!(
+        "{} requests per {}",
+        scalar_text(requests),
+        scalar_text(per)
+    );
+    if let Some(b) = v.get("burst") {
+        s.push_str(&format!(" (burst {})", scalar_text(b)));
+    }
+    if let Some((kind, name)) = v
+        .get("key")
+        .and_then(Value::as_object)
+        .and_then(|k| k.iter().next())
+    {
+        match name {
+            Value::Bool(true) => s.push_str(&format!(", per {kind}")),
+            other => s.push_str(&format!(", per {kind} {}", scalar_text(other))),
+        }
+    }
+    s
 }
 
 /// Strings as they are; anything else as compact JSON.

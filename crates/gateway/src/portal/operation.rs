@@ -177,13 +177,21 @@ fn try_form(h: &mut Html, g: &Group, op: &Operation) {
         "<p class=\"field\"><label for=\"{id}-headers\">Headers, one <code>Name: value</code> per line (credentials go here)</label>\
          <textarea id=\"{id}-headers\" data-headers rows=\"2\" spellcheck=\"false\"></textarea></p>"
     ));
-    if let Some(b) = &op.body {
+    // An undocumented body may still be sent with the methods that carry one.
+    let body = match &op.body {
+        Some(b) => Some((b.content_type.as_str(), b.example.as_deref().unwrap_or(""))),
+        None if matches!(op.method.as_str(), "POST" | "PUT" | "PATCH") => {
+            Some(("application/json", ""))
+        }
+        None => None,
+    };
+    if let Some((content_type, example)) = body {
         h.fmt(format_args!(
             "<p class=\"field\"><label for=\"{id}-body\">Body (<code>{}</code>)</label>\
              <textarea id=\"{id}-body\" data-body data-content-type=\"{}\" rows=\"6\" spellcheck=\"false\">{}</textarea></p>",
-            Esc(&b.content_type),
-            Esc(&b.content_type),
-            Esc(b.example.as_deref().unwrap_or("")),
+            Esc(content_type),
+            Esc(content_type),
+            Esc(example),
         ));
     }
     h.fmt(format_args!(

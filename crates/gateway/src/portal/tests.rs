@@ -17,7 +17,7 @@ fn doc() -> serde_json::Value {
                     "parameters": [{"$ref": "#/components/parameters/Verbose"}],
                     "security": [{"key": []}, {"jwt": ["pets.read"]}],
                     "x-gatehouse-timeout": "5s",
-                    "x-gatehouse-rate-limit": {"requests": 100, "per": "1m"},
+                    "x-gatehouse-rate-limit": {"requests": 100, "per": "1m", "burst": 20, "key": {"header": "x-user-id"}},
                     "responses": {"200": {"description": "A pet", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}}}
                 }
             },
@@ -86,9 +86,10 @@ fn operations_are_grouped_by_host_and_version() {
             vec!["JWT bearer token in the Authorization header with scopes pets.read".to_string()]
         ]
     );
-    assert!(op
-        .limits
-        .contains(&("rate-limit".into(), "per: 1m, requests: 100".into())));
+    assert!(op.limits.contains(&(
+        "rate-limit".into(),
+        "100 requests per 1m (burst 20), per header x-user-id".into()
+    )));
     assert!(op.limits.contains(&("timeout".into(), "5s".into())));
     // A recursive schema is resolved to a bounded depth, and an example made from it.
     let body = op.responses[0].2.as_ref().unwrap();
