@@ -295,7 +295,7 @@ impl Exchange<'_> {
                     Err(_) if per_try_first => Err(timed_out(backend, per_try.unwrap_or(whole))
                         .because(Cause::PerTryTimeout)
                         .at(Progress::HeadSent)),
-                    Err(_) => Err(timed_out(backend, whole)),
+                    Err(_) => Err(timed_out(backend, whole).at(Progress::HeadSent)),
                 }
             }
         };

@@ -110,11 +110,12 @@ impl Leg<'_> {
             if !wanted || n >= policy.attempts {
                 return (result, ep);
             }
-            let Some(wait) = self.next_wait(n) else {
+            // The retry's unit of `maxRetries`, held until its outcome is known; taken before
+            // the budget, so that a retry the breaker refuses spends none of it.
+            let Ok(slot) = self.backend.breaker_slot(Limit::Retries) else {
                 return (result, ep);
             };
-            // The retry's unit of `maxRetries`, held until its outcome is known.
-            let Ok(slot) = self.backend.breaker_slot(Limit::Retries) else {
+            let Some(wait) = self.next_wait(n) else {
                 return (result, ep);
             };
             _retrying = slot;
