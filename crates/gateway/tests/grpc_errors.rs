@@ -7,7 +7,7 @@ use gatehouse_testkit::{PythonPeer, TestGateway};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `test.Echo/Unary` echoes its request; `test.Echo/Slow` and `Slow2` do so after 3 s.
+/// `test.Echo/Unary` echoes its request; `test.Echo/Slow` does so after 3 s.
 const SERVER: &str = r#"
 import sys, time, grpc
 from concurrent import futures
@@ -19,7 +19,6 @@ def slow(req, ctx):
 handler = grpc.method_handlers_generic_handler("test.Echo", {
     "Unary": grpc.unary_unary_rpc_method_handler(unary),
     "Slow": grpc.unary_unary_rpc_method_handler(slow),
-    "Slow2": grpc.unary_unary_rpc_method_handler(slow),
 })
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
 server.add_generic_rpc_handlers((handler,))
@@ -65,10 +64,16 @@ spec:
   endpoints: ["{dead}"]
   timeouts: {connect: 1s}
 ---
+kind: Backend
+metadata: {name: silent}
+spec: {protocol: GRPC, endpoints: ["{silent}"]}
+---
 kind: Route
 metadata: {name: grpc}
 spec:
   rules:
+    - match: {path: {exact: /test.Echo/Silent}}
+      backends: [{backend: silent}]
     - match: {path: {exact: /test.Echo/Slow}}
       timeout: 300ms
       backends: [{backend: echo}]
@@ -90,6 +95,7 @@ async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
         &[
             ("port", &peer.port.to_string()),
             ("dead", &dead.to_string()),
+            ("silent", "127.0.0.1:9"),
         ],
     );
     let gw = TestGateway::start(&yaml).await;
@@ -122,17 +128,24 @@ async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
     );
 }
 
-/// curl sends `grpc-timeout: 250m` to a rule whose own timeout is the default 15 s, for a call the server
-/// answers after 3 s: the gateway ends it at the client's deadline, trailers-only, status 4.
+/// curl sends `grpc-timeout: 250m` to a rule whose own timeout is the default 15 s, routed to an
+/// upstream that accepts the connection and never answers: the gateway ends the call at the
+/// client's deadline, trailers-only, status 4, with its own message. (A grpcio server is not used
+/// here: it enforces the forwarded `grpc-timeout` itself and races the gateway's timer.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_timeout_is_honoured_below_the_route_timeout() {
-    let peer = PythonPeer::start(SERVER);
+    // Bound and never accepted: the kernel completes the handshake, nothing is ever read or written.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let yaml = fill(
         CONFIG,
-        &[("port", &peer.port.to_string()), ("dead", "127.0.0.1:9")],
+        &[
+            ("port", "9"),
+            ("dead", "127.0.0.1:9"),
+            ("silent", &silent.local_addr().unwrap().to_string()),
+        ],
     );
     let gw = TestGateway::start(&yaml).await;
-    let url = format!("http://{}/test.Echo/Slow2", gw.addr("web").await);
+    let url = format!("http://{}/test.Echo/Silent", gw.addr("web").await);
     let dir = tempfile::tempdir().unwrap();
     // One gRPC message: not compressed, length 5, "hello".
     let frame = dir.path().join("frame");
