@@ -179,5 +179,6 @@ async fn grpc_timeout_is_honoured_below_the_route_timeout() {
         "{head}"
     );
     assert!(head.contains("did not answer within 250ms"), "{head}");
-    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    // Far below the route's 15 s (and curl's own 10 s), with room for a loaded machine.
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
 }
