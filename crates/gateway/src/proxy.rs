@@ -14,4 +14,5 @@ pub(crate) mod passthrough;
 pub(crate) mod request_target;
 pub(crate) mod sni;
 pub mod tls;
+pub(crate) mod tls_watch;
 pub(crate) mod tunnel;
