@@ -2,6 +2,7 @@
 //! bodies that stream both ways.
 
 pub mod body;
+pub mod client_cert;
 pub mod conn;
 pub mod deadline;
 pub(crate) mod exchange;

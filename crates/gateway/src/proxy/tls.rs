@@ -5,9 +5,9 @@
 //! Also the answer to plain HTTP sent to a TLS port, told apart by the connection's first byte.
 
 use arc_swap::ArcSwap;
-use gatehouse_config::Tls;
+use gatehouse_config::{ClientAuth, ClientAuthMode, Tls};
 use prometheus_client::metrics::counter::Counter;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -97,22 +97,56 @@ pub(crate) fn watched_server_config(
 }
 
 fn build(
-    _tls: &Tls,
+    tls: &Tls,
     certs: CertSet,
     watch: Option<Mutex<notify::RecommendedWatcher>>,
 ) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Safe defaults: TLS 1.2 and 1.3 only, rustls's cipher suites (AEAD, forward secret).
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver {
-            certs,
-            _watch: watch,
-        }));
+        .map_err(|e| e.to_string())?;
+    let builder = match &tls.client_auth {
+        None => builder.with_no_client_auth(),
+        Some(auth) => builder.with_client_cert_verifier(client_verifier(auth, provider)?),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SniResolver {
+        certs,
+        _watch: watch,
+    }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Checks client certificates against `clientAuth.caFile`; `Optional` also lets clients without
+/// one through (a certificate that is presented must still verify).
+fn client_verifier(
+    auth: &ClientAuth,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let file = auth.ca_file.display();
+    for cert in CertificateDer::pem_file_iter(&auth.ca_file)
+        .map_err(|e| format!("cannot read clientAuth.caFile {file}: {e}"))?
+    {
+        let cert = cert.map_err(|e| format!("cannot read clientAuth.caFile {file}: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("unusable CA certificate in {file}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "no certificate in clientAuth.caFile {file}: expected PEM `-----BEGIN CERTIFICATE-----` blocks"
+        ));
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = match auth.mode {
+        ClientAuthMode::Required => builder,
+        ClientAuthMode::Optional => builder.allow_unauthenticated(),
+    };
+    builder
+        .build()
+        .map_err(|e| format!("clientAuth.caFile {file}: {e}"))
 }
 
 /// Reads every certificate chain and key of a listener; the first error names its file.

@@ -278,6 +278,7 @@ mod tests {
             slow_start,
             discovery: None,
             circuit_breaker: None,
+            tls: None,
         };
         let metrics = crate::telemetry::metrics::Metrics::new();
         let state = crate::state::BackendState::new(

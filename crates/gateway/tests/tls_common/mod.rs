@@ -132,3 +132,75 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A private certificate authority that issues server and client certificates.
+pub struct Ca {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    /// The CA certificate, PEM.
+    pub pem: String,
+}
+
+/// An issued certificate: chain PEM (leaf only) and key PEM.
+pub struct Issued {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Issued {
+    /// Writes `{stem}.pem` and `{stem}-key.pem` in `dir`.
+    pub fn write(&self, dir: &Path, stem: &str) {
+        write_atomic(dir, &format!("{stem}-key.pem"), &self.key);
+        write_atomic(dir, &format!("{stem}.pem"), &self.cert);
+    }
+}
+
+impl Ca {
+    /// A new CA whose subject is `CN={name}`.
+    pub fn new(name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let pem = cert.pem();
+        Ca { cert, key, pem }
+    }
+
+    fn issue(&self, names: &[&str], cn: &str, usage: rcgen::ExtendedKeyUsagePurpose) -> Issued {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Gatehouse Tests");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![usage];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        Issued {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// A server certificate for `names` (the first is its CN).
+    pub fn server(&self, names: &[&str]) -> Issued {
+        self.issue(names, names[0], rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate whose subject is `CN={cn},O=Gatehouse Tests`.
+    pub fn client(&self, cn: &str) -> Issued {
+        self.issue(&[], cn, rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+}
