@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 mod policy;
+mod tls;
 mod traffic;
 
 impl Config {
@@ -97,7 +98,11 @@ fn listener(l: &Listener) -> Value {
                 })
             })
             .collect();
-        json!({ "certificates": certs })
+        let mut tls = json!({ "certificates": certs });
+        if let Some(c) = &t.client_auth {
+            tls["clientAuth"] = tls::client_auth(c);
+        }
+        tls
     });
     let spec = object([
         ("address", Some(Value::from(l.address.to_string()))),
@@ -185,6 +190,9 @@ fn backend(b: &Backend) -> Value {
     }
     if let Some(c) = &b.circuit_breaker {
         spec["circuitBreaker"] = traffic::circuit_breaker(c);
+    }
+    if let Some(t) = &b.tls {
+        spec["tls"] = tls::upstream_tls(t);
     }
     document("Backend", &b.id, spec)
 }

@@ -16,6 +16,8 @@ mod policy;
 pub use policy::*;
 mod traffic;
 pub use traffic::*;
+mod tls;
+pub use tls::*;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -263,9 +265,12 @@ pub enum EscapedSlashes {
 
 /// TLS settings of a listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Tls {
     /// Certificates, chosen by SNI; the first is the default.
     pub certificates: Vec<Certificate>,
+    /// Client certificates asked for (mTLS), when configured.
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// A certificate chain and key, PEM files.
@@ -363,6 +368,8 @@ pub struct Backend {
     pub slow_start: Option<Duration>,
     /// Limits past which requests are refused at once, when configured.
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// TLS to the endpoints, when configured.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// A discovery provider: where a backend's endpoint set comes from at run time.

@@ -10,6 +10,8 @@ mod policy;
 pub use policy::*;
 mod traffic;
 pub use traffic::*;
+mod tls;
+pub use tls::*;
 
 /// `metadata` of any document.
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -139,6 +141,8 @@ impl<'de> Deserialize<'de> for ListenerProtocol {
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
     pub certificates: Vec<CertificateSpec>,
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -190,6 +194,8 @@ pub struct BackendSpec {
     pub slow_start: Option<String>,
     #[serde(default)]
     pub circuit_breaker: Option<CircuitBreakerSpec>,
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use listener::listener;
 mod lb;
 mod policy;
 mod portal;
+mod tls;
 mod traffic;
 mod values;
 
@@ -360,6 +361,7 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
         panic_threshold,
         slow_start,
         circuit_breaker: traffic::circuit_breaker(v, ctx, spec.circuit_breaker.as_ref()),
+        tls: spec.tls.as_ref().map(|t| tls::upstream_tls(v, ctx, t)),
     }
 }
 

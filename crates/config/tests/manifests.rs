@@ -219,3 +219,42 @@ fn policies_faults_and_redis_show_with_defaults_and_load_back() {
     let again = load("policies.yaml", &as_text(&docs)).to_manifests();
     assert_eq!(docs, again, "{}", as_text(&docs));
 }
+
+const TLS: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Listener
+metadata: {name: secure}
+spec:
+  address: "127.0.0.1:8443"
+  protocol: HTTPS
+  tls:
+    certificates: [{certFile: /certs/api.pem, keyFile: /certs/api-key.pem}]
+    clientAuth: {caFile: /certs/clients-ca.pem, mode: Optional}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: tasks}
+spec:
+  protocol: GRPC
+  endpoints: ["127.0.0.1:9001"]
+  tls: {caFile: /certs/ca.pem, serverName: tasks.internal, certFile: /certs/c.pem, keyFile: /certs/k.pem}
+"#;
+
+#[test]
+fn client_auth_and_upstream_tls_show_and_load_back() {
+    let config = load("tls.yaml", TLS);
+    let docs = config.to_manifests();
+    let text = as_text(&docs);
+    let listener = docs.iter().find(|d| d["kind"] == "Listener").unwrap();
+    let auth = &listener["spec"]["tls"]["clientAuth"];
+    assert_eq!(auth["mode"], "Optional", "{text}");
+    assert_eq!(auth["caFile"], "/certs/clients-ca.pem");
+    let backend = docs.iter().find(|d| d["kind"] == "Backend").unwrap();
+    assert_eq!(
+        backend["spec"]["tls"]["serverName"], "tasks.internal",
+        "{text}"
+    );
+    assert_eq!(backend["spec"]["tls"]["keyFile"], "/certs/k.pem");
+    let again = load("pasted.yaml", &text).to_manifests();
+    assert_eq!(docs, again, "{text}");
+}

@@ -25,6 +25,9 @@ pub enum ErrorKind {
     UpstreamConnect,
     /// The upstream broke the protocol or reset the connection.
     UpstreamProtocol,
+    /// The TLS handshake with the upstream failed (`Backend.tls`): its certificate is not
+    /// trusted or not for the server name, or it refused the gateway's client certificate.
+    UpstreamTls,
     /// No endpoint is available in the chosen backend.
     NoHealthyEndpoint,
     /// The upstream did not answer in time, or its response stalled for longer than the
@@ -50,7 +53,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::UpstreamConnect => "upstream_connect",
             ErrorKind::UpstreamProtocol => "upstream_protocol",
+            ErrorKind::UpstreamTls => "upstream_tls",
             ErrorKind::NoHealthyEndpoint => "no_healthy_endpoint",
             ErrorKind::Timeout => "timeout",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
@@ -76,7 +80,9 @@ impl ErrorKind {
         match self {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol | ErrorKind::UpstreamTls => {
+                StatusCode::BAD_GATEWAY
+            }
             ErrorKind::NoHealthyEndpoint | ErrorKind::CircuitOpen => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -101,6 +107,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "13",                            // INTERNAL
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
+            | ErrorKind::UpstreamTls
             | ErrorKind::NoHealthyEndpoint
             | ErrorKind::CircuitOpen
             | ErrorKind::FaultInjected => "14", // UNAVAILABLE
@@ -112,16 +119,20 @@ impl ErrorKind {
     pub(crate) fn counts_against_endpoint(self) -> bool {
         matches!(
             self,
-            ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol | ErrorKind::Timeout
+            ErrorKind::UpstreamConnect
+                | ErrorKind::UpstreamProtocol
+                | ErrorKind::UpstreamTls
+                | ErrorKind::Timeout
         )
     }
 
     /// The side a kind of failure comes from, unless whoever raises it knows better.
     fn side(self) -> Side {
         match self {
-            ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol | ErrorKind::Timeout => {
-                Side::Upstream
-            }
+            ErrorKind::UpstreamConnect
+            | ErrorKind::UpstreamProtocol
+            | ErrorKind::UpstreamTls
+            | ErrorKind::Timeout => Side::Upstream,
             ErrorKind::NoHealthyEndpoint | ErrorKind::CircuitOpen => Side::Internal,
             _ => Side::Downstream,
         }
@@ -193,7 +204,8 @@ impl ProxyError {
             side: kind.side(),
             progress: Progress::NothingSent,
             cause: match kind {
-                ErrorKind::UpstreamConnect => Cause::Connect,
+                // A failed handshake sent nothing of the request: retried as a connect failure.
+                ErrorKind::UpstreamConnect | ErrorKind::UpstreamTls => Cause::Connect,
                 _ => Cause::Other,
             },
         }

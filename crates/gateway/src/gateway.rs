@@ -109,6 +109,24 @@ pub fn tls_config(l: &Listener) -> Result<Option<Arc<rustls::ServerConfig>>, Str
     }
 }
 
+/// As `tls_config`, with the certificate files watched and reloaded in place, failures counted
+/// in `gatehouse_tls_reload_errors_total`.
+fn watched_tls_config(
+    l: &Listener,
+    metrics: &Metrics,
+) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    match (&l.protocol, &l.tls) {
+        (ListenerProtocol::HTTPS, Some(t)) => {
+            let name = l.id.to_string();
+            let errors = metrics.tls_reload_errors(&name);
+            crate::proxy::tls::watched_server_config(t, &name, errors)
+                .map(Some)
+                .map_err(|e| format!("Listener {}: {e}", l.id))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// A listener keeps its socket across reloads unless its address changes; protocol, certificates
 /// and timeouts are applied to new connections in place.
 fn needs_rebind(old: &Listener, new: &Listener) -> bool {
@@ -252,7 +270,7 @@ impl Gateway {
         // Everything that can fail happens before the swap: TLS configs and new sockets.
         let mut prepared = Vec::new();
         for l in &config.listeners {
-            let tls = tls_config(l)?;
+            let tls = watched_tls_config(l, &self.metrics)?;
             let rebind = listeners
                 .get(&l.id)
                 .is_none_or(|h| needs_rebind(&h.spec, l));
@@ -367,7 +385,7 @@ impl Gateway {
     async fn apply_listeners(&self, config: &Config) -> Result<(), String> {
         let mut listeners = self.listeners.lock().await;
         for l in &config.listeners {
-            let tls = tls_config(l)?;
+            let tls = watched_tls_config(l, &self.metrics)?;
             let socket = self.bind(l)?;
             self.start_listener(l.clone(), socket, tls, &mut listeners)?;
         }

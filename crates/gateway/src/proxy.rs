@@ -2,6 +2,7 @@
 //! bodies that stream both ways.
 
 pub mod body;
+pub mod client_cert;
 pub mod conn;
 pub mod deadline;
 pub(crate) mod exchange;
@@ -14,4 +15,5 @@ pub(crate) mod passthrough;
 pub(crate) mod request_target;
 pub(crate) mod sni;
 pub mod tls;
+pub(crate) mod tls_watch;
 pub(crate) mod tunnel;

@@ -104,10 +104,13 @@ impl Snapshot {
             let state = plan
                 .backend(&b.id)
                 .ok_or_else(|| format!("no run-time state planned for backend {}", b.id))?;
-            let rt = reuse.backend(b, state).unwrap_or_else(|| {
-                let errors = metrics.connect_errors(&b.id.to_string());
-                Arc::new(BackendRt::new(b, state.clone(), errors))
-            });
+            let rt = match reuse.backend(b, state) {
+                Some(rt) => rt,
+                None => {
+                    let errors = metrics.connect_errors(&b.id.to_string());
+                    Arc::new(BackendRt::new(b, state.clone(), errors).with_tls(b)?)
+                }
+            };
             backends.insert(b.id.clone(), rt);
         }
         if let Some(e) = &plan.policies.redis_error {

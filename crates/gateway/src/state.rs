@@ -111,11 +111,14 @@ impl StateStore {
 fn start_tasks(spec: &Backend, state: &Arc<BackendState>) {
     let control = crate::runtime::control();
     let health = spec.health_check.clone();
-    state.ensure_task("health", health.as_ref().map(|h| format!("{h:?}")), || {
+    // The TLS settings are part of the checker's identity: changing them restarts it.
+    let key = health.as_ref().map(|h| format!("{h:?}{:?}", spec.tls));
+    state.ensure_task("health", key, || {
         let (weak, protocol) = (Arc::downgrade(state), spec.protocol);
         let h = health.clone().expect("a spec when a task is asked for");
+        let tls = crate::upstream::transport::TlsConnect::for_checks(spec);
         Box::new(OwnedTask(
-            control.spawn(crate::health::active::run(weak, h, protocol)),
+            control.spawn(crate::health::active::run(weak, h, protocol, tls)),
         ))
     });
     // The source is part of the state's identity, so a running provider is never replaced here.

@@ -8,5 +8,6 @@ pub mod codec;
 mod codec_props;
 pub mod h1;
 pub mod pool;
+pub(crate) mod transport;
 
 pub use backend::{BackendRt, EndpointRt, EndpointShared};

@@ -1,7 +1,13 @@
-//! HTTPS listeners with curl as the client: certificates chosen by SNI, ALPN h2 and http/1.1.
+//! HTTPS listeners with curl and a rustls client: certificates chosen by SNI, ALPN h2 and
+//! http/1.1, certificate files reloaded in place when they change.
+
+mod tls_common;
 
 use gatehouse_testkit::{TestGateway, Upstream};
 use std::process::Command;
+use tls_common::{
+    client_config, connect, eventually, get, get_once, write_atomic, write_self_signed,
+};
 
 fn curl(args: &[String]) -> std::process::Output {
     Command::new("curl")
@@ -222,4 +228,104 @@ async fn plain_http_sent_to_an_https_port_gets_a_400_then_tls_still_works() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+const SECURE: &str = r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false}}
+---
+kind: Listener
+metadata: {name: secure}
+spec:
+  address: "127.0.0.1:0"
+  protocol: HTTPS
+  tls:
+    certificates: [{certFile: certs/a.pem, keyFile: certs/a-key.pem}]
+---
+kind: Backend
+metadata: {name: up}
+spec: {endpoints: ["UPSTREAM"]}
+---
+kind: Route
+metadata: {name: r}
+spec:
+  rules:
+    - backends: [{backend: up}]
+"#;
+
+fn reload_errors(gw: &TestGateway) -> String {
+    gw.gw
+        .metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with("gatehouse_tls_reload_errors_total{listener=\"default/secure\"}"))
+        .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_certificate_files_are_served_to_new_handshakes_and_open_connections_stay() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let old = write_self_signed(&certs, "a", &["a.test"]);
+    let gw = TestGateway::start_in(dir, &SECURE.replace("UPSTREAM", &up.addr.to_string())).await;
+    let addr = gw.addr("secure").await;
+    let trusts_old = client_config(&[&old], None);
+
+    // A keep-alive connection opened with the old certificate.
+    let mut open = connect(addr, "a.test", trusts_old.clone())
+        .await
+        .expect("old cert served");
+    assert_eq!(get(&mut open, "a.test", "/1").await.unwrap().0, 200);
+
+    let new = write_self_signed(&certs, "a", &["a.test"]);
+    let trusts_new = client_config(&[&new], None);
+    eventually("the new certificate is served", || {
+        let c = trusts_new.clone();
+        async move {
+            get_once(addr, "a.test", c, "/2")
+                .await
+                .is_ok_and(|r| r.0 == 200)
+        }
+    })
+    .await;
+    let refused = get_once(addr, "a.test", trusts_old.clone(), "/3").await;
+    assert!(refused.is_err(), "the old certificate is gone: {refused:?}");
+    assert_eq!(
+        get(&mut open, "a.test", "/4").await.unwrap().0,
+        200,
+        "the connection opened before the swap keeps working"
+    );
+    assert_eq!(reload_errors(&gw), "0");
+
+    // A broken certificate file: counted, logged, and the last good certificate stays.
+    write_atomic(&certs, "a.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");
+    eventually("the broken file is counted", || async {
+        reload_errors(&gw) == "1"
+    })
+    .await;
+    let still = get_once(addr, "a.test", trusts_new.clone(), "/5").await;
+    assert_eq!(
+        still.map(|r| r.0),
+        Ok(200),
+        "the last good certificate stays"
+    );
+
+    // Half a rotation (a new certificate beside the old key) is refused the same way.
+    let other = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+    write_atomic(&certs, "a.pem", &other.cert.pem());
+    eventually("the mismatched pair is counted", || async {
+        reload_errors(&gw) == "2"
+    })
+    .await;
+    let still = get_once(addr, "a.test", trusts_new.clone(), "/6").await;
+    assert_eq!(
+        still.map(|r| r.0),
+        Ok(200),
+        "a cert without its key is never served"
+    );
+    assert_eq!(get(&mut open, "a.test", "/7").await.unwrap().0, 200);
 }

@@ -56,15 +56,21 @@ impl Nginx {
     /// Starts nginx with `server_body` inside its `server {}` block (after `listen`); `{www}` in
     /// it stands for the directory returned by `www()`.
     pub fn start(server_body: &str) -> Nginx {
+        Self::start_listening("", server_body)
+    }
+
+    /// As `start`, with `listen_options` after the listen address (`ssl`, `ssl http2`): the
+    /// server body then names its `ssl_certificate` files.
+    pub fn start_listening(listen_options: &str, server_body: &str) -> Nginx {
         for _ in 0..5 {
-            if let Some(n) = Self::try_start(server_body) {
+            if let Some(n) = Self::try_start(listen_options, server_body) {
                 return n;
             }
         }
         panic!("nginx did not start; see its error log in the test output");
     }
 
-    fn try_start(server_body: &str) -> Option<Nginx> {
+    fn try_start(listen_options: &str, server_body: &str) -> Option<Nginx> {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let d = dir.path().display();
@@ -75,7 +81,7 @@ impl Nginx {
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
              keepalive_requests 100000;\n\
-             server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
+             server {{\n    listen 127.0.0.1:{port} {listen_options};\n{server_body}\n  }}\n}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
         std::fs::create_dir_all(dir.path().join("www")).expect("www dir");

@@ -32,6 +32,10 @@ pub(super) fn listener(
                 key_file: resolve(&c.key_file),
             })
             .collect(),
+        client_auth: t
+            .client_auth
+            .as_ref()
+            .map(|c| super::tls::client_auth(ctx, c)),
     });
     match (protocol, &tls) {
         (ListenerProtocol::HTTPS, None) => v

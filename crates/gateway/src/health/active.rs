@@ -7,6 +7,7 @@
 use super::probe;
 use crate::state::endpoint::Health;
 use crate::state::BackendState;
+use crate::upstream::transport::TlsConnect;
 use gatehouse_config::{BackendProtocol, HealthCheck};
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -26,7 +27,12 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 /// Checks `state`'s endpoints until the state is dropped (or the task aborted by a new spec).
-pub(crate) async fn run(state: Weak<BackendState>, spec: HealthCheck, protocol: BackendProtocol) {
+pub(crate) async fn run(
+    state: Weak<BackendState>,
+    spec: HealthCheck,
+    protocol: BackendProtocol,
+    tls: Option<Arc<TlsConnect>>,
+) {
     let mut streaks: HashMap<Arc<str>, Streak> = HashMap::new();
     // The first round comes at a random point of the first interval: a reload that starts many
     // checkers does not probe every endpoint at the same instant.
@@ -35,7 +41,7 @@ pub(crate) async fn run(state: Weak<BackendState>, spec: HealthCheck, protocol: 
         let Some(backend) = state.upgrade() else {
             return;
         };
-        round(&backend, &spec, protocol, &mut streaks).await;
+        round(&backend, &spec, protocol, tls.as_ref(), &mut streaks).await;
         drop(backend);
         tokio::time::sleep(jittered(spec.interval)).await;
     }
@@ -46,13 +52,21 @@ async fn round(
     backend: &BackendState,
     spec: &HealthCheck,
     protocol: BackendProtocol,
+    tls: Option<&Arc<TlsConnect>>,
     streaks: &mut HashMap<Arc<str>, Streak>,
 ) {
     let set = backend.current();
     let mut probes = tokio::task::JoinSet::new();
     for (i, ep) in set.endpoints.iter().enumerate() {
         let (probe, address, timeout) = (spec.probe.clone(), ep.address.clone(), spec.timeout);
-        probes.spawn(async move { (i, probe::check(&probe, protocol, &address, timeout).await) });
+        let tls = tls.cloned();
+        probes.spawn(async move {
+            let tls = tls.as_deref();
+            (
+                i,
+                probe::check(&probe, protocol, tls, &address, timeout).await,
+            )
+        });
     }
     let mut changed = false;
     let mut alive = HashMap::with_capacity(set.endpoints.len());

@@ -1,8 +1,9 @@
 //! Control plane, active health checks: one probe of one endpoint — a TCP connect, an HTTP GET, or
 //! a call of the gRPC health protocol (`grpc.health.v1.Health/Check`) — bounded by the check's
 //! timeout. Each probe uses a connection of its own, never a pooled one, so it sees what a new
-//! request would.
+//! request would — over the same transport (TCP, or TLS for backends with `tls`).
 
+use crate::upstream::transport::{TlsConnect, Transport};
 use bytes::{Buf, Bytes};
 use gatehouse_config::{BackendProtocol, Probe};
 use http_body_util::{BodyExt, Empty, Full};
@@ -23,25 +24,39 @@ pub(super) async fn resolve(address: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{address} resolved to no address"))
 }
 
-/// Runs one probe; `Ok` means healthy, `Err` says why not.
+/// Runs one probe (over TLS when the backend has `tls`: the handshake is part of it); `Ok` means
+/// healthy, `Err` says why not.
 pub(super) async fn check(
     probe: &Probe,
     protocol: BackendProtocol,
+    tls: Option<&TlsConnect>,
     address: &str,
     timeout: Duration,
 ) -> Result<(), String> {
-    match tokio::time::timeout(timeout, attempt(probe, protocol, address)).await {
+    match tokio::time::timeout(timeout, attempt(probe, protocol, tls, address)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
-async fn attempt(probe: &Probe, protocol: BackendProtocol, address: &str) -> Result<(), String> {
+async fn attempt(
+    probe: &Probe,
+    protocol: BackendProtocol,
+    tls: Option<&TlsConnect>,
+    address: &str,
+) -> Result<(), String> {
     let addr = resolve(address).await?;
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
+    let tcp = match tls {
+        None => Transport::Tcp(tcp),
+        Some(tls) => tls
+            .handshake(tcp, address)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?,
+    };
     match probe {
         Probe::Tcp => Ok(()),
         Probe::Http {
@@ -65,7 +80,7 @@ async fn attempt(probe: &Probe, protocol: BackendProtocol, address: &str) -> Res
 }
 
 async fn http_get(
-    tcp: TcpStream,
+    tcp: Transport,
     protocol: BackendProtocol,
     host: &str,
     path: &str,
@@ -153,7 +168,7 @@ fn grpc_status_of(mut body: Bytes) -> Option<u64> {
     Some(0)
 }
 
-async fn grpc_check(tcp: TcpStream, address: &str, service: &str) -> Result<(), String> {
+async fn grpc_check(tcp: Transport, address: &str, service: &str) -> Result<(), String> {
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
             .await

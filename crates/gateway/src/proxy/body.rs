@@ -168,6 +168,8 @@ pub struct LogContext {
     pub error: Option<&'static str>,
     /// Attempts made upstream, when the rule retries (`retry`).
     pub attempts: Option<u32>,
+    /// The verified client certificate's subject (`tls.clientAuth`).
+    pub client_cert: Option<Arc<str>>,
 }
 
 /// Records the end of an exchange exactly once: metrics, the access log line and the endpoint's
@@ -236,6 +238,7 @@ impl Completion {
                 upstream: l.upstream.as_deref(),
                 upstream_duration: l.upstream_duration,
                 attempts: l.attempts,
+                client_cert: l.client_cert.as_deref(),
                 // A request cut off at a drain deadline says so.
                 error: l
                     .error

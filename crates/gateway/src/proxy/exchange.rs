@@ -191,6 +191,10 @@ impl Exchange<'_> {
         if !rule.request_headers.is_empty() {
             forward::apply_mods(&mut parts.headers, &rule.request_headers);
         }
+        if scan.client_cert || self.conn.client_cert.is_some() {
+            let cert = self.conn.client_cert.as_ref();
+            super::client_cert::set_header(&mut parts.headers, scan.client_cert, cert);
+        }
         if h2 && wants_trailers {
             parts
                 .headers

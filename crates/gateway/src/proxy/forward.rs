@@ -22,6 +22,8 @@ pub struct Scan {
     pub forwarded: bool,
     /// Whether an X-Request-Id is present.
     pub request_id: bool,
+    /// Whether the client sent its own `x-client-cert-subject` (always removed).
+    pub client_cert: bool,
 }
 
 /// Position of `name` among the fixed hop-by-hop fields (`HOP_BY_HOP`, RFC 9110 §7.6.1), by text:
@@ -75,6 +77,8 @@ pub fn scan(headers: &HeaderMap) -> Scan {
             s.forwarded = true;
         } else if name == "x-request-id" {
             s.request_id = true;
+        } else if name == "x-client-cert-subject" {
+            s.client_cert = true;
         }
     }
     s

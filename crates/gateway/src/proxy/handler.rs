@@ -39,6 +39,8 @@ pub struct ConnInfo {
     pub in_flight: AtomicU64,
     /// The listener's choice for `%2F` and `%5C` in paths.
     pub(crate) escaped_slashes: EscapedSlashes,
+    /// The client certificate the listener verified (`tls.clientAuth`), if any.
+    pub(crate) client_cert: Option<super::client_cert::ClientCert>,
 }
 
 impl ConnInfo {
@@ -51,6 +53,7 @@ impl ConnInfo {
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             escaped_slashes,
+            client_cert: None,
         }
     }
 }
@@ -101,6 +104,10 @@ pub async fn handle(
         Ok(Admission::Route) => {}
         Ok(Admission::ServerOptions) => return server_options(&snap, conn, &req, rid, start),
         Err(err) => return unrouted(&snap, conn, &req, &rid, err, start),
+    }
+    // For policies: the certificate the listener verified, as a typed value.
+    if let Some(cert) = &conn.client_cert {
+        req.extensions_mut().insert(cert.clone());
     }
     let (host, port) = match request_target::host(&req) {
         Ok(h) => h,
@@ -271,6 +278,7 @@ fn log_context(
         bytes_in: None,
         error: None,
         attempts: None,
+        client_cert: conn.client_cert.as_ref().map(|c| c.subject.clone()),
     }))
 }
 

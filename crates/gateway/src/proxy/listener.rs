@@ -2,6 +2,7 @@
 //! one port, or TLS with ALPN first). Each listener drains its own connections when it is stopped,
 //! so a reload that removes a listener, or SIGTERM, lets in-flight requests finish.
 
+use super::client_cert::ClientCert;
 use super::conn::{serve, sniff_h2, Drain, DrainToken, Protocols};
 use super::handler::ConnInfo;
 use super::passthrough::{Mode, Passthrough};
@@ -376,7 +377,7 @@ impl Accepted {
         let Accepted {
             listener,
             settings,
-            info,
+            mut info,
             snapshot,
             token,
         } = self;
@@ -409,6 +410,12 @@ impl Accepted {
             Ok(Some(Ok(tls))) => {
                 // Over TLS, HTTP/2 is negotiated by ALPN (RFC 9113 §3.2).
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                // Only listeners with `clientAuth` ask for (and verify) a client certificate.
+                if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                    if let Some(info) = Arc::get_mut(&mut info) {
+                        info.client_cert = ClientCert::from_der(leaf);
+                    }
+                }
                 serve(token, protocols, h2, idle, tls, info, snapshot).await;
             }
             Ok(None) => tracing::debug!(%peer, "plain HTTP on a TLS port; answered 400"),

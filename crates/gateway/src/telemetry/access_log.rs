@@ -53,6 +53,8 @@ pub struct Record<'a> {
     pub error: Option<&'static str>,
     /// Attempts made upstream, when the rule retries.
     pub attempts: Option<u32>,
+    /// The verified client certificate's subject, on `tls.clientAuth` listeners.
+    pub client_cert: Option<&'a str>,
 }
 
 thread_local! {
@@ -185,6 +187,10 @@ impl AccessLogger {
             if let Some(n) = r.attempts {
                 buf.extend_from_slice(b",\"attempts\":");
                 buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            }
+            if let Some(subject) = r.client_cert {
+                buf.extend_from_slice(b",\"clientCert\":");
+                string(buf, subject);
             }
             buf.extend_from_slice(b"}\n");
             // A full disk or closed pipe must not fail the request; the line is dropped.

@@ -67,6 +67,7 @@ pub struct Metrics {
     proxy_errors: Family<ErrorLabels, Counter>,
     config_info: Family<VersionLabels, Gauge>,
     retries: Family<PairLabels, Counter>,
+    tls_reload_errors: Family<ListenerLabels, Counter>,
     /// Health, ejection and discovery families.
     pub(crate) upstream: super::upstream_metrics::UpstreamMetrics,
     /// Passed-through connection and tunnel families.
@@ -211,6 +212,12 @@ impl Metrics {
         let proxy_errors = Family::<ErrorLabels, Counter>::default();
         let config_info = Family::<VersionLabels, Gauge>::default();
         let retries = Family::<PairLabels, Counter>::default();
+        let tls_reload_errors = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "tls_reload_errors",
+            "Certificate or key files of a listener that changed but could not be loaded (the old certificate stays), by listener",
+            tls_reload_errors.clone(),
+        );
         registry.register(
             "retries",
             "Attempts after the first a request made, by route and backend",
@@ -273,6 +280,7 @@ impl Metrics {
             proxy_errors,
             config_info,
             retries,
+            tls_reload_errors,
         })
     }
 
@@ -313,6 +321,15 @@ impl Metrics {
     /// The counter of connections a listener refused at its connection limit.
     pub fn connections_rejected(&self, listener: &str) -> Counter {
         self.connections_rejected
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .clone()
+    }
+
+    /// The counter of failed certificate reloads of a listener.
+    pub(crate) fn tls_reload_errors(&self, listener: &str) -> Counter {
+        self.tls_reload_errors
             .get_or_create(&ListenerLabels {
                 listener: listener.to_string(),
             })

@@ -78,6 +78,8 @@ pub struct BackendRt {
     slow_start_ms: Option<u64>,
     /// Circuit-breaker limits, when configured (the counts are in `state.breaker`).
     pub(crate) breaker: Option<gatehouse_config::CircuitBreaker>,
+    /// TLS to the endpoints (`tls`), when configured.
+    pub(crate) tls: Option<Arc<super::transport::TlsConnect>>,
 }
 
 impl BackendRt {
@@ -101,7 +103,19 @@ impl BackendRt {
             outlier: b.outlier_detection.clone(),
             slow_start_ms: b.slow_start.map(|d| d.as_millis().max(1) as u64),
             breaker: b.circuit_breaker,
+            tls: None,
         }
+    }
+
+    /// The same backend with its upstream TLS settings read (CA bundle, client certificate);
+    /// the error names the backend and the file.
+    pub(crate) fn with_tls(mut self, b: &Backend) -> Result<Self, String> {
+        if let Some(t) = &b.tls {
+            let connect = super::transport::TlsConnect::new(t, b.protocol)
+                .map_err(|e| format!("Backend {}: {e}", b.id))?;
+            self.tls = Some(Arc::new(connect));
+        }
+        Ok(self)
     }
 
     /// A unit of the circuit breaker's `limit`: `None` when the backend has no breaker, a
@@ -278,6 +292,7 @@ mod tests {
             slow_start,
             discovery: None,
             circuit_breaker: None,
+            tls: None,
         };
         let metrics = crate::telemetry::metrics::Metrics::new();
         let state = crate::state::BackendState::new(

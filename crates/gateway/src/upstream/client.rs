@@ -4,6 +4,7 @@
 use super::backend::{BackendRt, EndpointRt};
 use super::h1;
 use super::pool;
+use super::transport::{self, Transport};
 use crate::error::{Cause, ErrorKind, Progress, ProxyError};
 use crate::proxy::body::RequestBody;
 use crate::proxy::forward::Extra;
@@ -31,10 +32,27 @@ pub enum UpstreamBody {
 async fn connect_counted(
     backend: &BackendRt,
     ep: &EndpointRt,
-) -> Result<(TcpStream, Option<Slot>), ProxyError> {
+) -> Result<(Transport, Option<Slot>), ProxyError> {
     let slot = backend.breaker_slot(Limit::Connections)?;
     let _pending = backend.breaker_slot(Limit::Pending)?;
-    Ok((connect(backend, ep).await?, slot))
+    let tcp = connect(backend, ep).await?;
+    let Some(tls) = &backend.tls else {
+        return Ok((Transport::Tcp(tcp), slot));
+    };
+    // The handshake counts against the connect timeout too: a peer that accepts and then says
+    // nothing must not hold the request.
+    match tokio::time::timeout(backend.connect_timeout, tls.handshake(tcp, &ep.address)).await {
+        Ok(Ok(t)) => Ok((t, slot)),
+        Ok(Err(why)) => {
+            backend.connect_errors.inc();
+            Err(transport::handshake_error(&backend.id, &ep.address, &why))
+        }
+        Err(_) => {
+            backend.connect_errors.inc();
+            let why = "no handshake within the connect timeout";
+            Err(transport::handshake_error(&backend.id, &ep.address, why))
+        }
+    }
 }
 
 /// A TCP connection to `ep` within the backend's connect timeout (also used by passthrough).

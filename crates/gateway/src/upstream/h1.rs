@@ -10,6 +10,7 @@
 
 use super::codec::{self, Chunked, Decoded, Framing, WireError};
 use super::pool;
+use super::transport::Transport;
 use crate::error::{Cause, ErrorKind, Progress, ProxyError};
 use crate::proxy::body::{request_body_fault, RequestBody};
 use crate::proxy::forward::Extra;
@@ -22,7 +23,6 @@ use std::pin::{pin, Pin};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite};
-use tokio::net::TcpStream;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
@@ -32,8 +32,8 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct Conn(Box<Duplex>);
 
 impl Conn {
-    /// A freshly connected socket.
-    pub fn new(io: TcpStream) -> Self {
+    /// A freshly connected socket (TLS already negotiated, for a backend with `tls`).
+    pub(crate) fn new(io: Transport) -> Self {
         Conn(Box::new(Duplex {
             io,
             rbuf: BytesMut::new(),
@@ -58,13 +58,10 @@ impl Conn {
         self
     }
 
-    /// Whether the upstream has closed (or written to) this idle connection. Checks only what the
-    /// event loop already saw — no system call — so a healthy pooled connection costs nothing.
-    pub fn is_usable(&self) -> bool {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        // Readiness is cleared by the last read that drained the socket; an event since then means
-        // EOF or unsolicited bytes, and either way the connection is done.
-        self.0.io.poll_read_ready(&mut cx).is_pending()
+    /// Whether the upstream has closed (or written to) this idle connection; see
+    /// `Transport::is_idle_open`.
+    pub fn is_usable(&mut self) -> bool {
+        self.0.io.is_idle_open()
     }
 }
 
@@ -80,7 +77,7 @@ pub enum ExchangeError {
 
 /// A connection and the state shared by both directions of its current exchange.
 struct Duplex {
-    io: TcpStream,
+    io: Transport,
     rbuf: BytesMut,
     /// The encoded request head; `head_pos` of it is written.
     head: Vec<u8>,

@@ -43,7 +43,7 @@ struct Idle {
 }
 
 impl Idle {
-    fn usable(&self, now: Instant) -> bool {
+    fn usable(&mut self, now: Instant) -> bool {
         self.conn.is_usable() && now.duration_since(self.since) < self.max_idle
     }
 }
@@ -63,7 +63,7 @@ pub fn checkout(key: u64, now: Instant) -> Option<Conn> {
     POOLS.with(|p| {
         let mut pools = p.borrow_mut();
         let list = pools.idle.get_mut(&key)?;
-        while let Some(idle) = list.pop() {
+        while let Some(mut idle) = list.pop() {
             if idle.usable(now) {
                 return Some(idle.conn);
             }
@@ -82,7 +82,7 @@ pub fn checkin(key: u64, conn: Conn, max_idle: Duration) {
         if now.duration_since(pools.last_sweep) >= SWEEP_EVERY {
             pools.last_sweep = now;
             pools.idle.retain(|_, list| {
-                list.retain(|i| i.usable(now));
+                list.retain_mut(|i| i.usable(now));
                 !list.is_empty()
             });
         }
