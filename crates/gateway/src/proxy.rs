@@ -13,5 +13,7 @@ pub(crate) mod normalize;
 pub(crate) mod passthrough;
 pub(crate) mod request_target;
 pub(crate) mod sni;
+pub(crate) mod streams;
 pub mod tls;
 pub(crate) mod tunnel;
+pub(crate) mod upgrade;

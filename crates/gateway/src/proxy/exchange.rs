@@ -97,6 +97,7 @@ impl Exchange<'_> {
             return self.fail(err, &choice.metrics, log);
         };
         let (mut parts, body) = req.into_parts();
+        let upgrade = super::upgrade::take(&mut parts, &self.entry.rule, backend);
         let scheme = HeaderValue::from_static(self.conn.scheme);
         // The request's authority: the Host header (HTTP/1.1) or :authority (HTTP/2).
         let authority: Option<HeaderValue> = match parts.uri.authority() {
@@ -107,6 +108,9 @@ impl Exchange<'_> {
             Ok(extra) => extra,
             Err(err) => return self.fail(err, &choice.metrics, log),
         };
+        if let Some(u) = &upgrade {
+            u.restore(&mut parts.headers);
+        }
 
         // From here the exchange is recorded even if it is abandoned (the client disconnects and
         // hyper drops this future): `done` decrements the in-flight count and logs when dropped.
@@ -140,6 +144,9 @@ impl Exchange<'_> {
             l.upstream_duration = Some(sent_at.elapsed());
         }
         match result {
+            Ok(resp) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                super::upgrade::switch(self, resp, upgrade, backend, &ep, done)
+            }
             // A retry that moved to another endpoint pins the client there instead.
             Ok(resp) => self.finish(resp, backend, &ep, affinity || ep.key != first, done),
             Err(err) => error_response(self.snap, err, self.rid, &self.entry.target.errors, done),

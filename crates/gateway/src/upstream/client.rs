@@ -196,3 +196,13 @@ pub async fn send(
         }
     }
 }
+
+impl UpstreamBody {
+    /// The upstream connection of a 101 response (HTTP/1.1 only: HTTP/2 has no 101).
+    pub(crate) fn upgraded(&mut self) -> Option<h1::Upgraded> {
+        match self {
+            UpstreamBody::H1(b) => b.upgraded(),
+            UpstreamBody::H2(_) => None,
+        }
+    }
+}
