@@ -98,6 +98,11 @@ impl Exchange<'_> {
         };
         let (mut parts, body) = req.into_parts();
         let upgrade = super::upgrade::take(&mut parts, &self.entry.rule, backend);
+        // gRPC-Web is looked for only on the way to an HTTP/2 backend.
+        let web = (backend.protocol == BackendProtocol::HTTP2)
+            .then(|| super::grpc_web::detect(&parts.headers))
+            .flatten();
+        let text = web.as_ref().is_some_and(|w| w.text);
         let scheme = HeaderValue::from_static(self.conn.scheme);
         // The request's authority: the Host header (HTTP/1.1) or :authority (HTTP/2).
         let authority: Option<HeaderValue> = match parts.uri.authority() {
@@ -111,6 +116,9 @@ impl Exchange<'_> {
         if let Some(u) = &upgrade {
             u.restore(&mut parts.headers);
         }
+        if let Some(w) = &web {
+            super::grpc_web::request(&mut parts, w);
+        }
 
         // From here the exchange is recorded even if it is abandoned (the client disconnects and
         // hyper drops this future): `done` decrements the in-flight count and logs when dropped.
@@ -121,14 +129,10 @@ impl Exchange<'_> {
         let sent_at = done.log.as_ref().map(|_| Instant::now());
         let first = ep.key;
         let (result, ep) = match &self.entry.rule.retry {
-            None => {
-                let body = RequestBody::new(body, bytes_in).limited(self.max_body());
-                let req = Request::from_parts(parts, body);
-                (self.attempt(backend, &ep, req, &extra, None).await, ep)
-            }
             // Boxed: the retry loop's state is large, and a rule without `retry` must not carry
-            // it in every request's future.
-            Some(policy) => {
+            // it in every request's future. (A gRPC-Web text body is decoded as it streams,
+            // and not replayed.)
+            Some(policy) if !text => {
                 let leg = retry::Leg {
                     ex: self,
                     policy,
@@ -137,6 +141,14 @@ impl Exchange<'_> {
                     extra: &extra,
                 };
                 Box::pin(leg.run(parts, body, bytes_in, ep, &mut done)).await
+            }
+            _ => {
+                let mut body = RequestBody::new(body, bytes_in).limited(self.max_body());
+                if text {
+                    body = body.grpc_web_text();
+                }
+                let req = Request::from_parts(parts, body);
+                (self.attempt(backend, &ep, req, &extra, None).await, ep)
             }
         };
         if let (Some(l), Some(sent_at)) = (done.log.as_mut(), sent_at) {
@@ -148,7 +160,16 @@ impl Exchange<'_> {
                 super::upgrade::switch(self, resp, upgrade, backend, &ep, done)
             }
             // A retry that moved to another endpoint pins the client there instead.
-            Ok(resp) => self.finish(resp, backend, &ep, affinity || ep.key != first, done),
+            Ok(resp) if web.is_none() => {
+                self.finish(resp, backend, &ep, affinity || ep.key != first, done)
+            }
+            Ok(resp) => {
+                let resp = match &web {
+                    Some(w) => super::grpc_web::response(resp, w),
+                    None => resp,
+                };
+                self.finish(resp, backend, &ep, affinity || ep.key != first, done)
+            }
             Err(err) => error_response(self.snap, err, self.rid, &self.entry.target.errors, done),
         }
     }

@@ -24,6 +24,8 @@ pub enum UpstreamBody {
     H1(h1::UpstreamBody),
     /// A stream of a multiplexed HTTP/2 connection (hyper).
     H2(Incoming),
+    /// An HTTP/2 stream re-framed for a gRPC-Web client (`proxy::grpc_web`).
+    Web(Box<crate::proxy::grpc_web::WebBody>),
 }
 
 /// A new connection and its unit of the circuit breaker's `maxConnections` (held as long as the
@@ -202,7 +204,7 @@ impl UpstreamBody {
     pub(crate) fn upgraded(&mut self) -> Option<h1::Upgraded> {
         match self {
             UpstreamBody::H1(b) => b.upgraded(),
-            UpstreamBody::H2(_) => None,
+            UpstreamBody::H2(_) | UpstreamBody::Web(_) => None,
         }
     }
 }
