@@ -250,8 +250,9 @@ async fn websockets_survive_reloads_and_a_removed_route_drains_after_its_grace()
         assert_eq!(ws_echo(&mut s, &msg).await, msg, "after reload {i}");
     }
     gw.write(&config("10s", false));
-    gw.gw.reload("test").await.expect("valid reload");
+    // The grace starts during the reload.
     let removed = Instant::now();
+    gw.gw.reload("test").await.expect("valid reload");
     // Within the grace the WebSocket still carries messages.
     assert_eq!(ws_echo(&mut s, "in grace").await, "in grace");
     let mut buf = [0u8; 16];
@@ -263,4 +264,50 @@ async fn websockets_survive_reloads_and_a_removed_route_drains_after_its_grace()
         "closed after {after:?}"
     );
     assert!(after < Duration::from_secs(5), "closed after {after:?}");
+}
+
+/// RFC 8441: a WebSocket over an HTTP/2 stream (extended CONNECT, here from the `h2` crate's
+/// client) reaches the HTTP/1.1 server as an upgrade; the client gets 200 and messages go
+/// through the stream both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_extended_connect_becomes_an_http11_upgrade_upstream() {
+    let peer = PythonPeer::start(SERVER);
+    let gw = TestGateway::start(&fill(CONFIG, &[("port", &peer.port.to_string())])).await;
+    let addr = gw.addr("web").await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    wait_for("the server's SETTINGS_ENABLE_CONNECT_PROTOCOL", || {
+        let on = client.is_extended_connect_protocol_enabled();
+        async move { on }
+    })
+    .await;
+    let mut req = http::Request::builder()
+        .method("CONNECT")
+        .uri(format!("http://{addr}/chat"))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    req.extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let (resp, mut send) = client.send_request(req, false).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut recv = resp.into_body();
+    for msg in ["over h2", "and again"] {
+        let mask = [3u8, 1, 4, 1];
+        let mut frame = vec![0x81, 0x80 | msg.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(msg.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        send.send_data(frame.into(), false).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 + msg.len() {
+            let data = recv.data().await.expect("stream open").unwrap();
+            let _ = recv.flow_control().release_capacity(data.len());
+            got.extend_from_slice(&data);
+        }
+        assert_eq!(got[0], 0x81);
+        assert_eq!(&got[2..], msg.as_bytes());
+    }
 }

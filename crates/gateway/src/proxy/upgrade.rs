@@ -4,6 +4,8 @@
 //! 101, the client gets the 101 and, once hyper hands over its connection, both connections go to
 //! the tunnel (`tunnel.rs`, the one shared with TCP passthrough) until either side is done. A rule
 //! with `upgrades: false`, or a backend that is not HTTP/1.1, forwards the request as a plain one.
+//! An HTTP/2 client's WebSocket (RFC 8441 extended CONNECT, routed as a GET) goes upstream as
+//! the same HTTP/1.1 upgrade, and the upstream's 101 reaches that client as a 200.
 //!
 //! Cost to a plain request: one look into its (empty) extensions, where hyper leaves an
 //! `OnUpgrade` only for requests that ask to upgrade; and one status comparison on the response.
@@ -35,6 +37,8 @@ const NO_READ_TIMEOUT_IDLE: Duration = Duration::from_secs(24 * 3600);
 pub(crate) struct Pending {
     on: OnUpgrade,
     protocol: HeaderValue,
+    /// Asked by an HTTP/2 extended CONNECT (RFC 8441): answered 200, not 101.
+    h2: bool,
 }
 
 /// Takes the upgrade `parts` asks for, when there is one and it may go through: the rule allows
@@ -48,8 +52,22 @@ pub(crate) fn take(
     if !rule.upgrades || backend.protocol != BackendProtocol::HTTP1 {
         return None;
     }
+    if parts.version == http::Version::HTTP_2 {
+        // An extended CONNECT, already routed as a GET (see `request_target`).
+        let p = parts.extensions.remove::<hyper::ext::Protocol>()?;
+        let protocol = HeaderValue::from_str(p.as_str()).ok()?;
+        return Some(Pending {
+            on,
+            protocol,
+            h2: true,
+        });
+    }
     let protocol = parts.headers.get(header::UPGRADE)?.clone();
-    Some(Pending { on, protocol })
+    Some(Pending {
+        on,
+        protocol,
+        h2: false,
+    })
 }
 
 impl Pending {
@@ -57,6 +75,15 @@ impl Pending {
     pub(crate) fn restore(&self, headers: &mut HeaderMap) {
         headers.insert(header::UPGRADE, self.protocol.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        // RFC 8441 §5: an HTTP/2 client sends no key; an HTTP/1.1 server needs one (its accept
+        // value goes nowhere: the HTTP/2 client checks none).
+        if self.h2 && !headers.contains_key(header::SEC_WEBSOCKET_KEY) {
+            let key: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+            let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+            if let Ok(v) = HeaderValue::from_str(&key) {
+                headers.insert(header::SEC_WEBSOCKET_KEY, v);
+            }
+        }
     }
 
     /// The `protocol` label of the tunnel's metrics.
@@ -90,7 +117,19 @@ pub(crate) fn switch(
         return super::handler::error_response(ex.snap, err, ex.rid, &ex.entry.target.errors, done);
     };
     parts.headers.insert(X_REQUEST_ID.clone(), ex.rid.clone());
-    done.status = 101;
+    if pending.h2 {
+        // RFC 8441 §5: a 2xx accepts the extended CONNECT; the HTTP/1.1 handshake's own fields
+        // are not HTTP/2's.
+        parts.status = http::StatusCode::OK;
+        for name in [
+            header::UPGRADE,
+            header::CONNECTION,
+            header::SEC_WEBSOCKET_ACCEPT,
+        ] {
+            parts.headers.remove(name);
+        }
+    }
+    done.status = parts.status.as_u16();
     // The endpoint's in-flight count moves from the exchange to the tunnel.
     let in_flight = done.in_flight.take();
     let idle = match backend.read_timeout {
