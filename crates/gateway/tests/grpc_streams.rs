@@ -176,7 +176,6 @@ async fn a_bidi_stream_survives_reloads_that_do_not_touch_it() {
         let msg = format!("message {i:02}");
         assert_eq!(say(&msg), msg, "after reload {i}");
     }
-    drop(say);
     drop(stdin);
     let mut end = String::new();
     tokio::task::block_in_place(|| stdout.read_line(&mut end).unwrap());
