@@ -6,6 +6,7 @@ use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{PythonPeer, TestGateway};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// `test.Svc`: Echo (unary), Count (server stream: n messages), Join (client stream), Chat
 /// (bidi echo), and Flaky / FlakyToo, which fail UNAVAILABLE (trailers-only, as grpcio answers
@@ -80,7 +81,7 @@ except grpc.RpcError as e:
 const CONFIG: &str = r#"
 kind: Gateway
 metadata: {name: g}
-spec: {accessLog: {enabled: false}}
+spec: {accessLog: {enabled: false}, streamDrainTimeout: 600ms}
 ---
 kind: Listener
 metadata: {name: web}
@@ -94,6 +95,9 @@ kind: Route
 metadata: {name: other}
 spec:
   rules: [{match: {path: {prefix: /other}}, backends: [{backend: svc}], timeout: {timeout}}]
+"#;
+
+const GRPC_ROUTE: &str = r#"
 ---
 kind: Route
 metadata: {name: grpc}
@@ -107,7 +111,7 @@ spec:
 "#;
 
 fn config(port: u16, timeout: &str) -> String {
-    fill(CONFIG, &[("port", &port.to_string()), ("timeout", timeout)])
+    fill(CONFIG, &[("port", &port.to_string()), ("timeout", timeout)]) + GRPC_ROUTE
 }
 
 /// Unary (1 MiB each way), server streaming (500 messages), client streaming and bidirectional
@@ -144,10 +148,11 @@ async fn all_four_call_kinds_and_grpc_status_retries() {
     );
 }
 
-/// 20 reloads that change another route leave an open bidirectional stream alone: a message
-/// through it after each reload, none lost, and the call ends OK.
+/// 20 reloads that change another route leave an open bidirectional stream alone (a message
+/// through it after each reload, none lost); a reload that removes its route lets it run for
+/// `streamDrainTimeout`, then ends it with UNAVAILABLE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bidi_stream_survives_reloads_that_do_not_touch_it() {
+async fn a_bidi_stream_survives_reloads_and_a_removed_route_drains_after_its_grace() {
     let peer = PythonPeer::start(SERVER);
     let gw = TestGateway::start(&config(peer.port, "10s")).await;
     let addr = gw.addr("web").await.to_string();
@@ -176,9 +181,20 @@ async fn a_bidi_stream_survives_reloads_that_do_not_touch_it() {
         let msg = format!("message {i:02}");
         assert_eq!(say(&msg), msg, "after reload {i}");
     }
-    drop(stdin);
+    // The grace starts during the reload that removes the route.
+    gw.write(&fill(
+        CONFIG,
+        &[("port", &peer.port.to_string()), ("timeout", "10s")],
+    ));
+    let removed = Instant::now();
+    gw.gw.reload("test").await.expect("valid reload");
+    assert_eq!(say("in grace"), "in grace");
     let mut end = String::new();
     tokio::task::block_in_place(|| stdout.read_line(&mut end).unwrap());
-    assert_eq!(end.trim(), "END OK");
+    let after = removed.elapsed();
+    assert_eq!(end.trim(), "END UNAVAILABLE");
+    assert!(after >= Duration::from_millis(600), "ended after {after:?}");
+    assert!(after < Duration::from_secs(5), "ended after {after:?}");
+    drop(stdin);
     let _ = chat.wait();
 }

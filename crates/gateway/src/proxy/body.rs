@@ -280,7 +280,7 @@ impl Drop for Completion {
 enum Inner {
     H1(crate::upstream::h1::UpstreamBody),
     H2(Incoming),
-    Web(Box<crate::proxy::grpc_web::WebBody>),
+    Mapped(crate::upstream::client::MappedBody),
     Full(Option<Bytes>),
 }
 
@@ -367,7 +367,7 @@ impl ResponseBody {
             inner: match inner {
                 UpstreamBody::H1(b) => Inner::H1(b),
                 UpstreamBody::H2(b) => Inner::H2(b),
-                UpstreamBody::Web(b) => Inner::Web(b),
+                UpstreamBody::Mapped(b) => Inner::Mapped(b),
             },
             done,
             held: None,
@@ -463,7 +463,7 @@ impl Body for ResponseBody {
             }
             Inner::H1(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
             Inner::H2(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
-            Inner::Web(b) => Self::poll_upstream(Pin::new(&mut **b), &mut this.bytes, cx),
+            Inner::Mapped(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
         };
         let poll = match (poll, this.gap.as_mut()) {
             (Poll::Pending, Some(gap)) => match gap.poll_expired(cx) {
@@ -506,7 +506,7 @@ impl Body for ResponseBody {
             Inner::Full(d) => d.is_none(),
             Inner::H1(b) => b.is_end_stream(),
             Inner::H2(b) => b.is_end_stream(),
-            Inner::Web(b) => b.is_end_stream(),
+            Inner::Mapped(b) => b.is_end_stream(),
         }
     }
 
@@ -516,7 +516,7 @@ impl Body for ResponseBody {
             Inner::Full(None) => SizeHint::with_exact(0),
             Inner::H1(b) => b.size_hint(),
             Inner::H2(b) => b.size_hint(),
-            Inner::Web(b) => b.size_hint(),
+            Inner::Mapped(b) => b.size_hint(),
         }
     }
 }

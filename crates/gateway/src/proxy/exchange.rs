@@ -160,12 +160,16 @@ impl Exchange<'_> {
                 super::upgrade::switch(self, resp, upgrade, backend, &ep, done)
             }
             // A retry that moved to another endpoint pins the client there instead.
-            Ok(resp) if web.is_none() => {
+            Ok(resp) if web.is_none() && backend.protocol == BackendProtocol::HTTP1 => {
                 self.finish(resp, backend, &ep, affinity || ep.key != first, done)
             }
             Ok(resp) => {
                 let resp = match &web {
                     Some(w) => super::grpc_web::response(resp, w),
+                    None if backend.protocol == BackendProtocol::HTTP2 => {
+                        let streams = &self.snap.streams;
+                        super::grpc::drained(resp, &self.entry.route, &backend.id, streams)
+                    }
                     None => resp,
                 };
                 self.finish(resp, backend, &ep, affinity || ep.key != first, done)

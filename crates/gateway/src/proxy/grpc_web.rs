@@ -77,11 +77,11 @@ pub(crate) fn response(resp: Response<UpstreamBody>, web: &Web) -> Response<Upst
         pending: BytesMut::new(),
         ended: false,
     };
-    Response::from_parts(parts, UpstreamBody::Web(Box::new(body)))
+    Response::from_parts(parts, UpstreamBody::Mapped(Box::new(body)))
 }
 
 /// A native gRPC response body re-framed for gRPC-Web.
-pub struct WebBody {
+struct WebBody {
     inner: Incoming,
     text: bool,
     /// Text mode: bytes not yet encoded (fewer than 3, so the base64 stream has no padding

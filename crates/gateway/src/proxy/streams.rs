@@ -74,21 +74,9 @@ impl Watch {
     /// the grace period.
     pub(crate) async fn run(mut self, stream: impl Future<Output = ()>) {
         tokio::pin!(stream);
-        let removed = async {
-            loop {
-                if self.rx.changed().await.is_err() {
-                    // The gateway is gone; the runtime's shutdown ends the stream.
-                    return std::future::pending().await;
-                }
-                let kept = self.rx.borrow_and_update().clone();
-                if let Some(k) = kept.filter(|k| !k.pairs.contains(&self.key)) {
-                    return k.grace;
-                }
-            }
-        };
         let grace = tokio::select! {
             () = &mut stream => return,
-            grace = removed => grace,
+            grace = self.removed() => grace,
         };
         tracing::debug!(
             route = &*self.key.0,
@@ -96,5 +84,33 @@ impl Watch {
             "a reload removed this stream's route or backend; closing it after {grace:?}"
         );
         let _ = tokio::time::timeout(grace, stream).await;
+    }
+
+    /// Returns, with the grace period, once a reload has removed the stream's route or backend.
+    async fn removed(&mut self) -> Duration {
+        loop {
+            if self.rx.changed().await.is_err() {
+                // The gateway is gone; the runtime's shutdown ends the stream.
+                return std::future::pending().await;
+            }
+            let kept = self.rx.borrow_and_update().clone();
+            if let Some(k) = kept.filter(|k| !k.pairs.contains(&self.key)) {
+                return k.grace;
+            }
+        }
+    }
+
+    /// A future that completes at the end of the grace after a reload removed the stream's
+    /// route or backend (for bodies, which poll it rather than run inside it).
+    pub(crate) fn deadline(mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        Box::pin(async move {
+            let grace = self.removed().await;
+            tracing::debug!(
+                route = &*self.key.0,
+                backend = &*self.key.1,
+                "a reload removed this gRPC stream's route or backend; ending it after {grace:?}"
+            );
+            tokio::time::sleep(grace).await;
+        })
     }
 }
