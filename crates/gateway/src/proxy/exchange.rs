@@ -5,6 +5,7 @@
 //! timeouts (the `retry` module loops over attempts when the rule retries); `finish` turns the
 //! upstream's response head into the client's. Every failure becomes one `ProxyError` response.
 
+mod dialect;
 mod retry;
 
 use super::body::{Completion, LogContext, RequestBody, ResponseBody};
@@ -97,12 +98,7 @@ impl Exchange<'_> {
             return self.fail(err, &choice.metrics, log);
         };
         let (mut parts, body) = req.into_parts();
-        let upgrade = super::upgrade::take(&mut parts, &self.entry.rule, backend);
-        // gRPC-Web is looked for only on the way to an HTTP/2 backend.
-        let web = (backend.protocol == BackendProtocol::HTTP2)
-            .then(|| super::grpc_web::detect(&parts.headers))
-            .flatten();
-        let text = web.as_ref().is_some_and(|w| w.text);
+        let dialect = dialect::Dialect::take(&mut parts, &self.entry.rule, backend);
         let scheme = HeaderValue::from_static(self.conn.scheme);
         // The request's authority: the Host header (HTTP/1.1) or :authority (HTTP/2).
         let authority: Option<HeaderValue> = match parts.uri.authority() {
@@ -113,12 +109,7 @@ impl Exchange<'_> {
             Ok(extra) => extra,
             Err(err) => return self.fail(err, &choice.metrics, log),
         };
-        if let Some(u) = &upgrade {
-            u.restore(&mut parts.headers);
-        }
-        if let Some(w) = &web {
-            super::grpc_web::request(&mut parts, w);
-        }
+        dialect.apply(&mut parts);
 
         // From here the exchange is recorded even if it is abandoned (the client disconnects and
         // hyper drops this future): `done` decrements the in-flight count and logs when dropped.
@@ -132,7 +123,7 @@ impl Exchange<'_> {
             // Boxed: the retry loop's state is large, and a rule without `retry` must not carry
             // it in every request's future. (A gRPC-Web text body is decoded as it streams,
             // and not replayed.)
-            Some(policy) if !text => {
+            Some(policy) if !dialect.text() => {
                 let leg = retry::Leg {
                     ex: self,
                     policy,
@@ -144,7 +135,7 @@ impl Exchange<'_> {
             }
             _ => {
                 let mut body = RequestBody::new(body, bytes_in).limited(self.max_body());
-                if text {
+                if dialect.text() {
                     body = body.grpc_web_text();
                 }
                 let req = Request::from_parts(parts, body);
@@ -156,24 +147,15 @@ impl Exchange<'_> {
             l.upstream_duration = Some(sent_at.elapsed());
         }
         match result {
-            Ok(resp) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-                super::upgrade::switch(self, resp, upgrade, backend, &ep, done)
-            }
             // A retry that moved to another endpoint pins the client there instead.
-            Ok(resp) if web.is_none() && backend.protocol == BackendProtocol::HTTP1 => {
-                self.finish(resp, backend, &ep, affinity || ep.key != first, done)
-            }
-            Ok(resp) => {
-                let resp = match &web {
-                    Some(w) => super::grpc_web::response(resp, w),
-                    None if backend.protocol == BackendProtocol::HTTP2 => {
-                        let streams = &self.snap.streams;
-                        super::grpc::drained(resp, &self.entry.route, &backend.id, streams)
-                    }
-                    None => resp,
-                };
-                self.finish(resp, backend, &ep, affinity || ep.key != first, done)
-            }
+            Ok(resp) => self.answer(
+                resp,
+                dialect,
+                backend,
+                &ep,
+                affinity || ep.key != first,
+                done,
+            ),
             Err(err) => error_response(self.snap, err, self.rid, &self.entry.target.errors, done),
         }
     }
