@@ -196,7 +196,13 @@ fn respond(
         if grpc {
             resp = super::grpc::render_error(resp);
         }
-        resp.body_mut().hold(guard);
+        // A response that opens a tunnel hands over a place for the guard that lives as long as
+        // the tunnel; others hold it in their body. (Responses carry no extensions otherwise:
+        // an empty check.)
+        match resp.extensions_mut().remove::<super::upgrade::Busy>() {
+            Some(busy) => busy.hold(guard),
+            None => resp.body_mut().hold(guard),
+        }
         Ok::<_, Infallible>(resp)
     }
 }

@@ -32,6 +32,20 @@ use tokio::io::AsyncWriteExt;
 /// either way: a tunnel must not outlive both its peers unnoticed.
 const NO_READ_TIMEOUT_IDLE: Duration = Duration::from_secs(24 * 3600);
 
+/// Keeps the client's connection counted as busy while its tunnel is open: over HTTP/2 the tunnel
+/// is one stream of a connection that hyper goes on serving, and that connection's idle timeout
+/// must not close it under the tunnel. Handed from the 101 (or 200) response to `conn.rs`, which
+/// puts the request's in-flight guard in it instead of in the (empty) body.
+#[derive(Clone, Default)]
+pub(crate) struct Busy(Arc<std::sync::OnceLock<super::conn::InFlight>>);
+
+impl Busy {
+    /// Holds `guard` until the tunnel ends (at once, if it already has).
+    pub(crate) fn hold(self, guard: super::conn::InFlight) {
+        let _ = self.0.set(guard);
+    }
+}
+
 /// An upgrade the client asked for and the rule allows: hyper's promise of the client's
 /// connection, and the protocol asked for.
 pub(crate) struct Pending {
@@ -130,6 +144,8 @@ pub(crate) fn switch(
         }
     }
     done.status = parts.status.as_u16();
+    let busy = Busy::default();
+    parts.extensions.insert(busy.clone());
     // The endpoint's in-flight count moves from the exchange to the tunnel.
     let in_flight = done.in_flight.take();
     let idle = match backend.read_timeout {
@@ -163,6 +179,7 @@ pub(crate) fn switch(
             );
         };
         watch.run(run).await;
+        drop(busy);
         if let Some(ep) = in_flight {
             ep.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
