@@ -90,6 +90,12 @@ if ! python3 -c 'import grpc, grpc_health.v1' 2>/dev/null; then
     python3 -m pip install -q grpcio grpcio-health-checking \
         || python3 -m pip install -q --break-system-packages grpcio grpcio-health-checking
 fi
+# The WebSocket tests talk to real Python WebSocket peers (websockets: client and server).
+if ! python3 -c 'import websockets' 2>/dev/null; then
+    echo "installing: websockets (pip)"
+    python3 -m pip install -q websockets \
+        || python3 -m pip install -q --break-system-packages websockets
+fi
 
 # Style gates run where the toolchain has them (rustup's default profile does); the components
 # cannot be downloaded on machines that reach only the package registries.

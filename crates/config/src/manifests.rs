@@ -386,5 +386,6 @@ fn rule(rule: &Rule) -> Value {
         ("fault", rule.fault.as_ref().map(policy::fault)),
         ("policies", policy::policies(rule)),
         ("retry", rule.retry.as_ref().map(traffic::retry)),
+        ("upgrades", (!rule.upgrades).then_some(Value::Bool(false))),
     ])
 }

@@ -565,6 +565,10 @@ pub struct Rule {
     pub policies: Vec<ObjectId>,
     /// Retry policy, when configured.
     pub retry: Option<Retry>,
+    /// Whether an HTTP/1.1 `Upgrade` (a WebSocket handshake) is passed on to the backend and the
+    /// connection tunnelled after a 101 (`upgrades`, default true); when false the request is
+    /// forwarded without its `Upgrade`, as a plain request.
+    pub upgrades: bool,
     /// Where it was defined.
     pub source: Source,
 }

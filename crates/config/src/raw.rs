@@ -408,6 +408,9 @@ pub struct RuleSpec {
     #[serde(default)]
     pub policies: Vec<String>,
     pub retry: Option<RetrySpec>,
+    /// Whether requests asking to switch protocols (WebSocket) are passed on as upgrades.
+    #[serde(default)]
+    pub upgrades: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -659,6 +659,7 @@ fn rule(
         fault,
         policies,
         retry: (r.retry.as_ref()).map(|spec| traffic::retry(v, ctx, at, spec)),
+        upgrades: r.upgrades.unwrap_or(true),
         source: Source::new(&ctx.file, ctx.mark(at)),
     })
 }

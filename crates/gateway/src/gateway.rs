@@ -292,6 +292,9 @@ impl Gateway {
         }
         let version = config.version.clone();
         self.snapshot.store(Arc::new(snap));
+        // Open WebSockets whose route or backend this reload removed start their grace.
+        let live = self.snapshot.load();
+        live.streams.reloaded(&live);
         self.state.commit(&plan);
         portal.commit(&self.portal.changelog);
         self.metrics

@@ -77,6 +77,8 @@ pub struct Snapshot {
     pub metrics: Arc<Metrics>,
     /// The developer portal's pages for this config, when it has a portal.
     pub(crate) portal: Option<Arc<crate::portal::Site>>,
+    /// The reload signal of open streams (WebSockets), carried from snapshot to snapshot.
+    pub(crate) streams: Arc<crate::proxy::streams::Streams>,
 }
 
 impl Snapshot {
@@ -185,6 +187,7 @@ impl Snapshot {
             access_log,
             metrics: metrics.clone(),
             portal: None,
+            streams: previous.map(|p| p.streams.clone()).unwrap_or_default(),
         })
     }
 

@@ -28,6 +28,11 @@ pub(super) fn retry(r: &Retry) -> Value {
     .map(|(_, name)| name.to_string())
     .collect();
     on.extend(r.on.statuses.iter().map(u16::to_string));
+    on.extend(
+        (crate::model::GRPC_RETRY_CODES.iter())
+            .filter(|(_, c)| r.on.grpc_statuses.contains(c))
+            .map(|(n, _)| n.to_string()),
+    );
     let mut v = json!({
         "attempts": r.attempts,
         "on": on,

@@ -41,7 +41,18 @@ pub struct RetryOn {
     pub gateway_error: bool,
     /// Upstream response statuses tried again (`"503"`).
     pub statuses: Vec<u16>,
+    /// gRPC statuses of trailers-only upstream answers tried again (`unavailable`), by code.
+    pub grpc_statuses: Vec<u8>,
 }
+
+/// The gRPC statuses a retry may name, by their `retry.on` names (Envoy's `retry_on` set).
+pub const GRPC_RETRY_CODES: [(&str, u8); 5] = [
+    ("cancelled", 1),
+    ("deadline-exceeded", 4),
+    ("resource-exhausted", 8),
+    ("internal", 13),
+    ("unavailable", 14),
+];
 
 /// `retry.backoff`: attempt `n` (from 1) waits a random time in `[0, min(max, base * 2^(n-1)))`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,11 +9,16 @@ use crate::raw;
 use std::time::Duration;
 
 /// The named retry conditions.
-const CONDITIONS: [&str; 4] = [
+const CONDITIONS: [&str; 9] = [
     "connect-failure",
     "refused-stream",
     "reset",
     "gateway-error",
+    "cancelled",
+    "deadline-exceeded",
+    "resource-exhausted",
+    "internal",
+    "unavailable",
 ];
 
 /// Retry conditions when `on` is not given: the failures where the upstream cannot have acted on
@@ -90,6 +95,10 @@ fn retry_on(v: &mut V, ctx: &Ctx, at: &str, list: &[String]) -> RetryOn {
             "refused-stream" => on.refused_stream = true,
             "reset" => on.reset = true,
             "gateway-error" => on.gateway_error = true,
+            s if crate::model::GRPC_RETRY_CODES.iter().any(|(n, _)| *n == s) => {
+                let code = crate::model::GRPC_RETRY_CODES.iter().find(|(n, _)| *n == s);
+                on.grpc_statuses.extend(code.map(|(_, c)| *c));
+            }
             s if s.bytes().all(|b| b.is_ascii_digit()) => match s.parse::<u16>() {
                 Ok(n) if (500..=599).contains(&n) => on.statuses.push(n),
                 _ => v.errors.push(ctx.error(

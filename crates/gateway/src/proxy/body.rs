@@ -28,6 +28,9 @@ pub(crate) fn request_body_fault(e: &(dyn std::error::Error + 'static)) -> Error
     if crate::body::limited::is_too_large(e) {
         return ErrorKind::PayloadTooLarge;
     }
+    if e.is::<crate::proxy::grpc_web::BadBase64>() {
+        return ErrorKind::BadRequest;
+    }
     let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
     match io.map(std::io::Error::kind) {
         Some(std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData) => {
@@ -45,6 +48,8 @@ pub struct RequestBody {
     replay: Option<crate::body::replay::Replay>,
     /// `requestLimits.maxBodySize`, when a policy of the rule sets it.
     limit: Option<crate::body::limited::BodyLimit>,
+    /// A gRPC-Web text body, decoded from base64 as it streams.
+    text: Option<Box<crate::proxy::grpc_web::TextDecoder>>,
 }
 
 impl RequestBody {
@@ -55,6 +60,7 @@ impl RequestBody {
             counter,
             replay: None,
             limit: None,
+            text: None,
         }
     }
 
@@ -65,6 +71,7 @@ impl RequestBody {
             counter: None,
             replay: Some(replay),
             limit: None,
+            text: None,
         }
     }
 
@@ -72,6 +79,12 @@ impl RequestBody {
     #[inline]
     pub(crate) fn limited(mut self, max: Option<u64>) -> Self {
         self.limit = max.map(crate::body::limited::BodyLimit::new);
+        self
+    }
+
+    /// The same body, decoded from base64 as it streams (a `grpc-web-text` request).
+    pub(crate) fn grpc_web_text(mut self) -> Self {
+        self.text = Some(Box::default());
         self
     }
 
@@ -87,6 +100,7 @@ impl RequestBody {
             counter: None,
             replay: None,
             limit: None,
+            text: None,
         }
     }
 }
@@ -119,6 +133,18 @@ impl Body for RequestBody {
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }
             }
+        }
+        if let Some(dec) = this.text.as_mut() {
+            let end = this.inner.as_ref().is_none_or(Body::is_end_stream);
+            let decoded = match poll {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(d) => dec.decode(&d, end).map(|d| Some(Frame::data(d))),
+                    Err(frame) => Ok(Some(frame)),
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => dec.decode(&[], true).map(|_| None),
+            };
+            return Poll::Ready(decoded.map_err(|e| Box::new(e).into()).transpose());
         }
         Poll::Ready(poll.map(|r| r.map_err(Into::into)))
     }
@@ -257,6 +283,7 @@ impl Drop for Completion {
 enum Inner {
     H1(crate::upstream::h1::UpstreamBody),
     H2(Incoming),
+    Mapped(crate::upstream::client::MappedBody),
     Full(Option<Bytes>),
 }
 
@@ -343,6 +370,7 @@ impl ResponseBody {
             inner: match inner {
                 UpstreamBody::H1(b) => Inner::H1(b),
                 UpstreamBody::H2(b) => Inner::H2(b),
+                UpstreamBody::Mapped(b) => Inner::Mapped(b),
             },
             done,
             held: None,
@@ -438,6 +466,7 @@ impl Body for ResponseBody {
             }
             Inner::H1(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
             Inner::H2(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
+            Inner::Mapped(b) => Self::poll_upstream(Pin::new(b), &mut this.bytes, cx),
         };
         let poll = match (poll, this.gap.as_mut()) {
             (Poll::Pending, Some(gap)) => match gap.poll_expired(cx) {
@@ -480,6 +509,7 @@ impl Body for ResponseBody {
             Inner::Full(d) => d.is_none(),
             Inner::H1(b) => b.is_end_stream(),
             Inner::H2(b) => b.is_end_stream(),
+            Inner::Mapped(b) => b.is_end_stream(),
         }
     }
 
@@ -489,6 +519,7 @@ impl Body for ResponseBody {
             Inner::Full(None) => SizeHint::with_exact(0),
             Inner::H1(b) => b.size_hint(),
             Inner::H2(b) => b.size_hint(),
+            Inner::Mapped(b) => b.size_hint(),
         }
     }
 }

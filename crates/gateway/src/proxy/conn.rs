@@ -196,7 +196,13 @@ fn respond(
         if grpc {
             resp = super::grpc::render_error(resp);
         }
-        resp.body_mut().hold(guard);
+        // A response that opens a tunnel hands over a place for the guard that lives as long as
+        // the tunnel; others hold it in their body. (Responses carry no extensions otherwise:
+        // an empty check.)
+        match resp.extensions_mut().remove::<super::upgrade::Busy>() {
+            Some(busy) => busy.hold(guard),
+            None => resp.body_mut().hold(guard),
+        }
         Ok::<_, Infallible>(resp)
     }
 }
@@ -271,6 +277,19 @@ where
     }
 }
 
+impl<I, S> Graceful for http1::UpgradeableConnection<I, S>
+where
+    Self: Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: http_body::Body + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 impl<I, S> Graceful for http2::Connection<I, S, TokioExecutor>
 where
     Self: Future,
@@ -307,7 +326,11 @@ pub async fn serve<IO>(
         drive(conn, token, idle, &info).await;
     } else {
         let svc = service_fn(move |req| respond(&snapshot, &conn_info, max_uri, req));
-        let conn = protocols.h1.serve_connection(TokioIo::new(io), svc);
+        // With upgrades: a 101 hands the connection to the request's tunnel (`upgrade.rs`).
+        let conn = protocols
+            .h1
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
         drive(conn, token, idle, &info).await;
     }
 }

@@ -5,6 +5,7 @@
 //! timeouts (the `retry` module loops over attempts when the rule retries); `finish` turns the
 //! upstream's response head into the client's. Every failure becomes one `ProxyError` response.
 
+mod dialect;
 mod retry;
 
 use super::body::{Completion, LogContext, RequestBody, ResponseBody};
@@ -97,6 +98,7 @@ impl Exchange<'_> {
             return self.fail(err, &choice.metrics, log);
         };
         let (mut parts, body) = req.into_parts();
+        let dialect = dialect::Dialect::take(&mut parts, &self.entry.rule, backend);
         let scheme = HeaderValue::from_static(self.conn.scheme);
         // The request's authority: the Host header (HTTP/1.1) or :authority (HTTP/2).
         let authority: Option<HeaderValue> = match parts.uri.authority() {
@@ -107,6 +109,7 @@ impl Exchange<'_> {
             Ok(extra) => extra,
             Err(err) => return self.fail(err, &choice.metrics, log),
         };
+        dialect.apply(&mut parts);
 
         // From here the exchange is recorded even if it is abandoned (the client disconnects and
         // hyper drops this future): `done` decrements the in-flight count and logs when dropped.
@@ -117,14 +120,10 @@ impl Exchange<'_> {
         let sent_at = done.log.as_ref().map(|_| Instant::now());
         let first = ep.key;
         let (result, ep) = match &self.entry.rule.retry {
-            None => {
-                let body = RequestBody::new(body, bytes_in).limited(self.max_body());
-                let req = Request::from_parts(parts, body);
-                (self.attempt(backend, &ep, req, &extra, None).await, ep)
-            }
             // Boxed: the retry loop's state is large, and a rule without `retry` must not carry
-            // it in every request's future.
-            Some(policy) => {
+            // it in every request's future. (A gRPC-Web text body is decoded as it streams,
+            // and not replayed.)
+            Some(policy) if !dialect.text() => {
                 let leg = retry::Leg {
                     ex: self,
                     policy,
@@ -134,6 +133,14 @@ impl Exchange<'_> {
                 };
                 Box::pin(leg.run(parts, body, bytes_in, ep, &mut done)).await
             }
+            _ => {
+                let mut body = RequestBody::new(body, bytes_in).limited(self.max_body());
+                if dialect.text() {
+                    body = body.grpc_web_text();
+                }
+                let req = Request::from_parts(parts, body);
+                (self.attempt(backend, &ep, req, &extra, None).await, ep)
+            }
         };
         if let (Some(l), Some(sent_at)) = (done.log.as_mut(), sent_at) {
             l.upstream = Some(ep.address.clone());
@@ -141,7 +148,14 @@ impl Exchange<'_> {
         }
         match result {
             // A retry that moved to another endpoint pins the client there instead.
-            Ok(resp) => self.finish(resp, backend, &ep, affinity || ep.key != first, done),
+            Ok(resp) => self.answer(
+                resp,
+                dialect,
+                backend,
+                &ep,
+                affinity || ep.key != first,
+                done,
+            ),
             Err(err) => error_response(self.snap, err, self.rid, &self.entry.target.errors, done),
         }
     }

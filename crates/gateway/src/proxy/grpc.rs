@@ -1,11 +1,20 @@
 //! Request flow, around the handler, for gRPC requests only: gateway-made errors become
 //! trailers-only gRPC responses (the mapping is `ProxyError::to_grpc_response` in `error.rs`), and
-//! a client's `grpc-timeout` shortens the route timeout (never lengthens it).
+//! a client's `grpc-timeout` shortens the route timeout (never lengthens it); a gRPC stream
+//! whose route a reload removed ends after `streamDrainTimeout`.
 
 use super::body::ResponseBody;
 use crate::error::ProxyError;
-use http::header::{self, HeaderMap};
+use crate::upstream::client::UpstreamBody;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
 use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 /// Whether the request is gRPC (`application/grpc`, `application/grpc+proto`, gRPC-Web's
@@ -64,6 +73,76 @@ pub(crate) fn render_error(mut resp: Response<ResponseBody>) -> Response<Respons
         }
     }
     Response::from_parts(parts, body.into_empty())
+}
+
+/// A native gRPC answer from an HTTP/2 backend, watched for reloads: when one removes the call's
+/// route or backend, the call runs on for `streamDrainTimeout`, then ends with UNAVAILABLE in its
+/// trailers (the upstream stream is reset). Other answers, and calls already complete (a
+/// trailers-only answer), pass unchanged.
+pub(crate) fn drained(
+    resp: Response<UpstreamBody>,
+    route: &Arc<str>,
+    backend: &Arc<str>,
+    streams: &crate::proxy::streams::Streams,
+) -> Response<UpstreamBody> {
+    let (mut parts, body) = resp.into_parts();
+    let UpstreamBody::H2(inner) = body else {
+        return Response::from_parts(parts, body);
+    };
+    if inner.is_end_stream() || !is_grpc(&parts.headers) {
+        return Response::from_parts(parts, UpstreamBody::H2(inner));
+    }
+    // As `finish` does for bodies that come straight from HTTP/2.
+    super::forward::strip_hop_by_hop(&mut parts.headers);
+    let body = Drained {
+        inner: Some(inner),
+        cut: streams.watch(route, backend).deadline(),
+    };
+    Response::from_parts(parts, UpstreamBody::Mapped(Box::new(body)))
+}
+
+/// A gRPC response body that ends when its drain deadline passes.
+struct Drained {
+    inner: Option<Incoming>,
+    cut: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+}
+
+impl Body for Drained {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        ready!(this.cut.as_mut().poll(cx));
+        // Dropping the upstream body resets its stream.
+        this.inner = None;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("14"));
+        trailers.insert(
+            "grpc-message",
+            HeaderValue::from_static("the route of this call was removed"),
+        );
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(SizeHint::default, Body::size_hint)
+    }
 }
 
 #[cfg(test)]

@@ -56,7 +56,9 @@ impl Settings {
             // Decoded header list past it: h2 answers the stream with 431.
             .max_header_list_size(
                 u32::try_from(limits.max_request_headers_size).unwrap_or(u32::MAX),
-            );
+            )
+            // RFC 8441: WebSockets over HTTP/2 (extended CONNECT), see `upgrade.rs`.
+            .enable_connect_protocol();
         Settings {
             scheme: match spec.protocol {
                 ListenerProtocol::HTTP => "http",

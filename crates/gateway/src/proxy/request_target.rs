@@ -28,9 +28,14 @@ pub(crate) fn check<B>(
     req: &mut Request<B>,
     slashes: EscapedSlashes,
 ) -> Result<Admission, ProxyError> {
-    // A gateway is not a forward proxy: tunnels are not routed (WebSocket upgrades arrive later).
+    // A gateway is not a forward proxy: tunnels are not routed. An extended CONNECT (RFC 8441,
+    // `:protocol`, a WebSocket over HTTP/2) is the HTTP/2 form of an upgrading GET, and is
+    // routed and checked as one (`upgrade.rs` turns it into an HTTP/1.1 upgrade upstream).
     if req.method() == Method::CONNECT {
-        return Err(bad("CONNECT is not supported"));
+        if req.extensions().get::<hyper::ext::Protocol>().is_none() {
+            return Err(bad("CONNECT is not supported"));
+        }
+        *req.method_mut() = Method::GET;
     }
     let uri = req.uri();
     if uri.scheme().is_none() {

@@ -1,7 +1,8 @@
-//! Connection flow, last step of a passed-through connection (`TCP`/`TLS` listeners, and later an
-//! upgraded HTTP/1.1 exchange such as a WebSocket): one bidirectional, byte-exact copy between the
-//! downstream and the upstream, until both sides have closed, either fails, or nothing has moved
-//! either way for the idle timeout. Counts bytes as they move and the tunnels open.
+//! Connection flow, last step of a passed-through connection (`TCP`/`TLS` listeners) and of an
+//! upgraded HTTP exchange (a WebSocket, see `upgrade.rs`): one bidirectional, byte-exact copy
+//! between the downstream and the upstream, until both sides have closed, either fails, or
+//! nothing has moved either way for the idle timeout. Counts bytes as they move and the tunnels
+//! open.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;

@@ -1,5 +1,5 @@
-//! Connection flow telemetry of passed-through connections (`TCP`/`TLS` listeners, later
-//! upgraded HTTP exchanges): how each connection ended up, the tunnels open and the bytes they
+//! Connection flow telemetry of passed-through connections (`TCP`/`TLS` listeners) and upgraded
+//! HTTP exchanges (WebSockets): how each connection ended up, the tunnels open and the bytes they
 //! carry. Handles are resolved once per connection, never per byte.
 
 use crate::proxy::tunnel::TunnelMetrics;

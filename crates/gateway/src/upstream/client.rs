@@ -19,12 +19,19 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
 
+/// An upstream body changed on its way (see `UpstreamBody::Mapped`).
+pub type MappedBody =
+    Box<dyn http_body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + Sync + Unpin>;
+
 /// A response body from an upstream, by protocol.
 pub enum UpstreamBody {
     /// Read by the request's own task from a pooled HTTP/1.1 connection.
     H1(h1::UpstreamBody),
     /// A stream of a multiplexed HTTP/2 connection (hyper).
     H2(Incoming),
+    /// An HTTP/2 stream passed through a body that changes it on its way (a gRPC-Web client's
+    /// framing, a gRPC stream ended after its route was removed).
+    Mapped(MappedBody),
 }
 
 /// A new connection and its unit of the circuit breaker's `maxConnections` (held as long as the
@@ -211,6 +218,16 @@ pub async fn send(
                     }
                 }
             }
+        }
+    }
+}
+
+impl UpstreamBody {
+    /// The upstream connection of a 101 response (HTTP/1.1 only: HTTP/2 has no 101).
+    pub(crate) fn upgraded(&mut self) -> Option<h1::Upgraded> {
+        match self {
+            UpstreamBody::H1(b) => b.upgraded(),
+            UpstreamBody::H2(_) | UpstreamBody::Mapped(_) => None,
         }
     }
 }

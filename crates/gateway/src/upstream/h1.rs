@@ -240,7 +240,7 @@ pub async fn exchange(
     d.body_fault = None;
     d.got_bytes = false;
     let reused = d.reused;
-    let head = poll_fn(|cx| poll_head(&mut d, cx, &parts.method)).await;
+    let head = poll_fn(|cx| poll_head(&mut d, cx, &parts.method, &parts.headers)).await;
     let head = match head {
         Ok(h) => h,
         Err(e) => {
@@ -275,6 +275,9 @@ pub async fn exchange(
             return Err(ExchangeError::Failed(e));
         }
     };
+    if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(switched(d, head, &parts.headers));
+    }
     let decoder = match head.framing {
         Framing::Empty => Decoder::Length(0),
         Framing::Length(n) => Decoder::Length(n),
@@ -321,6 +324,7 @@ fn poll_head(
     d: &mut Duplex,
     cx: &mut Context<'_>,
     method: &Method,
+    req_headers: &HeaderMap,
 ) -> Poll<Result<codec::Head, HeadError>> {
     loop {
         // Writing may stall on a slow client body; the response can still arrive meanwhile.
@@ -331,12 +335,16 @@ fn poll_head(
         if !d.rbuf.is_empty() {
             match codec::parse_head(&mut d.rbuf, method, &mut d.spans) {
                 // Interim responses (100 Continue, 103 Early Hints) are not relayed; the final
-                // response follows on the same connection. 101 would switch protocols, which the
-                // proxy never asks for (Upgrade is hop-by-hop), so it is an error.
+                // response follows on the same connection. 101 switches protocols: the answer
+                // to a request that asked to (an upgrade the gateway passed on, see
+                // `proxy::upgrade`), an error otherwise. Looked at only when a 101 arrives.
                 Ok(Some(h)) if h.status.as_u16() == 101 => {
+                    if req_headers.contains_key(http::header::UPGRADE) && d.sent() {
+                        return Poll::Ready(Ok(h));
+                    }
                     return Poll::Ready(Err(HeadError::Wire(WireError(
                         "upstream switched protocols unasked".into(),
-                    ))))
+                    ))));
                 }
                 Ok(Some(h)) if h.status.is_informational() => continue,
                 Ok(Some(h)) => return Poll::Ready(Ok(h)),
@@ -363,7 +371,44 @@ fn poll_head(
     }
 }
 
+/// The 101 answer to an upgrade: the connection leaves the pool's world for good. The response
+/// gets back the `Upgrade` (the protocol the request asked for) and `Connection` fields the codec
+/// leaves out as hop-by-hop, and a body that holds the connection for `UpstreamBody::upgraded`.
+fn switched(d: Box<Duplex>, head: codec::Head, req_headers: &HeaderMap) -> Response<UpstreamBody> {
+    let mut resp = Response::new(UpstreamBody {
+        d: Some(d),
+        decoder: Decoder::Switched,
+        keep_alive: false,
+        pool_key: 0,
+        max_idle: Duration::ZERO,
+    });
+    *resp.status_mut() = head.status;
+    *resp.headers_mut() = head.headers;
+    if let Some(protocol) = req_headers.get(http::header::UPGRADE) {
+        let h = resp.headers_mut();
+        h.insert(http::header::UPGRADE, protocol.clone());
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+    }
+    resp
+}
+
+/// An upstream connection that switched protocols: its socket, and the bytes the upstream sent
+/// after its 101 that were read with it (they belong to the new protocol, and go first).
+pub(crate) struct Upgraded {
+    /// The socket.
+    pub(crate) io: TcpStream,
+    /// Read past the 101's head.
+    pub(crate) read: Bytes,
+    /// The circuit breaker's count of the connection, held while the tunnel lives.
+    _slot: Option<crate::state::breaker::Slot>,
+}
+
 enum Decoder {
+    /// The connection switched protocols: no HTTP body follows, and it is never pooled.
+    Switched,
     Length(u64),
     Chunked(Chunked),
     Close,
@@ -396,6 +441,21 @@ impl UpstreamBody {
     }
 }
 
+impl UpstreamBody {
+    /// The connection of a 101 response, taken out of the body (`None` for any other response).
+    pub(crate) fn upgraded(&mut self) -> Option<Upgraded> {
+        if !matches!(self.decoder, Decoder::Switched) {
+            return None;
+        }
+        let d = *self.d.take()?;
+        Some(Upgraded {
+            io: d.io,
+            read: d.rbuf.freeze(),
+            _slot: d._slot,
+        })
+    }
+}
+
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // A body with nothing left to read (204, HEAD, or read to its end) may never be polled
@@ -424,6 +484,7 @@ impl Body for UpstreamBody {
                 return this.fail(body_error(kind));
             }
             match &mut this.decoder {
+                Decoder::Switched => return Poll::Ready(None),
                 Decoder::Length(0) => {
                     // An early response leaves the request body unsent: wait for it (the upstream
                     // reads it to keep the connection), unless sending failed.
@@ -483,7 +544,7 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.d.is_none() || matches!(self.decoder, Decoder::Length(0))
+        self.d.is_none() || matches!(self.decoder, Decoder::Length(0) | Decoder::Switched)
     }
 
     fn size_hint(&self) -> SizeHint {

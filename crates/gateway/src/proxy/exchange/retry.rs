@@ -102,7 +102,11 @@ impl Leg<'_> {
                 .attempt(self.backend, &ep, req, self.extra, policy.per_try_timeout)
                 .await;
             let wanted = match &result {
-                Ok(r) => method_ok && replay.replayable() && status_wanted(&policy.on, r.status()),
+                Ok(r) => {
+                    replay.replayable()
+                        && ((method_ok && status_wanted(&policy.on, r.status()))
+                            || grpc_wanted(&policy.on, r.headers()))
+                }
                 Err(e) => {
                     error_wanted(&policy.on, e) && e.may_retry(method_ok, replay.replayable())
                 }
@@ -174,6 +178,19 @@ fn status_wanted(on: &RetryOn, status: StatusCode) -> bool {
     on.statuses.contains(&s) || (on.gateway_error && (502..=504).contains(&s))
 }
 
+/// Whether the policy names the gRPC status of a trailers-only answer (`grpc-status` among the
+/// response headers: the call failed before any message, and nothing went to the client yet).
+/// Every gRPC call is a POST, so `methods` does not apply: the conditions name gRPC statuses a
+/// server gives when it did not carry the call out. No lookup unless the policy names one.
+fn grpc_wanted(on: &RetryOn, headers: &http::HeaderMap) -> bool {
+    if on.grpc_statuses.is_empty() {
+        return false;
+    }
+    let code = headers.get("grpc-status").map(|v| v.as_bytes());
+    let code = code.and_then(|b| std::str::from_utf8(b).ok()?.parse::<u8>().ok());
+    code.is_some_and(|c| on.grpc_statuses.contains(&c))
+}
+
 /// Whether the policy names the failure `e`; `gateway-error` covers every upstream failure the
 /// proxy answers with 502 or 504 itself.
 fn error_wanted(on: &RetryOn, e: &ProxyError) -> bool {
@@ -228,6 +245,21 @@ mod tests {
             waited >= wait && waited <= wait + Duration::from_millis(1),
             "{waited:?}"
         );
+    }
+
+    #[test]
+    fn grpc_conditions_name_trailers_only_statuses() {
+        let on = RetryOn {
+            grpc_statuses: vec![14],
+            ..RetryOn::default()
+        };
+        let mut h = http::HeaderMap::new();
+        assert!(!grpc_wanted(&on, &h), "no grpc-status: a normal answer");
+        h.insert("grpc-status", HeaderValue::from_static("14"));
+        assert!(grpc_wanted(&on, &h));
+        h.insert("grpc-status", HeaderValue::from_static("8"));
+        assert!(!grpc_wanted(&on, &h));
+        assert!(!grpc_wanted(&RetryOn::default(), &h));
     }
 
     #[test]

@@ -1,0 +1,116 @@
+//! Config flow meets long-lived streams (upgraded tunnels such as WebSockets): a reload that
+//! keeps a stream's route and backend leaves it alone; one that removes either lets the stream run
+//! on for the Gateway's `streamDrainTimeout`, then closes it. Streams hold no snapshot (an old
+//! configuration is never kept alive by them); the registry, carried from snapshot to snapshot,
+//! tells them what each reload kept. Costs nothing until a stream is open: a reload with no stream
+//! watching computes nothing.
+
+use crate::snapshot::Snapshot;
+use gatehouse_config::Action;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The reload signal for open streams, shared by every snapshot of one gateway.
+pub(crate) struct Streams {
+    tx: watch::Sender<Option<Arc<Kept>>>,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams {
+            tx: watch::channel(None).0,
+        }
+    }
+}
+
+/// What a reload kept: every (route, backend) pair a rule still forwards along, and the grace of
+/// streams on any other.
+struct Kept {
+    pairs: HashSet<(Arc<str>, Arc<str>)>,
+    grace: Duration,
+}
+
+impl Streams {
+    /// Tells open streams that `snap` is now live.
+    pub(crate) fn reloaded(&self, snap: &Snapshot) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let mut pairs = HashSet::new();
+        for route in &snap.config.routes {
+            let name: Arc<str> = route.id.to_string().into();
+            for rule in &route.rules {
+                if let Action::Forward(list) = &rule.action {
+                    for wb in list {
+                        pairs.insert((name.clone(), Arc::from(wb.backend.to_string())));
+                    }
+                }
+            }
+        }
+        let grace = snap.config.gateway.stream_drain_timeout;
+        self.tx.send_replace(Some(Arc::new(Kept { pairs, grace })));
+    }
+
+    /// A watch for one stream along `route` to `backend`.
+    pub(crate) fn watch(&self, route: &Arc<str>, backend: &Arc<str>) -> Watch {
+        Watch {
+            rx: self.tx.subscribe(),
+            key: (route.clone(), backend.clone()),
+        }
+    }
+}
+
+/// One open stream's view of reloads.
+pub(crate) struct Watch {
+    rx: watch::Receiver<Option<Arc<Kept>>>,
+    key: (Arc<str>, Arc<str>),
+}
+
+impl Watch {
+    /// Runs `stream` to its end, or, once a reload has removed its route or backend, for at most
+    /// the grace period.
+    pub(crate) async fn run(mut self, stream: impl Future<Output = ()>) {
+        tokio::pin!(stream);
+        let grace = tokio::select! {
+            () = &mut stream => return,
+            grace = self.removed() => grace,
+        };
+        tracing::debug!(
+            route = &*self.key.0,
+            backend = &*self.key.1,
+            "a reload removed this stream's route or backend; closing it after {grace:?}"
+        );
+        let _ = tokio::time::timeout(grace, stream).await;
+    }
+
+    /// Returns, with the grace period, once a reload has removed the stream's route or backend.
+    async fn removed(&mut self) -> Duration {
+        loop {
+            if self.rx.changed().await.is_err() {
+                // The gateway is gone; the runtime's shutdown ends the stream.
+                return std::future::pending().await;
+            }
+            let kept = self.rx.borrow_and_update().clone();
+            if let Some(k) = kept.filter(|k| !k.pairs.contains(&self.key)) {
+                return k.grace;
+            }
+        }
+    }
+
+    /// A future that completes at the end of the grace after a reload removed the stream's
+    /// route or backend (for bodies, which poll it rather than run inside it).
+    pub(crate) fn deadline(mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        Box::pin(async move {
+            let grace = self.removed().await;
+            tracing::debug!(
+                route = &*self.key.0,
+                backend = &*self.key.1,
+                "a reload removed this gRPC stream's route or backend; ending it after {grace:?}"
+            );
+            tokio::time::sleep(grace).await;
+        })
+    }
+}

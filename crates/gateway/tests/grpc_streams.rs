@@ -1,0 +1,200 @@
+//! gRPC through the gateway with Python `grpcio` on both sides: all four call kinds (unary, server
+//! streaming, client streaming, bidirectional), retries keyed on a trailers-only `grpc-status`,
+//! and a bidirectional stream kept open across reloads.
+
+use gatehouse_testkit::discovery::fill;
+use gatehouse_testkit::{PythonPeer, TestGateway};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `test.Svc`: Echo (unary), Count (server stream: n messages), Join (client stream), Chat
+/// (bidi echo), and Flaky / FlakyToo, which fail UNAVAILABLE (trailers-only, as grpcio answers
+/// an abort before any message) until their third call; each reports its call number.
+const SERVER: &str = r#"
+import sys, grpc, threading
+from concurrent import futures
+calls = {}
+lock = threading.Lock()
+def flaky(name):
+    def handler(req, ctx):
+        with lock:
+            calls[name] = calls.get(name, 0) + 1
+            n = calls[name]
+        if n < 3:
+            ctx.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
+        return b"call %d" % n
+    return handler
+def count(req, ctx):
+    for i in range(int(req)):
+        yield b"%d" % i
+handler = grpc.method_handlers_generic_handler("test.Svc", {
+    "Echo": grpc.unary_unary_rpc_method_handler(lambda req, ctx: req),
+    "Count": grpc.unary_stream_rpc_method_handler(count),
+    "Join": grpc.stream_unary_rpc_method_handler(lambda it, ctx: b"+".join(it)),
+    "Chat": grpc.stream_stream_rpc_method_handler(lambda it, ctx: (m for m in it)),
+    "Flaky": grpc.unary_unary_rpc_method_handler(flaky("Flaky")),
+    "FlakyToo": grpc.unary_unary_rpc_method_handler(flaky("FlakyToo")),
+})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+server.add_generic_rpc_handlers((handler,))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+sys.stdin.read()
+server.stop(0)
+"#;
+
+/// Makes each kind of call and prints the results as JSON.
+const CLIENT: &str = r#"
+import sys, json, grpc
+ch = grpc.insecure_channel(sys.argv[1])
+out = {}
+big = bytes((i * 7) % 256 for i in range(1 << 20))
+out["unary"] = ch.unary_unary("/test.Svc/Echo")(big, timeout=20) == big
+out["server_stream"] = [m.decode() for m in ch.unary_stream("/test.Svc/Count")(b"500", timeout=20)]
+out["client_stream"] = ch.stream_unary("/test.Svc/Join")(iter([b"a", b"b", b"c"]), timeout=20).decode()
+out["bidi"] = [m.decode() for m in ch.stream_stream("/test.Svc/Chat")(iter([b"x%d" % i for i in range(300)]), timeout=20)]
+for name in ["Flaky", "FlakyToo"]:
+    try:
+        out[name] = ["OK", ch.unary_unary("/test.Svc/" + name)(b"", timeout=20).decode()]
+    except grpc.RpcError as e:
+        out[name] = [e.code().name, e.details()]
+print(json.dumps(out))
+"#;
+
+/// A bidirectional stream: each stdin line is sent as a message, each reply printed.
+const CHAT: &str = r#"
+import sys, grpc
+ch = grpc.insecure_channel(sys.argv[1])
+def lines():
+    for line in sys.stdin:
+        yield line.strip().encode()
+try:
+    for reply in ch.stream_stream("/test.Svc/Chat")(lines()):
+        print(reply.decode(), flush=True)
+    print("END OK", flush=True)
+except grpc.RpcError as e:
+    print("END", e.code().name, flush=True)
+"#;
+
+const CONFIG: &str = r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false}, streamDrainTimeout: 600ms}
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+---
+kind: Backend
+metadata: {name: svc}
+spec: {protocol: GRPC, endpoints: ["127.0.0.1:{port}"]}
+---
+kind: Route
+metadata: {name: other}
+spec:
+  rules: [{match: {path: {prefix: /other}}, backends: [{backend: svc}], timeout: {timeout}}]
+"#;
+
+const GRPC_ROUTE: &str = r#"
+---
+kind: Route
+metadata: {name: grpc}
+spec:
+  rules:
+    - match: {path: {exact: /test.Svc/Flaky}}
+      backends: [{backend: svc}]
+      retry: {attempts: 3, on: [unavailable], backoff: {base: 1ms, max: 5ms}}
+    - match: {path: {prefix: /test.Svc}}
+      backends: [{backend: svc}]
+"#;
+
+fn config(port: u16, timeout: &str) -> String {
+    fill(CONFIG, &[("port", &port.to_string()), ("timeout", timeout)]) + GRPC_ROUTE
+}
+
+/// Unary (1 MiB each way), server streaming (500 messages), client streaming and bidirectional
+/// (300 messages) calls all complete through the gateway; a trailers-only UNAVAILABLE is retried
+/// on the rule that names `unavailable` (the third call succeeds) and passed to the client as it
+/// is on the rule that does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_four_call_kinds_and_grpc_status_retries() {
+    let peer = PythonPeer::start(SERVER);
+    let gw = TestGateway::start(&config(peer.port, "10s")).await;
+    let addr = gw.addr("web").await.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", CLIENT, &addr])
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["unary"], true, "{v}");
+    let counted: Vec<String> = (0..500).map(|i| i.to_string()).collect();
+    assert_eq!(v["server_stream"], serde_json::json!(counted));
+    assert_eq!(v["client_stream"], "a+b+c", "{v}");
+    let chat: Vec<String> = (0..300).map(|i| format!("x{i}")).collect();
+    assert_eq!(v["bidi"], serde_json::json!(chat));
+    assert_eq!(v["Flaky"], serde_json::json!(["OK", "call 3"]), "{v}");
+    assert_eq!(
+        v["FlakyToo"],
+        serde_json::json!(["UNAVAILABLE", "not yet"]),
+        "{v}"
+    );
+}
+
+/// 20 reloads that change another route leave an open bidirectional stream alone (a message
+/// through it after each reload, none lost); a reload that removes its route lets it run for
+/// `streamDrainTimeout`, then ends it with UNAVAILABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidi_stream_survives_reloads_and_a_removed_route_drains_after_its_grace() {
+    let peer = PythonPeer::start(SERVER);
+    let gw = TestGateway::start(&config(peer.port, "10s")).await;
+    let addr = gw.addr("web").await.to_string();
+    let mut chat = Command::new("python3")
+        .args(["-c", CHAT, &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut stdin = chat.stdin.take().unwrap();
+    let mut stdout = BufReader::new(chat.stdout.take().unwrap());
+    // Blocking pipe IO, on this multi-threaded runtime's worker (the gateway runs on others).
+    let mut say = |msg: &str| {
+        tokio::task::block_in_place(|| {
+            writeln!(stdin, "{msg}").unwrap();
+            stdin.flush().unwrap();
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim().to_string()
+        })
+    };
+    assert_eq!(say("hello"), "hello");
+    for i in 0..20 {
+        gw.write(&config(peer.port, &format!("{}s", 11 + i)));
+        gw.gw.reload("test").await.expect("valid reload");
+        let msg = format!("message {i:02}");
+        assert_eq!(say(&msg), msg, "after reload {i}");
+    }
+    // The grace starts during the reload that removes the route.
+    gw.write(&fill(
+        CONFIG,
+        &[("port", &peer.port.to_string()), ("timeout", "10s")],
+    ));
+    let removed = Instant::now();
+    gw.gw.reload("test").await.expect("valid reload");
+    assert_eq!(say("in grace"), "in grace");
+    let mut end = String::new();
+    tokio::task::block_in_place(|| stdout.read_line(&mut end).unwrap());
+    let after = removed.elapsed();
+    assert_eq!(end.trim(), "END UNAVAILABLE");
+    assert!(after >= Duration::from_millis(600), "ended after {after:?}");
+    assert!(after < Duration::from_secs(5), "ended after {after:?}");
+    drop(stdin);
+    let _ = chat.wait();
+}
