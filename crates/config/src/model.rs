@@ -16,6 +16,8 @@ mod policy;
 pub use policy::*;
 mod traffic;
 pub use traffic::*;
+mod release;
+pub use release::*;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -558,6 +560,9 @@ pub struct Rule {
     pub policies: Vec<ObjectId>,
     /// Retry policy, when configured.
     pub retry: Option<Retry>,
+    /// Sticky split, overrides and mirror (`stickySplit`, `overrides`, `mirror`).
+    #[serde(flatten)]
+    pub release: Release,
     /// Where it was defined.
     pub source: Source,
 }

@@ -10,6 +10,8 @@ mod policy;
 pub use policy::*;
 mod traffic;
 pub use traffic::*;
+mod release;
+pub use release::*;
 
 /// `metadata` of any document.
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -402,6 +404,12 @@ pub struct RuleSpec {
     #[serde(default)]
     pub policies: Vec<String>,
     pub retry: Option<RetrySpec>,
+    #[serde(default)]
+    pub sticky_split: Option<StickySplitSpec>,
+    #[serde(default)]
+    pub overrides: Vec<OverrideSpec>,
+    #[serde(default)]
+    pub mirror: Option<MirrorSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -17,6 +17,7 @@ use listener::listener;
 mod lb;
 mod policy;
 mod portal;
+mod release;
 mod traffic;
 mod values;
 
@@ -657,6 +658,7 @@ fn rule(
         fault,
         policies,
         retry: (r.retry.as_ref()).map(|spec| traffic::retry(v, ctx, at, spec)),
+        release: release::release(v, ctx, at, r, route, refs),
         source: Source::new(&ctx.file, ctx.mark(at)),
     })
 }

@@ -271,6 +271,7 @@ fn log_context(
         bytes_in: None,
         error: None,
         attempts: None,
+        override_use: None,
     }))
 }
 

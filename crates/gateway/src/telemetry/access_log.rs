@@ -53,6 +53,8 @@ pub struct Record<'a> {
     pub error: Option<&'static str>,
     /// Attempts made upstream, when the rule retries.
     pub attempts: Option<u32>,
+    /// What a rule's `overrides` did, when one matched.
+    pub override_use: Option<&'static str>,
 }
 
 thread_local! {
@@ -185,6 +187,9 @@ impl AccessLogger {
             if let Some(n) = r.attempts {
                 buf.extend_from_slice(b",\"attempts\":");
                 buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            }
+            if let Some(o) = r.override_use {
+                let _ = write!(buf, ",\"override\":\"{o}\"");
             }
             buf.extend_from_slice(b"}\n");
             // A full disk or closed pipe must not fail the request; the line is dropped.
