@@ -95,7 +95,8 @@ async fn spread(
             let mut counts: HashMap<String, usize> = HashMap::new();
             for i in (t..n).step_by(tasks) {
                 let h = headers(i);
-                let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let h: Vec<(&str, &str)> =
+                    h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let r = client.get(&url, &h).await.expect("response");
                 assert_eq!(r.status, 200, "{}", r.text());
                 *counts.entry(r.text()).or_default() += 1;
@@ -138,17 +139,30 @@ async fn weights_hold_within_two_percent_over_ten_thousand_requests() {
     );
     // A new user per request (no cookie, distinct ids): the sticky splits keep the weights too.
     let counts = spread(&format!("{web}/cookie"), 10_000, |_| Vec::new()).await;
-    assert_shares(&counts, &[("stable", 80.0), ("canary", 20.0)], "cookie split");
+    assert_shares(
+        &counts,
+        &[("stable", 80.0), ("canary", 20.0)],
+        "cookie split",
+    );
     let counts = spread(&format!("{web}/header"), 10_000, |i| {
         vec![("x-user-id".into(), format!("user-{i}"))]
     })
     .await;
-    assert_shares(&counts, &[("stable", 80.0), ("canary", 20.0)], "header split");
+    assert_shares(
+        &counts,
+        &[("stable", 80.0), ("canary", 20.0)],
+        "header split",
+    );
 }
 
 /// The `gh-version=...` pair of a `Set-Cookie` value.
 fn cookie_pair(set_cookie: &str) -> String {
-    set_cookie.split(';').next().unwrap_or("").trim().to_string()
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,9 +182,15 @@ async fn sticky_users_never_flip_and_only_move_to_the_canary_as_it_grows() {
         let pair = cookie_pair(set);
         let first = r.text();
         for _ in 0..20 {
-            let r = client.get(&format!("{web}/cookie"), &[("cookie", &pair)]).await.unwrap();
+            let r = client
+                .get(&format!("{web}/cookie"), &[("cookie", &pair)])
+                .await
+                .unwrap();
             assert_eq!(r.text(), first, "user {pair} flipped");
-            assert!(r.header("set-cookie").is_none(), "a known user is not re-cookied");
+            assert!(
+                r.header("set-cookie").is_none(),
+                "a known user is not re-cookied"
+            );
         }
         cookie_users.push((pair, first));
     }
@@ -178,35 +198,62 @@ async fn sticky_users_never_flip_and_only_move_to_the_canary_as_it_grows() {
     let mut header_users = Vec::new();
     for u in 0..200 {
         let id = format!("user-{u}");
-        let first = client.get(&format!("{web}/header"), &[("x-user-id", &id)]).await.unwrap().text();
+        let first = client
+            .get(&format!("{web}/header"), &[("x-user-id", &id)])
+            .await
+            .unwrap()
+            .text();
         for _ in 0..20 {
-            let r = client.get(&format!("{web}/header"), &[("x-user-id", &id)]).await.unwrap();
+            let r = client
+                .get(&format!("{web}/header"), &[("x-user-id", &id)])
+                .await
+                .unwrap();
             assert_eq!(r.text(), first, "user {id} flipped");
         }
         header_users.push((id, first));
     }
-    let on_canary = |users: &[(String, String)]| users.iter().filter(|(_, b)| b == "canary").count();
+    let on_canary =
+        |users: &[(String, String)]| users.iter().filter(|(_, b)| b == "canary").count();
     assert!(on_canary(&cookie_users) > 0 && on_canary(&header_users) > 0);
 
     // The canary grows from 10 % to 50 %: nobody leaves it, some join it.
     gw.write(&up.yaml(50, 50));
     gw.gw.reload("test").await.expect("valid reload");
     let mut moved = 0;
-    for (path, users, header) in [("cookie", &cookie_users, "cookie"), ("header", &header_users, "x-user-id")] {
+    for (path, users, header) in [
+        ("cookie", &cookie_users, "cookie"),
+        ("header", &header_users, "x-user-id"),
+    ] {
         for (key, before) in users.iter() {
-            let r = client.get(&format!("{web}/{path}"), &[(header, key)]).await.unwrap();
+            let r = client
+                .get(&format!("{web}/{path}"), &[(header, key)])
+                .await
+                .unwrap();
             let now = r.text();
             if before == "canary" {
-                assert_eq!(now, "canary", "{path} user {key} left the canary as it grew");
+                assert_eq!(
+                    now, "canary",
+                    "{path} user {key} left the canary as it grew"
+                );
             } else if now != *before {
                 moved += 1;
             }
             // And stays there.
-            let again = client.get(&format!("{web}/{path}"), &[(header, key)]).await.unwrap();
-            assert_eq!(again.text(), now, "{path} user {key} flipped after the reload");
+            let again = client
+                .get(&format!("{web}/{path}"), &[(header, key)])
+                .await
+                .unwrap();
+            assert_eq!(
+                again.text(),
+                now,
+                "{path} user {key} flipped after the reload"
+            );
         }
     }
     let before = on_canary(&cookie_users) + on_canary(&header_users);
     println!("{before} of 400 users on the canary at 10 %, {moved} more moved to it at 50 %");
-    assert!(moved > 50, "growing the canary to 50 % moved only {moved} users");
+    assert!(
+        moved > 50,
+        "growing the canary to 50 % moved only {moved} users"
+    );
 }
