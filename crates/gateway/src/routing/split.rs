@@ -382,7 +382,7 @@ mod tests {
         assert_eq!(w.get(), vec![95, 5]);
         w.set(&[0, 100]);
         assert_eq!(w.get(), vec![0, 100]);
-        assert_eq!(&**w.until.load(), &[0, 100]);
+        assert_eq!(&w.until.load()[..], &[0, 100]);
     }
 
     #[test]
