@@ -54,6 +54,12 @@ pub enum RateLimitKey {
     Cookie(String),
     /// One bucket per route.
     Route,
+    /// The consumer an auth policy found (API key, basic-auth user); requests without one share
+    /// one bucket.
+    Consumer,
+    /// A claim of the verified JWT (text; numbers in their JSON spelling); requests without it
+    /// share one bucket.
+    Claim(String),
 }
 
 /// Where a rate limit's buckets live.

@@ -143,21 +143,14 @@ fn rate_limit_key(v: &mut V, ctx: &Ctx, at: &str, k: &raw::RateLimitKeySpec) -> 
     if given.iter().filter(|g| **g).count() != 1 {
         v.errors.push(ctx.error(
             at,
-            "a key needs exactly one of `clientAddress`, `header`, `cookie` or `route`",
+            "a key needs exactly one of `clientAddress`, `header`, `cookie`, `route`, `consumer` or `claim`",
         ));
     }
-    if k.consumer.is_some() || k.claim.is_some() {
-        let field = if k.consumer.is_some() {
-            "consumer"
-        } else {
-            "claim"
-        };
-        v.errors.push(ctx.error(
-            &format!("{at}.{field}"),
-            format!("key `{field}` is not supported by this version of Gatehouse yet (it needs authentication); use `clientAddress`, `header`, `cookie` or `route`"),
-        ));
-    }
-    for (field, value) in [("clientAddress", k.client_address), ("route", k.route)] {
+    for (field, value) in [
+        ("clientAddress", k.client_address),
+        ("route", k.route),
+        ("consumer", k.consumer),
+    ] {
         if value == Some(false) {
             v.errors.push(ctx.error(
                 &format!("{at}.{field}"),
@@ -185,6 +178,16 @@ fn rate_limit_key(v: &mut V, ctx: &Ctx, at: &str, k: &raw::RateLimitKeySpec) -> 
     }
     if k.route.is_some() {
         return RateLimitKey::Route;
+    }
+    if k.consumer.is_some() {
+        return RateLimitKey::Consumer;
+    }
+    if let Some(c) = &k.claim {
+        if c.is_empty() {
+            v.errors
+                .push(ctx.error(&format!("{at}.claim"), "the claim name is empty"));
+        }
+        return RateLimitKey::Claim(c.clone());
     }
     RateLimitKey::ClientAddress
 }
