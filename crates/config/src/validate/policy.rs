@@ -72,8 +72,14 @@ pub(super) fn policy(v: &mut V, o: &Object, spec: &raw::PolicySpec) -> Policy {
         ));
     }
     let jwt = spec.jwt.as_ref().map(|j| super::auth::jwt(v, ctx, j));
-    let api_key = spec.api_key.as_ref().map(|k| super::auth::api_key(v, ctx, k));
-    let basic_auth = spec.basic_auth.as_ref().map(|b| super::auth::basic_auth(ctx, b));
+    let api_key = spec
+        .api_key
+        .as_ref()
+        .map(|k| super::auth::api_key(v, ctx, k));
+    let basic_auth = spec
+        .basic_auth
+        .as_ref()
+        .map(|b| super::auth::basic_auth(ctx, b));
     let any_of = (spec.any_of.as_deref())
         .map(|names| super::auth::any_of(v, ctx, names, &auth))
         .unwrap_or_default();
