@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod auth;
+pub use auth::parse_sha256;
 mod discovery;
 mod health;
 mod listener;
@@ -131,6 +133,14 @@ pub(crate) fn validate(
     let refs = Refs {
         backends: ids_of("Backend"),
         policies: ids_of("Policy"),
+        jwt_policies: {
+            let of = |o: &'_ Object| matches!(&o.spec, Spec::Policy(p) if p.jwt.is_some());
+            objects
+                .iter()
+                .filter(|o| of(o))
+                .map(|o| o.id.clone())
+                .collect()
+        },
     };
 
     let mut config = Config {
@@ -368,6 +378,8 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
 struct Refs<'a> {
     backends: Vec<&'a ObjectId>,
     policies: Vec<&'a ObjectId>,
+    /// Policies with a `jwt` section (rule overrides on `claims` need one).
+    jwt_policies: Vec<ObjectId>,
 }
 
 fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {

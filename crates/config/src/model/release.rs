@@ -46,6 +46,9 @@ pub struct Override {
     pub cookies: Vec<KeyValueMatch>,
     /// Query parameter conditions.
     pub query: Vec<KeyValueMatch>,
+    /// Conditions on the verified JWT's claims (as text: strings as they are, numbers and
+    /// booleans in their JSON spelling).
+    pub claims: Vec<KeyValueMatch>,
     /// The backend, resolved.
     pub backend: ObjectId,
 }

@@ -39,7 +39,10 @@ pub(super) fn release(
         .as_ref()
         .and_then(|s| sticky(v, ctx, &format!("{at}.stickySplit"), s));
     let overrides = (r.overrides.iter().enumerate())
-        .filter_map(|(i, o)| over(v, ctx, &format!("{at}.overrides[{i}]"), o, route, refs))
+        .map(|(i, o)| {
+            let at = format!("{at}.overrides[{i}]");
+            over(v, ctx, &at, o, (route, &r.policies), refs)
+        })
         .collect();
     let mirror =
         (r.mirror.as_ref()).map(|m| mirror(v, ctx, &format!("{at}.mirror"), m, route, refs));
@@ -77,16 +80,16 @@ fn over(
     ctx: &Ctx,
     at: &str,
     o: &raw::OverrideSpec,
-    route: &ObjectId,
+    (route, policies): (&ObjectId, &[String]),
     refs: &Refs,
-) -> Option<Override> {
+) -> Override {
     let m = &o.matches;
-    if !m.claims.is_empty() {
-        // Claims come from a verified JWT; until a `jwt` policy exists nothing could set them,
+    if !m.claims.is_empty() && !has_jwt(&r_policies(policies, route), refs) {
+        // Claims come from a verified JWT: on a rule without a jwt policy nothing sets them,
         // and an override that can never match must not pass for one that works.
         v.errors.push(ctx.error(
             &format!("{at}.match.claims"),
-            "matching on `claims` needs a jwt policy, which this release does not have yet; match a header the token's issuer sets instead",
+            "matching on `claims` needs a jwt policy on this rule (list a Policy with a `jwt` section in `policies`)",
         ));
     }
     if m.headers.is_empty() && m.cookies.is_empty() && m.query.is_empty() && m.claims.is_empty() {
@@ -98,13 +101,15 @@ fn over(
     let headers = kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true);
     let cookies = kv_matches(v, ctx, &format!("{at}.match.cookies"), &m.cookies, false);
     let query = kv_matches(v, ctx, &format!("{at}.match.query"), &m.query, false);
+    let claims = kv_matches(v, ctx, &format!("{at}.match.claims"), &m.claims, false);
     let backend = backend_ref(v, ctx, &format!("{at}.backend"), &o.backend, route, refs);
-    Some(Override {
+    Override {
         headers,
         cookies,
         query,
+        claims,
         backend,
-    })
+    }
 }
 
 fn mirror(
@@ -173,4 +178,25 @@ fn backend_ref(
         ));
     }
     id
+}
+
+/// The rule's policy references, resolved in `route`'s namespace.
+fn r_policies(names: &[String], route: &ObjectId) -> Vec<ObjectId> {
+    (names.iter())
+        .map(|name| match name.split_once('/') {
+            Some((ns, n)) => ObjectId {
+                namespace: ns.into(),
+                name: n.into(),
+            },
+            None => ObjectId {
+                namespace: route.namespace.clone(),
+                name: name.clone(),
+            },
+        })
+        .collect()
+}
+
+/// Whether one of `policies` has a `jwt` section.
+fn has_jwt(policies: &[ObjectId], refs: &Refs) -> bool {
+    policies.iter().any(|p| refs.jwt_policies.contains(p))
 }

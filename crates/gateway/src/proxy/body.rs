@@ -185,6 +185,10 @@ pub struct LogContext {
     pub attempts: Option<u32>,
     /// What a rule's `overrides` did (`applied`, `fallback`), when one matched.
     pub override_use: Option<&'static str>,
+    /// Why a policy refused the request (`expired`, `unknown_key`...), never a credential.
+    pub reason: Option<&'static str>,
+    /// Who the auth policies found the caller to be.
+    pub identity: Option<crate::policy::identity::Identity>,
 }
 
 /// Records the end of an exchange exactly once: metrics, the access log line and the endpoint's
@@ -254,6 +258,9 @@ impl Completion {
                 upstream_duration: l.upstream_duration,
                 attempts: l.attempts,
                 override_use: l.override_use,
+                reason: l.reason,
+                consumer: l.identity.as_ref().and_then(|i| i.consumer.as_deref()),
+                subject: l.identity.as_ref().and_then(|i| i.subject.as_deref()),
                 // A request cut off at a drain deadline says so.
                 error: l
                     .error

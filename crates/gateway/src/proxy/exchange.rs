@@ -69,7 +69,12 @@ impl Exchange<'_> {
         mut log: Option<Box<LogContext>>,
     ) -> Response<ResponseBody> {
         let target = &self.entry.target;
-        let chosen = crate::routing::split::choose(target, req.headers(), req.uri().query());
+        let chosen = crate::routing::split::choose(
+            target,
+            req.headers(),
+            req.uri().query(),
+            req.extensions(),
+        );
         let Some(chosen) = chosen else {
             let err = ProxyError::new(
                 ErrorKind::NoHealthyEndpoint,

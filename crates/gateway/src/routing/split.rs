@@ -18,6 +18,7 @@
 //! the rule is compiled; each request reads it with one `ArcSwap` load, and
 //! [`DynamicWeights::set`] changes the split for the next request.
 
+use crate::policy::identity::Identity;
 use crate::snapshot::Target;
 use crate::state::endpoint::EndpointShared;
 use crate::telemetry::metrics::{Metrics, RequestMetrics};
@@ -58,6 +59,7 @@ pub(crate) fn choose<'a>(
     target: &'a Target,
     headers: &HeaderMap,
     query: Option<&str>,
+    extensions: &http::Extensions,
 ) -> Option<Chosen<'a>> {
     match &target.release {
         None => target.pick().map(|choice| Chosen {
@@ -65,7 +67,7 @@ pub(crate) fn choose<'a>(
             set_cookie: None,
             over: None,
         }),
-        Some(r) => r.choose(target, headers, query),
+        Some(r) => r.choose(target, headers, query, extensions.get::<Identity>()),
     }
 }
 
@@ -241,15 +243,19 @@ impl Release {
                 .is_none_or(|m| same(m.backend_id(), m.backend()))
     }
 
-    /// Chooses the backend for a request with `headers` and `query` among `target`'s choices.
+    /// Chooses the backend for a request with `headers`, `query` and the caller's `identity`
+    /// (when an auth policy of the rule established one) among `target`'s choices.
     pub(crate) fn choose<'a>(
         &'a self,
         target: &'a Target,
         headers: &HeaderMap,
         query: Option<&str>,
+        identity: Option<&Identity>,
     ) -> Option<Chosen<'a>> {
         let mut over = None;
-        if let Some(o) = (self.overrides.iter()).find(|o| matches(&o.cond, headers, query)) {
+        if let Some(o) =
+            (self.overrides.iter()).find(|o| matches(&o.cond, headers, query, identity))
+        {
             if has_healthy(&o.choice.backend) {
                 return Some(Chosen {
                     choice: &o.choice,
@@ -302,7 +308,12 @@ impl Release {
 }
 
 /// Whether a request meets every condition of an override.
-fn matches(o: &gatehouse_config::Override, headers: &HeaderMap, query: Option<&str>) -> bool {
+fn matches(
+    o: &gatehouse_config::Override,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    identity: Option<&Identity>,
+) -> bool {
     let headers_ok = o.headers.iter().all(|m| {
         let values = headers.get_all(m.name.as_str()).iter();
         value_ok(m, values.filter_map(|v| v.to_str().ok()))
@@ -311,8 +322,13 @@ fn matches(o: &gatehouse_config::Override, headers: &HeaderMap, query: Option<&s
         let v = cookie(headers, &m.name).and_then(|v| std::str::from_utf8(v).ok());
         value_ok(m, v.into_iter())
     });
+    let claims_ok = (o.claims.iter()).all(|m| {
+        let v = identity.and_then(|i| i.claim_text(&m.name));
+        value_ok(m, v.as_deref().into_iter())
+    });
     headers_ok
         && cookies_ok
+        && claims_ok
         && o.query.iter().all(|m| {
             let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes());
             let values: Vec<_> = pairs
