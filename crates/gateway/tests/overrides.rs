@@ -196,3 +196,117 @@ async fn a_registered_laptop_gets_only_its_developers_requests_and_falls_back_wh
     })
     .await;
 }
+
+const CLAIMS: &str = r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false}}
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+---
+kind: Backend
+metadata: {name: tasks}
+spec: {endpoints: ["{tasks}"]}
+---
+kind: Backend
+metadata: {name: tasks-richard}
+spec: {endpoints: ["{laptop}"]}
+---
+kind: Policy
+metadata: {name: require-jwt}
+spec:
+  jwt: {secret: {value: "{secret}"}}
+---
+kind: Route
+metadata: {name: tasks}
+spec:
+  rules:
+    - policies: [require-jwt]
+      overrides:
+        - {match: {claims: [{name: sub, value: richard}]}, backend: tasks-richard}
+      backends: [{backend: tasks}]
+"#;
+
+#[tokio::test]
+async fn a_jwt_claim_routes_its_subject_to_the_override() {
+    let tasks = Named::start("tasks").await;
+    let laptop = Named::start("laptop").await;
+    let secret = "0123456789abcdef0123456789abcdef";
+    let yaml = fill(
+        CLAIMS,
+        &[
+            ("tasks", &tasks.addr.to_string()),
+            ("laptop", &laptop.addr.to_string()),
+            ("secret", secret),
+        ],
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let url = format!("{}/v1/tasks", gw.url("web").await);
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let bearer = |sub: &str| {
+        let claims = serde_json::json!({"sub": sub, "exp": exp});
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        format!(
+            "Bearer {}",
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        )
+    };
+    let client = Client::new();
+    let (richard, ana) = (bearer("richard"), bearer("ana"));
+    let got = servers(&client, &url, &[("authorization", &richard)], 20).await;
+    assert!(got.iter().all(|s| s == "laptop"), "{got:?}");
+    let got = servers(&client, &url, &[("authorization", &ana)], 20).await;
+    assert!(got.iter().all(|s| s == "tasks"), "{got:?}");
+    // A forged `sub` in a header is not a claim.
+    let r = client.get(&url, &[("sub", "richard")]).await.unwrap();
+    assert_eq!(r.status, 401, "no token, no request");
+}
+
+#[test]
+fn claims_need_a_jwt_policy_and_every_override_error_is_reported_at_once() {
+    let yaml = r#"apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: tasks}
+spec: {endpoints: ["127.0.0.1:1"]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Route
+metadata: {name: tasks}
+spec:
+  rules:
+    - overrides:
+        - {match: {claims: [{name: sub, value: richard}]}, backend: tasks}
+        - {match: {headers: [{name: x-dev, value: me}]}, backend: taks}
+        - {match: {}, backend: tasks}
+      stickySplit: {cookie: a, header: b}
+      mirror: {backend: tasks, maxInFlight: 0}
+      backends: [{backend: tasks}]
+    - directResponse: {status: 200}
+      mirror: {backend: tasks}
+"#;
+    let err = gatehouse_config::load_sources(&[gatehouse_config::SourceFile {
+        name: "t.yaml".into(),
+        text: yaml.into(),
+    }])
+    .expect_err("refused")
+    .to_string();
+    println!("{err}");
+    for want in [
+        "t.yaml:12:",
+        "spec.rules[0].overrides[0].match.claims: matching on `claims` needs a jwt policy",
+        "spec.rules[0].overrides[1].backend: unknown backend `default/taks` (did you mean `tasks`?)",
+        "spec.rules[0].overrides[2].match: an override needs at least one of",
+        "spec.rules[0].stickySplit: `stickySplit` needs exactly one of `cookie` or `header`",
+        "spec.rules[0].mirror.maxInFlight: maxInFlight must be above 0",
+        "spec.rules[1].mirror: `mirror` only applies to rules with `backends`",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}

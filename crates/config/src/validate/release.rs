@@ -95,7 +95,7 @@ fn over(
     if m.headers.is_empty() && m.cookies.is_empty() && m.query.is_empty() && m.claims.is_empty() {
         v.errors.push(ctx.error(
             &format!("{at}.match"),
-            "an override needs at least one of `headers`, `cookies` or `query` (it would take every request)",
+            "an override needs at least one of `headers`, `cookies`, `query` or `claims` (it would take every request)",
         ));
     }
     let headers = kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true);
