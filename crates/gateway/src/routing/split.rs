@@ -228,6 +228,26 @@ impl Release {
         }))
     }
 
+    /// Gives a compiled rule weights set at run time (a `Rollout`): its release settings as
+    /// compiled (`Target::release`), or none, now reading `weights` (index-aligned with the
+    /// rule's `Target::choices`). A reload that keeps the compiled rule keeps this `Arc` too.
+    #[allow(dead_code)] // the Rollout (wt-h9r) calls it
+    pub(crate) fn with_weights(
+        release: Option<Box<Release>>,
+        weights: Arc<DynamicWeights>,
+    ) -> Box<Release> {
+        let mut r = release.unwrap_or_else(|| {
+            Box::new(Release {
+                sticky: None,
+                overrides: Box::new([]),
+                mirror: None,
+                weights: None,
+            })
+        });
+        r.weights = Some(weights);
+        r
+    }
+
     /// Whether every backend this compiled release refers to is the one `backends` has now (a
     /// reload keeps a compiled rule only then).
     pub(crate) fn same_backends(&self, backends: &HashMap<ObjectId, Arc<BackendRt>>) -> bool {
@@ -399,6 +419,25 @@ mod tests {
         w.set(&[0, 100]);
         assert_eq!(w.get(), vec![0, 100]);
         assert_eq!(&w.until.load()[..], &[0, 100]);
+    }
+
+    #[test]
+    fn run_time_weights_pick_by_their_own_ranges() {
+        let w = DynamicWeights::new(&[95, 5]);
+        let until = w.until.load();
+        // `at` over three choices' worth of ranges; a point past the total finds none.
+        let choices: [Choice; 0] = [];
+        assert_eq!(at(&choices, &until, 0), None, "no choices, no pick");
+        let idx = |p| until.iter().position(|u| p < *u);
+        assert_eq!(idx(94), Some(0));
+        assert_eq!(idx(95), Some(1));
+        w.set(&[0, 100]);
+        let until = w.until.load();
+        assert_eq!(
+            until.iter().position(|u| 0 < *u),
+            Some(1),
+            "weight 0 takes nothing"
+        );
     }
 
     #[test]
