@@ -382,3 +382,69 @@ spec:
     assert_eq!(r.status, 401);
     assert_eq!(log.of("hs").await["reason"], "bad_signature");
 }
+
+#[tokio::test]
+async fn a_remembered_token_stops_passing_when_its_key_leaves_the_file_or_it_expires() {
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log(dir.path().join("access.log"));
+    let a = rsa_key(dir.path(), "a", Algorithm::RS256);
+    let b = ec_key("b");
+    // Outside the config directory, where every JSON file is read as manifests.
+    let keys = tempfile::tempdir().unwrap();
+    let file = keys.path().join("jwks.json");
+    std::fs::write(&file, jwks(&[&a])).unwrap();
+    let routes = r#"
+kind: Policy
+metadata: {name: jwt}
+spec:
+  jwt: {jwks: {file: "FILE"}, leeway: 0s}
+---
+kind: Route
+metadata: {name: r}
+spec:
+  rules:
+    - backends: [{backend: up}]
+      policies: [jwt]
+"#
+    .replace("FILE", &file.display().to_string());
+    let gw = TestGateway::start_in(dir, &config(&log.0, up.addr, &routes)).await;
+    let url = format!("{}/x", gw.url("web").await);
+    let c = Client::new();
+    let status = |tok: String| {
+        let (c, url) = (&c, &url);
+        async move {
+            let bearer = format!("Bearer {tok}");
+            c.get(url, &[("authorization", &bearer)])
+                .await
+                .unwrap()
+                .status
+        }
+    };
+    let token_a = token(&a, &json!({"sub": "alice", "exp": now() + 3600}));
+    for _ in 0..3 {
+        assert_eq!(status(token_a.clone()).await, 200);
+    }
+    let token_b = token(&b, &json!({"sub": "bob", "exp": now() + 3600}));
+    assert_eq!(status(token_b.clone()).await, 401);
+
+    let tmp = keys.path().join("jwks.tmp");
+    std::fs::write(&tmp, jwks(&[&b])).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    wait_for("the new key file", || async {
+        status(token_b.clone()).await == 200
+    })
+    .await;
+    assert_eq!(
+        status(token_a.clone()).await,
+        401,
+        "the removed key's token is forgotten"
+    );
+
+    let short = token(&b, &json!({"sub": "bob", "exp": now() + 2}));
+    assert_eq!(status(short.clone()).await, 200);
+    wait_for("the short token to expire", || async {
+        status(short.clone()).await == 401
+    })
+    .await;
+}

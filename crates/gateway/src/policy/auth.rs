@@ -216,6 +216,8 @@ fn compile_jwt(j: &gatehouse_config::Jwt, state: &AuthState) -> Result<jwt::JwtA
         scopes: j.required_scopes.clone().into(),
         claims: j.required_claims.clone().into(),
         challenge: HeaderValue::from_static("Bearer realm=\"gatehouse\""),
+        verified: jwt::Verified::default(),
+        leeway: j.leeway,
     })
 }
 

@@ -223,8 +223,12 @@ async fn refresh_loop(weak: Weak<RemoteJwks>, every: Duration) {
         {
             let Some(me) = weak.upgrade() else { return };
             let mut last = me.last.lock().await;
-            *last = Some(Instant::now());
-            me.fetch_now().await;
+            // A request that met an unknown `kid` may have fetched just now (at start, before
+            // this task first ran).
+            if !last.is_some_and(|t| t.elapsed() < me.min_refresh) {
+                *last = Some(Instant::now());
+                me.fetch_now().await;
+            }
         }
         tokio::time::sleep(every).await;
     }

@@ -4,6 +4,10 @@
 //! that was made for exactly the token's algorithm (so an RSA public key can never serve as an
 //! HMAC secret), with `exp`/`nbf` (leeway), `iss` and `aud`. Scopes and required claims decide
 //! 403. A `kid` the set does not hold makes the step wait for a JWKS refresh (`jwks`).
+//!
+//! A signature check costs more than the rest of a proxied request, and clients send the same
+//! token many times: a token that passed is remembered (`Verified`, keyed by the whole token) until
+//! its `exp` (plus leeway), at most `REMEMBER`, or until the key set changes.
 
 use super::jwks::{KeySet, RemoteJwks};
 use super::watched::Watched;
@@ -15,7 +19,22 @@ use http::header::{HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind as JwtError;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Longest time a verified token is remembered.
+const REMEMBER: Duration = Duration::from_secs(60);
+/// At most this many remembered tokens per `jwt` section; emptied when full.
+const REMEMBERED: usize = 10_000;
+
+/// Tokens that passed, by the whole token: until when, the key set they were verified against
+/// (kept, so that a new set can never be mistaken for it), and whose they are.
+#[derive(Default)]
+pub(crate) struct Verified(Mutex<HashMap<Box<str>, Remembered>>);
+
+/// Until when, against which key set, whose.
+type Remembered = (Instant, Arc<KeySet>, Identity);
 
 /// Where a `jwt`'s keys are, kept across reloads by `state::policy`.
 #[derive(Clone)]
@@ -40,6 +59,10 @@ pub(crate) struct JwtAuth {
     pub(crate) claims: Box<[(String, String)]>,
     /// `Bearer realm="gatehouse"`.
     pub(crate) challenge: HeaderValue,
+    /// Tokens that passed recently.
+    pub(crate) verified: Verified,
+    /// `leeway`, added to a remembered token's `exp`.
+    pub(crate) leeway: Duration,
 }
 
 /// The validation of tokens signed with `alg`.
@@ -82,6 +105,10 @@ impl JwtAuth {
         let Some(token) = credential(input, &self.from) else {
             return Verdict::Missing;
         };
+        let set = self.key_set();
+        if let Some(id) = self.remembered(&token, &set) {
+            return Verdict::Pass(id);
+        }
         let header = match jsonwebtoken::decode_header(&token) {
             Ok(h) => h,
             Err(_) => return Verdict::Fail(header_failure(&token)),
@@ -98,7 +125,6 @@ impl JwtAuth {
                 format!("tokens signed with {:?} are not accepted here", header.alg),
             );
         };
-        let set = self.key_set();
         let Some(mut keys) = set.candidates(header.kid.as_deref(), header.alg) else {
             return match (may_wait, &self.keys) {
                 (true, Keys::Remote(_)) => Verdict::Pending,
@@ -111,7 +137,13 @@ impl JwtAuth {
         );
         for key in keys.by_ref() {
             match jsonwebtoken::decode::<Map<String, Value>>(&token, &key.decoding, validation) {
-                Ok(data) => return self.authorize(data.claims),
+                Ok(data) => {
+                    let v = self.authorize(data.claims);
+                    if let Verdict::Pass(id) = &v {
+                        self.remember(&token, &set, id);
+                    }
+                    return v;
+                }
                 Err(e) if *e.kind() == JwtError::InvalidSignature => {
                     outcome = fail("bad_signature", "the token's signature is not valid");
                 }
@@ -119,6 +151,34 @@ impl JwtAuth {
             }
         }
         outcome
+    }
+
+    /// The identity of a token that passed recently against the same key set.
+    fn remembered(&self, token: &str, set: &Arc<KeySet>) -> Option<Identity> {
+        let map = self.verified.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(token) {
+            Some((until, s, id)) if Arc::ptr_eq(s, set) && *until > Instant::now() => {
+                Some(id.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Remembers a token that passed, until its `exp` (plus leeway) or `REMEMBER`.
+    fn remember(&self, token: &str, set: &Arc<KeySet>, id: &Identity) {
+        let Some(exp) = id.claim("exp").and_then(serde_json::Value::as_u64) else {
+            return;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let left = Duration::from_secs(exp).saturating_sub(now) + self.leeway;
+        let until = Instant::now() + left.min(REMEMBER);
+        let mut map = self.verified.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= REMEMBERED {
+            map.clear();
+        }
+        map.insert(token.into(), (until, set.clone(), id.clone()));
     }
 
     fn key_set(&self) -> Arc<KeySet> {
