@@ -18,6 +18,8 @@ mod traffic;
 pub use traffic::*;
 mod tls;
 pub use tls::*;
+mod release;
+pub use release::*;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -569,6 +571,9 @@ pub struct Rule {
     /// connection tunnelled after a 101 (`upgrades`, default true); when false the request is
     /// forwarded without its `Upgrade`, as a plain request.
     pub upgrades: bool,
+    /// Sticky split, overrides and mirror (`stickySplit`, `overrides`, `mirror`).
+    #[serde(flatten)]
+    pub release: Release,
     /// Where it was defined.
     pub source: Source,
 }

@@ -12,6 +12,8 @@ mod traffic;
 pub use traffic::*;
 mod tls;
 pub use tls::*;
+mod release;
+pub use release::*;
 
 /// `metadata` of any document.
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -411,6 +413,12 @@ pub struct RuleSpec {
     /// Whether requests asking to switch protocols (WebSocket) are passed on as upgrades.
     #[serde(default)]
     pub upgrades: Option<bool>,
+    #[serde(default)]
+    pub sticky_split: Option<StickySplitSpec>,
+    #[serde(default)]
+    pub overrides: Vec<OverrideSpec>,
+    #[serde(default)]
+    pub mirror: Option<MirrorSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

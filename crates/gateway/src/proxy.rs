@@ -11,6 +11,7 @@ pub(crate) mod grpc;
 pub(crate) mod grpc_web;
 pub mod handler;
 pub mod listener;
+pub(crate) mod mirror;
 pub(crate) mod normalize;
 pub(crate) mod passthrough;
 pub(crate) mod request_target;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 mod rows;
+pub mod split;
 mod table;
 mod trie;
 

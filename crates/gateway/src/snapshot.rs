@@ -15,15 +15,7 @@ mod reuse;
 pub(crate) use reuse::return_freed_memory;
 use reuse::Reuse;
 
-/// One backend choice of a forwarding rule.
-pub struct Choice {
-    /// The backend.
-    pub backend: Arc<BackendRt>,
-    /// Metrics of this route/backend pair.
-    pub metrics: Arc<RequestMetrics>,
-    /// Cumulative weight up to and including this choice.
-    pub until: u32,
-}
+pub use crate::routing::split::Choice;
 
 /// What a compiled rule carries besides the rule itself.
 pub struct Target {
@@ -43,19 +35,14 @@ pub struct Target {
     pub errors: ErrorCounters,
     /// The rule's policy chain; `None` (nothing to run) when it has no policies and no fault.
     pub(crate) policies: Option<Box<crate::policy::Chain>>,
+    /// Sticky split, overrides, mirror or run-time weights; `None` on a rule with none of them.
+    pub(crate) release: Option<Box<crate::routing::split::Release>>,
 }
 
 impl Target {
-    /// Picks a backend by weight.
+    /// Picks a backend by weight, at random (see `routing::split`).
     pub fn pick(&self) -> Option<&Choice> {
-        match self.choices.len() {
-            0 => None,
-            1 => self.choices.first(),
-            _ => {
-                let x = fastrand::u32(..self.total_weight);
-                self.choices.iter().find(|c| x < c.until)
-            }
-        }
+        crate::routing::split::pick(&self.choices, self.total_weight)
     }
 }
 
@@ -167,6 +154,7 @@ impl Snapshot {
                     .as_deref()
                     .and_then(|h| http::HeaderValue::from_str(h).ok()),
                 policies: chain,
+                release: crate::routing::split::Release::compile(route, rule, &backends, metrics),
             }
         };
         let router = reuse.router(&config, &backends, target);

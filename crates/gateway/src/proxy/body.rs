@@ -50,6 +50,8 @@ pub struct RequestBody {
     limit: Option<crate::body::limited::BodyLimit>,
     /// A gRPC-Web text body, decoded from base64 as it streams.
     text: Option<Box<crate::proxy::grpc_web::TextDecoder>>,
+    /// A copy kept for the rule's mirror, when this request is mirrored.
+    tee: Option<Box<crate::body::tee::Tee>>,
 }
 
 impl RequestBody {
@@ -61,6 +63,7 @@ impl RequestBody {
             replay: None,
             limit: None,
             text: None,
+            tee: None,
         }
     }
 
@@ -72,6 +75,7 @@ impl RequestBody {
             replay: Some(replay),
             limit: None,
             text: None,
+            tee: None,
         }
     }
 
@@ -88,6 +92,12 @@ impl RequestBody {
         self
     }
 
+    /// Keeps a copy of the body for a mirror as it streams (see `body::tee`).
+    pub(crate) fn teed(mut self, tee: crate::body::tee::Tee) -> Self {
+        self.tee = Some(Box::new(tee));
+        self
+    }
+
     /// Whether the body was cut at its limit, readable after the body has been handed away.
     pub(crate) fn limit_tripped(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
         self.limit.as_ref().map(|l| l.tripped())
@@ -101,6 +111,7 @@ impl RequestBody {
             replay: None,
             limit: None,
             text: None,
+            tee: None,
         }
     }
 }
@@ -133,6 +144,10 @@ impl Body for RequestBody {
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }
             }
+        }
+        if let Some(t) = this.tee.as_mut() {
+            let ended = this.inner.as_ref().is_none_or(Body::is_end_stream);
+            t.observe(&poll, ended);
         }
         if let Some(dec) = this.text.as_mut() {
             let end = this.inner.as_ref().is_none_or(Body::is_end_stream);
@@ -196,6 +211,12 @@ pub struct LogContext {
     pub attempts: Option<u32>,
     /// The verified client certificate's subject (`tls.clientAuth`).
     pub client_cert: Option<Arc<str>>,
+    /// What a rule's `overrides` did (`applied`, `fallback`), when one matched.
+    pub override_use: Option<&'static str>,
+    /// Why a policy refused the request (`expired`, `unknown_key`...), never a credential.
+    pub reason: Option<&'static str>,
+    /// Who the auth policies found the caller to be.
+    pub identity: Option<crate::policy::identity::Identity>,
 }
 
 /// Records the end of an exchange exactly once: metrics, the access log line and the endpoint's
@@ -265,6 +286,10 @@ impl Completion {
                 upstream_duration: l.upstream_duration,
                 attempts: l.attempts,
                 client_cert: l.client_cert.as_deref(),
+                override_use: l.override_use,
+                reason: l.reason,
+                consumer: l.identity.as_ref().and_then(|i| i.consumer.as_deref()),
+                subject: l.identity.as_ref().and_then(|i| i.subject.as_deref()),
                 // A request cut off at a drain deadline says so.
                 error: l
                     .error

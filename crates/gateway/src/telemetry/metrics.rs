@@ -74,6 +74,8 @@ pub struct Metrics {
     pub(crate) streams: super::stream_metrics::StreamMetrics,
     /// Rate limit families.
     pub(crate) policy: super::policy_metrics::PolicyMetrics,
+    /// Mirror (shadow traffic) family.
+    pub(crate) mirror: super::mirror_metrics::MirrorMetrics,
 }
 
 fn duration_histogram() -> Histogram {
@@ -266,8 +268,10 @@ impl Metrics {
         let upstream = super::upstream_metrics::UpstreamMetrics::register(&mut registry);
         let streams = super::stream_metrics::StreamMetrics::register(&mut registry);
         let policy = super::policy_metrics::PolicyMetrics::register(&mut registry);
+        let mirror = super::mirror_metrics::MirrorMetrics::register(&mut registry);
         Arc::new(Metrics {
             policy,
+            mirror,
             upstream,
             streams,
             registry,

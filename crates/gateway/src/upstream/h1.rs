@@ -399,7 +399,7 @@ fn switched(d: Box<Duplex>, head: codec::Head, req_headers: &HeaderMap) -> Respo
 /// after its 101 that were read with it (they belong to the new protocol, and go first).
 pub(crate) struct Upgraded {
     /// The socket.
-    pub(crate) io: TcpStream,
+    pub(crate) io: Transport,
     /// Read past the 101's head.
     pub(crate) read: Bytes,
     /// The circuit breaker's count of the connection, held while the tunnel lives.
