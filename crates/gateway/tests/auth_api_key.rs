@@ -2,7 +2,7 @@
 //! `keysFile` (a new key works once the file changes; `watched`'s unit test covers broken files), read
 //! from a header or the query; the consumer in the access log and as a rate-limit key (each
 //! consumer its own bucket); `anyOf` between a JWT and an API key; 401 JSON without a
-//! `WWW-Authenticate` (the scheme has none).
+//! `WWW-Authenticate` (the scheme has none); gRPC clients get `grpc-status: 16`.
 
 mod auth_common;
 
@@ -205,4 +205,44 @@ spec:
         Some("Bearer realm=\"gatehouse\"")
     );
     assert_eq!(log.of("neither").await["reason"], "unknown_api_key");
+}
+
+/// A gRPC call through curl (h2c, prior knowledge) with `headers`; the response head, lowercase.
+async fn grpc_call(url: String, headers: &[&str]) -> String {
+    let mut args = vec![
+        "-sS",
+        "--max-time",
+        "10",
+        "--http2-prior-knowledge",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+    ];
+    args.extend(["-H", "content-type: application/grpc", "-H", "te: trailers"]);
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(&args)
+            .args(["--data-binary", "", &url])
+            .output()
+            .expect("curl is installed")
+    })
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn grpc_clients_get_unauthenticated_as_a_grpc_status() {
+    let (gw, _log, _up) = start().await;
+    let url = format!("{}/test.Echo/Say", gw.url("web").await);
+    let head = grpc_call(url.clone(), &[]).await;
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(head.contains("grpc-status: 16\r\n"), "{head}");
+    let head = grpc_call(url, &["x-api-key: wrong"]).await;
+    assert!(head.contains("grpc-status: 16\r\n"), "{head}");
 }

@@ -221,8 +221,9 @@ fn compile_jwt(j: &gatehouse_config::Jwt, state: &AuthState) -> Result<jwt::JwtA
     })
 }
 
-/// What checking every section found, before it is turned into effects or a rejection.
-type Outcome = Result<(Identity, Vec<usize>), Failure>;
+/// What checking every section found, before it is turned into effects or a rejection: the
+/// identity and which sections passed (bit `i` for the `i`-th of `AuthStep::all`).
+type Outcome = Result<(Identity, u8), Failure>;
 
 impl AuthStep {
     /// The step of `p`, or `None` when it has no auth section.
@@ -275,21 +276,15 @@ impl AuthStep {
         }))
     }
 
-    /// Decides without waiting; `None` when a section must wait (see `check_async`).
+    /// Decides without waiting; `None` when a section must wait (see `check_async`). Sections
+    /// are asked in order and no further than needed; nothing is allocated.
     pub(crate) fn check(
         &self,
         input: &Input,
         fx: &mut Effects,
     ) -> Option<Result<(), Box<Rejection>>> {
-        let verdicts = self.all().map(|a| a.check(input));
-        let mut found = Vec::with_capacity(0);
-        for v in verdicts {
-            if matches!(v, Verdict::Pending) {
-                return None;
-            }
-            found.push(v);
-        }
-        Some(self.conclude(self.judge(found), fx))
+        let outcome = self.judge(self.all().map(|a| a.check(input)))?;
+        Some(self.conclude(outcome, fx))
     }
 
     /// Decides, awaiting what the sections need.
@@ -302,7 +297,13 @@ impl AuthStep {
         for a in self.all() {
             found.push(a.check_async(input).await);
         }
-        self.conclude(self.judge(found), fx)
+        let outcome = self.judge(found.into_iter()).unwrap_or_else(|| {
+            Err(Failure::unauthenticated(
+                "unknown_key",
+                "the credential could not be checked",
+            ))
+        });
+        self.conclude(outcome, fx)
     }
 
     /// Every section, required ones first.
@@ -311,33 +312,35 @@ impl AuthStep {
     }
 
     /// Combines the verdicts (in `all` order): every required one must pass, and one of the
-    /// alternatives when there are some. Returns the identity and which sections passed.
-    fn judge(&self, verdicts: Vec<Verdict>) -> Outcome {
+    /// alternatives when there are some. `None` at the first section that must wait.
+    fn judge(&self, verdicts: impl Iterator<Item = Verdict>) -> Option<Outcome> {
         let mut id = Identity::default();
-        let mut passed = Vec::new();
+        let mut passed = 0u8;
         let mut refusal: Option<Failure> = None;
         let n = self.required.len();
-        for (i, v) in verdicts.into_iter().enumerate() {
+        for (i, v) in verdicts.enumerate() {
+            let alternative_passed = passed >> n != 0;
             match v {
-                Verdict::Pass(who) if i < n || passed.iter().all(|p| *p < n) => {
+                Verdict::Pending => return None,
+                Verdict::Pass(who) if i < n || !alternative_passed => {
                     id.merge(who);
-                    passed.push(i);
+                    passed |= 1 << i;
                 }
                 Verdict::Pass(_) => {}
-                Verdict::Fail(f) if i < n => return Err(f),
-                Verdict::Missing if i < n => return Err(self.missing()),
+                Verdict::Fail(f) if i < n => return Some(Err(f)),
+                Verdict::Missing if i < n => return Some(Err(self.missing())),
                 // An alternative that fails is remembered: if none passes, its reason is the
                 // most telling one (an expired token says more than an absent key).
                 Verdict::Fail(f) => {
                     refusal.get_or_insert(f);
                 }
-                Verdict::Missing | Verdict::Pending => {}
+                Verdict::Missing => {}
             }
         }
-        if !self.alternatives.is_empty() && passed.iter().all(|p| *p < n) {
-            return Err(refusal.unwrap_or_else(|| self.missing()));
+        if !self.alternatives.is_empty() && passed >> n == 0 {
+            return Some(Err(refusal.unwrap_or_else(|| self.missing())));
         }
-        Ok((id, passed))
+        Some(Ok((id, passed)))
     }
 
     fn missing(&self) -> Failure {
@@ -359,9 +362,10 @@ impl AuthStep {
                 for name in self.strip.iter() {
                     fx.upstream.push((name.clone(), None));
                 }
-                let all: Vec<&Authenticator> = self.all().collect();
-                for i in passed {
-                    all[i].forward(&id, fx);
+                for (i, a) in self.all().enumerate() {
+                    if passed & (1 << i) != 0 {
+                        a.forward(&id, fx);
+                    }
                 }
                 fx.identify(id);
                 Ok(())

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# User-space instructions per request of the auth policies beside the open route, under valgrind's
+# callgrind (see instructions.sh for why instruction counts): the same `/small` through a rule
+# without policies, through a `jwt` policy (RS256, key from a JWKS file, the same token on every
+# request: the cached-key, remembered-token path) and through an `apiKey` policy (inline SHA-256).
+# Usage: bench/auth_instructions.sh [requests, default 20000]
+# GATEHOUSE_BIN=path measures that binary instead of building one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-20000}
+
+. bench/install.sh
+install_missing valgrind:valgrind nginx:nginx-light h2load:nghttp2-client
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ -z "${GATEHOUSE_BIN:-}" ]; then
+    cargo build --release -p gatehouse
+    GATEHOUSE_BIN=target/release/gatehouse
+fi
+
+D=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$D"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { # port [header]
+    for _ in $(seq 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' -H "${2:-x-none: 1}" "http://127.0.0.1:$1/small")" = 200 ] && return 0
+        sleep 0.1
+    done
+    echo "nothing answered 200 on port $1" >&2; exit 1
+}
+
+UP=$(port)
+mkdir -p "$D/up" "$D/keys"
+cat > "$D/up/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1; pid $D/up/nginx.pid; error_log $D/up/error.log error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  client_body_temp_path $D/up/b; proxy_temp_path $D/up/p; fastcgi_temp_path $D/up/f; uwsgi_temp_path $D/up/u; scgi_temp_path $D/up/s;
+  server { listen 127.0.0.1:$UP; location = /small { return 200 "hello from upstream\n"; } } }
+NGINX
+"$NGINX" -p "$D/up" -c "$D/up/nginx.conf" & PIDS+=($!)
+wait_port "$UP"
+
+# An RSA key, its JWKS and an RS256 token valid for a day, made with openssl.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$D/keys/k.pem" 2>/dev/null
+TOKEN=$(python3 - "$D/keys" <<'PY'
+import base64, json, subprocess, sys, time
+d = sys.argv[1]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+mod = subprocess.run(["openssl", "rsa", "-noout", "-modulus", "-in", f"{d}/k.pem"], capture_output=True, text=True).stdout
+n = bytes.fromhex(mod.strip().split("=", 1)[1])
+json.dump({"keys": [{"kty": "RSA", "kid": "k", "n": b64(n), "e": "AQAB"}]}, open(f"{d}/jwks.json", "w"))
+head = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "k"}).encode())
+body = b64(json.dumps({"sub": "bench", "exp": int(time.time()) + 86400}).encode())
+sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{d}/k.pem"], input=f"{head}.{body}".encode(), capture_output=True).stdout
+print(f"{head}.{body}.{b64(sig)}")
+PY
+)
+KEY=bench-key-0123456789
+KEY_SHA=$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)
+
+# Runs Gatehouse with the rule's policy spec $2 (empty: no policy on the rule) under callgrind,
+# every request carrying header $3; prints instructions per request.
+measure() { # name policy header
+    local name=$1 policy=$2 header=$3 gw admin uses=""
+    gw=$(port); admin=$(port)
+    if [ -n "$policy" ]; then uses=$'\n      policies: [auth]'; else policy="{requestLimits: {maxBodySize: 1GiB}}"; fi
+    cat > "$D/$name.yaml" <<YAML
+apiVersion: gatehouse.dev/v1alpha1
+kind: Gateway
+metadata: {name: bench}
+spec: {admin: {address: "127.0.0.1:$admin"}, workers: 1, accessLog: {enabled: false}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:$gw", protocol: HTTP}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: up}
+spec: {endpoints: ["127.0.0.1:$UP"]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {name: auth}
+spec: $policy
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Route
+metadata: {name: all}
+spec:
+  rules:
+    - backends: [{backend: up}]$uses
+YAML
+    GATEHOUSE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$D/$name.out" \
+        "$GATEHOUSE_BIN" run -c "$D/$name.yaml" >/dev/null 2>&1 &
+    local pid=$!
+    wait_port "$gw" "$header"
+    h2load --h1 -n "$N" -c 10 -H "$header" "http://127.0.0.1:$gw/small" | grep -E '^requests:' >&2
+    kill -INT "$pid"; wait "$pid" || true
+    local total
+    total=$(grep -E '^(summary|totals):' "$D/$name.out" | head -1 | awk '{print $2}')
+    echo $((total / N))
+}
+
+open=$(measure open "" "x-none: 1")
+jwt=$(measure jwt "{jwt: {jwks: {file: \"$D/keys/jwks.json\"}}}" "authorization: Bearer $TOKEN")
+key=$(measure apikey "{apiKey: {keys: [{consumer: bench, sha256: \"$KEY_SHA\"}]}}" "x-api-key: $KEY")
+printf '%-8s %8s instructions/request (/small, %s requests, h2load --h1 -c 10)\n' open "$open" "$N"
+printf '%-8s %8s instructions/request (RS256, key from a JWKS file, one token)\n' jwt "$jwt"
+printf '%-8s %8s instructions/request (inline SHA-256 key)\n' apikey "$key"
+python3 -c "print(f'jwt/open    {$jwt/$open:6.3f}'); print(f'apikey/open {$key/$open:6.3f}')"
