@@ -100,7 +100,15 @@ pub async fn handle(
     match request_target::check(&mut req, conn.escaped_slashes) {
         Ok(Admission::Route) => {}
         Ok(Admission::ServerOptions) => return server_options(&snap, conn, &req, rid, start),
-        Err(err) => return unrouted(&snap, conn, &req, &rid, err, start),
+        Err(err) => {
+            let mut resp = unrouted(&snap, conn, &req, &rid, err, start);
+            // A message the gateway could not read one way only leaves the rest of an HTTP/1
+            // connection in doubt (a smuggled request may follow): it is the connection's last.
+            if req.version() <= http::Version::HTTP_11 {
+                (resp.headers_mut()).insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
+        }
     }
     let (host, port) = match request_target::host(&req) {
         Ok(h) => h,
