@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod auth;
 mod discovery;
 mod health;
 mod listener;

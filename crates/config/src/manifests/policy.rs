@@ -13,6 +13,8 @@ pub(super) fn policy(p: &Policy) -> Value {
             RateLimitKey::Header(h) => json!({"header": h}),
             RateLimitKey::Cookie(c) => json!({"cookie": c}),
             RateLimitKey::Route => json!({"route": true}),
+            RateLimitKey::Consumer => json!({"consumer": true}),
+            RateLimitKey::Claim(c) => json!({"claim": c}),
         };
         json!({
             "requests": r.requests,

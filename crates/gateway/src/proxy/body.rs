@@ -168,6 +168,10 @@ pub struct LogContext {
     pub error: Option<&'static str>,
     /// Attempts made upstream, when the rule retries (`retry`).
     pub attempts: Option<u32>,
+    /// Why a policy refused the request (`expired`, `unknown_key`...), never a credential.
+    pub reason: Option<&'static str>,
+    /// Who the auth policies found the caller to be.
+    pub identity: Option<crate::policy::identity::Identity>,
 }
 
 /// Records the end of an exchange exactly once: metrics, the access log line and the endpoint's
@@ -236,6 +240,9 @@ impl Completion {
                 upstream: l.upstream.as_deref(),
                 upstream_duration: l.upstream_duration,
                 attempts: l.attempts,
+                reason: l.reason,
+                consumer: l.identity.as_ref().and_then(|i| i.consumer.as_deref()),
+                subject: l.identity.as_ref().and_then(|i| i.subject.as_deref()),
                 // A request cut off at a drain deadline says so.
                 error: l
                     .error
