@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod auth;
 mod discovery;
+mod edge;
 mod health;
 mod listener;
 use listener::listener;

@@ -31,7 +31,8 @@ pub(super) fn jwt(v: &mut V, ctx: &Ctx, spec: &raw::JwtSpec) -> Jwt {
     for (i, a) in algorithms.iter().enumerate() {
         let p = format!("{at}.algorithms[{i}]");
         if a == "none" {
-            v.errors.push(ctx.error(&p, "`none` means unsigned tokens: never accepted"));
+            v.errors
+                .push(ctx.error(&p, "`none` means unsigned tokens: never accepted"));
         } else if !JWT_ALGORITHMS.contains(&a.as_str()) {
             let msg = format!("unknown algorithm `{a}`{}", hint(a, JWT_ALGORITHMS));
             v.errors.push(ctx.error(&p, msg));
@@ -58,13 +59,24 @@ pub(super) fn jwt(v: &mut V, ctx: &Ctx, spec: &raw::JwtSpec) -> Jwt {
         audiences: spec.audiences.clone().unwrap_or_default(),
         keys,
         algorithms,
-        from: sources(v, ctx, &format!("{at}.from"), spec.from.as_deref(), "bearer"),
+        from: sources(
+            v,
+            ctx,
+            &format!("{at}.from"),
+            spec.from.as_deref(),
+            "bearer",
+        ),
         forward_claims,
         required_scopes: spec.required_scopes.clone().unwrap_or_default(),
         required_claims: (spec.required_claims.iter().flatten())
             .map(|(k, val)| (k.clone(), val.clone()))
             .collect(),
-        leeway: v.duration(ctx, &format!("{at}.leeway"), spec.leeway.as_ref(), DEFAULT_LEEWAY),
+        leeway: v.duration(
+            ctx,
+            &format!("{at}.leeway"),
+            spec.leeway.as_ref(),
+            DEFAULT_LEEWAY,
+        ),
     }
 }
 
@@ -105,7 +117,12 @@ fn jwt_keys(v: &mut V, ctx: &Ctx, spec: &raw::JwtSpec) -> JwtKeys {
                 };
                 JwtKeys::JwksUrl {
                     url: url.clone(),
-                    refresh: d(v, "refreshInterval", j.refresh_interval.as_ref(), DEFAULT_JWKS_REFRESH),
+                    refresh: d(
+                        v,
+                        "refreshInterval",
+                        j.refresh_interval.as_ref(),
+                        DEFAULT_JWKS_REFRESH,
+                    ),
                     min_refresh: d(
                         v,
                         "minRefreshInterval",
@@ -185,8 +202,7 @@ fn sources(
         }
         let name = s.header.as_ref().or(s.cookie.as_ref()).or(s.query.as_ref());
         if let Some(n) = name.filter(|n| !valid_token(n)) {
-            v.errors
-                .push(ctx.error(&p, format!("invalid name `{n}`")));
+            v.errors.push(ctx.error(&p, format!("invalid name `{n}`")));
         }
         out.push(match (&s.header, &s.cookie, &s.query) {
             (Some(h), _, _) => CredentialSource::Header {
@@ -226,9 +242,18 @@ pub(super) fn api_key(v: &mut V, ctx: &Ctx, spec: &raw::ApiKeySpec) -> ApiKey {
         }
     }
     ApiKey {
-        from: sources(v, ctx, &format!("{at}.from"), spec.from.as_deref(), "x-api-key"),
+        from: sources(
+            v,
+            ctx,
+            &format!("{at}.from"),
+            spec.from.as_deref(),
+            "x-api-key",
+        ),
         keys,
-        keys_file: spec.keys_file.as_ref().map(|f| relative_to_manifest(ctx, f)),
+        keys_file: spec
+            .keys_file
+            .as_ref()
+            .map(|f| relative_to_manifest(ctx, f)),
     }
 }
 
