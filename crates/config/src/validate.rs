@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 mod auth;
+pub use auth::parse_sha256;
 mod discovery;
 mod edge;
 mod health;

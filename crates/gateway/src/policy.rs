@@ -28,6 +28,7 @@ pub(crate) use chain::Chain;
 /// Everything is borrowed from the request; building one costs nothing.
 pub(crate) struct Input<'a> {
     /// The method.
+    #[allow(dead_code)] // read by the CORS and external auth steps
     pub(crate) method: &'a Method,
     /// The request target (path and query; see `path`, `query`, `query_param`).
     pub(crate) uri: &'a Uri,
@@ -35,6 +36,7 @@ pub(crate) struct Input<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// The request's extensions: what the connection learned, such as the verified client
     /// certificate the TLS listener puts there (read it with `extensions.get::<T>()`).
+    #[allow(dead_code)] // read by policies on client certificates
     pub(crate) extensions: &'a Extensions,
     /// The downstream peer.
     pub(crate) peer: IpAddr,
@@ -68,6 +70,7 @@ impl<'a> Input<'a> {
     }
 
     /// The path, as routing saw it.
+    #[allow(dead_code)] // read by the external auth step
     pub(crate) fn path(&self) -> &'a str {
         self.uri.path()
     }

@@ -5,13 +5,67 @@
 //! claims; a failure answers 401 (`WWW-Authenticate` with each scheme's challenge) or 403, the
 //! reason kind in the access log and never the credential.
 
+pub(crate) mod api_key;
+pub(crate) mod basic;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
+pub(crate) mod watched;
+
 use super::identity::Identity;
 use super::{Effects, Input, Rejection};
 use crate::error::{ErrorKind, ProxyError};
-use crate::state::policy::PolicyPlan;
-use gatehouse_config::Policy;
+use crate::state::policy::{AuthState, PolicyPlan};
+use gatehouse_config::{AuthSection, CredentialSource, Policy};
 use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use std::borrow::Cow;
 use std::sync::Arc;
+
+/// Where a credential is read, compiled from `from`.
+pub(crate) enum Source {
+    /// A header, and the prefix its value must start with (compared without regard to case).
+    Header(HeaderName, Option<Box<str>>),
+    /// A cookie.
+    Cookie(Box<str>),
+    /// A query parameter.
+    Query(Box<str>),
+}
+
+impl Source {
+    fn compile(s: &CredentialSource) -> Result<Self, String> {
+        Ok(match s {
+            CredentialSource::Header { name, prefix } => Source::Header(
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| format!("header {name}: {e}"))?,
+                prefix.as_deref().map(Box::from),
+            ),
+            CredentialSource::Cookie(c) => Source::Cookie(c.as_str().into()),
+            CredentialSource::Query(q) => Source::Query(q.as_str().into()),
+        })
+    }
+}
+
+/// The first credential found in the request's `sources`, in order.
+pub(crate) fn credential<'a>(input: &'a Input<'a>, sources: &[Source]) -> Option<Cow<'a, str>> {
+    sources.iter().find_map(|s| match s {
+        Source::Header(name, prefix) => {
+            let v = input.headers.get(name)?.to_str().ok()?;
+            let rest = match prefix {
+                Some(p) => {
+                    let head = v.get(..p.len())?;
+                    head.eq_ignore_ascii_case(p).then(|| &v[p.len()..])?
+                }
+                None => v,
+            };
+            let rest = rest.trim();
+            (!rest.is_empty()).then_some(Cow::Borrowed(rest))
+        }
+        Source::Cookie(name) => {
+            let v = std::str::from_utf8(input.cookie(name)?).ok()?;
+            (!v.is_empty()).then_some(Cow::Borrowed(v))
+        }
+        Source::Query(name) => input.query_param(name).filter(|v| !v.is_empty()),
+    })
+}
 
 /// What one auth section says about a request.
 pub(crate) enum Verdict {
@@ -55,33 +109,58 @@ impl Failure {
     }
 }
 
-/// One auth section of a policy, compiled.
-pub(crate) enum Authenticator {}
+/// One auth section of a policy, compiled. (`externalAuth` joins as another variant.)
+pub(crate) enum Authenticator {
+    /// `jwt`.
+    Jwt(Box<jwt::JwtAuth>),
+    /// `apiKey`.
+    ApiKey(Box<api_key::ApiKeyAuth>),
+    /// `basicAuth`.
+    Basic(Box<basic::BasicAuth>),
+}
 
 impl Authenticator {
     /// The section's name in the config (messages, `anyOf`).
     fn section(&self) -> &'static str {
-        match *self {}
+        match self {
+            Authenticator::Jwt(_) => "jwt",
+            Authenticator::ApiKey(_) => "apiKey",
+            Authenticator::Basic(_) => "basicAuth",
+        }
     }
 
     /// The synchronous check.
-    fn check(&self, _input: &Input) -> Verdict {
-        match *self {}
+    fn check(&self, input: &Input) -> Verdict {
+        match self {
+            Authenticator::Jwt(j) => j.check(input),
+            Authenticator::ApiKey(k) => k.check(input),
+            Authenticator::Basic(b) => b.check(input),
+        }
     }
 
     /// The check when `check` said `Pending`: awaits what it needs, then decides.
     async fn check_async(&self, input: &Input<'_>) -> Verdict {
-        self.check(input)
+        match self {
+            Authenticator::Jwt(j) => j.check_async(input).await,
+            Authenticator::ApiKey(k) => k.check(input),
+            Authenticator::Basic(b) => b.check_async(input).await,
+        }
     }
 
     /// The `WWW-Authenticate` challenge of the section's scheme, if it has one.
     fn challenge(&self) -> Option<&HeaderValue> {
-        match *self {}
+        match self {
+            Authenticator::Jwt(j) => Some(&j.challenge),
+            Authenticator::ApiKey(_) => None,
+            Authenticator::Basic(b) => Some(&b.challenge),
+        }
     }
 
     /// Header fields for the upstream request once this section passed (forwarded claims).
-    fn forward(&self, _id: &Identity, _fx: &mut Effects) {
-        match *self {}
+    fn forward(&self, id: &Identity, fx: &mut Effects) {
+        if let Authenticator::Jwt(j) = self {
+            j.forward(id, fx);
+        }
     }
 }
 
@@ -98,17 +177,93 @@ pub(crate) struct AuthStep {
     strip: Box<[HeaderName]>,
 }
 
+fn sources(from: &[CredentialSource]) -> Result<Box<[Source]>, String> {
+    from.iter().map(Source::compile).collect()
+}
+
+/// A `jwt` section with the keys `state` holds for it.
+fn compile_jwt(j: &gatehouse_config::Jwt, state: &AuthState) -> Result<jwt::JwtAuth, String> {
+    use jsonwebtoken::Algorithm::*;
+    let keys = state
+        .jwt_keys
+        .clone()
+        .ok_or_else(|| "no JWT key state planned".to_string())?;
+    let hmac = matches!(keys, jwt::Keys::Fixed(_))
+        || matches!(j.keys, gatehouse_config::JwtKeys::SecretFile(_));
+    let family = match hmac {
+        true => vec![HS256, HS384, HS512],
+        false => vec![
+            RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+        ],
+    };
+    let validations = (family.into_iter())
+        .filter(|a| j.algorithms.is_empty() || j.algorithms.iter().any(|n| *n == format!("{a:?}")))
+        .map(|a| (a, jwt::validation(a, j)))
+        .collect();
+    let forward = (j.forward_claims.iter())
+        .map(|(c, h)| {
+            Ok((
+                c.clone(),
+                HeaderName::from_bytes(h.as_bytes()).map_err(|e| e.to_string())?,
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(jwt::JwtAuth {
+        keys,
+        validations,
+        from: sources(&j.from)?,
+        forward,
+        scopes: j.required_scopes.clone().into(),
+        claims: j.required_claims.clone().into(),
+        challenge: HeaderValue::from_static("Bearer realm=\"gatehouse\""),
+    })
+}
+
 /// What checking every section found, before it is turned into effects or a rejection.
 type Outcome = Result<(Identity, Vec<usize>), Failure>;
 
 impl AuthStep {
     /// The step of `p`, or `None` when it has no auth section.
-    pub(crate) fn compile(p: &Policy, _plan: &PolicyPlan) -> Result<Option<Self>, String> {
-        let required: Vec<Authenticator> = Vec::new();
-        let alternatives: Vec<Authenticator> = Vec::new();
-        let strip: Vec<HeaderName> = Vec::new();
-        if required.is_empty() && alternatives.is_empty() {
+    pub(crate) fn compile(p: &Policy, plan: &PolicyPlan) -> Result<Option<Self>, String> {
+        if p.jwt.is_none() && p.api_key.is_none() && p.basic_auth.is_none() {
             return Ok(None);
+        }
+        let state = plan.auth(&p.id)?;
+        let mut required: Vec<Authenticator> = Vec::new();
+        let mut alternatives: Vec<Authenticator> = Vec::new();
+        let mut strip: Vec<HeaderName> = Vec::new();
+        let mut put = |section: AuthSection, a: Authenticator| match p.any_of.contains(&section) {
+            true => alternatives.push(a),
+            false => required.push(a),
+        };
+        if let Some(j) = &p.jwt {
+            let auth = compile_jwt(j, state)?;
+            strip.extend(auth.forward.iter().map(|(_, h)| h.clone()));
+            put(AuthSection::Jwt, Authenticator::Jwt(Box::new(auth)));
+        }
+        if let Some(k) = &p.api_key {
+            let auth = api_key::ApiKeyAuth {
+                from: sources(&k.from)?,
+                inline: (k.keys.iter())
+                    .map(|e| (e.sha256, Arc::from(e.consumer.as_str())))
+                    .collect(),
+                file: state.api_keys.clone(),
+            };
+            put(AuthSection::ApiKey, Authenticator::ApiKey(Box::new(auth)));
+        }
+        if let Some(b) = &p.basic_auth {
+            let (users, cache) = state
+                .htpasswd
+                .clone()
+                .ok_or_else(|| format!("no htpasswd state planned for policy {}", p.id))?;
+            let challenge = HeaderValue::from_str(&format!("Basic realm=\"{}\"", b.realm))
+                .map_err(|_| format!("policy {}: invalid basicAuth realm", p.id))?;
+            let auth = basic::BasicAuth {
+                users,
+                challenge,
+                cache,
+            };
+            put(AuthSection::BasicAuth, Authenticator::Basic(Box::new(auth)));
         }
         Ok(Some(AuthStep {
             policy: p.id.to_string().into(),
