@@ -8,8 +8,10 @@
 
 pub(crate) mod auth;
 pub(crate) mod chain;
+pub(crate) mod cors;
 pub(crate) mod fault;
 pub(crate) mod identity;
+pub(crate) mod ip_filter;
 pub(crate) mod rate_limit;
 
 use crate::error::ProxyError;

@@ -123,9 +123,9 @@ pub async fn handle(
     }
     let path = req.uri().path();
     let query = req.uri().query();
-    let Some(entry) = snap
-        .router
+    let Some(entry) = (snap.router)
         .lookup(&host, req.method(), path, query, req.headers())
+        .or_else(|| preflight_route(&snap, &req, &host))
     else {
         let err = ProxyError::new(
             ErrorKind::NoRoute,
@@ -167,6 +167,25 @@ pub async fn handle(
     let mut resp = act(&snap, conn, req, entry, rid, start, grpc).await;
     fx.apply_response(&mut resp);
     resp
+}
+
+/// A CORS preflight asks about another method (`Access-Control-Request-Method`): when no rule
+/// takes `OPTIONS` itself, the rule that would serve that method answers it — if it has a `cors`
+/// policy, which answers every preflight at the edge (nothing else is let through this way).
+fn preflight_route<'s>(
+    snap: &'s Snapshot,
+    req: &Request<Incoming>,
+    host: &str,
+) -> Option<&'s Arc<crate::routing::Entry<crate::snapshot::Target>>> {
+    if req.method() != http::Method::OPTIONS || !req.headers().contains_key(header::ORIGIN) {
+        return None;
+    }
+    let asked = req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    let method = http::Method::from_bytes(asked.as_bytes()).ok()?;
+    let (path, query) = (req.uri().path(), req.uri().query());
+    let entry = (snap.router).lookup(host, &method, path, query, req.headers())?;
+    let chain = entry.target.policies.as_ref()?;
+    chain.answers_preflights().then_some(entry)
 }
 
 /// Runs the rule's action once its policies let the request through.
