@@ -16,7 +16,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 
 /// `/admin` is behind a `rateLimit` of one request per hour for the whole route, so the first
 /// request that reaches that rule passes and every later one is 429: a spelling that reached the
-/// backend by another rule would be a 200. `/private` has a generous limit and shows what path
+/// backend by another rule would be a 200. `/keyed` needs an API key (`x-api-key: letmein`). `/private` has a generous limit and shows what path
 /// the backend receives. Everything else is open.
 fn protected(backend: SocketAddr, gateway_extra: &str) -> String {
     r#"
@@ -49,6 +49,21 @@ spec:
     - match: {path: {prefix: /admin}}
       backends: [{backend: app}]
       policies: [once]
+---
+kind: Policy
+metadata: {name: keyed}
+spec:
+  apiKey:
+    from: [{header: x-api-key}]
+    keys: [{consumer: ops, sha256: "1c8bfe8f801d79745c4631d09fff36c82aa37fc4cce4fc946683d7b336b63032"}]
+---
+kind: Route
+metadata: {name: keyed}
+spec:
+  rules:
+    - match: {path: {prefix: /keyed}}
+      backends: [{backend: app}]
+      policies: [keyed]
 ---
 kind: Route
 metadata: {name: private}
@@ -438,6 +453,42 @@ async fn every_spelling_of_a_protected_path_meets_its_policy() {
         1,
         "only the first /admin reached the backend"
     );
+}
+
+#[tokio::test]
+async fn every_spelling_of_a_path_behind_an_api_key_needs_the_key() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let addr = gw.addr("web").await;
+    // The same spellings, of `/keyed` (`%6B` is `k`, `%65` is `e`).
+    let spellings = (ADMIN_SPELLINGS.iter())
+        .map(|s| s.replace("%61%64%6D%69%6E", "%6B%65%79%65%64"))
+        .map(|s| s.replace("%61dmin", "%6Beyed").replace("admin", "keyed"));
+    for keyed in spellings {
+        assert!(
+            !keyed.contains("admin") && !keyed.contains("%61"),
+            "{keyed}"
+        );
+        let raw = |key: &str| {
+            format!("GET {keyed} HTTP/1.1\r\nHost: app.test\r\n{key}Connection: close\r\n\r\n")
+        };
+        let text = send(addr, raw("").as_bytes()).await;
+        let status = statuses(&text);
+        assert!(
+            status == [401] || status == [400],
+            "{keyed} without a key must be 401 (or 400): {text}"
+        );
+        if status == [401] {
+            // The same spelling with the key reaches the backend, as the normal form.
+            let text = send(addr, raw("x-api-key: letmein\r\n").as_bytes()).await;
+            assert_eq!(statuses(&text), [200], "{keyed}: {text}");
+            let path = echoed(&text, "path");
+            assert!(
+                path.as_str().is_some_and(|p| p.starts_with("/keyed")),
+                "{keyed}: {path}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Request flow, policy chain, after the other auth sections: `externalAuth`. The request's
 //! method, target (`x-forwarded-method`, `x-forwarded-uri`, `x-forwarded-host`), client address
 //! (`x-forwarded-for`) and the listed header fields are sent to an HTTP service, which decides:
-//! a 2xx lets the request go on and may give it header fields (`upstreamHeaders`); any other
-//! 1xx-4xx answer is handed to the client as it came (status, fields, body); a 5xx, no answer or
+//! a 2xx lets the request go on and may give it header fields (`upstreamHeaders`); a 3xx or
+//! 4xx answer is handed to the client as it came (status, fields, body); a 5xx, no answer or
 //! no answer within `timeout` is a failure, which `failureMode` turns into 403 (`Deny`, the
 //! default) or a pass (`Allow`). Decisions are cached per credential (the listed fields' values,
 //! hashed) for `cache.ttl`: a cached credential costs a hash and a map lookup, no request.
