@@ -211,9 +211,9 @@ fn ser_secret<S: Serializer>(_: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("<redacted>")
 }
 
-/// Where a credential is read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// Where a credential is read. Serialized as the manifests write it (`{header, prefix}`,
+/// `{cookie}`, `{query}`), which is what the contract reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialSource {
     /// A header (lowercase name) and the prefix its value starts with (`Bearer `), if any; the
     /// prefix is matched without regard to case.
@@ -227,6 +227,24 @@ pub enum CredentialSource {
     Cookie(String),
     /// A query parameter.
     Query(String),
+}
+
+impl Serialize for CredentialSource {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            CredentialSource::Header { name, prefix } => {
+                m.serialize_entry("header", name)?;
+                if let Some(p) = prefix {
+                    m.serialize_entry("prefix", p)?;
+                }
+            }
+            CredentialSource::Cookie(c) => m.serialize_entry("cookie", c)?,
+            CredentialSource::Query(q) => m.serialize_entry("query", q)?,
+        }
+        m.end()
+    }
 }
 
 /// `apiKey`.

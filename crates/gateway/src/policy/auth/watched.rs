@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 
 /// Read again this often even without a file event (file systems that send none).
 const REREAD: Duration = Duration::from_secs(30);
+/// How often the file is read when it cannot be watched at all.
+const POLL: Duration = Duration::from_secs(1);
 
 /// The parsed contents of a watched file.
 pub(crate) struct Watched<T> {
@@ -32,8 +34,12 @@ impl<T: Send + Sync + 'static> Watched<T> {
             path: path.to_path_buf(),
             task: std::sync::Mutex::new(None),
         });
+        // Watched from here, before the task runs: a change made right after loading is seen.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let watcher = crate::discovery::file::watch(path, tx);
         let weak = Arc::downgrade(&w);
-        let task = crate::runtime::control().spawn(follow(weak, path.to_path_buf(), parse));
+        let follow = follow(weak, (watcher, rx), path.to_path_buf(), text, parse);
+        let task = crate::runtime::control().spawn(follow);
         *w.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(w)
     }
@@ -61,21 +67,25 @@ impl<T> Drop for Watched<T> {
 /// value is gone.
 async fn follow<T: Send + Sync + 'static>(
     weak: Weak<Watched<T>>,
+    (watcher, mut rx): (
+        Option<notify::RecommendedWatcher>,
+        mpsc::UnboundedReceiver<()>,
+    ),
     path: PathBuf,
+    first: String,
     parse: fn(&Path, &str) -> Result<T, String>,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let _watcher = crate::discovery::file::watch(&path, tx);
-    let mut last = std::fs::read_to_string(&path).ok();
+    let mut last = Some(first);
     loop {
-        match tokio::time::timeout(REREAD, rx.recv()).await {
-            Ok(None) => return,
-            Ok(Some(())) => {
+        if watcher.is_some() {
+            if let Ok(Some(())) = tokio::time::timeout(REREAD, rx.recv()).await {
+                // Settle: read once no event arrived for DEBOUNCE.
                 while let Ok(Some(())) =
                     tokio::time::timeout(crate::reload::DEBOUNCE, rx.recv()).await
                 {}
             }
-            Err(_) => {}
+        } else {
+            tokio::time::sleep(POLL).await;
         }
         let Some(w) = weak.upgrade() else { return };
         let text = match tokio::fs::read_to_string(&path).await {
@@ -99,5 +109,44 @@ async fn follow<T: Send + Sync + 'static>(
             Err(e) => tracing::warn!("{e}; keeping the last good contents"),
         }
         last = Some(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(_: &Path, text: &str) -> Result<String, String> {
+        match text.starts_with("bad") {
+            true => Err("bad contents".into()),
+            false => Ok(text.to_string()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_read_again_and_a_broken_one_keeps_the_last_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "one").unwrap();
+        let w = Watched::load(&path, parse).unwrap();
+        assert_eq!(**w.get(), "one");
+        let tmp = dir.path().join("f.tmp");
+        std::fs::write(&tmp, "two").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        gatehouse_testkit::wait_for("the new contents", || {
+            std::future::ready(**w.get() == "two")
+        })
+        .await;
+        // A broken file, then a good one: the good one is read, the broken one never served.
+        std::fs::write(&tmp, "bad").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        std::fs::write(&tmp, "three").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        gatehouse_testkit::wait_for("the contents after the broken ones", || {
+            let now = w.get();
+            assert_ne!(**now, "bad");
+            std::future::ready(**now == "three")
+        })
+        .await;
     }
 }
