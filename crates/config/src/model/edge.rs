@@ -29,6 +29,7 @@ pub struct ExternalAuth {
     /// Header fields of the service's 2xx answer copied onto the upstream request (lower case).
     pub upstream_headers: Vec<String>,
     /// Decision cache, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<AuthCache>,
     /// What to do when the service cannot be asked or fails (5xx, timeout).
     pub failure_mode: FailureMode,
@@ -69,7 +70,10 @@ pub struct Cors {
     /// Whether credentials (cookies, `Authorization`) may be sent; never with `*` origins.
     pub allow_credentials: bool,
     /// How long a browser may cache a preflight's answer.
-    #[serde(serialize_with = "ser_opt_duration")]
+    #[serde(
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_age: Option<Duration>,
 }
 
