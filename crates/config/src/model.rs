@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod edge;
+pub use edge::*;
 mod policy;
 pub use policy::*;
 mod traffic;

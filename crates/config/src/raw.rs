@@ -6,6 +6,8 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+mod edge;
+pub use edge::*;
 mod policy;
 pub use policy::*;
 mod traffic;

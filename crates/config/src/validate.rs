@@ -13,6 +13,7 @@ use std::time::Duration;
 mod auth;
 pub use auth::parse_sha256;
 mod discovery;
+mod edge;
 mod health;
 mod listener;
 use listener::listener;

@@ -102,3 +102,8 @@ fn traffic() {
 fn tls() {
     check("tls");
 }
+
+#[test]
+fn edge_policies() {
+    check("edge-policies");
+}

@@ -271,3 +271,34 @@ fn client_auth_and_upstream_tls_show_and_load_back() {
     let again = load("pasted.yaml", &text).to_manifests();
     assert_eq!(docs, again, "{text}");
 }
+
+#[test]
+fn edge_sections_show_with_defaults_and_load_back() {
+    let config = load(
+        "edge.yaml",
+        r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {name: edge}
+spec:
+  ipFilter: {allow: [10.0.0.0/8], deny: [10.6.6.6]}
+  cors: {allowOrigins: ["https://app.example.com"], allowCredentials: true, maxAge: 10m}
+  externalAuth: {url: "http://127.0.0.1:7000/check", cache: {ttl: 30s}}
+"#,
+    );
+    let docs = config.to_manifests();
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "Policy")
+        .expect("the policy");
+    let spec = &policy["spec"];
+    assert_eq!(spec["ipFilter"]["deny"][0], "10.6.6.6/32");
+    assert_eq!(spec["cors"]["allowMethods"][1], "HEAD");
+    assert_eq!(spec["cors"]["maxAge"], "10m");
+    assert_eq!(spec["externalAuth"]["timeout"], "200ms");
+    assert_eq!(spec["externalAuth"]["headers"][0], "authorization");
+    assert_eq!(spec["externalAuth"]["cache"]["maxEntries"], 10000);
+    assert_eq!(spec["externalAuth"]["failureMode"], "Deny");
+    let again = load("edge.yaml", &as_text(&docs)).to_manifests();
+    assert_eq!(docs, again, "{}", as_text(&docs));
+}

@@ -8,8 +8,10 @@
 
 pub(crate) mod auth;
 pub(crate) mod chain;
+pub(crate) mod cors;
 pub(crate) mod fault;
 pub(crate) mod identity;
+pub(crate) mod ip_filter;
 pub(crate) mod rate_limit;
 
 use crate::error::ProxyError;
@@ -219,6 +221,10 @@ pub(crate) fn respond(
 ) -> Response<ResponseBody> {
     if let Some((status, body)) = r.answer {
         done.status = status.as_u16();
+        // An answer made elsewhere (an auth service's refusal) still says why in the log.
+        if let Some(l) = done.log.as_mut() {
+            l.reason = r.reason;
+        }
         let mut resp = Response::new(ResponseBody::full(body, Some(done)));
         *resp.status_mut() = status;
         for (name, value) in r.headers {

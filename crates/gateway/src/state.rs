@@ -4,6 +4,7 @@
 //! set, health, ejections, balancer position, discovery tasks — whatever else changed around it;
 //! a backend whose source changed gets new state seeded with the per-address state of the old one.
 
+pub(crate) mod auth_cache;
 pub(crate) mod backend;
 pub(crate) mod breaker;
 pub(crate) mod budget;

@@ -47,6 +47,13 @@ pub(super) fn policy(p: &Policy) -> Value {
             }),
         ),
         ("anyOf", any_of),
+        // The edge sections serialize in the manifests' shape already (model/edge.rs).
+        ("ipFilter", p.ip_filter.as_ref().and_then(|f| serde_json::to_value(f).ok())),
+        ("cors", p.cors.as_ref().and_then(|c| serde_json::to_value(c).ok())),
+        (
+            "externalAuth",
+            (p.external_auth.as_ref()).and_then(|e| serde_json::to_value(e).ok()),
+        ),
         ("rateLimit", rate_limit),
         ("requestLimits", request_limits),
     ]);

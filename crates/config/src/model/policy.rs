@@ -28,6 +28,12 @@ pub struct Policy {
     /// `anyOf`: the auth sections (`jwt`, `apiKey`, `basicAuth`) of which one must pass; the
     /// others must all pass. Empty: all must pass.
     pub any_of: Vec<AuthSection>,
+    /// `externalAuth` (its own step, after the other auth sections).
+    pub external_auth: Option<super::ExternalAuth>,
+    /// `cors`.
+    pub cors: Option<super::Cors>,
+    /// `ipFilter`.
+    pub ip_filter: Option<super::IpFilter>,
     /// Where it was defined.
     pub source: Source,
 }

@@ -1,11 +1,9 @@
 //! Config flow, step 3 (policies): the `Policy` kind, a rule's `fault` and the Gateway's `redis`
 //! exactly as written. `validate::policy` turns them into the model.
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-/// `spec` of a `Policy`. The external auth, CORS and IP filter sections belong to a later release:
-/// they are read only so that validation can say so instead of calling them unknown fields.
+/// `spec` of a `Policy`.
 #[derive(Deserialize, Debug, Clone, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySpec {
@@ -20,13 +18,13 @@ pub struct PolicySpec {
     #[serde(default)]
     pub basic_auth: Option<BasicAuthSpec>,
     #[serde(default)]
-    pub external_auth: Option<IgnoredAny>,
+    pub external_auth: Option<super::ExternalAuthSpec>,
     #[serde(default)]
     pub any_of: Option<Vec<String>>,
     #[serde(default)]
-    pub cors: Option<IgnoredAny>,
+    pub cors: Option<super::CorsSpec>,
     #[serde(default)]
-    pub ip_filter: Option<IgnoredAny>,
+    pub ip_filter: Option<super::IpFilterSpec>,
 }
 
 /// `rateLimit`: `requests` per `per`, a bucket of `burst`.

@@ -12,10 +12,6 @@ use std::time::Duration;
 /// on the request path; `onStoreError` decides instead.
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 
-/// Sections of the contract that come with a later release: refused by name, not accepted
-/// and ignored (a policy that silently does not authenticate is worse than a config error).
-const LATER_SECTIONS: [&str; 3] = ["externalAuth", "cors", "ipFilter"];
-
 /// Parses `5%`, `5` or `0.5%` as a percentage from 0 to 100, fractions kept.
 fn parse_percent(s: &str) -> Result<f64, String> {
     let t = s.trim();
@@ -49,12 +45,6 @@ pub(super) fn policy(v: &mut V, o: &Object, spec: &raw::PolicySpec) -> Policy {
         spec.cors.is_some(),
         spec.ip_filter.is_some(),
     ];
-    for (name, _) in LATER_SECTIONS.iter().zip(later).filter(|(_, set)| *set) {
-        v.errors.push(ctx.error(
-            &format!("spec.{name}"),
-            format!("`{name}` is not supported by this version of Gatehouse yet; a policy can hold `jwt`, `apiKey`, `basicAuth`, `anyOf`, `rateLimit` and `requestLimits`"),
-        ));
-    }
     let auth = [
         (AuthSection::Jwt, spec.jwt.is_some()),
         (AuthSection::ApiKey, spec.api_key.is_some()),
@@ -68,7 +58,7 @@ pub(super) fn policy(v: &mut V, o: &Object, spec: &raw::PolicySpec) -> Policy {
     {
         v.errors.push(ctx.error(
             "spec",
-            "a policy needs at least one section: `jwt`, `apiKey`, `basicAuth`, `rateLimit` or `requestLimits`",
+            "a policy needs at least one section: `jwt`, `apiKey`, `basicAuth`, `externalAuth`, `cors`, `ipFilter`, `rateLimit` or `requestLimits`",
         ));
     }
     let jwt = spec.jwt.as_ref().map(|j| super::auth::jwt(v, ctx, j));
@@ -106,6 +96,12 @@ pub(super) fn policy(v: &mut V, o: &Object, spec: &raw::PolicySpec) -> Policy {
         api_key,
         basic_auth,
         any_of,
+        external_auth: (spec.external_auth.as_ref()).map(|s| super::edge::external_auth(v, ctx, s)),
+        cors: spec.cors.as_ref().map(|s| super::edge::cors(v, ctx, s)),
+        ip_filter: spec
+            .ip_filter
+            .as_ref()
+            .map(|s| super::edge::ip_filter(v, ctx, s)),
         source: Source::new(&ctx.file, ctx.doc.mark),
     }
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod api_key;
 pub(crate) mod basic;
+pub(crate) mod external;
 pub(crate) mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod watched;

@@ -2,7 +2,8 @@
 //! in a fixed order — request limits, authentication (one step per policy with auth sections),
 //! rate limits (in the order the rule lists its policies), then the rule's fault — each letting
 //! the request go on (having maybe written `Effects`: identity, header fields) or answering it.
-//! IP filters and CORS come before auth. Steps that need no waiting (a declared length, a local
+//! IP filters and CORS (of every listed policy) come first, before request limits, and a
+//! policy's `externalAuth` right after its other auth sections. Steps that need no waiting (a declared length, a local
 //! bucket, a JWT whose key is cached, a fault that only aborts) are decided without allocating;
 //! the chain switches to a boxed future only at the first step that must wait (Redis, a JWKS
 //! refresh, a fault delay).
@@ -11,8 +12,11 @@
 //! `Next::Done`, or `Next::Wait` to be called again in `Step::wait`, which may await), and its
 //! place in `Chain::compile`.
 
+use super::auth::external::ExternalAuthStep;
 use super::auth::AuthStep;
+use super::cors::CorsStep;
 use super::fault::FaultStep;
+use super::ip_filter::IpFilterStep;
 use super::rate_limit::{local::LocalLimiter, RateLimitStep, Store};
 use super::{Effects, Input, Rejection};
 use crate::error::{ErrorKind, ProxyError};
@@ -28,6 +32,12 @@ use std::time::Duration;
 
 /// One step of a chain.
 pub(crate) enum Step {
+    /// `ipFilter`: the client address against allow/deny networks.
+    IpFilter(Box<IpFilterStep>),
+    /// `cors`: preflights answered, response fields for allowed origins.
+    Cors(Box<CorsStep>),
+    /// `externalAuth`: an HTTP service decides (cached per credential).
+    ExternalAuth(Box<ExternalAuthStep>),
     /// `requestLimits.maxBodySize`: a declared `Content-Length` above it is refused at once.
     BodyLimit(u64),
     /// A policy's auth sections (`jwt`, `apiKey`, `basicAuth`; `anyOf`).
@@ -65,6 +75,9 @@ fn policy_steps(p: &Policy, src: &Sources, steps: &mut Vec<Step>) -> Result<(), 
     if let Some(auth) = AuthStep::compile(p, src.plan)? {
         steps.push(Step::Auth(Box::new(auth)));
     }
+    if let Some(ext) = ExternalAuthStep::compile(p, src.plan)? {
+        steps.push(Step::ExternalAuth(Box::new(ext)));
+    }
     Ok(())
 }
 
@@ -80,7 +93,18 @@ impl Chain {
         let max_body = (listed.iter())
             .filter_map(|p| p.request_limits.as_ref().map(|l| l.max_body_size))
             .min();
-        let mut steps: Vec<Step> = max_body.map(Step::BodyLimit).into_iter().collect();
+        // The edge steps first: a refused address or a preflight is answered before anything
+        // else is looked at.
+        let mut steps: Vec<Step> = (listed.iter())
+            .filter_map(|p| p.ip_filter.as_ref())
+            .map(|f| Step::IpFilter(Box::new(IpFilterStep::new(f))))
+            .collect();
+        steps.extend(
+            (listed.iter())
+                .filter_map(|p| p.cors.as_ref())
+                .map(|c| Step::Cors(Box::new(CorsStep::new(c)))),
+        );
+        steps.extend(max_body.map(Step::BodyLimit));
         for p in &listed {
             policy_steps(p, src, &mut steps)?;
         }
@@ -98,6 +122,12 @@ impl Chain {
             steps: steps.into(),
             max_body,
         }))
+    }
+
+    /// Whether a `cors` step answers CORS preflights (which then need not match the rule's
+    /// methods: see `handler::preflight_route`).
+    pub(crate) fn answers_preflights(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Cors(_)))
     }
 
     /// The smallest `requestLimits.maxBodySize` of the rule's policies.
@@ -151,6 +181,12 @@ impl Step {
     /// The step's synchronous part: its decision, or `Wait` when it must await something.
     fn begin<'s>(&'s self, input: &Input, fx: &mut Effects) -> Next<'s> {
         match self {
+            Step::IpFilter(f) => Next::Done(f.check(input)),
+            Step::Cors(c) => Next::Done(c.check(input, fx)),
+            Step::ExternalAuth(ext) => match ext.check(input, fx) {
+                Some(result) => Next::Done(result),
+                None => Next::Wait(self),
+            },
             Step::BodyLimit(max) => Next::Done(body_limit(*max, input)),
             Step::Auth(auth) => match auth.check(input, fx) {
                 Some(result) => Next::Done(result),
@@ -178,7 +214,8 @@ impl Step {
         match self {
             Step::Auth(auth) => auth.check_async(input, fx).await,
             Step::RateLimit(rl) => rl.check_global(input, fx).await,
-            Step::BodyLimit(_) | Step::Fault(_) => Ok(()),
+            Step::ExternalAuth(ext) => ext.check_async(input, fx).await,
+            Step::BodyLimit(_) | Step::Fault(_) | Step::IpFilter(_) | Step::Cors(_) => Ok(()),
         }
     }
 }

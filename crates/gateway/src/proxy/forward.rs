@@ -18,7 +18,7 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 pub struct Scan {
     /// Which of `HOP_BY_HOP` are present.
     hop: [bool; 6],
-    /// Whether any X-Forwarded-For/-Proto/-Host is present.
+    /// Whether any `X-Forwarded-*` or `Forwarded` field is present.
     pub forwarded: bool,
     /// Whether an X-Request-Id is present.
     pub request_id: bool,
@@ -70,10 +70,7 @@ pub fn scan(headers: &HeaderMap) -> Scan {
         let name = name.as_str();
         if let Some(i) = hop_by_hop_index(name) {
             s.hop[i] = true;
-        } else if matches!(
-            name,
-            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
-        ) {
+        } else if name.starts_with("x-forwarded-") || name == "forwarded" {
             s.forwarded = true;
         } else if name == "x-request-id" {
             s.request_id = true;
@@ -210,6 +207,9 @@ pub fn set_forwarded(
         ))
         .unwrap_or_else(|_| peer_value.clone())
     };
+    if !is_trusted {
+        drop_other_forwarded(headers);
+    }
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     if !is_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
@@ -223,6 +223,27 @@ pub fn set_forwarded(
                 headers.remove(&X_FORWARDED_HOST);
             }
         }
+    }
+}
+
+/// Removes the forwarding fields an untrusted client may send beyond the three the gateway sets
+/// (`X-Forwarded-Port`, `-Prefix`, `-Server`, ..., and RFC 7239 `Forwarded`): a backend that
+/// believes them would take the client's word for where the request came from.
+fn drop_other_forwarded(headers: &mut HeaderMap) {
+    let others: Vec<HeaderName> = (headers.keys())
+        .filter(|n| {
+            let n = n.as_str();
+            n == "forwarded"
+                || (n.starts_with("x-forwarded-")
+                    && !matches!(
+                        n,
+                        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+                    ))
+        })
+        .cloned()
+        .collect();
+    for name in others {
+        headers.remove(name);
     }
 }
 

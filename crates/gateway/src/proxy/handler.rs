@@ -103,7 +103,15 @@ pub async fn handle(
     match request_target::check(&mut req, conn.escaped_slashes) {
         Ok(Admission::Route) => {}
         Ok(Admission::ServerOptions) => return server_options(&snap, conn, &req, rid, start),
-        Err(err) => return unrouted(&snap, conn, &req, &rid, err, start),
+        Err(err) => {
+            let mut resp = unrouted(&snap, conn, &req, &rid, err, start);
+            // A message the gateway could not read one way only leaves the rest of an HTTP/1
+            // connection in doubt (a smuggled request may follow): it is the connection's last.
+            if req.version() <= http::Version::HTTP_11 {
+                (resp.headers_mut()).insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
+        }
     }
     // For policies: the certificate the listener verified, as a typed value.
     if let Some(cert) = &conn.client_cert {
@@ -122,9 +130,9 @@ pub async fn handle(
     }
     let path = req.uri().path();
     let query = req.uri().query();
-    let Some(entry) = snap
-        .router
+    let Some(entry) = (snap.router)
         .lookup(&host, req.method(), path, query, req.headers())
+        .or_else(|| preflight_route(&snap, &req, &host))
     else {
         let err = ProxyError::new(
             ErrorKind::NoRoute,
@@ -166,6 +174,25 @@ pub async fn handle(
     let mut resp = act(&snap, conn, req, entry, rid, start, grpc).await;
     fx.apply_response(&mut resp);
     resp
+}
+
+/// A CORS preflight asks about another method (`Access-Control-Request-Method`): when no rule
+/// takes `OPTIONS` itself, the rule that would serve that method answers it — if it has a `cors`
+/// policy, which answers every preflight at the edge (nothing else is let through this way).
+fn preflight_route<'s>(
+    snap: &'s Snapshot,
+    req: &Request<Incoming>,
+    host: &str,
+) -> Option<&'s Arc<crate::routing::Entry<crate::snapshot::Target>>> {
+    if req.method() != http::Method::OPTIONS || !req.headers().contains_key(header::ORIGIN) {
+        return None;
+    }
+    let asked = req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    let method = http::Method::from_bytes(asked.as_bytes()).ok()?;
+    let (path, query) = (req.uri().path(), req.uri().query());
+    let entry = (snap.router).lookup(host, &method, path, query, req.headers())?;
+    let chain = entry.target.policies.as_ref()?;
+    chain.answers_preflights().then_some(entry)
 }
 
 /// Runs the rule's action once its policies let the request through.

@@ -10,7 +10,9 @@
 //! 3. `.` and `..` segments are resolved (§5.2.4), after step 1 so `%2e` counts as a dot;
 //! 4. refused with 400: an escaped slash `%2F` or backslash `%5C` (unless the listener keeps them,
 //!    as opaque bytes of one segment), a raw `\`, any control character raw or escaped (`%00`-`%1F`,
-//!    `%7F`), and an escape that is not `%` followed by two hex digits.
+//!    `%7F`), an escape that is not `%` followed by two hex digits, and a dot segment carrying
+//!    parameters (`..;x`, `.;x`), which servlet containers resolve as `..` after this gateway
+//!    has routed it as an ordinary name (the `/x/..;/admin` bypass).
 //!
 //! Clean paths — the overwhelming majority — are recognised in one pass over their bytes and cost no
 //! allocation.
@@ -31,6 +33,8 @@ pub(crate) enum PathError {
     InvalidEscape,
     /// The path does not start with `/`.
     NotAbsolute,
+    /// `..;x` or `.;x`: a dot segment to a backend that strips path parameters.
+    DotSegmentParams,
 }
 
 impl fmt::Display for PathError {
@@ -41,6 +45,7 @@ impl fmt::Display for PathError {
             PathError::Control => "the path contains a control character",
             PathError::InvalidEscape => "the path contains an invalid percent-escape",
             PathError::NotAbsolute => "the request target must start with `/`",
+            PathError::DotSegmentParams => "the path contains a dot segment with parameters",
         })
     }
 }
@@ -55,6 +60,13 @@ pub(crate) fn normalize(path: &str, slashes: EscapedSlashes) -> Result<Option<St
         return Ok(None);
     }
     let decoded = decode(b, slashes)?;
+    let dot_params = |seg: &str| {
+        seg.split_once(';')
+            .is_some_and(|(name, _)| name == "." || name == "..")
+    };
+    if decoded.split('/').any(dot_params) {
+        return Err(PathError::DotSegmentParams);
+    }
     let out = resolve(&decoded);
     Ok(if out == path { None } else { Some(out) })
 }
@@ -70,8 +82,10 @@ fn is_clean(b: &[u8]) -> bool {
                 let rest = &b[i + 1..];
                 let dots = rest.iter().take_while(|&&c| c == b'.').count();
                 let seg_end = rest.get(dots).is_none_or(|&c| c == b'/');
-                // `//`, or a segment that is `.` or `..`.
-                if rest.first() == Some(&b'/') || (seg_end && (dots == 1 || dots == 2)) {
+                // `//`, or a segment that is `.` or `..` (or starts `.;`, `..;`).
+                let params = rest.get(dots) == Some(&b';');
+                if rest.first() == Some(&b'/') || ((seg_end || params) && (dots == 1 || dots == 2))
+                {
                     return false;
                 }
             }
@@ -190,6 +204,8 @@ mod tests {
             "/...",
             "/a/...b",
             "/caf\u{e9}",
+            "/a;b/c;d=1",
+            "/...;x",
         ] {
             assert_eq!(normalize(p, EscapedSlashes::Reject), Ok(None), "{p}");
         }
@@ -240,6 +256,9 @@ mod tests {
             ("/a%4", PathError::InvalidEscape),
             ("/a%", PathError::InvalidEscape),
             ("/%%32%65", PathError::InvalidEscape),
+            ("/x/..;/admin", PathError::DotSegmentParams),
+            ("/x/.;a/admin", PathError::DotSegmentParams),
+            ("/x/%2e%2e;/admin", PathError::DotSegmentParams),
             ("admin", PathError::NotAbsolute),
             ("", PathError::NotAbsolute),
         ];

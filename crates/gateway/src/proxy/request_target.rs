@@ -51,6 +51,7 @@ pub(crate) fn check<B>(
             };
         }
     }
+    check_framing(req)?;
     check_authority(req)?;
     match normalize::normalize(req.uri().path(), slashes) {
         Ok(None) => {}
@@ -63,6 +64,39 @@ pub(crate) fn check<B>(
         }
     }
     Ok(Admission::Route)
+}
+
+/// RFC 9112 §6.1 and §6.3, RFC 9110 §8.6: a message whose body could be delimited two ways is
+/// refused rather than forwarded with one reading of it, which is how requests are smuggled past
+/// a proxy (CL.TE, TE.CL, and the TE.TE obfuscations). hyper has already refused what it cannot
+/// parse (a non-numeric length, a last coding that is not `chunked`); what is left to refuse here
+/// is what it tolerates: a length beside a transfer coding, a repeated or listed length (even of
+/// equal values), and any Transfer-Encoding other than one `chunked`. Two hashed lookups for the
+/// usual request, which carries neither field.
+fn check_framing<B>(req: &Request<B>) -> Result<(), ProxyError> {
+    let h = req.headers();
+    let mut te = h.get_all(header::TRANSFER_ENCODING).iter();
+    let mut cl = h.get_all(header::CONTENT_LENGTH).iter();
+    let (te1, te2, cl1, cl2) = (te.next(), te.next(), cl.next(), cl.next());
+    if te1.is_some() && cl1.is_some() {
+        return Err(bad(
+            "the request has both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if let Some(te) = te1 {
+        if te2.is_some() || !te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            return Err(bad("the only transfer coding accepted is one `chunked`"));
+        }
+    }
+    if let Some(cl) = cl1 {
+        let digits = cl.as_bytes().trim_ascii();
+        if cl2.is_some() || digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad(
+                "the request needs at most one Content-Length, a decimal number",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A target with an authority (absolute-form, or HTTP/2's `:authority`): well formed, and either
@@ -299,5 +333,38 @@ mod tests {
         let mut r = req("GET", "/a//b/../c?x=1", v11, &["h"]);
         assert_eq!(verdict(&mut r), Ok(Admission::Route));
         assert_eq!(r.uri(), "/a/c?x=1");
+    }
+
+    #[test]
+    fn a_body_is_delimited_one_way_only() {
+        let post = |fields: &[(&str, &str)]| {
+            let mut b = Request::post("/x").header(header::HOST, "h");
+            for (n, v) in fields {
+                b = b.header(*n, *v);
+            }
+            b.body(()).unwrap()
+        };
+        let (cl, te) = ("content-length", "transfer-encoding");
+        for bad in [
+            vec![(cl, "3"), (te, "chunked")],
+            vec![(cl, "3"), (cl, "3")],
+            vec![(cl, "3, 3")],
+            vec![(cl, "")],
+            vec![(cl, "+3")],
+            vec![(te, "chunked"), (te, "chunked")],
+            vec![(te, "chunked, chunked")],
+            vec![(te, "gzip, chunked")],
+            vec![(te, "identity")],
+        ] {
+            assert!(verdict(&mut post(&bad)).is_err(), "{bad:?}");
+        }
+        for good in [
+            vec![],
+            vec![(cl, "0")],
+            vec![(cl, " 12 ")],
+            vec![(te, "Chunked")],
+        ] {
+            assert_eq!(verdict(&mut post(&good)), Ok(Admission::Route), "{good:?}");
+        }
     }
 }

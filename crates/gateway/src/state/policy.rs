@@ -27,6 +27,8 @@ struct Kept {
     jwt_keys: HashMap<ObjectId, (JwtKeys, Keys)>,
     api_keys: HashMap<ObjectId, (PathBuf, Arc<Watched<KeyTable>>)>,
     htpasswd: HashMap<ObjectId, (PathBuf, Htpasswd)>,
+    /// `externalAuth` decision caches (`state::auth_cache`).
+    auth_caches: super::auth_cache::Caches,
 }
 
 /// A watched htpasswd file and the bcrypt checks remembered for it.
@@ -66,6 +68,14 @@ impl PolicyPlan {
             Some(Err(e)) => Err(format!("policy {id}: {e}")),
             None => Err(format!("no auth state planned for policy {id}")),
         }
+    }
+
+    /// The decision cache of policy `id`'s `externalAuth`, when it has one.
+    pub(crate) fn auth_cache(
+        &self,
+        id: &ObjectId,
+    ) -> Option<&Arc<super::auth_cache::DecisionCache>> {
+        self.kept.auth_caches.get(id).map(|(_, c)| c)
     }
 
     /// The store of global rate limits.
@@ -120,6 +130,7 @@ impl PolicyStore {
                 }
             };
         }
+        kept.auth_caches = super::auth_cache::plan(config, &current.auth_caches);
         let mut auth = HashMap::new();
         for p in &config.policies {
             if p.jwt.is_some() || p.api_key.is_some() || p.basic_auth.is_some() {

@@ -2,9 +2,11 @@
 //! upstream, its response head parsed (by `httparse`) with the body framing of RFC 9112 §6, and
 //! chunked bodies decoded.
 //!
-//! The upstream side is a trusted-but-fallible peer: every ambiguity (conflicting lengths, a
-//! transfer coding that is not chunked, a head too large) either fails the exchange with a 502 or
-//! makes the connection single-use, never a guess that could desynchronise a reused connection.
+//! The upstream side is a trusted-but-fallible peer held to the same rules as a client (RFC 9112
+//! §6.3): a length beside a transfer coding, a repeated or listed length, a transfer coding that
+//! is not one `chunked`, a folded or malformed field, a head too large — each fails the exchange
+//! with a 502 (`upstream_protocol`), never a guess that could desynchronise a reused connection
+//! or hand the client a message framed differently than the upstream meant it.
 
 use crate::proxy::forward::{self, Extra};
 use bytes::{Buf, Bytes, BytesMut};
@@ -172,7 +174,12 @@ pub fn parse_head(
         }
     }
     framing_fields.tidy(&mut headers);
-    let (framing, mut keep_alive) = framing(status, method, &mut headers, &framing_fields);
+    if framing_fields.transfer_encoding && framing_fields.has_length {
+        // RFC 9112 §6.1: a sender must not send both; which one a recipient believes is the
+        // whole of a desync attack.
+        return Err(err("both content-length and transfer-encoding in response"));
+    }
+    let (framing, mut keep_alive) = framing(status, method, &framing_fields);
     keep_alive &= version == Version::HTTP_11 && !framing_fields.close;
     Ok(Some(Head {
         status,
@@ -192,55 +199,40 @@ struct FramingFields {
     chunked: bool,
     /// Transfer codings seen, over all Transfer-Encoding fields.
     codings: usize,
-    /// Whether Content-Length came as a list or repeated (identical values, or parsing fails).
-    collapse_length: bool,
     /// Whether Connection carries `close`.
     close: bool,
     /// Other fields Connection names as hop-by-hop.
     connection_named: Vec<HeaderName>,
-    /// Whether a Content-Length was seen (it stays in the map unless a transfer coding wins).
+    /// Whether a Content-Length was seen.
     has_length: bool,
 }
 
 impl FramingFields {
-    /// What the fields ask of the map once it is built: drop what Connection named, and put
-    /// back one Content-Length for a repeated one.
+    /// What the fields ask of the map once it is built: drop what Connection named.
     fn tidy(&mut self, headers: &mut HeaderMap) {
         for name in self.connection_named.drain(..) {
             headers.remove(name);
-        }
-        if self.collapse_length {
-            // RFC 9110 §8.6: a list of one value repeated may be replaced by that value, which
-            // is what a client's parser (and any cache on the way) can rely on. Rare: the usual
-            // single field is passed on as it came, without formatting a new value.
-            if let Some(n) = self.length {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            }
         }
     }
 
     /// Notes a field; `false` when it is hop-by-hop and must not be passed on.
     fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, WireError> {
         if name == header::CONTENT_LENGTH {
-            let bytes = value.as_bytes();
-            if self.has_length || bytes.contains(&b',') {
-                // Kept out of the map; one value is put back once the head is read.
-                self.collapse_length = true;
+            // RFC 9110 §8.6 lets a recipient collapse a list of equal values; a proxy that does
+            // so agrees with some parsers behind or in front of it and not others, so a
+            // repeated or listed length is refused like a conflicting one.
+            if self.has_length {
+                return Err(err("repeated content-length in response"));
             }
             self.has_length = true;
-            for part in bytes.split(|b| *b == b',') {
-                let part = part.trim_ascii();
-                let n = std::str::from_utf8(part)
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| err("invalid content-length in response"))?;
-                if self.length.is_some_and(|l| l != n) {
-                    return Err(err("conflicting content-length values in response"));
-                }
-                self.length = Some(n);
-            }
-            return Ok(!self.collapse_length);
+            let part = value.as_bytes().trim_ascii();
+            let n = std::str::from_utf8(part)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| err("invalid content-length in response"))?;
+            self.length = Some(n);
+            return Ok(true);
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
             // Codings accumulate over repeated fields. Only `chunked` alone is passed through:
@@ -280,12 +272,7 @@ fn tokens(value: &HeaderValue) -> impl DoubleEndedIterator<Item = &str> {
 }
 
 /// RFC 9112 §6.3, for a response. Returns the framing and whether it allows reuse.
-fn framing(
-    status: StatusCode,
-    method: &Method,
-    headers: &mut HeaderMap,
-    fields: &FramingFields,
-) -> (Framing, bool) {
+fn framing(status: StatusCode, method: &Method, fields: &FramingFields) -> (Framing, bool) {
     if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -294,14 +281,9 @@ fn framing(
         return (Framing::Empty, true);
     }
     if fields.transfer_encoding {
-        // A length next to a transfer coding is a smuggling vector: the coding wins, the length
-        // goes, and the connection is not trusted with another request.
-        let had_length = fields.has_length;
-        if had_length {
-            headers.remove(header::CONTENT_LENGTH);
-        }
+        // Both framings together were refused while parsing.
         return if fields.chunked {
-            (Framing::Chunked, !had_length)
+            (Framing::Chunked, true)
         } else {
             (Framing::Close, false)
         };
@@ -456,34 +438,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Empty, true));
-        // Transfer coding and length together: chunked wins, length removed, no reuse.
-        let h = parse(
-            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
-            Method::GET,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, false));
-        assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
         let h = parse("HTTP/1.1 200 OK\r\n\r\n", Method::GET)
             .unwrap()
             .unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Close, false));
-        let h = parse(
-            "HTTP/1.1 200 OK\r\ncontent-length: 7, 7\r\n\r\n",
-            Method::GET,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(h.framing, Framing::Length(7));
-        assert_eq!(h.headers[header::CONTENT_LENGTH], "7");
-        let h = parse(
-            "HTTP/1.1 200 OK\r\ncontent-length: 7\r\ncontent-length: 7\r\n\r\n",
-            Method::GET,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(h.headers.get_all(header::CONTENT_LENGTH).iter().count(), 1);
         let h = parse(
             "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
             Method::GET,
@@ -501,6 +459,17 @@ mod tests {
     fn bad_heads_are_errors_and_partial_heads_wait() {
         for raw in [
             "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            // Both framings, either order; a repeated or listed length, even of equal values.
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 7, 7\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 7\r\ncontent-length: 7\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: +7\r\n\r\n",
+            // Field syntax: obs-fold, whitespace before the colon, control characters.
+            "HTTP/1.1 200 OK\r\nx-a: a\r\n b\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length : 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx-a: a\0b\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx-a: a\rb\r\ncontent-length: 0\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-length: 1x\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",

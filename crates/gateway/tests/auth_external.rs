@@ -1,0 +1,266 @@
+//! `externalAuth` against a separate real auth process (a Python `http.server`): a 2xx lets the
+//! request through with the fields the service vouches for, any other answer reaches the client
+//! as the service gave it, a slow, failing or absent service is decided by `failureMode`, and
+//! decisions are cached per credential — counted by the service's own hit counter.
+
+use gatehouse_testkit::{Client, PythonPeer, TestGateway, Upstream};
+
+/// The auth service. `Bearer good`: 200 with `x-user: alice`; `Bearer slow`: 200 after 3 s;
+/// `Bearer broken`: 500; anything else: 401 with its own challenge and JSON body. Every
+/// question is counted and the last one kept: `GET /__stats` (not counted) reports them.
+const AUTH_SERVICE: &str = r#"
+import http.server, json, sys, threading, time
+
+hits = 0
+last = {}
+lock = threading.Lock()
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self):
+        global hits, last
+        if self.path == "/__stats":
+            body = json.dumps({"hits": hits, "last": last}).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        with lock:
+            hits += 1
+            last = {"method": self.command, "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()}}
+        auth = self.headers.get("authorization", "")
+        if auth == "Bearer slow":
+            time.sleep(3)
+        if auth in ("Bearer good", "Bearer slow"):
+            self.send_response(200)
+            self.send_header("x-user", "alice")
+            self.send_header("x-internal", "not listed")
+            self.send_header("content-length", "0")
+            self.end_headers()
+        elif auth == "Bearer broken":
+            self.send_response(500)
+            self.send_header("content-length", "0")
+            self.end_headers()
+        else:
+            body = b'{"denied": "by the auth service"}'
+            self.send_response(401)
+            self.send_header("www-authenticate", 'Bearer realm="test"')
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    do_GET = do_POST = do_PUT = do_DELETE = answer
+    def log_message(self, *a):
+        pass
+
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+s = S(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+threading.Thread(target=s.serve_forever, daemon=True).start()
+sys.stdin.read()
+"#;
+
+/// Routes `/strict` (failureMode Deny, cached) and `/lenient` (failureMode Allow, not cached)
+/// to `backend`, both asking the service on `auth_port`.
+fn config(backend: std::net::SocketAddr, auth_port: u16) -> String {
+    r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false}}
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+---
+kind: Backend
+metadata: {name: app}
+spec: {endpoints: ["BACKEND"]}
+---
+kind: Policy
+metadata: {name: strict}
+spec:
+  externalAuth:
+    url: "http://127.0.0.1:AUTH_PORT/check"
+    timeout: 300ms
+    headers: [authorization]
+    upstreamHeaders: [x-user]
+    cache: {ttl: 1h, maxEntries: 100}
+---
+kind: Policy
+metadata: {name: lenient}
+spec:
+  externalAuth:
+    url: "http://127.0.0.1:AUTH_PORT/check"
+    timeout: 300ms
+    upstreamHeaders: [x-user]
+    failureMode: Allow
+---
+kind: Route
+metadata: {name: r}
+spec:
+  rules:
+    - match: {path: {prefix: /strict}}
+      backends: [{backend: app}]
+      policies: [strict]
+    - match: {path: {prefix: /lenient}}
+      backends: [{backend: app}]
+      policies: [lenient]
+"#
+    .replace("BACKEND", &backend.to_string())
+    .replace("AUTH_PORT", &auth_port.to_string())
+}
+
+struct Setup {
+    _auth: PythonPeer,
+    stats_url: String,
+    up: Upstream,
+    gw: TestGateway,
+    url: String,
+    c: Client,
+}
+
+async fn setup() -> Setup {
+    let auth = PythonPeer::start(AUTH_SERVICE);
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&config(up.addr, auth.port)).await;
+    let url = gw.url("web").await;
+    Setup {
+        stats_url: format!("http://127.0.0.1:{}/__stats", auth.port),
+        _auth: auth,
+        up,
+        gw,
+        url,
+        c: Client::new(),
+    }
+}
+
+impl Setup {
+    async fn get(&self, path: &str, auth: &str) -> gatehouse_testkit::client::Reply {
+        let mut h = vec![("x-user", "mallory")];
+        if !auth.is_empty() {
+            h.push(("authorization", auth));
+        }
+        (self.c.get(&format!("{}{path}", self.url), &h).await).expect("the gateway answers")
+    }
+
+    async fn stats(&self) -> serde_json::Value {
+        self.c
+            .get(&self.stats_url, &[])
+            .await
+            .expect("stats")
+            .json()
+    }
+}
+
+#[tokio::test]
+async fn the_service_allows_with_its_fields_and_its_refusals_reach_the_client() {
+    let s = setup().await;
+    let r = s.get("/strict/%61/./x?q=1", "Bearer good").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = &r.json()["headers"];
+    assert_eq!(
+        h["x-user"], "alice",
+        "the service's field, not the client's: {h}"
+    );
+    assert!(
+        h.get("x-internal").is_none(),
+        "only upstreamHeaders pass: {h}"
+    );
+    // What the service was asked: the method, the normalised target, the listed field.
+    let last = &s.stats().await["last"];
+    assert_eq!(last["method"], "GET");
+    assert_eq!(last["path"], "/check");
+    assert_eq!(last["headers"]["x-forwarded-uri"], "/strict/a/x?q=1");
+    assert_eq!(last["headers"]["x-forwarded-method"], "GET");
+    assert_eq!(last["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(last["headers"]["authorization"], "Bearer good");
+    assert!(
+        last["headers"].get("x-user").is_none(),
+        "unlisted fields stay: {last}"
+    );
+
+    let before = s.up.requests();
+    let r = s.get("/strict/x", "Bearer bad").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"test\""));
+    assert_eq!(r.text(), r#"{"denied": "by the auth service"}"#);
+    assert!(r.header("x-request-id").is_some());
+    let r = s.get("/strict/x", "").await;
+    assert_eq!(r.status, 401, "no credential is the service's call too");
+    assert_eq!(
+        s.up.requests(),
+        before,
+        "a refused request never reaches the backend"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_failing_or_absent_service_is_decided_by_failure_mode() {
+    let s = setup().await;
+    for auth in ["Bearer slow", "Bearer broken"] {
+        let t = std::time::Instant::now();
+        let r = s.get("/strict/x", auth).await;
+        assert_eq!(r.status, 403, "{auth}: {}", r.text());
+        assert_eq!(r.json()["error"], "forbidden", "{auth}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{auth}: the timeout holds"
+        );
+        let r = s.get("/lenient/x", auth).await;
+        assert_eq!(r.status, 200, "{auth}: failureMode Allow lets it through");
+        let h = &r.json()["headers"];
+        assert!(
+            h.get("x-user").is_none(),
+            "{auth}: no vouched field, and the client's copy is gone: {h}"
+        );
+    }
+    // Failures are not cached: the next good answer counts.
+    assert_eq!(s.get("/strict/x", "Bearer good").await.status, 200);
+    // No service at all: the gateway answers at once, as configured.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    s.gw.write(&config(s.up.addr, port));
+    let admin = format!("http://{}/reload", s.gw.admin);
+    let reload = http::Request::post(admin)
+        .body(Default::default())
+        .expect("request");
+    assert_eq!(s.c.send(reload).await.expect("reload").status, 200);
+    assert_eq!(s.get("/strict/other", "Bearer other").await.status, 403);
+    assert_eq!(s.get("/lenient/x", "Bearer other").await.status, 200);
+}
+
+#[tokio::test]
+async fn decisions_are_cached_per_credential_and_survive_a_reload() {
+    let s = setup().await;
+    for _ in 0..5 {
+        assert_eq!(s.get("/strict/x", "Bearer good").await.status, 200);
+    }
+    assert_eq!(s.stats().await["hits"], 1, "one question for five requests");
+    for _ in 0..3 {
+        assert_eq!(s.get("/strict/y", "Bearer bad").await.status, 401);
+    }
+    assert_eq!(s.stats().await["hits"], 2, "refusals are cached too");
+    // A cached pass still sets the vouched field and strips the client's.
+    let r = s.get("/strict/z", "Bearer good").await;
+    assert_eq!(r.json()["headers"]["x-user"], "alice");
+    // The route without a cache asks every time.
+    for _ in 0..3 {
+        assert_eq!(s.get("/lenient/x", "Bearer good").await.status, 200);
+    }
+    assert_eq!(s.stats().await["hits"], 5);
+    // A reload that keeps the policy keeps its decisions.
+    s.gw.write(&(config(s.up.addr, s._auth.port) + "\n---\nkind: Backend\nmetadata: {name: extra}\nspec: {endpoints: [\"127.0.0.1:9\"]}\n"));
+    let admin = format!("http://{}/reload", s.gw.admin);
+    let reload = http::Request::post(admin)
+        .body(Default::default())
+        .expect("request");
+    assert_eq!(s.c.send(reload).await.expect("reload").status, 200);
+    assert_eq!(s.get("/strict/x", "Bearer good").await.status, 200);
+    assert_eq!(s.stats().await["hits"], 5, "the cache outlived the reload");
+}

@@ -1,0 +1,635 @@
+//! Request smuggling and path-spelling vectors over raw sockets, each against a route protected by
+//! a policy. The vectors are written from RFC 9112 (§2.2 line endings, §5 field syntax, §5.2
+//! obs-fold, §6.1 Transfer-Encoding, §6.3 message length, §7.1 chunk sizes), RFC 9110 (§5.5 field
+//! values, §8.6 Content-Length) and RFC 3986 (§5.2.4 dot segments, §6.2.2 normalisation), and from
+//! the published smuggling research (Watchfire 2005, Kettle's "HTTP Desync Attacks": CL.TE, TE.CL,
+//! TE.TE obfuscation). What the gateway must do: refuse every ambiguous message with 400 and close
+//! the connection (so nothing after it is read as a request), refuse the same ambiguities from an
+//! upstream with 502, and route and police every spelling of a path by its one normal form.
+
+use gatehouse_testkit::{TestGateway, Upstream};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// `/admin` is behind a `rateLimit` of one request per hour for the whole route, so the first
+/// request that reaches that rule passes and every later one is 429: a spelling that reached the
+/// backend by another rule would be a 200. `/keyed` needs an API key (`x-api-key: letmein`). `/private` has a generous limit and shows what path
+/// the backend receives. Everything else is open.
+fn protected(backend: SocketAddr, gateway_extra: &str) -> String {
+    r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false} GATEWAY_EXTRA}
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+---
+kind: Backend
+metadata: {name: app}
+spec: {endpoints: ["BACKEND"]}
+---
+kind: Policy
+metadata: {name: once}
+spec:
+  rateLimit: {requests: 1, per: 1h, key: {route: true}}
+---
+kind: Policy
+metadata: {name: many}
+spec:
+  rateLimit: {requests: 100000, per: 1h, key: {route: true}}
+---
+kind: Route
+metadata: {name: admin}
+spec:
+  rules:
+    - match: {path: {prefix: /admin}}
+      backends: [{backend: app}]
+      policies: [once]
+---
+kind: Policy
+metadata: {name: keyed}
+spec:
+  apiKey:
+    from: [{header: x-api-key}]
+    keys: [{consumer: ops, sha256: "1c8bfe8f801d79745c4631d09fff36c82aa37fc4cce4fc946683d7b336b63032"}]
+---
+kind: Route
+metadata: {name: keyed}
+spec:
+  rules:
+    - match: {path: {prefix: /keyed}}
+      backends: [{backend: app}]
+      policies: [keyed]
+---
+kind: Route
+metadata: {name: private}
+spec:
+  rules:
+    - match: {path: {prefix: /private}}
+      backends: [{backend: app}]
+      policies: [many]
+---
+kind: Route
+metadata: {name: open}
+spec:
+  rules:
+    - backends: [{backend: app}]
+"#
+    .replace("BACKEND", &backend.to_string())
+    .replace("GATEWAY_EXTRA", gateway_extra)
+}
+
+/// Writes `raw` on a new connection and reads until the gateway closes it (whole text).
+async fn send(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(raw).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut buf))
+        .await
+        .expect("the gateway answers and closes in time")
+        .expect("read");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The status codes of every response in `text`, in order.
+fn statuses(text: &str) -> Vec<u16> {
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| text[i + 9..].get(..3)?.parse().ok())
+        .collect()
+}
+
+/// A field of the echo in the last response in `text`.
+fn echoed(text: &str, field: &str) -> serde_json::Value {
+    let body = &text[text.rfind("\r\n\r\n").expect("head end") + 4..];
+    let json = &body[body.find('{').expect("json")..=body.rfind('}').expect("json")];
+    let v: serde_json::Value = serde_json::from_str(json).expect("echo JSON");
+    v[field].clone()
+}
+
+/// A request that ends with `Connection: close`, sent after each vector on the same connection:
+/// if the gateway read the vector's bytes differently than a backend would, this is where a
+/// smuggled request would show.
+const TAIL: &str = "GET /admin/smuggled HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+
+/// Messages whose framing or fields a gateway and a backend could read differently. Each is sent
+/// with a `Content-Length`-or-chunked body that hides another request, then `TAIL`.
+const AMBIGUOUS_HEADS: &[(&str, &str)] = &[
+    // Content-Length that is not one non-negative decimal number (RFC 9110 §8.6).
+    (
+        "two different lengths",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde",
+    ),
+    (
+        "a length list",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3, 3\r\n\r\nabc",
+    ),
+    (
+        "a length list of two values",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3, 30\r\n\r\nabc",
+    ),
+    (
+        "plus sign",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: +3\r\n\r\nabc",
+    ),
+    (
+        "negative length",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: -1\r\n\r\n",
+    ),
+    (
+        "hex length",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0x3\r\n\r\nabc",
+    ),
+    (
+        "length with a suffix",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3a\r\n\r\nabc",
+    ),
+    (
+        "empty length",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: \r\n\r\n",
+    ),
+    (
+        "length past u64",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    ),
+    // TE.TE: a Transfer-Encoding one parser takes for chunked and another ignores.
+    (
+        "chunked, identity",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "identity",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: identity\r\n\r\n",
+    ),
+    (
+        "xchunked",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "chunked twice in one field",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "chunked in two fields",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "chunked then junk",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "gzip, chunked",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "space before the colon",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "folded Transfer-Encoding",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "vertical tab before chunked",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding:\x0bchunked\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "Transfer-Encoding in HTTP/1.0",
+        "POST /x HTTP/1.0\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ),
+    // Field syntax (RFC 9112 §5, §5.2; RFC 9110 §5.5).
+    (
+        "obs-fold",
+        "GET /x HTTP/1.1\r\nHost: app.test\r\nX-A: a\r\n b\r\n\r\n",
+    ),
+    (
+        "obs-fold with a tab",
+        "GET /x HTTP/1.1\r\nHost: app.test\r\nX-A: a\r\n\tb\r\n\r\n",
+    ),
+    (
+        "NUL in a value",
+        "GET /x HTTP/1.1\r\nHost: app.test\r\nX-A: a\0b\r\n\r\n",
+    ),
+    (
+        "bare CR in a value",
+        "GET /x HTTP/1.1\r\nHost: app.test\r\nX-A: a\rb\r\n\r\n",
+    ),
+    (
+        "space in a name",
+        "GET /x HTTP/1.1\r\nHost: app.test\r\nX A: b\r\n\r\n",
+    ),
+    (
+        "DEL in a name",
+        "GET /x HTTP/1.1\r\nHost: app.test\r\nX\x7fA: b\r\n\r\n",
+    ),
+    (
+        "empty name",
+        "GET /x HTTP/1.1\r\nHost: app.test\r\n: b\r\n\r\n",
+    ),
+    (
+        "a line without a colon",
+        "GET /x HTTP/1.1\r\nHost: app.test\r\nno colon here\r\n\r\n",
+    ),
+    (
+        "whitespace before the first field",
+        "GET /x HTTP/1.1\r\n Host: app.test\r\n\r\n",
+    ),
+    // Request line (RFC 9112 §3).
+    ("NUL in the path", "GET /a\0b HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+    ("space in the path", "GET /a b HTTP/1.1\r\nHost: app.test\r\n\r\n"),
+    (
+        "escaped NUL in the path",
+        "GET /admin%00.json HTTP/1.1\r\nHost: app.test\r\n\r\n",
+    ),
+    ("unknown version", "GET /x HTTP/1.2x\r\nHost: app.test\r\n\r\n"),
+];
+
+/// CL.TE and TE.CL: both framings on one message. RFC 9112 §6.3 lets a server either refuse it
+/// or let the coding win and close the connection after the response; hyper's parser does the
+/// latter before the gateway sees the request (it drops the length), so the gateway makes sure of
+/// the rest: the backend sees the chunked reading only, and nothing after the message is read.
+const BOTH_FRAMINGS: &[(&str, &str)] = &[
+    (
+        "CL.TE",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+    ),
+    (
+        "TE.CL",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\nGPOST / HTTP/1.1\r\nContent-Length: 15\r\n\r\nx=1\r\n0\r\n\r\n",
+    ),
+    (
+        "CL 0 with TE",
+        "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ),
+];
+
+/// Bodies whose chunked framing is broken (RFC 9112 §7.1): the head is fine, so the request may
+/// have started upstream, but the gateway must answer 400 and read nothing after it.
+const BAD_CHUNKS: &[(&str, &str)] = &[
+    (
+        "chunk size past u64",
+        "fffffffffffffffff1\r\nx\r\n0\r\n\r\n",
+    ),
+    ("chunk size with 0x", "0x5\r\nhello\r\n0\r\n\r\n"),
+    ("negative chunk size", "-5\r\nhello\r\n0\r\n\r\n"),
+    ("no chunk size", "\r\nhello\r\n0\r\n\r\n"),
+    ("data longer than its size", "3\r\nhello\r\n0\r\n\r\n"),
+    ("data not followed by CRLF", "5\r\nhelloXX0\r\n\r\n"),
+];
+
+#[tokio::test]
+async fn ambiguous_request_heads_are_400_and_nothing_after_them_is_read() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let addr = gw.addr("web").await;
+    let mut wrong = Vec::new();
+    for (name, vector) in AMBIGUOUS_HEADS {
+        let text = send(addr, format!("{vector}{TAIL}").as_bytes()).await;
+        if statuses(&text) != [400] {
+            wrong.push(format!("{name}: {text:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "not refused with 400 alone:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(up.requests(), 0, "no ambiguous request reached the backend");
+    // The policy's one request is still unspent: nothing reached /admin.
+    let text = send(addr, TAIL.as_bytes()).await;
+    assert_eq!(statuses(&text), [200], "{text}");
+}
+
+#[tokio::test]
+async fn a_length_beside_a_transfer_coding_never_reaches_the_backend_and_ends_the_connection() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let addr = gw.addr("web").await;
+    for (name, vector) in BOTH_FRAMINGS {
+        let before = up.requests();
+        let text = send(addr, format!("{vector}{TAIL}").as_bytes()).await;
+        match statuses(&text)[..] {
+            [400] => assert_eq!(up.requests(), before, "{name}"),
+            [200] => {
+                let h = echoed(&text, "headers");
+                assert!(h.get("content-length").is_none(), "{name}: {h}");
+                assert_eq!(h["transfer-encoding"], "chunked", "{name}: {h}");
+                assert!(text.contains("connection: close"), "{name}: {text}");
+            }
+            _ => panic!("{name}: one answer, then the connection closes: {text:?}"),
+        }
+    }
+    // The smuggled request never reached /admin: the policy's one request is still unspent.
+    let text = send(addr, TAIL.as_bytes()).await;
+    assert_eq!(statuses(&text), [200], "{text}");
+}
+
+#[tokio::test]
+async fn two_equal_lengths_are_read_as_one_and_the_backend_sees_one() {
+    // RFC 9110 §8.6 lets a recipient treat repeated equal values as one. hyper's parser does
+    // (the second line never reaches the gateway); the backend must then see exactly one, and
+    // the next request on the connection starts where that one length says.
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let raw = "POST /private/x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabcGET /private/next HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+    let text = send(gw.addr("web").await, raw.as_bytes()).await;
+    assert_eq!(statuses(&text), [200, 200], "{text}");
+    let first = &text[..text.rfind("HTTP/1.1 200").expect("second response")];
+    assert_eq!(echoed(first, "headers")["content-length"], "3", "{first}");
+    assert_eq!(echoed(first, "bodyBytes"), 3);
+    assert_eq!(echoed(&text, "path"), "/private/next");
+}
+
+#[tokio::test]
+async fn broken_chunked_bodies_are_400_and_nothing_after_them_is_read() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let addr = gw.addr("web").await;
+    for (name, body) in BAD_CHUNKS {
+        let raw = format!(
+            "POST /x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n{body}{TAIL}"
+        );
+        let text = send(addr, raw.as_bytes()).await;
+        assert_eq!(statuses(&text), [400], "{name}: {text:?}");
+    }
+    let text = send(addr, TAIL.as_bytes()).await;
+    assert_eq!(
+        statuses(&text),
+        [200],
+        "nothing reached /admin before: {text}"
+    );
+}
+
+#[tokio::test]
+async fn well_framed_messages_pass_and_keep_the_connection() {
+    // The control for the tests above: the same shapes, written correctly, are served, and the
+    // request after each is read as the next request.
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let addr = gw.addr("web").await;
+    let tail = "GET /private/next HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+    for (name, vector, body_len) in [
+        (
+            "length",
+            "POST /private/x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nabc",
+            3,
+        ),
+        (
+            "chunked",
+            "POST /private/x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n",
+            5,
+        ),
+        (
+            "Chunked in upper case",
+            "POST /private/x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            3,
+        ),
+        (
+            "optional whitespace around the value",
+            "POST /private/x HTTP/1.1\r\nHost: app.test\r\nContent-Length:\t 3 \t\r\n\r\nabc",
+            3,
+        ),
+    ] {
+        let text = send(addr, format!("{vector}{tail}").as_bytes()).await;
+        assert_eq!(statuses(&text), [200, 200], "{name}: {text}");
+        let first = &text[..text.rfind("HTTP/1.1 200").expect("second response")];
+        assert_eq!(echoed(first, "bodyBytes"), body_len, "{name}: {first}");
+        assert_eq!(echoed(&text, "path"), "/private/next", "{name}");
+    }
+}
+
+/// Spellings of `/admin` from RFC 3986 and path-confusion research (Orange Tsai's "Breaking
+/// Parser Logic": `..;/`, backslashes, double encoding), as whole request lines so absolute-form
+/// targets are included.
+const ADMIN_SPELLINGS: &[&str] = &[
+    "/%61dmin",
+    "/%61%64%6D%69%6E/",
+    "//admin",
+    "/./admin",
+    "/x/../admin",
+    "/x/%2e%2e/admin",
+    "/x/.%2E/admin",
+    "/../../admin/x",
+    "/admin/x/..",
+    "/admin%2f",
+    "/x/..%2fadmin",
+    "/x/..%5Cadmin",
+    "/x/..\\admin",
+    "/x/..;/admin",
+    "/x/.;/../admin",
+    "/admin%00",
+    "/admin%",
+    "/admin#fragment",
+    "/admin?x=/open",
+    "http://app.test/admin",
+    "http://app.test//x/../admin",
+    "http://other.test/%61dmin",
+];
+
+#[tokio::test]
+async fn every_spelling_of_a_protected_path_meets_its_policy() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let addr = gw.addr("web").await;
+    let get = |target: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+    };
+    // Spends the policy's one request.
+    let text = send(addr, get("/admin").as_bytes()).await;
+    assert_eq!(statuses(&text), [200], "{text}");
+    for spelling in ADMIN_SPELLINGS {
+        let text = send(addr, get(spelling).as_bytes()).await;
+        let status = statuses(&text);
+        assert!(
+            status == [429] || status == [400],
+            "{spelling} must meet the /admin policy (429) or be refused (400): {text}"
+        );
+    }
+    assert_eq!(
+        up.requests(),
+        1,
+        "only the first /admin reached the backend"
+    );
+}
+
+#[tokio::test]
+async fn every_spelling_of_a_path_behind_an_api_key_needs_the_key() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let addr = gw.addr("web").await;
+    // The same spellings, of `/keyed` (`%6B` is `k`, `%65` is `e`).
+    let spellings = (ADMIN_SPELLINGS.iter())
+        .map(|s| s.replace("%61%64%6D%69%6E", "%6B%65%79%65%64"))
+        .map(|s| s.replace("%61dmin", "%6Beyed").replace("admin", "keyed"));
+    for keyed in spellings {
+        assert!(
+            !keyed.contains("admin") && !keyed.contains("%61"),
+            "{keyed}"
+        );
+        let raw = |key: &str| {
+            format!("GET {keyed} HTTP/1.1\r\nHost: app.test\r\n{key}Connection: close\r\n\r\n")
+        };
+        let text = send(addr, raw("").as_bytes()).await;
+        let status = statuses(&text);
+        assert!(
+            status == [401] || status == [400],
+            "{keyed} without a key must be 401 (or 400): {text}"
+        );
+        if status == [401] {
+            // The same spelling with the key reaches the backend, as the normal form.
+            let text = send(addr, raw("x-api-key: letmein\r\n").as_bytes()).await;
+            assert_eq!(statuses(&text), [200], "{keyed}: {text}");
+            let path = echoed(&text, "path");
+            assert!(
+                path.as_str().is_some_and(|p| p.starts_with("/keyed")),
+                "{keyed}: {path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_backend_receives_the_path_the_policy_saw() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let addr = gw.addr("web").await;
+    for (sent, seen) in [
+        ("/private/x", "/private/x"),
+        ("/%70rivate/x", "/private/x"),
+        ("//private//x", "/private/x"),
+        ("/open/../private/./x", "/private/x"),
+        ("/private/a/%2E%2E/x", "/private/x"),
+        ("/private/%7e%e2%82%ac", "/private/~%E2%82%AC"),
+        ("http://app.test/private/x?q=%2F..", "/private/x"),
+    ] {
+        let raw = format!("GET {sent} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
+        let text = send(addr, raw.as_bytes()).await;
+        assert_eq!(statuses(&text), [200], "{sent}: {text}");
+        assert_eq!(echoed(&text, "path"), seen, "{sent}");
+    }
+}
+
+/// The `x-forwarded-*` family and `forwarded` a client may send to pass for someone else.
+const FORGED: &str = "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Prefix: /evil\r\nForwarded: for=6.6.6.6;proto=https\r\n";
+
+#[tokio::test]
+async fn forwarding_fields_from_an_untrusted_peer_are_replaced_or_dropped() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, "")).await;
+    let raw =
+        format!("GET /private/x HTTP/1.1\r\nHost: app.test\r\n{FORGED}Connection: close\r\n\r\n");
+    let text = send(gw.addr("web").await, raw.as_bytes()).await;
+    assert_eq!(statuses(&text), [200], "{text}");
+    let h = echoed(&text, "headers");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1", "{h}");
+    assert_eq!(h["x-forwarded-proto"], "http", "{h}");
+    assert_eq!(h["x-forwarded-host"], "app.test", "{h}");
+    for dropped in ["x-forwarded-port", "x-forwarded-prefix", "forwarded"] {
+        assert!(h.get(dropped).is_none(), "{dropped} passed: {h}");
+    }
+}
+
+#[tokio::test]
+async fn forwarding_fields_from_a_trusted_peer_are_kept_and_extended() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&protected(up.addr, ", trustedProxies: [127.0.0.0/8]")).await;
+    let raw =
+        format!("GET /private/x HTTP/1.1\r\nHost: app.test\r\n{FORGED}Connection: close\r\n\r\n");
+    let text = send(gw.addr("web").await, raw.as_bytes()).await;
+    assert_eq!(statuses(&text), [200], "{text}");
+    let h = echoed(&text, "headers");
+    assert_eq!(h["x-forwarded-for"], "6.6.6.6, 127.0.0.1", "{h}");
+    assert_eq!(h["x-forwarded-proto"], "https", "{h}");
+    assert_eq!(h["x-forwarded-host"], "evil.test", "{h}");
+    assert_eq!(h["x-forwarded-port"], "1", "{h}");
+}
+
+/// An upstream that answers every request on a connection with `answer`, then closes.
+async fn raw_upstream(answer: &'static [u8]) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s.write_all(answer).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// The same ambiguities in an upstream's response head: a protocol error (502), never a guess.
+const AMBIGUOUS_RESPONSES: &[(&str, &[u8])] = &[
+    (
+        "CL.TE",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ),
+    (
+        "TE.CL",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ),
+    (
+        "two different lengths",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde",
+    ),
+    (
+        "two equal lengths",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+    ),
+    (
+        "a length list",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+    ),
+    ("plus sign", b"HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc"),
+    ("negative length", b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nabc"),
+    (
+        "chunked, identity",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, identity\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ),
+    (
+        "space before the colon",
+        b"HTTP/1.1 200 OK\r\nContent-Length : 3\r\n\r\nabc",
+    ),
+    (
+        "obs-fold",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: a\r\n b\r\n\r\nabc",
+    ),
+    (
+        "NUL in a value",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: a\0b\r\n\r\nabc",
+    ),
+    (
+        "bare CR in a value",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: a\rb\r\n\r\nabc",
+    ),
+    (
+        "space in a name",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX A: b\r\n\r\nabc",
+    ),
+];
+
+#[tokio::test]
+async fn ambiguous_upstream_responses_are_502() {
+    for (name, answer) in AMBIGUOUS_RESPONSES {
+        let up = raw_upstream(answer).await;
+        let gw = TestGateway::start(&protected(up, "")).await;
+        let raw = "GET /private/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+        let text = send(gw.addr("web").await, raw.as_bytes()).await;
+        assert_eq!(statuses(&text), [502], "{name}: {text}");
+        assert!(text.contains("upstream_protocol"), "{name}: {text}");
+    }
+}
