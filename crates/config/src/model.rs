@@ -16,6 +16,8 @@ mod policy;
 pub use policy::*;
 mod traffic;
 pub use traffic::*;
+mod rollout;
+pub use rollout::*;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +37,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Policies, in load order.
     pub policies: Vec<Policy>,
+    /// Rollouts, in load order.
+    pub rollouts: Vec<Rollout>,
 }
 
 /// `namespace/name` of an object.

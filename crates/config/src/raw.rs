@@ -10,6 +10,8 @@ mod policy;
 pub use policy::*;
 mod traffic;
 pub use traffic::*;
+mod rollout;
+pub use rollout::*;
 
 /// `metadata` of any document.
 #[derive(Deserialize, Debug, Clone, Default)]

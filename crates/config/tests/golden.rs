@@ -97,3 +97,8 @@ fn policies_valid() {
 fn traffic() {
     check("traffic");
 }
+
+#[test]
+fn rollouts() {
+    check("rollouts");
+}

@@ -25,7 +25,7 @@ const LATER_SECTIONS: [&str; 7] = [
 ];
 
 /// Parses `5%`, `5` or `0.5%` as a percentage from 0 to 100, fractions kept.
-fn parse_percent(s: &str) -> Result<f64, String> {
+pub(super) fn parse_percent(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let n = t.strip_suffix('%').unwrap_or(t).trim();
     match n.parse::<f64>() {
