@@ -43,11 +43,18 @@ pub struct Target {
     pub errors: ErrorCounters,
     /// The rule's policy chain; `None` (nothing to run) when it has no policies and no fault.
     pub(crate) policies: Option<Box<crate::policy::Chain>>,
+    /// The Rollout driving this rule: `choices` is then `[stable, canary]` and the canary's
+    /// share is read from the rollout's state per request.
+    pub(crate) rollout: Option<Arc<crate::state::rollout::RolloutState>>,
 }
 
 impl Target {
     /// Picks a backend by weight.
     pub fn pick(&self) -> Option<&Choice> {
+        if let Some(r) = &self.rollout {
+            let canary = fastrand::u32(..crate::routing::rollout::FULL) < r.weight();
+            return self.choices.get(usize::from(canary));
+        }
         match self.choices.len() {
             0 => None,
             1 => self.choices.first(),
@@ -120,7 +127,7 @@ impl Snapshot {
             metrics,
         };
         let mut chain_error = None;
-        let target = |route: &Arc<str>, rule: &gatehouse_config::Rule| {
+        let target = |route: &Arc<str>, index: usize, rule: &gatehouse_config::Rule| {
             let chain = crate::policy::Chain::compile(route, rule, &sources)
                 .unwrap_or_else(|e| {
                     chain_error = Some(e);
@@ -129,7 +136,10 @@ impl Snapshot {
                 .map(Box::new);
             let mut choices = Vec::new();
             let mut total = 0;
-            if let Action::Forward(list) = &rule.action {
+            let rollout = plan.rollouts.for_rule(route, index).cloned();
+            if let Some(r) = &rollout {
+                choices = rollout_choices(r, route, &backends, metrics);
+            } else if let Action::Forward(list) = &rule.action {
                 for wb in list.iter().filter(|wb| wb.weight > 0) {
                     // Validation guarantees the reference resolves.
                     let Some(backend) = backends.get(&wb.backend) else {
@@ -162,9 +172,10 @@ impl Snapshot {
                     .as_deref()
                     .and_then(|h| http::HeaderValue::from_str(h).ok()),
                 policies: chain,
+                rollout,
             }
         };
-        let router = reuse.router(&config, &backends, target);
+        let router = reuse.router(&config, &backends, &plan.rollouts, target);
         if let Some(e) = chain_error {
             return Err(e);
         }
@@ -189,6 +200,30 @@ impl Snapshot {
     pub fn route_rows(&self) -> Vec<crate::routing::RouteRow> {
         self.router.rows(describe_action)
     }
+}
+
+/// The `[stable, canary]` choices of a rule a Rollout drives; their request metrics feed the
+/// rollout's samples.
+fn rollout_choices(
+    r: &crate::state::rollout::RolloutState,
+    route: &str,
+    backends: &HashMap<gatehouse_config::ObjectId, Arc<BackendRt>>,
+    metrics: &Metrics,
+) -> Vec<Choice> {
+    let sides = [(&r.spec.stable, &r.stable), (&r.spec.canary, &r.canary)];
+    // Validation guarantees both references resolve.
+    (sides.into_iter())
+        .filter_map(|(id, sample)| {
+            let backend = backends.get(id)?;
+            let mut m = metrics.request_metrics(route, &backend.id);
+            m.rollout = Some(sample.clone());
+            Some(Choice {
+                backend: backend.clone(),
+                metrics: Arc::new(m),
+                until: 0,
+            })
+        })
+        .collect()
 }
 
 /// A one-line description of a rule's action, for route tables.
