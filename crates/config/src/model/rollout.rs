@@ -80,9 +80,16 @@ pub struct Analysis {
     pub min_requests: u64,
 }
 
-/// RFC 3339, UTC, to the second: `2026-12-01T09:00:00Z`.
+/// RFC 3339, UTC: `2026-12-01T09:00:00Z`, with milliseconds when there are any.
 pub fn format_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    let whole = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .is_ok_and(|d| d.subsec_millis() == 0);
+    if whole {
+        humantime::format_rfc3339_seconds(t).to_string()
+    } else {
+        humantime::format_rfc3339_millis(t).to_string()
+    }
 }
 
 fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
