@@ -28,7 +28,7 @@ async fn flaky_canary(nth: usize) -> (SocketAddr, Arc<AtomicUsize>) {
             tokio::spawn(async move {
                 let svc = service_fn(move |_req| {
                     let n = served.fetch_add(1, Ordering::SeqCst) + 1;
-                    let status = if n % nth == 0 { 500 } else { 200 };
+                    let status = if n.is_multiple_of(nth) { 500 } else { 200 };
                     let mut r = http::Response::new(Full::new(Bytes::from_static(
                         br#"{"server":"canary"}"#,
                     )));
