@@ -84,7 +84,7 @@ pub(crate) struct Figures {
 #[derive(Debug, Clone)]
 pub(crate) struct LastAnalysis {
     pub(crate) at: SystemTime,
-    /// `pass`, `fail` or `insufficient` (fewer canary requests than `minRequests` so far).
+    /// `pass` or `fail`.
     pub(crate) result: &'static str,
     pub(crate) stable: Figures,
     pub(crate) canary: Figures,

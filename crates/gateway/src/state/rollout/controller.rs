@@ -66,19 +66,9 @@ fn analyse(state: &RolloutState, inner: &mut Inner) {
         return;
     }
     let at = state.clock.now();
-    let seen = state.canary.requests();
-    if seen < a.min_requests {
-        // The window stays open until the canary has served enough to be judged.
-        inner.last = Some(LastAnalysis {
-            at,
-            result: "insufficient",
-            stable: Figures::default(),
-            canary: Figures {
-                requests: seen,
-                ..Figures::default()
-            },
-            p99_ratio: None,
-        });
+    if state.canary.requests() < a.min_requests {
+        // The window stays open until the canary has served enough to be judged; the last
+        // judgement stays on show (`GET /rollouts` has the open window's counts).
         state.metrics.analysed(&state.name, "insufficient", None);
         return;
     }
@@ -162,6 +152,11 @@ pub(super) fn describe(state: &RolloutState) -> serde_json::Value {
         "startTime": format_time(r.start_time),
         "nextChange": time(inner.next_change),
         "lastAnalysis": last,
+        "window": {
+            "stableRequests": state.stable.requests(),
+            "canaryRequests": state.canary.requests(),
+            "minRequests": r.analysis.min_requests,
+        },
         "reason": inner.reason,
     })
 }

@@ -80,10 +80,7 @@ async fn a_canary_over_the_error_rate_is_rolled_back_at_the_next_analysis_and_st
     }
     at(6, t0).await;
     assert_eq!(phase(&s), Phase::Progressing);
-    assert_eq!(
-        s.lock().last.as_ref().map(|l| l.result),
-        Some("insufficient")
-    );
+    assert!(s.lock().last.is_none(), "nothing judged yet");
     for i in 0..60 {
         s.canary.record(if i % 5 == 0 { 500 } else { 200 }, 0.001);
         s.stable.record(200, 0.001);
