@@ -1,5 +1,6 @@
 //! Admin API, beside the data plane: readiness, liveness, metrics, the effective config, the route
-//! table, backends, and `POST /reload`. Bound to loopback by default; it is not behind routing.
+//! table, backends, rollouts, and `POST /reload`. Bound to loopback by default; it is not behind
+//! routing.
 
 mod registration;
 mod rollouts;
