@@ -27,7 +27,7 @@ pub use loader::{
 };
 pub use model::*;
 pub use portal::{Portal, PortalMount};
-pub use validate::parse_endpoints_file;
+pub use validate::{parse_endpoints_file, parse_sha256};
 
 /// The quickstart configuration `gatehouse run` serves when given no `-c`.
 pub const QUICKSTART: &str = include_str!("../quickstart.yaml");

@@ -18,6 +18,8 @@ mod traffic;
 pub use traffic::*;
 mod rollout;
 pub use rollout::*;
+mod release;
+pub use release::*;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -562,6 +564,9 @@ pub struct Rule {
     pub policies: Vec<ObjectId>,
     /// Retry policy, when configured.
     pub retry: Option<Retry>,
+    /// Sticky split, overrides and mirror (`stickySplit`, `overrides`, `mirror`).
+    #[serde(flatten)]
+    pub release: Release,
     /// Where it was defined.
     pub source: Source,
 }

@@ -12,6 +12,8 @@ mod traffic;
 pub use traffic::*;
 mod rollout;
 pub use rollout::*;
+mod release;
+pub use release::*;
 
 /// `metadata` of any document.
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -404,6 +406,12 @@ pub struct RuleSpec {
     #[serde(default)]
     pub policies: Vec<String>,
     pub retry: Option<RetrySpec>,
+    #[serde(default)]
+    pub sticky_split: Option<StickySplitSpec>,
+    #[serde(default)]
+    pub overrides: Vec<OverrideSpec>,
+    #[serde(default)]
+    pub mirror: Option<MirrorSpec>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod auth;
+pub use auth::parse_sha256;
 mod discovery;
 mod health;
 mod listener;
@@ -17,6 +19,7 @@ use listener::listener;
 mod lb;
 mod policy;
 mod portal;
+mod release;
 mod rollout;
 mod traffic;
 mod values;
@@ -131,6 +134,14 @@ pub(crate) fn validate(
     let refs = Refs {
         backends: ids_of("Backend"),
         policies: ids_of("Policy"),
+        jwt_policies: {
+            let of = |o: &'_ Object| matches!(&o.spec, Spec::Policy(p) if p.jwt.is_some());
+            objects
+                .iter()
+                .filter(|o| of(o))
+                .map(|o| o.id.clone())
+                .collect()
+        },
     };
 
     let mut config = Config {
@@ -371,6 +382,8 @@ fn backend(v: &mut V, o: &Object, spec: &raw::BackendSpec) -> Backend {
 struct Refs<'a> {
     backends: Vec<&'a ObjectId>,
     policies: Vec<&'a ObjectId>,
+    /// Policies with a `jwt` section (rule overrides on `claims` need one).
+    jwt_policies: Vec<ObjectId>,
 }
 
 fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
@@ -661,6 +674,7 @@ fn rule(
         fault,
         policies,
         retry: (r.retry.as_ref()).map(|spec| traffic::retry(v, ctx, at, spec)),
+        release: release::release(v, ctx, at, r, route, refs),
         source: Source::new(&ctx.file, ctx.mark(at)),
     })
 }

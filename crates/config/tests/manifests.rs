@@ -216,6 +216,19 @@ fn policies_faults_and_redis_show_with_defaults_and_load_back() {
     assert_eq!(defaults["rateLimit"]["scope"], "local");
     assert_eq!(defaults["rateLimit"]["onStoreError"], "Allow");
     assert_eq!(defaults["requestLimits"]["maxBodySize"], "10485760");
+    let auth = &(docs.iter())
+        .find(|d| d["metadata"]["name"] == "auth")
+        .expect("the auth policy")["spec"];
+    assert_eq!(auth["jwt"]["jwks"]["minRefreshInterval"], "30s");
+    assert_eq!(auth["jwt"]["leeway"], "30s");
+    assert_eq!(auth["jwt"]["forwardClaims"]["sub"], "x-user-id");
+    assert_eq!(auth["jwt"]["from"][0]["prefix"], "Bearer ");
+    assert_eq!(auth["apiKey"]["keys"][0]["consumer"], "acme");
+    assert_eq!(auth["anyOf"][1], "apiKey");
+    assert_eq!(auth["rateLimit"]["key"]["consumer"], true);
+    assert!(auth["basicAuth"]["htpasswdFile"]
+        .as_str()
+        .is_some_and(|f| f.ends_with("users.htpasswd")));
     let again = load("policies.yaml", &as_text(&docs)).to_manifests();
     assert_eq!(docs, again, "{}", as_text(&docs));
 }

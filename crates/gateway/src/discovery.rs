@@ -16,7 +16,7 @@ use std::time::Duration;
 
 mod dns;
 mod etcd;
-mod file;
+pub(crate) mod file;
 mod kubernetes;
 pub(crate) mod registration;
 pub(crate) mod static_names;

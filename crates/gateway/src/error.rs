@@ -46,11 +46,16 @@ pub enum ErrorKind {
     /// The backend's circuit breaker is open (a `circuitBreaker` limit is reached): refused at
     /// once, 503 with `x-gatehouse-overloaded: true`.
     CircuitOpen,
+    /// An auth policy found no valid credential (401, with `WWW-Authenticate`).
+    Unauthenticated,
+    /// An auth policy found a valid credential that may not do this (403): missing scopes or
+    /// claims.
+    Forbidden,
 }
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 15;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -68,6 +73,8 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::FaultInjected => "fault_injected",
             ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
         }
     }
 
@@ -87,6 +94,8 @@ impl ErrorKind {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::FaultInjected => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -99,6 +108,8 @@ impl ErrorKind {
             ErrorKind::UriTooLong | ErrorKind::RateLimited | ErrorKind::PayloadTooLarge => "8", // RESOURCE_EXHAUSTED
             ErrorKind::NoRoute | ErrorKind::MethodNotAllowed => "12", // UNIMPLEMENTED
             ErrorKind::BadRequest => "13",                            // INTERNAL
+            ErrorKind::Unauthenticated => "16",                       // UNAUTHENTICATED
+            ErrorKind::Forbidden => "7",                              // PERMISSION_DENIED
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
             | ErrorKind::NoHealthyEndpoint

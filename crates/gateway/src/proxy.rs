@@ -9,6 +9,7 @@ pub mod forward;
 pub(crate) mod grpc;
 pub mod handler;
 pub mod listener;
+pub(crate) mod mirror;
 pub(crate) mod normalize;
 pub(crate) mod passthrough;
 pub(crate) mod request_target;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 pub(crate) mod rollout;
 mod rows;
+pub mod split;
 mod table;
 mod trie;
 

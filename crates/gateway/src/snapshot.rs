@@ -15,15 +15,7 @@ mod reuse;
 pub(crate) use reuse::return_freed_memory;
 use reuse::Reuse;
 
-/// One backend choice of a forwarding rule.
-pub struct Choice {
-    /// The backend.
-    pub backend: Arc<BackendRt>,
-    /// Metrics of this route/backend pair.
-    pub metrics: Arc<RequestMetrics>,
-    /// Cumulative weight up to and including this choice.
-    pub until: u32,
-}
+pub use crate::routing::split::Choice;
 
 /// What a compiled rule carries besides the rule itself.
 pub struct Target {
@@ -43,26 +35,17 @@ pub struct Target {
     pub errors: ErrorCounters,
     /// The rule's policy chain; `None` (nothing to run) when it has no policies and no fault.
     pub(crate) policies: Option<Box<crate::policy::Chain>>,
-    /// The Rollout driving this rule: `choices` is then `[stable, canary]` and the canary's
-    /// share is read from the rollout's state per request.
+    /// Sticky split, overrides, mirror or run-time weights; `None` on a rule with none of them.
+    pub(crate) release: Option<Box<crate::routing::split::Release>>,
+    /// The Rollout driving this rule: `choices` is then `[stable, canary]`, and `release`
+    /// reads their weights from the rollout's state.
     pub(crate) rollout: Option<Arc<crate::state::rollout::RolloutState>>,
 }
 
 impl Target {
-    /// Picks a backend by weight.
+    /// Picks a backend by weight, at random (see `routing::split`).
     pub fn pick(&self) -> Option<&Choice> {
-        if let Some(r) = &self.rollout {
-            let canary = fastrand::u32(..crate::routing::rollout::FULL) < r.weight();
-            return self.choices.get(usize::from(canary));
-        }
-        match self.choices.len() {
-            0 => None,
-            1 => self.choices.first(),
-            _ => {
-                let x = fastrand::u32(..self.total_weight);
-                self.choices.iter().find(|c| x < c.until)
-            }
-        }
+        crate::routing::split::pick(&self.choices, self.total_weight)
     }
 }
 
@@ -137,8 +120,10 @@ impl Snapshot {
             let mut choices = Vec::new();
             let mut total = 0;
             let rollout = plan.rollouts.for_rule(route, index).cloned();
+            let release = crate::routing::split::Release::compile(route, rule, &backends, metrics);
             if let Some(r) = &rollout {
                 choices = rollout_choices(r, route, &backends, metrics);
+                total = crate::routing::rollout::FULL;
             } else if let Action::Forward(list) = &rule.action {
                 for wb in list.iter().filter(|wb| wb.weight > 0) {
                     // Validation guarantees the reference resolves.
@@ -172,6 +157,13 @@ impl Snapshot {
                     .as_deref()
                     .and_then(|h| http::HeaderValue::from_str(h).ok()),
                 policies: chain,
+                release: match &rollout {
+                    None => release,
+                    Some(r) => Some(crate::routing::split::Release::with_weights(
+                        release,
+                        r.weights.clone(),
+                    )),
+                },
                 rollout,
             }
         };
@@ -220,7 +212,9 @@ fn rollout_choices(
             Some(Choice {
                 backend: backend.clone(),
                 metrics: Arc::new(m),
-                until: 0,
+                // Only a passed-through TLS connection (which has no `Release`) reads these: it
+                // goes to stable. Requests split by the rollout's weights.
+                until: crate::routing::rollout::FULL,
             })
         })
         .collect()

@@ -13,6 +13,8 @@ pub(super) fn policy(p: &Policy) -> Value {
             RateLimitKey::Header(h) => json!({"header": h}),
             RateLimitKey::Cookie(c) => json!({"cookie": c}),
             RateLimitKey::Route => json!({"route": true}),
+            RateLimitKey::Consumer => json!({"consumer": true}),
+            RateLimitKey::Claim(c) => json!({"claim": c}),
         };
         json!({
             "requests": r.requests,
@@ -28,8 +30,98 @@ pub(super) fn policy(p: &Policy) -> Value {
     });
     let request_limits =
         (p.request_limits.as_ref()).map(|l| json!({"maxBodySize": l.max_body_size.to_string()}));
-    let spec = object([("rateLimit", rate_limit), ("requestLimits", request_limits)]);
+    let any_of = (!p.any_of.is_empty()).then(|| {
+        Value::from_iter(p.any_of.iter().map(|s| match s {
+            AuthSection::Jwt => "jwt",
+            AuthSection::ApiKey => "apiKey",
+            AuthSection::BasicAuth => "basicAuth",
+        }))
+    });
+    let spec = object([
+        ("jwt", p.jwt.as_ref().map(jwt)),
+        ("apiKey", p.api_key.as_ref().map(api_key)),
+        (
+            "basicAuth",
+            (p.basic_auth.as_ref()).map(|b| {
+                json!({"htpasswdFile": b.htpasswd_file.display().to_string(), "realm": b.realm})
+            }),
+        ),
+        ("anyOf", any_of),
+        ("rateLimit", rate_limit),
+        ("requestLimits", request_limits),
+    ]);
     document("Policy", &p.id, spec)
+}
+
+/// `jwt`; an inline secret is shown as `<redacted>`.
+fn jwt(j: &Jwt) -> Value {
+    let (jwks, secret) = match &j.keys {
+        JwtKeys::JwksUrl {
+            url,
+            refresh,
+            min_refresh,
+        } => (
+            Some(json!({"url": url, "refreshInterval": duration(*refresh),
+                        "minRefreshInterval": duration(*min_refresh)})),
+            None,
+        ),
+        JwtKeys::JwksFile(f) => (Some(json!({"file": f.display().to_string()})), None),
+        JwtKeys::SecretFile(f) => (None, Some(json!({"file": f.display().to_string()}))),
+        JwtKeys::Secret(_) => (None, Some(json!({"value": "<redacted>"}))),
+    };
+    let pairs = |v: &[(String, String)]| {
+        Value::Object(
+            v.iter()
+                .map(|(k, x)| (k.clone(), Value::from(x.as_str())))
+                .collect(),
+        )
+    };
+    object([
+        ("issuer", j.issuer.clone().map(Value::from)),
+        ("audiences", Some(Value::from(j.audiences.clone()))),
+        ("jwks", jwks),
+        ("secret", secret),
+        ("algorithms", Some(Value::from(j.algorithms.clone()))),
+        ("from", Some(sources(&j.from))),
+        ("forwardClaims", Some(pairs(&j.forward_claims))),
+        (
+            "requiredScopes",
+            Some(Value::from(j.required_scopes.clone())),
+        ),
+        ("requiredClaims", Some(pairs(&j.required_claims))),
+        ("leeway", Some(duration(j.leeway))),
+    ])
+}
+
+/// `apiKey`.
+fn api_key(k: &ApiKey) -> Value {
+    let keys = k.keys.iter().map(|e| {
+        let hex: String = e.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        json!({"consumer": e.consumer, "sha256": hex})
+    });
+    object([
+        ("from", Some(sources(&k.from))),
+        ("keys", Some(Value::from_iter(keys))),
+        (
+            "keysFile",
+            k.keys_file
+                .as_ref()
+                .map(|f| Value::from(f.display().to_string())),
+        ),
+    ])
+}
+
+/// A credential's `from`.
+fn sources(from: &[CredentialSource]) -> Value {
+    Value::from_iter(from.iter().map(|s| match s {
+        CredentialSource::Header { name, prefix: None } => json!({"header": name}),
+        CredentialSource::Header {
+            name,
+            prefix: Some(p),
+        } => json!({"header": name, "prefix": p}),
+        CredentialSource::Cookie(c) => json!({"cookie": c}),
+        CredentialSource::Query(q) => json!({"query": q}),
+    }))
 }
 
 /// A percentage as the manifests write it.

@@ -19,6 +19,15 @@ pub struct Policy {
     pub rate_limit: Option<RateLimit>,
     /// `requestLimits`.
     pub request_limits: Option<RequestLimits>,
+    /// `jwt`.
+    pub jwt: Option<Jwt>,
+    /// `apiKey`.
+    pub api_key: Option<ApiKey>,
+    /// `basicAuth`.
+    pub basic_auth: Option<BasicAuth>,
+    /// `anyOf`: the auth sections (`jwt`, `apiKey`, `basicAuth`) of which one must pass; the
+    /// others must all pass. Empty: all must pass.
+    pub any_of: Vec<AuthSection>,
     /// Where it was defined.
     pub source: Source,
 }
@@ -54,6 +63,12 @@ pub enum RateLimitKey {
     Cookie(String),
     /// One bucket per route.
     Route,
+    /// The consumer an auth policy found (API key, basic-auth user); requests without one share
+    /// one bucket.
+    Consumer,
+    /// A claim of the verified JWT (text; numbers in their JSON spelling); requests without it
+    /// share one bucket.
+    Claim(String),
 }
 
 /// Where a rate limit's buckets live.
@@ -122,4 +137,143 @@ pub struct Redis {
     /// Longest wait for one decision before `onStoreError` decides.
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
+}
+
+/// An auth section's name, as `anyOf` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthSection {
+    /// `jwt`.
+    Jwt,
+    /// `apiKey`.
+    ApiKey,
+    /// `basicAuth`.
+    BasicAuth,
+}
+
+/// `jwt`: a bearer token signed by a key of `keys`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Jwt {
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// `aud` must name one of these (when any are given).
+    pub audiences: Vec<String>,
+    /// Where the verification keys come from.
+    pub keys: JwtKeys,
+    /// Algorithms accepted (names such as `RS256`); empty: every algorithm of the key's type.
+    pub algorithms: Vec<String>,
+    /// Where the token is read, in order.
+    pub from: Vec<CredentialSource>,
+    /// Claim name to upstream header name (lowercase).
+    pub forward_claims: Vec<(String, String)>,
+    /// Scopes (`scope`, space-separated, or `scp`, a list) the token must grant; else 403.
+    pub required_scopes: Vec<String>,
+    /// Claims that must have this value (or contain it, for a list); else 403.
+    pub required_claims: Vec<(String, String)>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(serialize_with = "ser_duration")]
+    pub leeway: Duration,
+}
+
+/// Where a `jwt`'s keys come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JwtKeys {
+    /// A JWKS served over HTTP: fetched at start, every `refresh`, and on an unknown `kid` at most
+    /// once per `min_refresh`.
+    JwksUrl {
+        /// `http://` or `https://` URL.
+        url: String,
+        /// Regular refresh.
+        #[serde(serialize_with = "ser_duration")]
+        refresh: Duration,
+        /// Least time between two refreshes caused by unknown `kid`s.
+        #[serde(serialize_with = "ser_duration")]
+        min_refresh: Duration,
+    },
+    /// A JWKS file.
+    JwksFile(std::path::PathBuf),
+    /// A shared HMAC secret (HS256/384/512 only), from a file.
+    SecretFile(std::path::PathBuf),
+    /// A shared HMAC secret written in the config.
+    #[serde(serialize_with = "ser_secret")]
+    Secret(String),
+}
+
+fn ser_secret<S: Serializer>(_: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("<redacted>")
+}
+
+/// Where a credential is read. Serialized as the manifests write it (`{header, prefix}`,
+/// `{cookie}`, `{query}`), which is what the contract reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// A header (lowercase name) and the prefix its value starts with (`Bearer `), if any; the
+    /// prefix is matched without regard to case.
+    Header {
+        /// Header name.
+        name: String,
+        /// Prefix, removed.
+        prefix: Option<String>,
+    },
+    /// A cookie.
+    Cookie(String),
+    /// A query parameter.
+    Query(String),
+}
+
+impl Serialize for CredentialSource {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            CredentialSource::Header { name, prefix } => {
+                m.serialize_entry("header", name)?;
+                if let Some(p) = prefix {
+                    m.serialize_entry("prefix", p)?;
+                }
+            }
+            CredentialSource::Cookie(c) => m.serialize_entry("cookie", c)?,
+            CredentialSource::Query(q) => m.serialize_entry("query", q)?,
+        }
+        m.end()
+    }
+}
+
+/// `apiKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    /// Where the key is read, in order.
+    pub from: Vec<CredentialSource>,
+    /// Inline keys: consumer and SHA-256 of the key (32 bytes).
+    pub keys: Vec<ApiKeyEntry>,
+    /// A file of more keys (`consumer sha256-hex` per line), watched.
+    pub keys_file: Option<std::path::PathBuf>,
+}
+
+/// One API key: its consumer and the SHA-256 of the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyEntry {
+    /// Who uses it.
+    pub consumer: String,
+    /// SHA-256 of the key.
+    #[serde(serialize_with = "ser_hex")]
+    pub sha256: [u8; 32],
+}
+
+fn ser_hex<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    s.serialize_str(&hex)
+}
+
+/// `basicAuth`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// The htpasswd file (bcrypt entries), watched.
+    pub htpasswd_file: std::path::PathBuf,
+    /// The realm in `WWW-Authenticate`.
+    pub realm: String,
 }

@@ -4,8 +4,8 @@
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-/// `spec` of a `Policy`. The auth, CORS and IP filter sections belong to a later release: they are
-/// read only so that validation can say so instead of calling them unknown fields.
+/// `spec` of a `Policy`. The external auth, CORS and IP filter sections belong to a later release:
+/// they are read only so that validation can say so instead of calling them unknown fields.
 #[derive(Deserialize, Debug, Clone, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySpec {
@@ -14,15 +14,15 @@ pub struct PolicySpec {
     #[serde(default)]
     pub request_limits: Option<RequestLimitsSpec>,
     #[serde(default)]
-    pub jwt: Option<IgnoredAny>,
+    pub jwt: Option<JwtSpec>,
     #[serde(default)]
-    pub api_key: Option<IgnoredAny>,
+    pub api_key: Option<ApiKeySpec>,
     #[serde(default)]
-    pub basic_auth: Option<IgnoredAny>,
+    pub basic_auth: Option<BasicAuthSpec>,
     #[serde(default)]
     pub external_auth: Option<IgnoredAny>,
     #[serde(default)]
-    pub any_of: Option<IgnoredAny>,
+    pub any_of: Option<Vec<String>>,
     #[serde(default)]
     pub cors: Option<IgnoredAny>,
     #[serde(default)]
@@ -118,4 +118,98 @@ pub struct RedisSpec {
     pub url: String,
     #[serde(default)]
     pub timeout: Option<String>,
+}
+
+/// `jwt`: bearer tokens checked against keys from a JWKS (URL or file) or a shared secret.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtSpec {
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+    #[serde(default)]
+    pub jwks: Option<JwksSpec>,
+    #[serde(default)]
+    pub secret: Option<SecretSpec>,
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    pub from: Option<Vec<CredentialSourceSpec>>,
+    #[serde(default)]
+    pub forward_claims: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub required_scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub required_claims: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub leeway: Option<String>,
+}
+
+/// `jwt.jwks`: exactly one of `url` and `file`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JwksSpec {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub refresh_interval: Option<String>,
+    #[serde(default)]
+    pub min_refresh_interval: Option<String>,
+}
+
+/// `jwt.secret`: the HMAC key, from a file or written inline.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSpec {
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// Where a credential is read: exactly one of `header` (with an optional `prefix`), `cookie`
+/// and `query`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialSourceSpec {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+/// `apiKey`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeySpec {
+    #[serde(default)]
+    pub from: Option<Vec<CredentialSourceSpec>>,
+    #[serde(default)]
+    pub keys: Option<Vec<ApiKeyEntrySpec>>,
+    #[serde(default)]
+    pub keys_file: Option<String>,
+}
+
+/// One key of `apiKey.keys`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyEntrySpec {
+    pub consumer: String,
+    pub sha256: String,
+}
+
+/// `basicAuth`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuthSpec {
+    pub htpasswd_file: String,
+    #[serde(default)]
+    pub realm: Option<String>,
 }

@@ -12,17 +12,9 @@ use std::time::Duration;
 /// on the request path; `onStoreError` decides instead.
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 
-/// Sections of the contract that come with the security release: refused by name, not accepted
+/// Sections of the contract that come with a later release: refused by name, not accepted
 /// and ignored (a policy that silently does not authenticate is worse than a config error).
-const LATER_SECTIONS: [&str; 7] = [
-    "jwt",
-    "apiKey",
-    "basicAuth",
-    "externalAuth",
-    "anyOf",
-    "cors",
-    "ipFilter",
-];
+const LATER_SECTIONS: [&str; 3] = ["externalAuth", "cors", "ipFilter"];
 
 /// Parses `5%`, `5` or `0.5%` as a percentage from 0 to 100, fractions kept.
 pub(super) fn parse_percent(s: &str) -> Result<f64, String> {
@@ -53,26 +45,44 @@ impl V<'_> {
 pub(super) fn policy(v: &mut V, o: &Object, spec: &raw::PolicySpec) -> Policy {
     let ctx = &o.ctx;
     let later = [
-        spec.jwt.is_some(),
-        spec.api_key.is_some(),
-        spec.basic_auth.is_some(),
         spec.external_auth.is_some(),
-        spec.any_of.is_some(),
         spec.cors.is_some(),
         spec.ip_filter.is_some(),
     ];
     for (name, _) in LATER_SECTIONS.iter().zip(later).filter(|(_, set)| *set) {
         v.errors.push(ctx.error(
             &format!("spec.{name}"),
-            format!("`{name}` is not supported by this version of Gatehouse yet; a policy can hold `rateLimit` and `requestLimits`"),
+            format!("`{name}` is not supported by this version of Gatehouse yet; a policy can hold `jwt`, `apiKey`, `basicAuth`, `anyOf`, `rateLimit` and `requestLimits`"),
         ));
     }
-    if spec.rate_limit.is_none() && spec.request_limits.is_none() && !later.contains(&true) {
+    let auth = [
+        (AuthSection::Jwt, spec.jwt.is_some()),
+        (AuthSection::ApiKey, spec.api_key.is_some()),
+        (AuthSection::BasicAuth, spec.basic_auth.is_some()),
+    ];
+    let any_auth = auth.iter().any(|(_, set)| *set);
+    if spec.rate_limit.is_none()
+        && spec.request_limits.is_none()
+        && !any_auth
+        && !later.contains(&true)
+    {
         v.errors.push(ctx.error(
             "spec",
-            "a policy needs at least one section: `rateLimit` or `requestLimits`",
+            "a policy needs at least one section: `jwt`, `apiKey`, `basicAuth`, `rateLimit` or `requestLimits`",
         ));
     }
+    let jwt = spec.jwt.as_ref().map(|j| super::auth::jwt(v, ctx, j));
+    let api_key = spec
+        .api_key
+        .as_ref()
+        .map(|k| super::auth::api_key(v, ctx, k));
+    let basic_auth = spec
+        .basic_auth
+        .as_ref()
+        .map(|b| super::auth::basic_auth(ctx, b));
+    let any_of = (spec.any_of.as_deref())
+        .map(|names| super::auth::any_of(v, ctx, names, &auth))
+        .unwrap_or_default();
     let rate_limit = spec.rate_limit.as_ref().map(|r| rate_limit(v, ctx, r));
     let request_limits = spec.request_limits.as_ref().map(|r| {
         let at = "spec.requestLimits.maxBodySize";
@@ -92,6 +102,10 @@ pub(super) fn policy(v: &mut V, o: &Object, spec: &raw::PolicySpec) -> Policy {
         id: o.id.clone(),
         rate_limit,
         request_limits,
+        jwt,
+        api_key,
+        basic_auth,
+        any_of,
         source: Source::new(&ctx.file, ctx.doc.mark),
     }
 }
@@ -143,21 +157,14 @@ fn rate_limit_key(v: &mut V, ctx: &Ctx, at: &str, k: &raw::RateLimitKeySpec) -> 
     if given.iter().filter(|g| **g).count() != 1 {
         v.errors.push(ctx.error(
             at,
-            "a key needs exactly one of `clientAddress`, `header`, `cookie` or `route`",
+            "a key needs exactly one of `clientAddress`, `header`, `cookie`, `route`, `consumer` or `claim`",
         ));
     }
-    if k.consumer.is_some() || k.claim.is_some() {
-        let field = if k.consumer.is_some() {
-            "consumer"
-        } else {
-            "claim"
-        };
-        v.errors.push(ctx.error(
-            &format!("{at}.{field}"),
-            format!("key `{field}` is not supported by this version of Gatehouse yet (it needs authentication); use `clientAddress`, `header`, `cookie` or `route`"),
-        ));
-    }
-    for (field, value) in [("clientAddress", k.client_address), ("route", k.route)] {
+    for (field, value) in [
+        ("clientAddress", k.client_address),
+        ("route", k.route),
+        ("consumer", k.consumer),
+    ] {
         if value == Some(false) {
             v.errors.push(ctx.error(
                 &format!("{at}.{field}"),
@@ -185,6 +192,16 @@ fn rate_limit_key(v: &mut V, ctx: &Ctx, at: &str, k: &raw::RateLimitKeySpec) -> 
     }
     if k.route.is_some() {
         return RateLimitKey::Route;
+    }
+    if k.consumer.is_some() {
+        return RateLimitKey::Consumer;
+    }
+    if let Some(c) = &k.claim {
+        if c.is_empty() {
+            v.errors
+                .push(ctx.error(&format!("{at}.claim"), "the claim name is empty"));
+        }
+        return RateLimitKey::Claim(c.clone());
     }
     RateLimitKey::ClientAddress
 }

@@ -45,6 +45,21 @@ impl ReplaySource {
         })))
     }
 
+    /// A body that has already arrived whole (a mirror's copy, `proxy::mirror`).
+    pub(crate) fn kept(body: Bytes) -> Self {
+        let size = body.len();
+        ReplaySource(Arc::new(Mutex::new(Shared {
+            body: RequestBody::empty(),
+            chunks: vec![body],
+            trailers: None,
+            size,
+            max: size,
+            overflow: false,
+            ended: true,
+            failed: false,
+        })))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -63,7 +63,10 @@ async fn read(path: &Path, reporter: &mut Reporter) {
 
 /// Watches the file's folder (editors replace files by renaming, which a watch on the file itself
 /// would lose) and sends a tick for each event about the file. `None` when watching is unavailable.
-fn watch(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+pub(crate) fn watch(
+    path: &Path,
+    tx: mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
     let name = path.file_name()?.to_os_string();
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

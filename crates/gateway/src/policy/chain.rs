@@ -1,13 +1,20 @@
 //! Request flow, after route lookup: a rule's policy chain, compiled once per snapshot. Steps run
-//! in a fixed order — request limits, rate limits (in the order the rule lists its policies), then
-//! the rule's fault — each letting the request go on or answering it. (IP filters, CORS and auth
-//! come first once the security issue adds them.) Steps that need no waiting (a declared length,
-//! a local bucket, a fault that only aborts) are decided without allocating; the chain switches to
-//! a boxed future only at the first step that must wait (Redis, a fault delay).
+//! in a fixed order — request limits, authentication (one step per policy with auth sections),
+//! rate limits (in the order the rule lists its policies), then the rule's fault — each letting
+//! the request go on (having maybe written `Effects`: identity, header fields) or answering it.
+//! IP filters and CORS come before auth. Steps that need no waiting (a declared length, a local
+//! bucket, a JWT whose key is cached, a fault that only aborts) are decided without allocating;
+//! the chain switches to a boxed future only at the first step that must wait (Redis, a JWKS
+//! refresh, a fault delay).
+//!
+//! Adding a kind of step: a variant of `Step`, its synchronous part in `Step::begin` (answer
+//! `Next::Done`, or `Next::Wait` to be called again in `Step::wait`, which may await), and its
+//! place in `Chain::compile`.
 
+use super::auth::AuthStep;
 use super::fault::FaultStep;
 use super::rate_limit::{local::LocalLimiter, RateLimitStep, Store};
-use super::{Input, Rejection};
+use super::{Effects, Input, Rejection};
 use crate::error::{ErrorKind, ProxyError};
 use crate::state::policy::PolicyPlan;
 use crate::telemetry::metrics::Metrics;
@@ -23,6 +30,8 @@ use std::time::Duration;
 pub(crate) enum Step {
     /// `requestLimits.maxBodySize`: a declared `Content-Length` above it is refused at once.
     BodyLimit(u64),
+    /// A policy's auth sections (`jwt`, `apiKey`, `basicAuth`; `anyOf`).
+    Auth(Box<AuthStep>),
     /// A `rateLimit`.
     RateLimit(Box<RateLimitStep>),
     /// The rule's `fault`.
@@ -32,8 +41,8 @@ pub(crate) enum Step {
 /// What a step wants after its synchronous part.
 enum Next<'s> {
     Done(Result<(), Box<Rejection>>),
-    /// Ask Redis.
-    Store(&'s RateLimitStep),
+    /// The step must wait: `Step::wait` finishes it.
+    Wait(&'s Step),
     /// Wait, then maybe abort.
     Sleep(Duration, Option<Box<Rejection>>),
 }
@@ -51,6 +60,14 @@ pub(crate) struct Sources<'a> {
     pub(crate) metrics: &'a Metrics,
 }
 
+/// The `Step` of each kind a policy holds, in chain order (before rate limits).
+fn policy_steps(p: &Policy, src: &Sources, steps: &mut Vec<Step>) -> Result<(), String> {
+    if let Some(auth) = AuthStep::compile(p, src.plan)? {
+        steps.push(Step::Auth(Box::new(auth)));
+    }
+    Ok(())
+}
+
 impl Chain {
     /// The chain of `rule` of `route`, or `None` when it has no policy and no fault.
     pub(crate) fn compile(route: &str, rule: &Rule, src: &Sources) -> Result<Option<Self>, String> {
@@ -64,6 +81,9 @@ impl Chain {
             .filter_map(|p| p.request_limits.as_ref().map(|l| l.max_body_size))
             .min();
         let mut steps: Vec<Step> = max_body.map(Step::BodyLimit).into_iter().collect();
+        for p in &listed {
+            policy_steps(p, src, &mut steps)?;
+        }
         for p in &listed {
             if let Some(rl) = &p.rate_limit {
                 steps.push(Step::RateLimit(Box::new(rate_limit_step(
@@ -85,13 +105,14 @@ impl Chain {
         self.max_body
     }
 
-    /// Runs the chain: `Ok` to go on, or the rejection to answer with.
-    pub(crate) fn run<'a>(&'a self, input: &'a Input<'a>) -> Run<'a> {
+    /// Runs the chain: `Ok` to go on (with what the steps decided in `fx`), or the rejection to
+    /// answer with.
+    pub(crate) fn run<'a>(&'a self, input: &'a Input<'a>, fx: &'a mut Effects) -> Run<'a> {
         for (i, step) in self.steps.iter().enumerate() {
-            match step.begin(input) {
+            match step.begin(input, fx) {
                 Next::Done(Ok(())) => {}
                 Next::Done(Err(r)) => return Run::Ready(Some(Err(r))),
-                pending => return Run::Waiting(Box::pin(self.finish(i, pending, input))),
+                pending => return Run::Waiting(Box::pin(self.finish(i, pending, input, fx))),
             }
         }
         Run::Ready(Some(Ok(())))
@@ -103,12 +124,13 @@ impl Chain {
         mut at: usize,
         pending: Next<'a>,
         input: &'a Input<'a>,
+        fx: &'a mut Effects,
     ) -> Result<(), Box<Rejection>> {
         let mut next = pending;
         loop {
             match next {
                 Next::Done(result) => result?,
-                Next::Store(step) => step.check_global(input).await?,
+                Next::Wait(step) => step.wait(input, fx).await?,
                 Next::Sleep(d, abort) => {
                     tokio::time::sleep(d).await;
                     if let Some(r) = abort {
@@ -120,17 +142,22 @@ impl Chain {
             let Some(step) = self.steps.get(at) else {
                 return Ok(());
             };
-            next = step.begin(input);
+            next = step.begin(input, fx);
         }
     }
 }
 
 impl Step {
-    fn begin<'s>(&'s self, input: &Input) -> Next<'s> {
+    /// The step's synchronous part: its decision, or `Wait` when it must await something.
+    fn begin<'s>(&'s self, input: &Input, fx: &mut Effects) -> Next<'s> {
         match self {
             Step::BodyLimit(max) => Next::Done(body_limit(*max, input)),
-            Step::RateLimit(rl) if rl.is_global() => Next::Store(rl),
-            Step::RateLimit(rl) => Next::Done(rl.check_local(input).unwrap_or(Ok(()))),
+            Step::Auth(auth) => match auth.check(input, fx) {
+                Some(result) => Next::Done(result),
+                None => Next::Wait(self),
+            },
+            Step::RateLimit(rl) if rl.is_global() => Next::Wait(self),
+            Step::RateLimit(rl) => Next::Done(rl.check_local(input, fx).unwrap_or(Ok(()))),
             Step::Fault(f) => {
                 // A generator seeded from the thread-local one: one u64 of state, no lock.
                 let roll = f.roll(input, &mut fastrand::Rng::with_seed(fastrand::u64(..)));
@@ -141,6 +168,17 @@ impl Step {
                     (None, None) => Next::Done(Ok(())),
                 }
             }
+        }
+    }
+}
+
+impl Step {
+    /// The rest of a step whose synchronous part said `Next::Wait`.
+    async fn wait(&self, input: &Input<'_>, fx: &mut Effects) -> Result<(), Box<Rejection>> {
+        match self {
+            Step::Auth(auth) => auth.check_async(input, fx).await,
+            Step::RateLimit(rl) => rl.check_global(input, fx).await,
+            Step::BodyLimit(_) | Step::Fault(_) => Ok(()),
         }
     }
 }

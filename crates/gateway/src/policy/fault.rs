@@ -73,12 +73,7 @@ mod tests {
     use http::HeaderMap;
 
     fn input(headers: &HeaderMap) -> Input<'_> {
-        Input {
-            headers,
-            peer: "127.0.0.1".parse().unwrap(),
-            trusted: &[],
-            route: "default/api",
-        }
+        Input::for_test(headers, "/")
     }
 
     #[test]

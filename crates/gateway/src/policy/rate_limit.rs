@@ -7,7 +7,7 @@ pub(crate) mod gcra;
 pub(crate) mod local;
 pub(crate) mod redis;
 
-use super::{Input, Rejection};
+use super::{Effects, Input, Rejection};
 use crate::error::{ErrorKind, ProxyError};
 use gatehouse_config::{RateLimitKey, StoreErrorMode};
 use gcra::{Decision, Gcra};
@@ -53,6 +53,8 @@ pub(crate) struct RateLimitStep {
 enum KeyRef<'a> {
     Ip(IpAddr),
     Bytes(&'a [u8]),
+    /// A claim in its text form (numbers are formatted).
+    Text(std::borrow::Cow<'a, str>),
 }
 
 impl RateLimitStep {
@@ -67,7 +69,10 @@ impl RateLimitStep {
             .unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
     }
 
-    fn key<'a>(&self, input: &'a Input<'a>) -> KeyRef<'a> {
+    /// The request's key. Requests without a consumer or the claim (no auth policy passed one
+    /// before this step) share the empty key, like requests without the header.
+    fn key<'a>(&self, input: &'a Input<'a>, fx: &'a Effects) -> KeyRef<'a> {
+        let id = fx.identity.as_ref();
         match &self.key {
             RateLimitKey::ClientAddress => KeyRef::Ip(input.client_ip()),
             RateLimitKey::Header(name) => KeyRef::Bytes(
@@ -76,8 +81,16 @@ impl RateLimitStep {
                     .get(name.as_str())
                     .map_or(&[][..], HeaderValue::as_bytes),
             ),
-            RateLimitKey::Cookie(name) => KeyRef::Bytes(cookie(input, name).unwrap_or(&[])),
+            RateLimitKey::Cookie(name) => KeyRef::Bytes(input.cookie(name).unwrap_or(&[])),
             RateLimitKey::Route => KeyRef::Bytes(input.route.as_bytes()),
+            RateLimitKey::Consumer => KeyRef::Bytes(
+                id.and_then(|i| i.consumer.as_deref())
+                    .map_or(&[][..], str::as_bytes),
+            ),
+            RateLimitKey::Claim(name) => KeyRef::Text(
+                id.and_then(|i| i.claim_text(name))
+                    .unwrap_or(std::borrow::Cow::Borrowed("")),
+            ),
         }
     }
 
@@ -87,15 +100,23 @@ impl RateLimitStep {
     }
 
     /// Decides a local limit; `None` for a global one (see `check_global`).
-    pub(crate) fn check_local(&self, input: &Input) -> Option<Result<(), Box<Rejection>>> {
+    pub(crate) fn check_local(
+        &self,
+        input: &Input,
+        fx: &Effects,
+    ) -> Option<Result<(), Box<Rejection>>> {
         let Store::Local(limiter) = &self.store else {
             return None;
         };
-        Some(self.verdict(limiter.check(&self.key(input))))
+        Some(self.verdict(limiter.check(&self.key(input, fx))))
     }
 
     /// Decides a global limit through Redis, `onStoreError` deciding when Redis cannot.
-    pub(crate) async fn check_global(&self, input: &Input<'_>) -> Result<(), Box<Rejection>> {
+    pub(crate) async fn check_global(
+        &self,
+        input: &Input<'_>,
+        fx: &Effects,
+    ) -> Result<(), Box<Rejection>> {
         let Store::Global {
             redis,
             gcra,
@@ -104,7 +125,7 @@ impl RateLimitStep {
         else {
             return Ok(());
         };
-        let key = redis_key(&self.policy, &self.key(input));
+        let key = redis_key(&self.policy, &self.key(input, fx));
         match redis.check(&key, *gcra).await {
             Ok(d) => self.verdict(d),
             Err(e) => {
@@ -150,6 +171,8 @@ impl RateLimitStep {
                 (RATELIMIT_POLICY.clone(), self.policy_header.clone()),
                 (RATELIMIT.clone(), state),
             ],
+            reason: None,
+            answer: None,
         })
     }
 }
@@ -162,26 +185,12 @@ impl Gcra {
     }
 }
 
-/// The value of cookie `name`, if the request sends it.
-fn cookie<'a>(input: &'a Input<'a>, name: &str) -> Option<&'a [u8]> {
-    for line in input.headers.get_all(http::header::COOKIE) {
-        for pair in line.as_bytes().split(|b| *b == b';') {
-            let pair = pair.trim_ascii_start();
-            if let Some(rest) = pair.strip_prefix(name.as_bytes()) {
-                if let Some(value) = rest.strip_prefix(b"=") {
-                    return Some(value.trim_ascii_end());
-                }
-            }
-        }
-    }
-    None
-}
-
 /// The Redis key of a bucket: `gatehouse:rl:{policy}:{key}`; long or binary keys are hashed
 /// (FNV-1a, stable across processes) so that keys stay short and printable.
 fn redis_key(policy: &str, key: &KeyRef) -> String {
     let key = match key {
         KeyRef::Ip(ip) => ip.to_string(),
+        KeyRef::Text(t) => return redis_key(policy, &KeyRef::Bytes(t.as_bytes())),
         KeyRef::Bytes(b) => match std::str::from_utf8(b) {
             Ok(s) if s.len() <= 128 && s.bytes().all(|c| c.is_ascii_graphic()) => s.to_string(),
             _ => {
@@ -206,14 +215,9 @@ mod tests {
     fn cookies_and_redis_keys() {
         let mut headers = HeaderMap::new();
         headers.append("cookie", "a=1; session=abc ; b=2".parse().unwrap());
-        let input = Input {
-            headers: &headers,
-            peer: "127.0.0.1".parse().unwrap(),
-            trusted: &[],
-            route: "default/api",
-        };
-        assert_eq!(cookie(&input, "session"), Some(&b"abc"[..]));
-        assert_eq!(cookie(&input, "sess"), None);
+        let input = Input::for_test(&headers, "/");
+        assert_eq!(input.cookie("session"), Some(&b"abc"[..]));
+        assert_eq!(input.cookie("sess"), None);
         assert_eq!(
             redis_key("ns/p", &KeyRef::Bytes(b"alice")),
             "gatehouse:rl:{ns/p}:alice"

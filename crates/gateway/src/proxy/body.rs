@@ -45,6 +45,8 @@ pub struct RequestBody {
     replay: Option<crate::body::replay::Replay>,
     /// `requestLimits.maxBodySize`, when a policy of the rule sets it.
     limit: Option<crate::body::limited::BodyLimit>,
+    /// A copy kept for the rule's mirror, when this request is mirrored.
+    tee: Option<Box<crate::body::tee::Tee>>,
 }
 
 impl RequestBody {
@@ -55,6 +57,7 @@ impl RequestBody {
             counter,
             replay: None,
             limit: None,
+            tee: None,
         }
     }
 
@@ -65,6 +68,7 @@ impl RequestBody {
             counter: None,
             replay: Some(replay),
             limit: None,
+            tee: None,
         }
     }
 
@@ -72,6 +76,12 @@ impl RequestBody {
     #[inline]
     pub(crate) fn limited(mut self, max: Option<u64>) -> Self {
         self.limit = max.map(crate::body::limited::BodyLimit::new);
+        self
+    }
+
+    /// Keeps a copy of the body for a mirror as it streams (see `body::tee`).
+    pub(crate) fn teed(mut self, tee: crate::body::tee::Tee) -> Self {
+        self.tee = Some(Box::new(tee));
         self
     }
 
@@ -87,6 +97,7 @@ impl RequestBody {
             counter: None,
             replay: None,
             limit: None,
+            tee: None,
         }
     }
 }
@@ -119,6 +130,10 @@ impl Body for RequestBody {
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }
             }
+        }
+        if let Some(t) = this.tee.as_mut() {
+            let ended = this.inner.as_ref().is_none_or(Body::is_end_stream);
+            t.observe(&poll, ended);
         }
         Poll::Ready(poll.map(|r| r.map_err(Into::into)))
     }
@@ -168,6 +183,12 @@ pub struct LogContext {
     pub error: Option<&'static str>,
     /// Attempts made upstream, when the rule retries (`retry`).
     pub attempts: Option<u32>,
+    /// What a rule's `overrides` did (`applied`, `fallback`), when one matched.
+    pub override_use: Option<&'static str>,
+    /// Why a policy refused the request (`expired`, `unknown_key`...), never a credential.
+    pub reason: Option<&'static str>,
+    /// Who the auth policies found the caller to be.
+    pub identity: Option<crate::policy::identity::Identity>,
 }
 
 /// Records the end of an exchange exactly once: metrics, the access log line and the endpoint's
@@ -236,6 +257,10 @@ impl Completion {
                 upstream: l.upstream.as_deref(),
                 upstream_duration: l.upstream_duration,
                 attempts: l.attempts,
+                override_use: l.override_use,
+                reason: l.reason,
+                consumer: l.identity.as_ref().and_then(|i| i.consumer.as_deref()),
+                subject: l.identity.as_ref().and_then(|i| i.subject.as_deref()),
                 // A request cut off at a drain deadline says so.
                 error: l
                     .error

@@ -69,13 +69,20 @@ impl Exchange<'_> {
         mut log: Option<Box<LogContext>>,
     ) -> Response<ResponseBody> {
         let target = &self.entry.target;
-        let Some(choice) = target.pick() else {
+        let chosen = crate::routing::split::choose(
+            target,
+            req.headers(),
+            req.uri().query(),
+            req.extensions(),
+        );
+        let Some(chosen) = chosen else {
             let err = ProxyError::new(
                 ErrorKind::NoHealthyEndpoint,
                 "no backend with a weight above 0",
             );
             return self.fail(err, &target.local_metrics, log);
         };
+        let choice = chosen.choice;
         let backend = &choice.backend;
         // Before the balancer: an overloaded backend is refused at once, not queued.
         let slot = match backend.breaker_slot(Limit::Requests) {
@@ -84,6 +91,7 @@ impl Exchange<'_> {
         };
         let bytes_in = log.as_mut().map(|l| {
             l.backend = Some(backend.id.clone());
+            l.override_use = chosen.over.map(|o| o.as_str());
             let counter = Arc::new(AtomicU64::new(0));
             l.bytes_in = Some(counter.clone());
             counter
@@ -97,6 +105,12 @@ impl Exchange<'_> {
             return self.fail(err, &choice.metrics, log);
         };
         let (mut parts, body) = req.into_parts();
+        let body = RequestBody::new(body, bytes_in).limited(self.max_body());
+        // Before `prepare`: the shadow's copy starts from the head the client sent.
+        let body = match target.release.as_ref().and_then(|r| r.mirror.as_ref()) {
+            Some(m) => m.start(&self.entry.rule, &parts, self.rid, self.timeout, body),
+            None => body,
+        };
         let scheme = HeaderValue::from_static(self.conn.scheme);
         // The request's authority: the Host header (HTTP/1.1) or :authority (HTTP/2).
         let authority: Option<HeaderValue> = match parts.uri.authority() {
@@ -118,7 +132,6 @@ impl Exchange<'_> {
         let first = ep.key;
         let (result, ep) = match &self.entry.rule.retry {
             None => {
-                let body = RequestBody::new(body, bytes_in).limited(self.max_body());
                 let req = Request::from_parts(parts, body);
                 (self.attempt(backend, &ep, req, &extra, None).await, ep)
             }
@@ -132,7 +145,7 @@ impl Exchange<'_> {
                     metrics: &choice.metrics,
                     extra: &extra,
                 };
-                Box::pin(leg.run(parts, body, bytes_in, ep, &mut done)).await
+                Box::pin(leg.run(parts, body, ep, &mut done)).await
             }
         };
         if let (Some(l), Some(sent_at)) = (done.log.as_mut(), sent_at) {
@@ -141,7 +154,13 @@ impl Exchange<'_> {
         }
         match result {
             // A retry that moved to another endpoint pins the client there instead.
-            Ok(resp) => self.finish(resp, backend, &ep, affinity || ep.key != first, done),
+            Ok(resp) => {
+                let mut resp = self.finish(resp, backend, &ep, affinity || ep.key != first, done);
+                if let Some(cookie) = chosen.set_cookie {
+                    resp.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                resp
+            }
             Err(err) => error_response(self.snap, err, self.rid, &self.entry.target.errors, done),
         }
     }

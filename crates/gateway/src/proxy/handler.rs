@@ -102,7 +102,7 @@ pub async fn handle(
         Ok(Admission::ServerOptions) => return server_options(&snap, conn, &req, rid, start),
         Err(err) => return unrouted(&snap, conn, &req, &rid, err, start),
     }
-    let (host, port) = match request_target::host(&req) {
+    let (host, _port) = match request_target::host(&req) {
         Ok(h) => h,
         Err(err) => return unrouted(&snap, conn, &req, &rid, err, start),
     };
@@ -136,19 +136,41 @@ pub async fn handle(
         let done = Completion::new(start, entry.target.local_metrics.clone(), log);
         return error_response(&snap, err, &rid, &entry.target.errors, done);
     }
+    // What the chain decided (identity, header fields); empty, and free, without policies.
+    let mut fx = crate::policy::Effects::default();
     if let Some(chain) = &entry.target.policies {
         let input = crate::policy::Input {
+            method: req.method(),
+            uri: req.uri(),
             headers: req.headers(),
+            extensions: req.extensions(),
             peer: conn.peer.ip(),
             trusted: &snap.config.gateway.trusted_proxies,
             route: &entry.route,
         };
-        if let Err(r) = chain.run(&input).await {
+        if let Err(mut r) = chain.run(&input, &mut fx).await {
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
             let done = Completion::new(start, entry.target.local_metrics.clone(), log);
+            r.headers.append(&mut fx.response);
             return crate::policy::respond(&snap, *r, &rid, &entry.target.errors, done);
         }
+        fx.apply_request(&mut req);
     }
+    let mut resp = act(&snap, conn, req, entry, rid, start, grpc).await;
+    fx.apply_response(&mut resp);
+    resp
+}
+
+/// Runs the rule's action once its policies let the request through.
+async fn act(
+    snap: &Arc<Snapshot>,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    entry: &crate::routing::Entry<crate::snapshot::Target>,
+    rid: HeaderValue,
+    start: Instant,
+    grpc: bool,
+) -> Response<ResponseBody> {
     let target = &entry.target;
     match &entry.rule.action {
         Action::Direct(d) => {
@@ -157,38 +179,39 @@ pub async fn handle(
             if let Some(ct) = &target.content_type {
                 resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
             }
-            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
+            let log = log_context(snap, conn, &req, &rid, Some(&entry.route));
             let done = Completion::new(start, target.local_metrics.clone(), log);
             local_response(resp, target.body.clone(), &entry.rule, rid, done)
         }
         Action::Redirect(r) => {
+            // Checked before routing; asked again here rather than kept across the chain.
+            let (host, port) = request_target::host(&req).unwrap_or_default();
+            let (path, query) = (req.uri().path(), req.uri().query());
             let location = redirect_location(r, conn.scheme, &host, port, path, query);
             let mut resp = Response::new(());
             *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
             if let Ok(loc) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(header::LOCATION, loc);
             }
-            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
+            let log = log_context(snap, conn, &req, &rid, Some(&entry.route));
             let done = Completion::new(start, target.local_metrics.clone(), log);
             local_response(resp, Bytes::new(), &entry.rule, rid, done)
         }
         Action::Forward(_) => {
-            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
+            let log = log_context(snap, conn, &req, &rid, Some(&entry.route));
             let mut timeout = entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
             if grpc {
                 // A gRPC client's deadline shortens the route timeout, never lengthens it.
                 timeout = super::grpc::capped(timeout, super::grpc::timeout(req.headers()));
             }
             let exchange = Exchange {
-                snap: &snap,
+                snap,
                 conn,
                 entry,
                 rid: &rid,
                 start,
                 timeout,
             };
-            // The rule's policy chain runs here, before forwarding: each step lets the request
-            // continue or answers it at once.
             exchange.forward(req, log).await
         }
     }
@@ -271,6 +294,12 @@ fn log_context(
         bytes_in: None,
         error: None,
         attempts: None,
+        override_use: None,
+        reason: None,
+        identity: req
+            .extensions()
+            .get::<crate::policy::identity::Identity>()
+            .cloned(),
     }))
 }
 

@@ -108,6 +108,7 @@ fn same_backends(old: &Target, rule: &Rule, backends: &HashMap<ObjectId, Arc<Bac
         .iter()
         .all(|c| now.next().is_some_and(|b| Arc::ptr_eq(b, &c.backend)))
         && now.next().is_none()
+        && (old.release.as_ref()).is_none_or(|r| r.same_backends(backends))
 }
 
 /// Hands memory freed by a config load back to the system. Parsing 10,000 routes allocates

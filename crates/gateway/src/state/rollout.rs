@@ -8,6 +8,7 @@
 mod controller;
 
 use crate::routing::rollout::{percent_of, position, FULL};
+use crate::routing::split::DynamicWeights;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rollout::{RolloutMetrics, Sample};
 pub(crate) use controller::run;
@@ -108,8 +109,11 @@ pub struct RolloutState {
     pub(crate) spec: Rollout,
     /// `namespace/name`, for logs and metric labels.
     pub(crate) name: String,
-    /// The canary's weight, 0..=`FULL`: the only thing a request reads.
+    /// The canary's weight, 0..=`FULL`.
     weight: AtomicU32,
+    /// The same as `[stable, canary]` weights, which the rule's split reads per request (one
+    /// load); kept by the rule's `Release` across reloads that keep this state.
+    pub(crate) weights: Arc<DynamicWeights>,
     pub(crate) inner: Mutex<Inner>,
     /// What the stable backend served through the rule since the last analysis.
     pub(crate) stable: Arc<Sample>,
@@ -153,6 +157,7 @@ impl RolloutState {
         let state = Arc::new(RolloutState {
             name: spec.id.to_string(),
             weight: AtomicU32::new(0),
+            weights: Arc::new(DynamicWeights::new(&[FULL, 0])),
             inner: Mutex::new(Inner {
                 phase: Phase::Progressing,
                 step: None,
@@ -177,8 +182,7 @@ impl RolloutState {
         state
     }
 
-    /// The canary's weight now, 0..=`FULL`. One relaxed load: the request path's whole cost.
-    #[inline]
+    /// The canary's weight now, 0..=`FULL`.
     pub(crate) fn weight(&self) -> u32 {
         self.weight.load(Ordering::Relaxed)
     }
@@ -189,6 +193,7 @@ impl RolloutState {
 
     pub(crate) fn set_weight(&self, weight: u32) {
         self.weight.store(weight, Ordering::Relaxed);
+        self.weights.set(&[FULL - weight, weight]);
         self.metrics.set_weight(&self.name, percent_of(weight));
     }
 

@@ -53,6 +53,14 @@ pub struct Record<'a> {
     pub error: Option<&'static str>,
     /// Attempts made upstream, when the rule retries.
     pub attempts: Option<u32>,
+    /// What a rule's `overrides` did, when one matched.
+    pub override_use: Option<&'static str>,
+    /// Why a policy refused the request, in a word.
+    pub reason: Option<&'static str>,
+    /// The caller's consumer name (API key, basic auth), when authenticated.
+    pub consumer: Option<&'a str>,
+    /// The caller's subject (JWT `sub`, basic-auth user), when authenticated.
+    pub subject: Option<&'a str>,
 }
 
 thread_local! {
@@ -182,9 +190,24 @@ impl AccessLogger {
             if let Some(e) = r.error {
                 let _ = write!(buf, ",\"error\":\"{e}\"");
             }
+            if let Some(e) = r.reason {
+                let _ = write!(buf, ",\"reason\":\"{e}\"");
+            }
+            for (key, value) in [
+                (&b",\"consumer\":"[..], r.consumer),
+                (b",\"subject\":", r.subject),
+            ] {
+                if let Some(v) = value {
+                    buf.extend_from_slice(key);
+                    string(buf, v);
+                }
+            }
             if let Some(n) = r.attempts {
                 buf.extend_from_slice(b",\"attempts\":");
                 buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            }
+            if let Some(o) = r.override_use {
+                let _ = write!(buf, ",\"override\":\"{o}\"");
             }
             buf.extend_from_slice(b"}\n");
             // A full disk or closed pipe must not fail the request; the line is dropped.

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub(crate) policy: super::policy_metrics::PolicyMetrics,
     /// Rollout families.
     pub(crate) rollout: super::rollout::RolloutMetrics,
+    /// Mirror (shadow traffic) family.
+    pub(crate) mirror: super::mirror_metrics::MirrorMetrics,
 }
 
 fn duration_histogram() -> Histogram {
@@ -267,9 +269,11 @@ impl Metrics {
         let streams = super::stream_metrics::StreamMetrics::register(&mut registry);
         let policy = super::policy_metrics::PolicyMetrics::register(&mut registry);
         let rollout = super::rollout::RolloutMetrics::register(&mut registry);
+        let mirror = super::mirror_metrics::MirrorMetrics::register(&mut registry);
         Arc::new(Metrics {
             policy,
             rollout,
+            mirror,
             upstream,
             streams,
             registry,

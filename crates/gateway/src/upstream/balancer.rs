@@ -32,7 +32,7 @@ mod tests;
 
 #[cfg(test)]
 pub(crate) use key::sticky_value;
-pub(crate) use key::{endpoint_key, hash_key, pinned, set_cookie};
+pub(crate) use key::{cookie, endpoint_key, hash_key, pinned, set_cookie, stable_hash};
 
 use gatehouse_config::LbPolicy;
 use maglev::Maglev;

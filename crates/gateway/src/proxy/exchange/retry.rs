@@ -19,8 +19,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
-use hyper::body::Incoming;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,20 +69,17 @@ impl Leg<'_> {
     pub(super) async fn run(
         self,
         parts: Parts,
-        body: Incoming,
-        bytes_in: Option<Arc<AtomicU64>>,
+        body: RequestBody,
         mut ep: Arc<EndpointRt>,
         done: &mut Completion,
     ) -> (Result<Response<UpstreamBody>, ProxyError>, Arc<EndpointRt>) {
         let policy = self.policy;
         let method_ok = (policy.methods.iter()).any(|m| m == parts.method.as_str());
-        let max_body = self.ex.max_body();
         let mut replay = if body.is_end_stream() {
             Replay::Empty
         } else if body.size_hint().lower() > policy.max_body_size as u64 {
-            Replay::Once(Some(RequestBody::new(body, bytes_in).limited(max_body)))
+            Replay::Once(Some(body))
         } else {
-            let body = RequestBody::new(body, bytes_in).limited(max_body);
             Replay::Kept(ReplaySource::new(body, policy.max_body_size))
         };
         self.backend.state.budget.request();

@@ -1,0 +1,94 @@
+//! Request flow, auth step: `apiKey`. The presented key is hashed (SHA-256) and the hash looked
+//! up among the configured ones — inline `keys` and the watched `keysFile` — so no comparison
+//! ever runs over the secret itself, and what is compared (a hash) tells an attacker nothing
+//! about how close a guess was. A match names the consumer.
+
+use super::watched::Watched;
+use super::{credential, Failure, Source, Verdict};
+use crate::policy::identity::Identity;
+use crate::policy::Input;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Key hash to consumer.
+pub(crate) type KeyTable = HashMap<[u8; 32], Arc<str>>;
+
+/// One `apiKey` section, compiled.
+pub(crate) struct ApiKeyAuth {
+    pub(crate) from: Box<[Source]>,
+    /// Inline `keys`.
+    pub(crate) inline: KeyTable,
+    /// `keysFile`, kept across reloads by `state::policy`.
+    pub(crate) file: Option<Arc<Watched<KeyTable>>>,
+}
+
+impl ApiKeyAuth {
+    /// Looks the request's key up.
+    pub(crate) fn check(&self, input: &Input) -> Verdict {
+        let Some(key) = credential(input, &self.from) else {
+            return Verdict::Missing;
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        let Ok(hash) = <[u8; 32]>::try_from(digest.as_ref()) else {
+            return Verdict::Missing;
+        };
+        let consumer = match self.inline.get(&hash) {
+            Some(c) => Some(c.clone()),
+            None => self.file.as_ref().and_then(|f| f.get().get(&hash).cloned()),
+        };
+        match consumer {
+            Some(c) => Verdict::Pass(Identity {
+                consumer: Some(c),
+                ..Identity::default()
+            }),
+            None => Verdict::Fail(Failure::unauthenticated(
+                "unknown_api_key",
+                "the API key is not valid",
+            )),
+        }
+    }
+}
+
+/// A `keysFile`: one key per line, `consumer sha256-hex`; blank lines and `#` comments skipped.
+pub(crate) fn parse_keys_file(path: &Path, text: &str) -> Result<KeyTable, String> {
+    let mut out = KeyTable::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(consumer), Some(hex), None) = (words.next(), words.next(), words.next()) else {
+            return Err(format!(
+                "{}:{}: expected `consumer sha256-hex`",
+                path.display(),
+                n + 1
+            ));
+        };
+        let hash = gatehouse_config::parse_sha256(hex).ok_or_else(|| {
+            format!(
+                "{}:{}: expected the key's SHA-256 as 64 hexadecimal digits",
+                path.display(),
+                n + 1
+            )
+        })?;
+        out.insert(hash, consumer.into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_files_parse_and_report_their_line() {
+        let hex = "a".repeat(64);
+        let t = parse_keys_file(Path::new("k"), &format!("# c\n\nacme {hex}\n")).unwrap();
+        assert_eq!(t.get(&[0xaa; 32]).map(|c| &**c), Some("acme"));
+        let e = parse_keys_file(Path::new("k"), "acme\n").err().unwrap();
+        assert!(e.starts_with("k:1:"), "{e}");
+        assert!(parse_keys_file(Path::new("k"), "acme zz\n").is_err());
+    }
+}
