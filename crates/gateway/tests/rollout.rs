@@ -318,3 +318,37 @@ async fn operators_pause_resume_abort_and_promote_through_the_admin_api() {
     let r = c.get(&format!("{base}/pause"), &[]).await.unwrap();
     assert_eq!(r.status, 405);
 }
+
+#[tokio::test]
+async fn under_a_rollout_a_sticky_split_keeps_each_user_on_one_version() {
+    let stable = Upstream::start("stable").await;
+    let canary = Upstream::start("canary").await;
+    let rollout = format!(
+        "  startTime: \"{}\"\n  steps: [{{weight: 50, pause: 1h}}, {{weight: 100}}]",
+        time_from_now(-1000)
+    );
+    let yaml = config(stable.addr, canary.addr, &rollout).replace(
+        "    - backends: [{backend: tasks}]",
+        "    - backends: [{backend: tasks}]\n      stickySplit: {header: x-user-id}",
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let (url, c) = (gw.url("web").await, Client::new());
+    let mut on_canary = 0;
+    for user in 0..40 {
+        let id = format!("user-{user}");
+        let mut servers = Vec::new();
+        for _ in 0..5 {
+            let r = c.get(&url, &[("x-user-id", &id)]).await.unwrap();
+            servers.push(r.json()["server"].as_str().unwrap_or("").to_string());
+        }
+        assert!(
+            servers.iter().all(|s| *s == servers[0]),
+            "{id} flipped: {servers:?}"
+        );
+        on_canary += usize::from(servers[0] == "canary");
+    }
+    assert!(
+        (8..=32).contains(&on_canary),
+        "{on_canary} of 40 users on the canary at 50%"
+    );
+}
