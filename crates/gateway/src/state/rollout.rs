@@ -1,5 +1,6 @@
 //! Config flow, after validation: each `Rollout`'s run-time state, keyed by the Rollout's id — its
-//! phase, the canary weight the split reads per request (one atomic load), the samples its
+//! phase, the `[stable, canary]` weights the rule's split reads per request (one load of its
+//! `DynamicWeights`, see `routing::split`), the samples its
 //! analysis judges, the last figures and why it failed. A reload that leaves a Rollout unchanged
 //! keeps its state (a rolled-back canary stays rolled back); a changed one starts afresh. A
 //! controller task per Rollout, on the control runtime, applies the schedule and runs the
