@@ -3,7 +3,9 @@
 use crate::de::{from_node, Collected, DeError};
 use crate::error::{hint, ConfigError, ConfigErrors};
 use crate::model::{Config, ObjectId};
-use crate::raw::{BackendSpec, GatewaySpec, ListenerSpec, Metadata, PolicySpec, RouteSpec};
+use crate::raw::{
+    BackendSpec, GatewaySpec, ListenerSpec, Metadata, PolicySpec, RolloutSpec, RouteSpec,
+};
 use crate::yaml::{parse_documents, Mark, Node, Value};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -12,8 +14,11 @@ use std::sync::Arc;
 /// The one `apiVersion` this build understands.
 pub const API_VERSION: &str = "gatehouse.dev/v1alpha1";
 
-const KINDS: [&str; 5] = ["Gateway", "Listener", "Backend", "Route", "Policy"];
-const LATER_KINDS: [&str; 1] = ["Rollout"];
+const KINDS: [&str; 6] = [
+    "Gateway", "Listener", "Backend", "Route", "Policy", "Rollout",
+];
+/// Kinds of the contract this build does not serve yet (none today).
+const LATER_KINDS: [&str; 0] = [];
 const TOP_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
 
 /// One file's name (as shown in errors) and text.
@@ -118,6 +123,7 @@ pub(crate) enum Spec {
     Backend(Box<BackendSpec>),
     Route(RouteSpec),
     Policy(Box<PolicySpec>),
+    Rollout(Box<RolloutSpec>),
 }
 
 impl Spec {
@@ -128,6 +134,7 @@ impl Spec {
             Spec::Backend(_) => "Backend",
             Spec::Route(_) => "Route",
             Spec::Policy(_) => "Policy",
+            Spec::Rollout(_) => "Rollout",
         }
     }
 }
@@ -415,6 +422,7 @@ fn read_document<'a>(
         "Listener" => from_node(spec_node, "spec", &soft).map(Spec::Listener),
         "Backend" => from_node(spec_node, "spec", &soft).map(|s| Spec::Backend(Box::new(s))),
         "Policy" => from_node(spec_node, "spec", &soft).map(|s| Spec::Policy(Box::new(s))),
+        "Rollout" => from_node(spec_node, "spec", &soft).map(|s| Spec::Rollout(Box::new(s))),
         _ => from_node(spec_node, "spec", &soft).map(Spec::Route),
     };
     for e in soft.into_inner().errors {

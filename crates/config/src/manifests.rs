@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 mod policy;
+mod rollout;
 mod tls;
 mod traffic;
 
@@ -22,6 +23,7 @@ impl Config {
         docs.extend(self.backends.iter().map(backend));
         docs.extend(self.routes.iter().map(route));
         docs.extend(self.policies.iter().map(policy::policy));
+        docs.extend(self.rollouts.iter().map(rollout::rollout));
         docs
     }
 }

@@ -20,6 +20,8 @@ mod traffic;
 pub use traffic::*;
 mod tls;
 pub use tls::*;
+mod rollout;
+pub use rollout::*;
 mod release;
 pub use release::*;
 
@@ -41,6 +43,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Policies, in load order.
     pub policies: Vec<Policy>,
+    /// Rollouts, in load order.
+    pub rollouts: Vec<Rollout>,
 }
 
 /// `namespace/name` of an object.

@@ -14,6 +14,8 @@ mod traffic;
 pub use traffic::*;
 mod tls;
 pub use tls::*;
+mod rollout;
+pub use rollout::*;
 mod release;
 pub use release::*;
 

@@ -21,6 +21,7 @@ mod lb;
 mod policy;
 mod portal;
 mod release;
+mod rollout;
 mod tls;
 mod traffic;
 mod values;
@@ -153,6 +154,7 @@ pub(crate) fn validate(
         backends: Vec::new(),
         routes: Vec::new(),
         policies: Vec::new(),
+        rollouts: Vec::new(),
     };
     let mut gateway_seen: Option<&Ctx> = None;
     let mut addresses: HashMap<SocketAddr, &Ctx> = HashMap::new();
@@ -189,12 +191,14 @@ pub(crate) fn validate(
             Spec::Backend(spec) => config.backends.push(backend(&mut v, o, spec)),
             Spec::Route(spec) => config.routes.push(route(&mut v, o, spec, &refs)),
             Spec::Policy(spec) => config.policies.push(policy::policy(&mut v, o, spec)),
+            Spec::Rollout(_) => {}
         }
     }
     if let Some(ctx) = gateway_seen {
         portal::address_conflicts(&mut v, ctx, &config, &addresses);
     }
     policy::check_global(&mut v, &objects, &config);
+    config.rollouts = rollout::rollouts(&mut v, &objects, &refs.backends);
     config
 }
 

@@ -107,3 +107,8 @@ fn tls() {
 fn edge_policies() {
     check("edge-policies");
 }
+
+#[test]
+fn rollouts() {
+    check("rollouts");
+}

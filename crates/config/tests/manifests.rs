@@ -302,3 +302,67 @@ spec:
     let again = load("edge.yaml", &as_text(&docs)).to_manifests();
     assert_eq!(docs, again, "{}", as_text(&docs));
 }
+
+const ROLLOUTS: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: tasks, namespace: team-tasks}
+spec: {endpoints: ["127.0.0.1:9001"]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: tasks-canary, namespace: team-tasks}
+spec: {endpoints: ["127.0.0.1:9002"]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Route
+metadata: {name: tasks-v1, namespace: team-tasks}
+spec:
+  rules:
+    - match: {path: {prefix: /v1/tasks}}
+      backends: [{backend: tasks}]
+    - match: {path: {prefix: /v1/lists}}
+      backends: [{backend: tasks}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Rollout
+metadata: {name: by-steps, namespace: team-tasks}
+spec:
+  route: tasks-v1
+  stable: tasks
+  canary: tasks-canary
+  startTime: "2026-12-01T09:00:00Z"
+  steps: [{weight: 5, pause: 10m}, {weight: 25, pause: 30m}, {weight: 100}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Rollout
+metadata: {name: by-ramp, namespace: team-tasks}
+spec:
+  route: tasks-v1
+  rule: 1
+  stable: tasks
+  canary: tasks-canary
+  startTime: "2026-12-01T09:00:00.250Z"
+  ramp: {from: 5%, to: 100%, over: 24h, every: 10m}
+  analysis: {interval: 30s, maxErrorRate: 0.5%, maxP99Ratio: 2, minRequests: 50}
+"#;
+
+#[test]
+fn rollouts_show_with_defaults_and_load_back_into_equal_rollouts() {
+    let config = load("rollouts.yaml", ROLLOUTS);
+    let docs = config.to_manifests();
+    let steps = &docs[4]["spec"];
+    assert_eq!(docs[4]["kind"], "Rollout");
+    assert_eq!(steps["route"], "team-tasks/tasks-v1");
+    assert_eq!(steps["steps"][2]["pause"], "0s");
+    assert_eq!(steps["analysis"]["interval"], "1m");
+    assert_eq!(steps["analysis"]["maxErrorRate"], "1%");
+    assert_eq!(steps["analysis"]["minRequests"], 100);
+    let ramp = &docs[5]["spec"];
+    assert_eq!(ramp["startTime"], "2026-12-01T09:00:00.250Z");
+    assert_eq!(ramp["ramp"]["every"], "10m");
+    assert_eq!(ramp["analysis"]["maxErrorRate"], "0.5%");
+    let again = load("pasted.yaml", &as_text(&docs));
+    // Equal Rollouts: a replica loading what another shows keeps the same schedule.
+    assert_eq!(config.rollouts, again.rollouts);
+}

@@ -1,7 +1,9 @@
 //! Admin API, beside the data plane: readiness, liveness, metrics, the effective config, the route
-//! table, backends, and `POST /reload`. Bound to loopback by default; it is not behind routing.
+//! table, backends, rollouts, and `POST /reload`. Bound to loopback by default; it is not behind
+//! routing.
 
 mod registration;
+mod rollouts;
 mod routes;
 
 use crate::gateway::Gateway;
@@ -84,6 +86,9 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
         );
         return registration::serve(gw, &method, (&ns, &name, &id), req.into_body()).await;
     }
+    if rollouts::owns(path) {
+        return rollouts::serve(gw, method, path);
+    }
     match path {
         "/ready" | "/live" | "/metrics" | "/config" | "/routes" | "/backends" if !get => {
             json_response(
@@ -142,7 +147,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
         },
         _ => json_response(
             StatusCode::NOT_FOUND,
-            json!({"error": "not_found", "message": "admin endpoints: /ready /live /metrics /config /routes /backends, POST /reload"}),
+            json!({"error": "not_found", "message": "admin endpoints: /ready /live /metrics /config /routes /backends /rollouts, POST /reload, POST /rollouts/{ns}/{name}/{action}"}),
         ),
     }
 }

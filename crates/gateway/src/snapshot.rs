@@ -37,6 +37,9 @@ pub struct Target {
     pub(crate) policies: Option<Box<crate::policy::Chain>>,
     /// Sticky split, overrides, mirror or run-time weights; `None` on a rule with none of them.
     pub(crate) release: Option<Box<crate::routing::split::Release>>,
+    /// The Rollout driving this rule: `choices` is then `[stable, canary]`, and `release`
+    /// reads their weights from the rollout's state.
+    pub(crate) rollout: Option<Arc<crate::state::rollout::RolloutState>>,
 }
 
 impl Target {
@@ -112,7 +115,7 @@ impl Snapshot {
             metrics,
         };
         let mut chain_error = None;
-        let target = |route: &Arc<str>, rule: &gatehouse_config::Rule| {
+        let target = |route: &Arc<str>, index: usize, rule: &gatehouse_config::Rule| {
             let chain = crate::policy::Chain::compile(route, rule, &sources)
                 .unwrap_or_else(|e| {
                     chain_error = Some(e);
@@ -121,7 +124,12 @@ impl Snapshot {
                 .map(Box::new);
             let mut choices = Vec::new();
             let mut total = 0;
-            if let Action::Forward(list) = &rule.action {
+            let rollout = plan.rollouts.for_rule(route, index).cloned();
+            let release = crate::routing::split::Release::compile(route, rule, &backends, metrics);
+            if let Some(r) = &rollout {
+                choices = rollout_choices(r, route, &backends, metrics);
+                total = crate::routing::rollout::FULL;
+            } else if let Action::Forward(list) = &rule.action {
                 for wb in list.iter().filter(|wb| wb.weight > 0) {
                     // Validation guarantees the reference resolves.
                     let Some(backend) = backends.get(&wb.backend) else {
@@ -154,10 +162,17 @@ impl Snapshot {
                     .as_deref()
                     .and_then(|h| http::HeaderValue::from_str(h).ok()),
                 policies: chain,
-                release: crate::routing::split::Release::compile(route, rule, &backends, metrics),
+                release: match &rollout {
+                    None => release,
+                    Some(r) => Some(crate::routing::split::Release::with_weights(
+                        release,
+                        r.weights.clone(),
+                    )),
+                },
+                rollout,
             }
         };
-        let router = reuse.router(&config, &backends, target);
+        let router = reuse.router(&config, &backends, &plan.rollouts, target);
         if let Some(e) = chain_error {
             return Err(e);
         }
@@ -183,6 +198,32 @@ impl Snapshot {
     pub fn route_rows(&self) -> Vec<crate::routing::RouteRow> {
         self.router.rows(describe_action)
     }
+}
+
+/// The `[stable, canary]` choices of a rule a Rollout drives; their request metrics feed the
+/// rollout's samples.
+fn rollout_choices(
+    r: &crate::state::rollout::RolloutState,
+    route: &str,
+    backends: &HashMap<gatehouse_config::ObjectId, Arc<BackendRt>>,
+    metrics: &Metrics,
+) -> Vec<Choice> {
+    let sides = [(&r.spec.stable, &r.stable), (&r.spec.canary, &r.canary)];
+    // Validation guarantees both references resolve.
+    (sides.into_iter())
+        .filter_map(|(id, sample)| {
+            let backend = backends.get(id)?;
+            let mut m = metrics.request_metrics(route, &backend.id);
+            m.rollout = Some(sample.clone());
+            Some(Choice {
+                backend: backend.clone(),
+                metrics: Arc::new(m),
+                // Only a passed-through TLS connection (which has no `Release`) reads these: it
+                // goes to stable. Requests split by the rollout's weights.
+                until: crate::routing::rollout::FULL,
+            })
+        })
+        .collect()
 }
 
 /// A one-line description of a rule's action, for route tables.

@@ -10,6 +10,7 @@ pub(crate) mod breaker;
 pub(crate) mod budget;
 pub(crate) mod endpoint;
 pub(crate) mod policy;
+pub(crate) mod rollout;
 
 use crate::discovery::registration::{self, Registry};
 use crate::telemetry::metrics::Metrics;
@@ -41,6 +42,8 @@ pub struct StatePlan {
     metrics: UpstreamMetrics,
     /// Rate limit buckets and the Redis store.
     pub(crate) policies: policy::PolicyPlan,
+    /// Rollout states.
+    pub(crate) rollouts: rollout::RolloutPlan,
 }
 
 impl StatePlan {
@@ -56,6 +59,8 @@ pub struct StateStore {
     backends: Mutex<HashMap<ObjectId, (Backend, Arc<BackendState>)>>,
     next_key: Arc<AtomicU64>,
     policies: policy::PolicyStore,
+    /// Rollout states, by Rollout id.
+    pub(crate) rollouts: rollout::RolloutStore,
 }
 
 impl StateStore {
@@ -83,6 +88,7 @@ impl StateStore {
             backends,
             metrics: metrics.upstream.clone(),
             policies: self.policies.plan(config),
+            rollouts: self.rollouts.plan(config, metrics),
         }
     }
 
@@ -97,6 +103,7 @@ impl StateStore {
         *current = plan.backends.clone();
         drop(current);
         self.policies.commit(&plan.policies);
+        self.rollouts.commit(&plan.rollouts);
         for id in removed {
             plan.metrics.forget(&id.to_string());
         }

@@ -5,5 +5,6 @@ pub mod access_log;
 pub mod metrics;
 pub(crate) mod mirror_metrics;
 pub(crate) mod policy_metrics;
+pub(crate) mod rollout;
 pub(crate) mod stream_metrics;
 pub(crate) mod upstream_metrics;

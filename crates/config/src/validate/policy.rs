@@ -13,7 +13,7 @@ use std::time::Duration;
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Parses `5%`, `5` or `0.5%` as a percentage from 0 to 100, fractions kept.
-fn parse_percent(s: &str) -> Result<f64, String> {
+pub(super) fn parse_percent(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let n = t.strip_suffix('%').unwrap_or(t).trim();
     match n.parse::<f64>() {

@@ -62,14 +62,19 @@ impl<'a> Reuse<'a> {
         &self,
         config: &Config,
         backends: &HashMap<ObjectId, Arc<BackendRt>>,
-        mut target: impl FnMut(&Arc<str>, &Rule) -> Target,
+        rollouts: &crate::state::rollout::RolloutPlan,
+        mut target: impl FnMut(&Arc<str>, usize, &Rule) -> Target,
     ) -> Router<Target> {
         Router::build_with(config, |route, index, rule| {
             let fp = fingerprint(rule);
             if let Some(old) = self.entries.get(&(&**route, index)) {
                 // A rule with policies is compiled again: its chain depends on Policy objects
                 // and the store settings, which its fingerprint does not cover.
-                let kept = old.fingerprint == fp && rule.policies.is_empty();
+                // So is a rule a Rollout drives or drove: the Rollout is not in the fingerprint.
+                let kept = old.fingerprint == fp
+                    && rule.policies.is_empty()
+                    && old.target.rollout.is_none()
+                    && rollouts.for_rule(route, index).is_none();
                 if kept && same_backends(&old.target, rule, backends) {
                     return (*old).clone();
                 }
@@ -78,7 +83,7 @@ impl<'a> Reuse<'a> {
                 route: route.clone(),
                 index,
                 rule: rule.clone(),
-                target: target(route, rule),
+                target: target(route, index, rule),
                 fingerprint: fp,
             })
         })

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub(crate) streams: super::stream_metrics::StreamMetrics,
     /// Rate limit families.
     pub(crate) policy: super::policy_metrics::PolicyMetrics,
+    /// Rollout families.
+    pub(crate) rollout: super::rollout::RolloutMetrics,
     /// Mirror (shadow traffic) family.
     pub(crate) mirror: super::mirror_metrics::MirrorMetrics,
 }
@@ -100,6 +102,8 @@ pub struct RequestMetrics {
     late_counters: LazyCounters,
     retries: Family<PairLabels, Counter>,
     retry_counter: std::sync::OnceLock<Counter>,
+    /// The sample a Rollout's analysis reads, on the rule a Rollout drives only.
+    pub(crate) rollout: Option<Arc<super::rollout::Sample>>,
 }
 
 /// One counter per error kind, each resolved on first use. The array itself is allocated on the
@@ -142,6 +146,9 @@ impl RequestMetrics {
                     .clone()
             })
             .observe(seconds);
+        if let Some(sample) = &self.rollout {
+            sample.record(status, seconds);
+        }
     }
 
     /// Counts a retry (an attempt after the first) to this route's backend.
@@ -268,9 +275,11 @@ impl Metrics {
         let upstream = super::upstream_metrics::UpstreamMetrics::register(&mut registry);
         let streams = super::stream_metrics::StreamMetrics::register(&mut registry);
         let policy = super::policy_metrics::PolicyMetrics::register(&mut registry);
+        let rollout = super::rollout::RolloutMetrics::register(&mut registry);
         let mirror = super::mirror_metrics::MirrorMetrics::register(&mut registry);
         Arc::new(Metrics {
             policy,
+            rollout,
             mirror,
             upstream,
             streams,
@@ -301,6 +310,7 @@ impl Metrics {
             late_counters: Default::default(),
             retries: self.retries.clone(),
             retry_counter: Default::default(),
+            rollout: None,
         }
     }
 
