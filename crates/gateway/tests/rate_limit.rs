@@ -1,14 +1,12 @@
 //! Rate limits over real sockets: a local limit admits exactly its burst and answers the rest 429
 //! with `Retry-After` and the IETF RateLimit fields; its buckets survive reloads that keep the
-//! policy; two gateways sharing one real Redis admit N of a global limit of N under concurrent
-//! load; a Redis killed mid-run is ridden through as `onStoreError` says, never slower than the
-//! timeout plus 50 ms, and the gateway reconnects by itself when Redis is back.
+//! policy; a Redis killed mid-run is ridden through as `onStoreError` says, never slower than the
+//! timeout plus 50 ms, and the gateway reconnects by itself when Redis is back. (Two processes
+//! sharing one Redis: `crates/cli/tests/global_limit.rs`.)
 
 use gatehouse_testkit::gateway::GATEWAY_AND_WEB;
 use gatehouse_testkit::{wait_for, Client, Redis, TestGateway, Upstream};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A route `r` whose rule `/limited` carries policy `per-user`; `LIMIT` is the policy's
@@ -125,55 +123,6 @@ async fn local_buckets_survive_a_reload_that_keeps_the_policy_and_restart_when_i
     for expected in [200, 200, 200, 429] {
         assert_eq!(client.get(&url, &[]).await.unwrap().status, expected);
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_gateways_sharing_one_redis_admit_n_of_a_global_limit_of_n() {
-    let redis = Redis::start();
-    let up = Upstream::start("a").await;
-    let n = 500;
-    let limit = format!("{{requests: {n}, per: 1h, key: {{route: true}}, scope: global}}");
-    let gateway = format!(", redis: {{url: \"{}\", timeout: 1s}}", redis.url);
-    let yaml = config(up.addr, &limit, &gateway);
-    let (a, b) = (
-        TestGateway::start(&yaml).await,
-        TestGateway::start(&yaml).await,
-    );
-    let urls = [
-        format!("{}/limited", a.url("web").await),
-        format!("{}/limited", b.url("web").await),
-    ];
-    let admitted = Arc::new(AtomicUsize::new(0));
-    let refused = Arc::new(AtomicUsize::new(0));
-    // 16 concurrent clients, 8 on each gateway, 1000 requests in all: twice the limit.
-    let tasks: Vec<_> = (0..16)
-        .map(|i| {
-            let url = urls[i % 2].clone();
-            let (admitted, refused) = (admitted.clone(), refused.clone());
-            tokio::spawn(async move {
-                let client = Client::new();
-                for _ in 0..(2 * n / 16 + 1) {
-                    match client.get(&url, &[]).await.unwrap().status.as_u16() {
-                        200 => admitted.fetch_add(1, Ordering::Relaxed),
-                        429 => refused.fetch_add(1, Ordering::Relaxed),
-                        s => panic!("unexpected status {s}"),
-                    };
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let admitted = admitted.load(Ordering::Relaxed);
-    let refused = refused.load(Ordering::Relaxed);
-    eprintln!("admitted {admitted}, refused {refused}");
-    let tolerance = n / 50;
-    assert!(
-        (n - tolerance..=n + tolerance).contains(&admitted),
-        "admitted {admitted} of a limit of {n}"
-    );
-    assert_eq!(up.requests(), admitted);
 }
 
 /// Runs `count` sequential requests and returns (statuses, slowest).

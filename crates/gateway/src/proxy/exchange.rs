@@ -122,8 +122,9 @@ impl Exchange<'_> {
                 let req = Request::from_parts(parts, body);
                 (self.attempt(backend, &ep, req, &extra, None).await, ep)
             }
-            // Boxed: the retry loop's state is large, and a rule without `retry` must not carry
-            // it in every request's future.
+            // Not boxed: its attempt shares the future's storage with the arm above (one await
+            // or the other), so the retry state adds only its own few fields, and a boxed future
+            // this large would cost a retrying route a slow-path malloc per request.
             Some(policy) => {
                 let leg = retry::Leg {
                     ex: self,
@@ -132,7 +133,7 @@ impl Exchange<'_> {
                     metrics: &choice.metrics,
                     extra: &extra,
                 };
-                Box::pin(leg.run(parts, body, bytes_in, ep, &mut done)).await
+                leg.run(parts, body, bytes_in, ep, &mut done).await
             }
         };
         if let (Some(l), Some(sent_at)) = (done.log.as_mut(), sent_at) {
