@@ -126,7 +126,7 @@ impl RateLimitStep {
             return Ok(());
         };
         let key = redis_key(&self.policy, &self.key(input, fx));
-        match redis.check(&key, *gcra).await {
+        match redis.check(key, *gcra).await {
             Ok(d) => self.verdict(d),
             Err(e) => {
                 self.store_errors.inc();

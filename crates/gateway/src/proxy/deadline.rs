@@ -88,6 +88,11 @@ pub struct Elapsed;
 
 /// `inner`, or `Elapsed` once `deadline` has passed.
 pub fn timed<F: Future>(deadline: Instant, inner: F) -> Timed<F> {
+    maybe_timed(Some(deadline), inner)
+}
+
+/// `timed` when there is a deadline; just `inner` (nothing registered) when there is none.
+pub fn maybe_timed<F: Future>(deadline: Option<Instant>, inner: F) -> Timed<F> {
     Timed {
         inner,
         deadline,
@@ -100,7 +105,7 @@ pin_project_lite::pin_project! {
     pub struct Timed<F> {
         #[pin]
         inner: F,
-        deadline: Instant,
+        deadline: Option<Instant>,
         slot: Option<(Arc<Shard>, usize)>,
     }
 
@@ -123,11 +128,14 @@ impl<F: Future> Future for Timed<F> {
         if let Poll::Ready(v) = this.inner.poll(cx) {
             return Poll::Ready(Ok(v));
         }
+        let Some(deadline) = *this.deadline else {
+            return Poll::Pending;
+        };
         match this.slot {
             None => {
                 let shard = SHARD.with(Arc::clone);
                 let mut t = shard.lock();
-                let entry = Some((*this.deadline, cx.waker().clone()));
+                let entry = Some((deadline, cx.waker().clone()));
                 let key = match t.free.pop() {
                     Some(k) => {
                         t.entries[k] = entry;
@@ -151,7 +159,7 @@ impl<F: Future> Future for Timed<F> {
                 Poll::Pending
             }
             Some((shard, key)) => {
-                if Instant::now() >= *this.deadline {
+                if Instant::now() >= deadline {
                     return Poll::Ready(Err(Elapsed));
                 }
                 let mut t = shard.lock();

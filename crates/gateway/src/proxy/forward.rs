@@ -110,8 +110,9 @@ pub fn strip_found(headers: &mut HeaderMap, found: &Scan) {
 /// Header fields added to an upstream request as it is written, instead of being inserted into
 /// its header map (for HTTP/1.1 upstreams the head is encoded by the proxy, and a hashed insert
 /// per field costs more than writing it). The values are borrowed from the request's handler.
-#[derive(Default)]
-pub struct Extra<'a>(pub [Option<(&'static str, &'a HeaderValue)>; 4]);
+/// Slots: the three X-Forwarded-* fields, the request id, the attempt number of a retrying rule.
+#[derive(Default, Clone, Copy)]
+pub struct Extra<'a>(pub [Option<(&'static str, &'a HeaderValue)>; 5]);
 
 impl Extra<'_> {
     /// The fields, in order.
@@ -132,6 +133,7 @@ pub fn forwarded_extra<'a>(
         Some(("x-forwarded-proto", scheme)),
         host.filter(|h| !h.is_empty())
             .map(|h| ("x-forwarded-host", h)),
+        None,
         None,
     ])
 }

@@ -58,6 +58,7 @@ impl ConnInfo {
     }
 }
 
+/// The request's id: the client's `x-request-id` when it is a sane one, else a new one.
 pub(super) fn request_id(req: &Request<Incoming>) -> HeaderValue {
     if let Some(v) = req.headers().get(&X_REQUEST_ID) {
         let b = v.as_bytes();
@@ -65,10 +66,19 @@ pub(super) fn request_id(req: &Request<Incoming>) -> HeaderValue {
             return v.clone();
         }
     }
+    new_request_id()
+}
+
+/// 128 random bits as 32 lowercase hex digits.
+fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; 32];
-    let n = fastrand::u128(..);
-    for (i, out) in buf.iter_mut().enumerate() {
-        *out = b"0123456789abcdef"[((n >> (i * 4)) & 0xf) as usize];
+    // Two hex digits per random byte.
+    for (pair, b) in buf
+        .chunks_exact_mut(2)
+        .zip(fastrand::u128(..).to_le_bytes())
+    {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
     // Ids are cut from a per-thread block rather than allocated one by one: an id is cloned into
     // the upstream request, the response and the log, and a block-backed `Bytes` clones by
@@ -79,10 +89,13 @@ pub(super) fn request_id(req: &Request<Incoming>) -> HeaderValue {
             block.reserve(ID_BLOCK_SIZE);
         }
         block.extend_from_slice(&buf);
-        HeaderValue::from_maybe_shared(block.split().freeze())
-            .unwrap_or_else(|_| HeaderValue::from_static("0"))
+        // SAFETY: the bytes are lowercase hex digits, visible ASCII, which a header value may
+        // hold; the checked constructor would only test them again.
+        unsafe { HeaderValue::from_maybe_shared_unchecked(block.split().freeze()) }
     })
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 const ID_BLOCK_SIZE: usize = 32 * 1024;
 
@@ -405,6 +418,29 @@ fn redirect_location(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_request_ids_are_32_lowercase_hex_digits_and_differ() {
+        let ids: Vec<HeaderValue> = (0..2000).map(|_| new_request_id()).collect();
+        for id in &ids {
+            let b = id.as_bytes();
+            assert_eq!(b.len(), 32, "{id:?}");
+            assert!(
+                b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{id:?}"
+            );
+        }
+        let distinct: std::collections::HashSet<&[u8]> = ids.iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(distinct.len(), ids.len());
+        // Every digit value turns up (a broken nibble split would leave some out).
+        for d in HEX {
+            assert!(
+                ids.iter().any(|id| id.as_bytes().contains(d)),
+                "{}",
+                *d as char
+            );
+        }
+    }
 
     #[test]
     fn redirects_keep_what_they_do_not_change() {

@@ -1,30 +1,55 @@
-//! Rate limiting, `scope: global`: the buckets live in Redis, shared by every replica. One atomic
-//! Lua script per decision (one round trip) runs the same GCRA as `gcra`, on Redis's own clock so
-//! replicas need no synchronised clocks. Every call is bounded by `redis.timeout`; past it, or on
-//! any error, the caller's `onStoreError` decides. The connection manager reconnects by itself.
+//! Rate limiting, `scope: global`: the buckets live in Redis, shared by every replica. Decisions
+//! are batched: requests hand their key to one driver task (on the control runtime), which sends
+//! everything waiting as one atomic Lua script call — the same GCRA as `gcra`, on Redis's own
+//! clock so replicas need no synchronised clocks — and hands each request its answer. Under load
+//! a batch holds whatever arrived during the previous round trip, so Redis runs one script per
+//! round trip instead of one per request; an idle gateway sends batches of one. Every decision
+//! is bounded by `redis.timeout`; past it, or on any error, the caller's `onStoreError` decides.
+//! The connection manager reconnects by itself.
 
 use super::gcra::{Decision, Gcra};
 use redis::aio::ConnectionManager;
 use redis::Client;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// The GCRA of `gcra.rs`, in microseconds, atomically in Redis. Returns `{allowed, remaining,
-/// wait_us}`. The key expires when its bucket would be full again, so idle keys cost nothing.
+/// The GCRA of `gcra.rs`, in microseconds, atomically in Redis, for every key of the batch:
+/// `ARGV` holds an interval and a capacity per key. Returns `{allowed, remaining, wait_us}` per
+/// key, in order. A key expires when its bucket would be full again, so idle keys cost nothing.
+/// (All keys of a batch go to one Redis: a Redis Cluster would need a batch per slot.)
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new_tat = tat + interval
-local ahead = new_tat - now
-if ahead > capacity then
-  return {0, 0, ahead - capacity}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local capacity = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local ahead = new_tat - now
+  if ahead > capacity then
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+    out[#out + 1] = ahead - capacity
+  else
+    redis.call('SET', key, string.format('%d', new_tat), 'PX', math.ceil(ahead / 1000) + 1)
+    out[#out + 1] = 1
+    out[#out + 1] = math.floor((capacity - ahead) / interval)
+    out[#out + 1] = ahead
+  end
 end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(ahead / 1000) + 1)
-return {1, math.floor((capacity - ahead) / interval), ahead}
+return out
 ";
+
+/// Most decisions in one script call: bounds how long Redis runs one script (it serves nothing
+/// else meanwhile) and the size of one command.
+const MAX_BATCH: usize = 256;
+
+/// Batches in flight at once: a slow batch does not hold back the ones behind it, and the
+/// connection stays pipelined.
+const MAX_IN_FLIGHT: usize = 4;
 
 /// Why a global decision could not be made.
 #[derive(Debug)]
@@ -32,7 +57,11 @@ pub(crate) enum StoreError {
     /// Redis did not answer within `redis.timeout`.
     Timeout,
     /// Redis answered with an error, or the connection failed.
-    Failed(redis::RedisError),
+    Failed(Arc<redis::RedisError>),
+    /// The driver task is gone (the runtime is shutting down).
+    Closed,
+    /// The script's reply did not have one decision per key (another script under its name?).
+    Malformed,
 }
 
 impl std::fmt::Display for StoreError {
@@ -40,21 +69,29 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Timeout => f.write_str("Redis did not answer in time"),
             StoreError::Failed(e) => write!(f, "Redis failed: {e}"),
+            StoreError::Closed => f.write_str("the Redis driver has stopped"),
+            StoreError::Malformed => f.write_str("Redis answered the limit script unexpectedly"),
         }
     }
 }
 
+/// One request's question to the driver.
+struct Pending {
+    key: String,
+    gcra: Gcra,
+    reply: oneshot::Sender<Result<Decision, StoreError>>,
+}
+
 /// The connection to the Gateway's `redis`, shared by every global limit; it outlives reloads
-/// that keep `redis` unchanged.
+/// that keep `redis` unchanged. Dropping it ends the driver.
 pub(crate) struct RedisStore {
-    conn: ConnectionManager,
-    script: redis::Script,
+    queue: mpsc::UnboundedSender<Pending>,
     timeout: Duration,
 }
 
 impl RedisStore {
     /// A store for `url` (not connected yet: the first decision connects). Must be called inside
-    /// a tokio runtime that outlives it (the control runtime), which drives the connection.
+    /// a tokio runtime that outlives it (the control runtime), which runs the driver.
     pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
         let client = Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
         // Reconnecting is the manager's job; each attempt is bounded so that a dead Redis makes
@@ -66,29 +103,89 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| format!("cannot set up the Redis connection: {e}"))?;
-        Ok(RedisStore {
-            conn,
-            script: redis::Script::new(SCRIPT),
-            timeout,
-        })
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(drive(rx, conn, redis::Script::new(SCRIPT)));
+        Ok(RedisStore { queue, timeout })
     }
 
     /// Decides for one request of `key` under `gcra`, within the store's timeout.
-    pub(crate) async fn check(&self, key: &str, gcra: Gcra) -> Result<Decision, StoreError> {
-        let mut conn = self.conn.clone();
-        let mut call = self.script.key(key);
-        call.arg(gcra.interval.div_ceil(1000).max(1))
-            .arg(gcra.capacity.div_ceil(1000).max(1));
-        let reply = tokio::time::timeout(self.timeout, call.invoke_async(&mut conn)).await;
-        let (allowed, remaining, wait_us): (i64, i64, i64) = match reply {
-            Err(_) => return Err(StoreError::Timeout),
-            Ok(Err(e)) => return Err(StoreError::Failed(e)),
-            Ok(Ok(v)) => v,
+    pub(crate) async fn check(&self, key: String, gcra: Gcra) -> Result<Decision, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        if self.queue.send(Pending { key, gcra, reply }).is_err() {
+            return Err(StoreError::Closed);
+        }
+        match tokio::time::timeout(self.timeout, answer).await {
+            Err(_) => Err(StoreError::Timeout),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+/// The driver: takes everything waiting (up to `MAX_BATCH`) as one batch, at most
+/// `MAX_IN_FLIGHT` batches at a time, until the store is dropped.
+async fn drive(
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    conn: ConnectionManager,
+    script: redis::Script,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let script = Arc::new(script);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        // Wait for a free slot first: what arrives meanwhile joins the next batch.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
-        Ok(Decision {
-            allowed: allowed == 1,
-            remaining: remaining.max(0) as u64,
-            wait: Duration::from_micros(wait_us.max(0) as u64),
-        })
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        // Requests whose caller gave up (timed out) need no answer.
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let taken = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+        let (conn, script) = (conn.clone(), script.clone());
+        tokio::spawn(async move {
+            answer(taken, conn, &script).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Sends one batch and hands each request its decision (or the batch's error).
+async fn answer(batch: Vec<Pending>, mut conn: ConnectionManager, script: &redis::Script) {
+    let mut call = script.prepare_invoke();
+    for p in &batch {
+        call.key(&p.key);
+    }
+    for p in &batch {
+        call.arg(p.gcra.interval.div_ceil(1000).max(1))
+            .arg(p.gcra.capacity.div_ceil(1000).max(1));
+    }
+    // Bounded by the connection manager's response timeout (`redis.timeout`); each caller also
+    // bounds its own wait.
+    match call.invoke_async::<Vec<i64>>(&mut conn).await {
+        Ok(values) if values.len() == 3 * batch.len() => {
+            for (p, v) in batch.into_iter().zip(values.chunks_exact(3)) {
+                let _ = p.reply.send(Ok(Decision {
+                    allowed: v[0] == 1,
+                    remaining: v[1].max(0) as u64,
+                    wait: Duration::from_micros(v[2].max(0) as u64),
+                }));
+            }
+        }
+        Ok(_) => fail_all(batch, || StoreError::Malformed),
+        Err(e) => {
+            let e = Arc::new(e);
+            fail_all(batch, || StoreError::Failed(e.clone()))
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Pending>, error: impl Fn() -> StoreError) {
+    for p in batch {
+        let _ = p.reply.send(Err(error()));
     }
 }
