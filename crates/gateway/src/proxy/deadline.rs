@@ -88,11 +88,6 @@ pub struct Elapsed;
 
 /// `inner`, or `Elapsed` once `deadline` has passed.
 pub fn timed<F: Future>(deadline: Instant, inner: F) -> Timed<F> {
-    maybe_timed(Some(deadline), inner)
-}
-
-/// `timed` when there is a deadline; just `inner` (nothing registered) when there is none.
-pub fn maybe_timed<F: Future>(deadline: Option<Instant>, inner: F) -> Timed<F> {
     Timed {
         inner,
         deadline,
@@ -105,7 +100,7 @@ pin_project_lite::pin_project! {
     pub struct Timed<F> {
         #[pin]
         inner: F,
-        deadline: Option<Instant>,
+        deadline: Instant,
         slot: Option<(Arc<Shard>, usize)>,
     }
 
@@ -128,14 +123,11 @@ impl<F: Future> Future for Timed<F> {
         if let Poll::Ready(v) = this.inner.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        let Some(deadline) = *this.deadline else {
-            return Poll::Pending;
-        };
         match this.slot {
             None => {
                 let shard = SHARD.with(Arc::clone);
                 let mut t = shard.lock();
-                let entry = Some((deadline, cx.waker().clone()));
+                let entry = Some((*this.deadline, cx.waker().clone()));
                 let key = match t.free.pop() {
                     Some(k) => {
                         t.entries[k] = entry;
@@ -159,7 +151,7 @@ impl<F: Future> Future for Timed<F> {
                 Poll::Pending
             }
             Some((shard, key)) => {
-                if Instant::now() >= deadline {
+                if Instant::now() >= *this.deadline {
                     return Poll::Ready(Err(Elapsed));
                 }
                 let mut t = shard.lock();

@@ -5,20 +5,20 @@
 //! timeouts (the `retry` module loops over attempts when the rule retries); `finish` turns the
 //! upstream's response head into the client's. Every failure becomes one `ProxyError` response.
 
-mod attempt;
 mod dialect;
 mod retry;
 
 use super::body::{Completion, LogContext, RequestBody, ResponseBody};
 use super::forward::{self, Extra};
 use super::handler::{error_response, ConnInfo, X_REQUEST_ID};
-use crate::error::{ErrorKind, ProxyError};
+use crate::error::{Cause, ErrorKind, Progress, ProxyError};
 use crate::routing::Entry;
 use crate::snapshot::{Snapshot, Target};
 use crate::state::breaker::Limit;
 use crate::telemetry::metrics::RequestMetrics;
 use crate::upstream::backend::{BackendRt, EndpointRt};
-use crate::upstream::client::UpstreamBody;
+use crate::upstream::client::{self, UpstreamBody};
+use gatehouse_config::units::DisplayDuration;
 use gatehouse_config::BackendProtocol;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -299,6 +299,54 @@ impl Exchange<'_> {
         Ok(())
     }
 
+    /// One attempt: sends `req` to `ep` and waits for the response head, within the rule's
+    /// `timeout` (measured from the request's arrival, retries included) and `per_try`, if any.
+    /// The outcome feeds outlier detection.
+    async fn attempt(
+        &self,
+        backend: &BackendRt,
+        ep: &EndpointRt,
+        req: Request<RequestBody>,
+        extra: &Extra<'_>,
+        per_try: Option<Duration>,
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
+        let whole = self.timeout;
+        let overall =
+            (!whole.is_zero()).then(|| tokio::time::Instant::from_std(self.start) + whole);
+        let per_try_until = per_try.map(|d| tokio::time::Instant::now() + d);
+        // The send future is large: made where it is awaited, never moved through a local.
+        let result = match (overall, per_try_until) {
+            (None, None) => client::send(backend, ep, req, extra, self.start).await,
+            (overall, per_try_until) => {
+                let per_try_first = per_try_until.is_some_and(|p| overall.is_none_or(|o| p < o));
+                let until = match (overall, per_try_until) {
+                    (Some(o), Some(p)) => o.min(p),
+                    (o, p) => o.or(p).unwrap_or_else(tokio::time::Instant::now),
+                };
+                // Coarse, and cheap (see `deadline`).
+                let timed = super::deadline::timed(
+                    until,
+                    client::send(backend, ep, req, extra, self.start),
+                );
+                match timed.await {
+                    Ok(r) => r,
+                    Err(_) if per_try_first => Err(timed_out(backend, per_try.unwrap_or(whole))
+                        .because(Cause::PerTryTimeout)
+                        .at(Progress::HeadSent)),
+                    Err(_) => Err(timed_out(backend, whole).at(Progress::HeadSent)),
+                }
+            }
+        };
+        if let Some(od) = &backend.outlier {
+            let failed = match &result {
+                Ok(r) => r.status().is_server_error(),
+                Err(e) => e.kind.counts_against_endpoint(),
+            };
+            crate::health::outlier::record(od, &backend.state, ep, failed);
+        }
+        result
+    }
+
     /// The client's response head from the upstream's: hop-by-hop fields out (HTTP/2; the
     /// HTTP/1.1 codec leaves them out as it parses), the rule's header changes, the affinity
     /// cookie, the request id; the body streams through `ResponseBody`, which ends the exchange.
@@ -330,4 +378,17 @@ impl Exchange<'_> {
             ResponseBody::upstream(body, Some(done), backend.read_timeout),
         )
     }
+}
+
+/// The error of an attempt that ran out of `limit`. The backend's name, never the endpoint's
+/// address: clients must not learn where services run (the access log names the endpoint).
+fn timed_out(backend: &BackendRt, limit: Duration) -> ProxyError {
+    ProxyError::new(
+        ErrorKind::Timeout,
+        format!(
+            "backend {} did not answer within {}",
+            backend.id,
+            DisplayDuration(limit)
+        ),
+    )
 }
