@@ -184,7 +184,15 @@ pub async fn handle(
         }
         fx.apply_request(&mut req);
     }
-    let mut resp = act(&snap, conn, req, entry, rid, start, grpc).await;
+    let mut resp = match answer_locally(&snap, conn, &req, entry, &rid, start) {
+        Some(resp) => resp,
+        // Awaited here, in this future: behind another `async fn` the exchange's large future
+        // would be copied once more per request.
+        None => {
+            let (exchange, log) = exchange(&snap, conn, &req, entry, &rid, start, grpc);
+            exchange.forward(req, log).await
+        }
+    };
     fx.apply_response(&mut resp);
     resp
 }
@@ -208,31 +216,30 @@ fn preflight_route<'s>(
     chain.answers_preflights().then_some(entry)
 }
 
-/// Runs the rule's action once its policies let the request through.
-async fn act(
+/// The answer of a rule that does not forward (a direct response, a redirect); `None` for one
+/// that forwards.
+fn answer_locally(
     snap: &Arc<Snapshot>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: &Request<Incoming>,
     entry: &crate::routing::Entry<crate::snapshot::Target>,
-    rid: HeaderValue,
+    rid: &HeaderValue,
     start: Instant,
-    grpc: bool,
-) -> Response<ResponseBody> {
+) -> Option<Response<ResponseBody>> {
     let target = &entry.target;
-    match &entry.rule.action {
+    let (resp, body) = match &entry.rule.action {
+        Action::Forward(_) => return None,
         Action::Direct(d) => {
             let mut resp = Response::new(());
             *resp.status_mut() = StatusCode::from_u16(d.status).unwrap_or(StatusCode::OK);
             if let Some(ct) = &target.content_type {
                 resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
             }
-            let log = log_context(snap, conn, &req, &rid, Some(&entry.route));
-            let done = Completion::new(start, target.local_metrics.clone(), log);
-            local_response(resp, target.body.clone(), &entry.rule, rid, done)
+            (resp, target.body.clone())
         }
         Action::Redirect(r) => {
             // Checked before routing; asked again here rather than kept across the chain.
-            let (host, port) = request_target::host(&req).unwrap_or_default();
+            let (host, port) = request_target::host(req).unwrap_or_default();
             let (path, query) = (req.uri().path(), req.uri().query());
             let location = redirect_location(r, conn.scheme, &host, port, path, query);
             let mut resp = Response::new(());
@@ -240,28 +247,39 @@ async fn act(
             if let Ok(loc) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(header::LOCATION, loc);
             }
-            let log = log_context(snap, conn, &req, &rid, Some(&entry.route));
-            let done = Completion::new(start, target.local_metrics.clone(), log);
-            local_response(resp, Bytes::new(), &entry.rule, rid, done)
+            (resp, Bytes::new())
         }
-        Action::Forward(_) => {
-            let log = log_context(snap, conn, &req, &rid, Some(&entry.route));
-            let mut timeout = entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
-            if grpc {
-                // A gRPC client's deadline shortens the route timeout, never lengthens it.
-                timeout = super::grpc::capped(timeout, super::grpc::timeout(req.headers()));
-            }
-            let exchange = Exchange {
-                snap,
-                conn,
-                entry,
-                rid: &rid,
-                start,
-                timeout,
-            };
-            exchange.forward(req, log).await
-        }
+    };
+    let log = log_context(snap, conn, req, rid, Some(&entry.route));
+    let done = Completion::new(start, target.local_metrics.clone(), log);
+    Some(local_response(resp, body, &entry.rule, rid.clone(), done))
+}
+
+/// The exchange of a forwarding rule, and its access-log context.
+fn exchange<'a>(
+    snap: &'a Arc<Snapshot>,
+    conn: &'a ConnInfo,
+    req: &Request<Incoming>,
+    entry: &'a crate::routing::Entry<crate::snapshot::Target>,
+    rid: &'a HeaderValue,
+    start: Instant,
+    grpc: bool,
+) -> (Exchange<'a>, Option<Box<LogContext>>) {
+    let log = log_context(snap, conn, req, rid, Some(&entry.route));
+    let mut timeout = entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+    if grpc {
+        // A gRPC client's deadline shortens the route timeout, never lengthens it.
+        timeout = super::grpc::capped(timeout, super::grpc::timeout(req.headers()));
     }
+    let exchange = Exchange {
+        snap,
+        conn,
+        entry,
+        rid,
+        start,
+        timeout,
+    };
+    (exchange, log)
 }
 
 /// The answer to `OPTIONS *`, which asks about the gateway, not about any route.
