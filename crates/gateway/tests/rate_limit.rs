@@ -212,32 +212,16 @@ spec:
     assert!(got[6].2.contains("default/per-route"), "{got:?}");
 }
 
-/// Script calls Redis ran since its stats were reset (`EVAL` and `EVALSHA`).
-fn script_calls(redis: &Redis) -> usize {
-    let info = redis.command("INFO commandstats");
-    (info.lines())
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_global_decisions_share_script_calls_and_stay_exact() {
+async fn concurrent_global_decisions_stay_exact() {
     let redis = Redis::start();
     let up = Upstream::start("a").await;
     let n = 100;
     let limit = format!("{{requests: {n}, per: 1h, key: {{route: true}}, scope: global}}");
-    let gateway = format!(", redis: {{url: \"{}\", timeout: 1s}}", redis.url);
+    // A loaded machine must not turn slow decisions into refusals.
+    let gateway = format!(", redis: {{url: \"{}\", timeout: 5s}}", redis.url);
     let gw = TestGateway::start(&config(up.addr, &limit, &gateway)).await;
     let url = format!("{}/limited", gw.url("web").await);
-    assert!(redis.command("CONFIG RESETSTAT").starts_with("+OK"));
     // 200 requests at once, each on its own connection: twice the limit.
     let tasks: Vec<_> = (0..2 * n)
         .map(|_| {
@@ -254,11 +238,6 @@ async fn concurrent_global_decisions_share_script_calls_and_stay_exact() {
         }
     }
     assert_eq!(admitted, n, "a single gateway admits exactly the limit");
-    // Decisions that wait together go to Redis together: far fewer script runs than decisions.
-    let calls = script_calls(&redis);
-    assert!(
-        (1..=n).contains(&calls),
-        "{calls} script calls for {} decisions",
-        2 * n
-    );
+    // How many decisions share a script call depends on this machine's scheduling; the unit tests
+    // of `policy/rate_limit/redis.rs` check the batching itself, deterministically.
 }

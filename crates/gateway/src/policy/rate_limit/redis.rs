@@ -110,17 +110,26 @@ impl RedisStore {
 
     /// Decides for one request of `key` under `gcra`, within the store's timeout.
     pub(crate) async fn check(&self, key: String, gcra: Gcra) -> Result<Decision, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        if self.queue.send(Pending { key, gcra, reply }).is_err() {
-            return Err(StoreError::Closed);
-        }
+        let answer = self.ask(key, gcra)?;
         match tokio::time::timeout(self.timeout, answer).await {
             Err(_) => Err(StoreError::Timeout),
             Ok(Err(_)) => Err(StoreError::Closed),
             Ok(Ok(result)) => result,
         }
     }
+
+    /// Queues the question without waiting: the decision arrives on the receiver.
+    fn ask(&self, key: String, gcra: Gcra) -> Result<Answer, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.send(Pending { key, gcra, reply }) {
+            Ok(()) => Ok(answer),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
 }
+
+/// Where one request's decision arrives.
+type Answer = oneshot::Receiver<Result<Decision, StoreError>>;
 
 /// The driver: takes everything waiting (up to `MAX_BATCH`) as one batch, at most
 /// `MAX_IN_FLIGHT` batches at a time, until the store is dropped.
@@ -187,5 +196,87 @@ async fn answer(batch: Vec<Pending>, mut conn: ConnectionManager, script: &redis
 fn fail_all(batch: Vec<Pending>, error: impl Fn() -> StoreError) {
     for p in batch {
         let _ = p.reply.send(Err(error()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_testkit::Redis;
+
+    /// Script calls Redis ran since its stats were reset.
+    fn script_calls(redis: &Redis) -> usize {
+        let info = redis.command("INFO commandstats");
+        (info.lines())
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum()
+    }
+
+    /// Asks `n` questions for one key before the driver runs (the test runtime has one thread,
+    /// so the driver is polled only once the test awaits), then collects every answer.
+    /// A store on `redis` whose script Redis already knows (the first call of a fresh Redis is
+    /// an `EVALSHA` refused with `NOSCRIPT` plus the `EVAL` that loads it), stats then reset.
+    async fn warm_store(redis: &Redis) -> RedisStore {
+        let store = RedisStore::new(&redis.url, Duration::from_secs(10)).unwrap();
+        let warm = Gcra::new(1, Duration::from_secs(1), 1);
+        store
+            .check("warm".into(), warm)
+            .await
+            .expect("Redis answers");
+        assert!(redis.command("CONFIG RESETSTAT").starts_with("+OK"));
+        store
+    }
+
+    async fn ask_at_once(store: &RedisStore, n: usize, gcra: Gcra) -> Vec<Decision> {
+        let asked: Vec<_> = (0..n)
+            .map(|_| store.ask("k".into(), gcra).expect("driver running"))
+            .collect();
+        let mut decisions = Vec::with_capacity(n);
+        for answer in asked {
+            decisions.push(answer.await.expect("answered").expect("decided"));
+        }
+        decisions
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn questions_waiting_together_share_one_script_call_and_stay_exact() {
+        let redis = Redis::start();
+        let store = warm_store(&redis).await;
+        let gcra = Gcra::new(100, Duration::from_secs(3600), 100);
+        let decisions = ask_at_once(&store, 200, gcra).await;
+        let admitted = decisions.iter().filter(|d| d.allowed).count();
+        assert_eq!(admitted, 100, "the limit holds inside one batch");
+        // In order: the first hundred are admitted, counting down what remains.
+        assert!(decisions[..100].iter().all(|d| d.allowed));
+        assert_eq!(decisions[99].remaining, 0);
+        assert_eq!(decisions[0].remaining, 99);
+        assert_eq!(
+            script_calls(&redis),
+            1,
+            "200 waiting questions, one script call"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_queue_is_cut_into_batches_of_at_most_max_batch() {
+        let redis = Redis::start();
+        let store = warm_store(&redis).await;
+        let n = 2 * MAX_BATCH + 10;
+        let gcra = Gcra::new(n as u64, Duration::from_secs(3600), n as u64);
+        let decisions = ask_at_once(&store, n, gcra).await;
+        assert!(decisions.iter().all(|d| d.allowed));
+        assert_eq!(
+            script_calls(&redis),
+            3,
+            "{n} questions in batches of {MAX_BATCH}"
+        );
     }
 }
