@@ -111,7 +111,8 @@ impl<'a> Input<'a> {
 #[derive(Default)]
 pub(crate) struct Effects {
     /// The caller, set by authentication steps (merged when several pass); read by later steps
-    /// (rate-limit keys) and stored in the request's extensions by `apply_request`.
+    /// (rate-limit keys), then lent by the handler to the exchange (overrides by claim) and
+    /// cloned into the access log's context.
     pub(crate) identity: Option<Identity>,
     /// Header fields of the upstream request: `Some` replaces every field of that name, `None`
     /// removes them (a client-supplied copy of a header the gateway sets, such as a forwarded
@@ -131,7 +132,8 @@ impl Effects {
         }
     }
 
-    /// Applies the upstream header edits and stores the identity in the request's extensions.
+    /// Applies the upstream header edits (the identity stays here: the handler lends it to the
+    /// exchange and the access log, with no map insert per request).
     pub(crate) fn apply_request<B>(&mut self, req: &mut http::Request<B>) {
         for (name, value) in self.upstream.drain(..) {
             match value {
@@ -142,9 +144,6 @@ impl Effects {
                     req.headers_mut().remove(name);
                 }
             }
-        }
-        if let Some(id) = self.identity.take() {
-            req.extensions_mut().insert(id);
         }
     }
 

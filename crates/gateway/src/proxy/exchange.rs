@@ -12,6 +12,7 @@ use super::body::{Completion, LogContext, RequestBody, ResponseBody};
 use super::forward::{self, Extra};
 use super::handler::{error_response, ConnInfo, X_REQUEST_ID};
 use crate::error::{Cause, ErrorKind, Progress, ProxyError};
+use crate::policy::identity::Identity;
 use crate::routing::Entry;
 use crate::snapshot::{Snapshot, Target};
 use crate::state::breaker::Limit;
@@ -44,6 +45,9 @@ pub(crate) struct Exchange<'a> {
     /// The whole request's timeout from `start` (the rule's, shortened by a gRPC client's
     /// `grpc-timeout`); zero for none.
     pub(crate) timeout: Duration,
+    /// The caller, as the rule's authentication policies established it (overrides by claim
+    /// read it); `None` without auth.
+    pub(crate) identity: Option<&'a Identity>,
 }
 
 impl Exchange<'_> {
@@ -70,12 +74,8 @@ impl Exchange<'_> {
         mut log: Option<Box<LogContext>>,
     ) -> Response<ResponseBody> {
         let target = &self.entry.target;
-        let chosen = crate::routing::split::choose(
-            target,
-            req.headers(),
-            req.uri().query(),
-            req.extensions(),
-        );
+        let chosen =
+            crate::routing::split::choose(target, req.headers(), req.uri().query(), self.identity);
         let Some(chosen) = chosen else {
             let err = ProxyError::new(
                 ErrorKind::NoHealthyEndpoint,

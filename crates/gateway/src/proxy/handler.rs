@@ -7,6 +7,7 @@ use super::forward;
 use super::normalize::EscapedSlashes;
 use super::request_target::{self, Admission};
 use crate::error::{ErrorKind, ProxyError};
+use crate::policy::identity::Identity;
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics::ErrorCounters;
 use bytes::Bytes;
@@ -160,7 +161,7 @@ pub async fn handle(
             ErrorKind::MethodNotAllowed,
             "TRACE is not allowed on this route",
         );
-        let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
+        let log = log_context(&snap, conn, &req, &rid, Some(&entry.route), None);
         let done = Completion::new(start, entry.target.local_metrics.clone(), log);
         return error_response(&snap, err, &rid, &entry.target.errors, done);
     }
@@ -177,19 +178,24 @@ pub async fn handle(
             route: &entry.route,
         };
         if let Err(mut r) = chain.run(&input, &mut fx).await {
-            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
+            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route), None);
+            let log = log.map(|mut l| {
+                l.identity = fx.identity.take();
+                l
+            });
             let done = Completion::new(start, entry.target.local_metrics.clone(), log);
             r.headers.append(&mut fx.response);
             return crate::policy::respond(&snap, *r, &rid, &entry.target.errors, done);
         }
         fx.apply_request(&mut req);
     }
-    let mut resp = match answer_locally(&snap, conn, &req, entry, &rid, start) {
+    let id = fx.identity.as_ref();
+    let mut resp = match answer_locally(&snap, conn, &req, entry, &rid, start, id) {
         Some(resp) => resp,
         // Awaited here, in this future: behind another `async fn` the exchange's large future
         // would be copied once more per request.
         None => {
-            let (exchange, log) = exchange(&snap, conn, &req, entry, &rid, start, grpc);
+            let (exchange, log) = exchange(&snap, conn, &req, entry, &rid, start, grpc, id);
             exchange.forward(req, log).await
         }
     };
@@ -225,6 +231,7 @@ fn answer_locally(
     entry: &crate::routing::Entry<crate::snapshot::Target>,
     rid: &HeaderValue,
     start: Instant,
+    identity: Option<&Identity>,
 ) -> Option<Response<ResponseBody>> {
     let target = &entry.target;
     let (resp, body) = match &entry.rule.action {
@@ -250,7 +257,7 @@ fn answer_locally(
             (resp, Bytes::new())
         }
     };
-    let log = log_context(snap, conn, req, rid, Some(&entry.route));
+    let log = log_context(snap, conn, req, rid, Some(&entry.route), identity);
     let done = Completion::new(start, target.local_metrics.clone(), log);
     Some(local_response(resp, body, &entry.rule, rid.clone(), done))
 }
@@ -264,8 +271,9 @@ fn exchange<'a>(
     rid: &'a HeaderValue,
     start: Instant,
     grpc: bool,
+    identity: Option<&'a Identity>,
 ) -> (Exchange<'a>, Option<Box<LogContext>>) {
-    let log = log_context(snap, conn, req, rid, Some(&entry.route));
+    let log = log_context(snap, conn, req, rid, Some(&entry.route), identity);
     let mut timeout = entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
     if grpc {
         // A gRPC client's deadline shortens the route timeout, never lengthens it.
@@ -278,6 +286,7 @@ fn exchange<'a>(
         rid,
         start,
         timeout,
+        identity,
     };
     (exchange, log)
 }
@@ -290,7 +299,7 @@ fn server_options(
     rid: HeaderValue,
     start: Instant,
 ) -> Response<ResponseBody> {
-    let log = log_context(snap, conn, req, &rid, None);
+    let log = log_context(snap, conn, req, &rid, None, None);
     let mut done = Completion::new(start, snap.no_route_metrics.clone(), log);
     done.status = 200;
     let mut resp = Response::new(ResponseBody::full(Bytes::new(), Some(done)));
@@ -313,7 +322,7 @@ fn portal_page(
     answer: crate::portal::Answer,
     start: Instant,
 ) -> Response<ResponseBody> {
-    let log = log_context(snap, conn, req, &rid, None);
+    let log = log_context(snap, conn, req, &rid, None, None);
     let mut done = Completion::new(start, snap.no_route_metrics.clone(), log);
     done.status = answer.status.as_u16();
     let (mut parts, body) = answer.into_response::<Bytes>().into_parts();
@@ -330,7 +339,7 @@ fn unrouted(
     err: ProxyError,
     start: Instant,
 ) -> Response<ResponseBody> {
-    let log = log_context(snap, conn, req, rid, None);
+    let log = log_context(snap, conn, req, rid, None, None);
     let done = Completion::new(start, snap.no_route_metrics.clone(), log);
     error_response(snap, err, rid, &snap.no_route_errors, done)
 }
@@ -343,6 +352,7 @@ fn log_context(
     req: &Request<Incoming>,
     rid: &HeaderValue,
     route: Option<&Arc<str>>,
+    identity: Option<&Identity>,
 ) -> Option<Box<LogContext>> {
     let logger = snap.access_log.as_ref()?;
     Some(Box::new(LogContext {
@@ -362,10 +372,7 @@ fn log_context(
         client_cert: conn.client_cert.as_ref().map(|c| c.subject.clone()),
         override_use: None,
         reason: None,
-        identity: req
-            .extensions()
-            .get::<crate::policy::identity::Identity>()
-            .cloned(),
+        identity: identity.cloned(),
     }))
 }
 

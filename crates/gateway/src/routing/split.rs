@@ -59,7 +59,7 @@ pub(crate) fn choose<'a>(
     target: &'a Target,
     headers: &HeaderMap,
     query: Option<&str>,
-    extensions: &http::Extensions,
+    identity: Option<&Identity>,
 ) -> Option<Chosen<'a>> {
     match &target.release {
         None => target.pick().map(|choice| Chosen {
@@ -67,7 +67,7 @@ pub(crate) fn choose<'a>(
             set_cookie: None,
             over: None,
         }),
-        Some(r) => r.choose(target, headers, query, extensions.get::<Identity>()),
+        Some(r) => r.choose(target, headers, query, identity),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::telemetry::metrics::RequestMetrics;
 use crate::upstream::backend::{BackendRt, EndpointRt};
 use crate::upstream::client::UpstreamBody;
 use gatehouse_config::{Backoff, Retry, RetryOn};
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
@@ -27,6 +27,9 @@ use std::time::Duration;
 /// as an `Extra` field (no insert into the head's map, no allocation): values for every attempt
 /// count validation allows (at most 10).
 const X_GATEHOUSE_ATTEMPTS: &str = "x-gatehouse-attempts";
+/// The same name for removing a client's copy: a `HeaderName` is hashed without being parsed
+/// again (a `&str` key is parsed on every lookup, ~230 instructions).
+static ATTEMPTS_NAME: HeaderName = HeaderName::from_static(X_GATEHOUSE_ATTEMPTS);
 static ATTEMPT_VALUES: [HeaderValue; 10] = [
     HeaderValue::from_static("1"),
     HeaderValue::from_static("2"),
@@ -90,7 +93,7 @@ impl Leg<'_> {
         let policy = self.policy;
         // The count is the gateway's to say: a client's own copy would reach the upstream too.
         let mut parts = parts;
-        parts.headers.remove(X_GATEHOUSE_ATTEMPTS);
+        parts.headers.remove(&ATTEMPTS_NAME);
         let method_ok = (policy.methods.iter()).any(|m| m == parts.method.as_str());
         let mut replay = if body.is_end_stream() {
             Replay::Empty
@@ -177,12 +180,13 @@ impl Leg<'_> {
 
 /// A copy of the prepared head for one attempt (the request itself goes to the upstream client).
 fn copy_head(parts: &Parts) -> Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    req.into_parts().0
+    // `Parts` cannot be built field by field (it has a private field): start from an empty one.
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = parts.method.clone();
+    head.uri = parts.uri.clone();
+    head.version = parts.version;
+    head.headers = parts.headers.clone();
+    head
 }
 
 /// Whether the policy retries an upstream response with `status`.
