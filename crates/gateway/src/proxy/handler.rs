@@ -195,7 +195,11 @@ pub async fn handle(
         // Awaited here, in this future: behind another `async fn` the exchange's large future
         // would be copied once more per request.
         None => {
-            let (exchange, log) = exchange(&snap, conn, &req, entry, &rid, start, grpc, id);
+            let exchange = Exchange {
+                identity: id,
+                ..exchange(&snap, conn, &req, entry, &rid, start, grpc)
+            };
+            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route), id);
             exchange.forward(req, log).await
         }
     };
@@ -262,7 +266,7 @@ fn answer_locally(
     Some(local_response(resp, body, &entry.rule, rid.clone(), done))
 }
 
-/// The exchange of a forwarding rule, and its access-log context.
+/// The exchange of a forwarding rule (for a caller not identified: the handler sets `identity`).
 fn exchange<'a>(
     snap: &'a Arc<Snapshot>,
     conn: &'a ConnInfo,
@@ -271,24 +275,21 @@ fn exchange<'a>(
     rid: &'a HeaderValue,
     start: Instant,
     grpc: bool,
-    identity: Option<&'a Identity>,
-) -> (Exchange<'a>, Option<Box<LogContext>>) {
-    let log = log_context(snap, conn, req, rid, Some(&entry.route), identity);
+) -> Exchange<'a> {
     let mut timeout = entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
     if grpc {
         // A gRPC client's deadline shortens the route timeout, never lengthens it.
         timeout = super::grpc::capped(timeout, super::grpc::timeout(req.headers()));
     }
-    let exchange = Exchange {
+    Exchange {
         snap,
         conn,
         entry,
         rid,
         start,
         timeout,
-        identity,
-    };
-    (exchange, log)
+        identity: None,
+    }
 }
 
 /// The answer to `OPTIONS *`, which asks about the gateway, not about any route.
