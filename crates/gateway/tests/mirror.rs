@@ -297,9 +297,9 @@ async fn a_slow_or_failing_shadow_changes_neither_status_nor_p99() {
     println!(
         "p99 over {n} requests: no mirror {plain:?}, 2 s shadow {slow:?}, 500 shadow {failing:?}"
     );
-    // Loose but meaningful: the shadow's 2 s would show as a p99 of 2 s; noise on a shared
-    // machine is a few milliseconds.
-    let bound = (plain * 3).max(plain + Duration::from_millis(50));
+    // Loose but meaningful: a waited-for shadow would add its 2 s to every request; a loaded
+    // machine's noise is far below the second of margin.
+    let bound = plain + Duration::from_secs(1);
     assert!(
         slow < bound,
         "a 2 s shadow moved p99 from {plain:?} to {slow:?}"

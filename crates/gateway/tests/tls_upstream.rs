@@ -24,7 +24,7 @@ metadata: {name: h1}
 spec:
   endpoints: ["NGINX"]
   tls: {caFile: ca.pem, serverName: upstream.test, certFile: gw.pem, keyFile: gw-key.pem}
-  healthCheck: {http: {path: /health}, interval: 200ms, timeout: 150ms, healthyThreshold: 1}
+  healthCheck: {http: {path: /health}, interval: 500ms, timeout: 500ms, healthyThreshold: 1}
 ---
 kind: Backend
 metadata: {name: h2}
