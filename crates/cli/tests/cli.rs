@@ -1,13 +1,12 @@
 //! The `gatehouse` binary as users run it: `check` and `routes` output, SIGHUP reload, and the
 //! SIGTERM drain that lets an in-flight request finish.
 
-use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{refuses, wait_for, Client, Upstream};
 use std::path::Path;
 use std::process::{Child, Command};
 
 mod common;
-use common::{spawn, BIN, LIMIT};
+use common::{spawn, to_upstream, BIN, LIMIT};
 
 fn config_crate() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config"))
@@ -87,27 +86,10 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("gatehouse check config/"));
 }
 
-/// Every request to the upstream at `{up}`, answered with `x-config: {header}`.
-const DOCUMENTS: &str = r#"
----
-kind: Backend
-metadata: {name: up}
-spec: {endpoints: ["{up}"]}
----
-kind: Route
-metadata: {name: r}
-spec:
-  rules:
-    - backends: [{backend: up}]
-      responseHeaders: {set: {x-config: {header}}}
-"#;
-
 /// The config, its responses marked with `header`.
 fn write_config(dir: &Path, up: &Upstream, header: &str) {
-    let documents = fill(
-        DOCUMENTS,
-        &[("up", &up.addr.to_string()), ("header", header)],
-    );
+    let rule = format!("      responseHeaders: {{set: {{x-config: {header}}}}}");
+    let documents = to_upstream(up.addr, &rule);
     let spec = "  drainTimeout: 10s\n  accessLog: {enabled: false}";
     common::write_config(dir, spec, "127.0.0.1:0", &documents);
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 mod common;
-use common::{spawn, write_config, Running};
+use common::{spawn, to_upstream, write_config, Running};
 
 /// The Gateway's spec lines: two workers, the shared Redis at `{redis}`.
 const GATEWAY: &str = r#"
@@ -17,26 +17,13 @@ const GATEWAY: &str = r#"
   redis: {url: "{redis}", timeout: 1s}
 "#;
 
-/// Route `/limited` to the upstream at `{up}` under a global limit of `{n}` per hour, keyed by
-/// route.
-const DOCUMENTS: &str = r#"
----
-kind: Backend
-metadata: {name: up}
-spec: {endpoints: ["{up}"]}
+/// A global limit of `{n}` per hour, keyed by route.
+const POLICY: &str = r#"
 ---
 kind: Policy
 metadata: {name: shared}
 spec:
   rateLimit: {requests: {n}, per: 1h, key: {route: true}, scope: global}
----
-kind: Route
-metadata: {name: r}
-spec:
-  rules:
-    - match: {path: {prefix: /limited}}
-      backends: [{backend: up}]
-      policies: [shared]
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,15 +32,11 @@ async fn two_processes_sharing_one_redis_admit_n_of_a_global_limit_of_n() {
     let up = Upstream::start("a").await;
     let n = 500;
     let dir = tempfile::tempdir().unwrap();
-    write_config(
-        dir.path(),
-        &fill(GATEWAY, &[("redis", &redis.url)]),
-        "127.0.0.1:0",
-        &fill(
-            DOCUMENTS,
-            &[("up", &up.addr.to_string()), ("n", &n.to_string())],
-        ),
-    );
+    // Route `/limited` to the upstream, under the limit.
+    let rule = "      match: {path: {prefix: /limited}}\n      policies: [shared]";
+    let documents = to_upstream(up.addr, rule) + &fill(POLICY, &[("n", &n.to_string())]);
+    let spec = fill(GATEWAY, &[("redis", &redis.url)]);
+    write_config(dir.path(), &spec, "127.0.0.1:0", &documents);
     let gateways: [Running; 2] = [spawn(dir.path()), spawn(dir.path())];
     let urls = gateways
         .each_ref()

@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{spawn, Running, BIN, LIMIT};
+use common::{spawn, to_upstream, Running, BIN, LIMIT};
 
 /// The Gateway's spec lines: two workers, so the cut-off request may be on either worker thread
 /// and listeners are bound with SO_REUSEPORT; `{drain}`; the access log as JSON to `{log}`.
@@ -17,21 +17,6 @@ const GATEWAY: &str = r#"
   workers: 2
   drainTimeout: {drain}
   accessLog: {format: json, path: "{log}"}
-"#;
-
-/// Every request to the upstream at `{up}`, with a timeout longer than any test here.
-const DOCUMENTS: &str = r#"
----
-kind: Backend
-metadata: {name: up}
-spec: {endpoints: ["{up}"]}
----
-kind: Route
-metadata: {name: r}
-spec:
-  rules:
-    - backends: [{backend: up}]
-      timeout: 60s
 "#;
 
 /// The config with listener `web` on a free port.
@@ -43,8 +28,9 @@ fn write_config(dir: &Path, up: &Upstream, drain: &str, log: &Path) {
 fn write_config_on(dir: &Path, up: &Upstream, drain: &str, log: &Path, web: &str) {
     let log = log.display().to_string();
     let spec = fill(GATEWAY, &[("drain", drain), ("log", &log)]);
-    let up = up.addr.to_string();
-    common::write_config(dir, &spec, web, &fill(DOCUMENTS, &[("up", &up)]));
+    // A route timeout longer than any request here.
+    let documents = to_upstream(up.addr, "      timeout: 60s");
+    common::write_config(dir, &spec, web, &documents);
 }
 
 /// The exit status and stderr of `child` once it exits; `None` (and the child killed) when it is

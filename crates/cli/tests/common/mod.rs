@@ -31,6 +31,32 @@ metadata: {name: web}
 spec: {address: "{web}", protocol: HTTP}
 "#;
 
+/// Backend `up` at `{up}` and route `r` whose one rule sends every request there, with `{rule}`:
+/// that rule's other lines, indented six spaces.
+const TO_UPSTREAM: &str = r#"
+---
+kind: Backend
+metadata: {name: up}
+spec: {endpoints: ["{up}"]}
+---
+kind: Route
+metadata: {name: r}
+spec:
+  rules:
+    - backends: [{backend: up}]
+{rule}
+"#;
+
+/// The documents of backend `up` at `up` and of route `r` sending every request there, `rule`
+/// being the rule's other lines (indented six spaces), for `write_config`.
+pub fn to_upstream(up: SocketAddr, rule: &str) -> String {
+    let up = up.to_string();
+    fill(
+        TO_UPSTREAM,
+        &[("up", &up), ("rule", rule.trim_matches('\n'))],
+    )
+}
+
 /// Writes `dir/gatehouse.yaml`: the Gateway with `spec` (its spec lines besides `admin`, indented
 /// two spaces), listener `web` on `web` (`127.0.0.1:0`: a free port), then `documents` (starting
 /// with `---`); every document gets the apiVersion line. Written then renamed, so that a running
