@@ -1,6 +1,7 @@
-//! Shared by the `upstreams_*` tests: a named upstream that can be bound to any loopback address
-//! (DNS answers name several 127.0.0.x with one port), the admin API's backend view, and request
-//! helpers. Not every test file uses every helper.
+//! Shared by the `upstreams_*` tests and others of the backend side: a named upstream that can be
+//! bound to any loopback address (DNS answers name several 127.0.0.x with one port), the admin
+//! API's backend view and calls, the Gateway and listener documents, and request helpers. Not
+//! every test file uses every helper.
 #![allow(dead_code)]
 
 use bytes::Bytes;
