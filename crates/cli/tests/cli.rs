@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 
 mod common;
-use common::{spawn, BIN, LIMIT};
+use common::{spawn, to_upstream, BIN, LIMIT};
 
 fn config_crate() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config"))
@@ -86,14 +86,12 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("gatehouse check config/"));
 }
 
+/// The config, its responses marked with `header`.
 fn write_config(dir: &Path, up: &Upstream, header: &str) {
-    let yaml = format!(
-        "kind: Gateway\nmetadata: {{name: g}}\nspec: {{admin: {{address: \"127.0.0.1:0\"}}, drainTimeout: 10s, accessLog: {{enabled: false}}}}\n---\nkind: Listener\nmetadata: {{name: web}}\nspec: {{address: \"127.0.0.1:0\", protocol: HTTP}}\n---\nkind: Backend\nmetadata: {{name: up}}\nspec: {{endpoints: [\"{}\"]}}\n---\nkind: Route\nmetadata: {{name: r}}\nspec:\n  rules:\n    - backends: [{{backend: up}}]\n      responseHeaders: {{set: {{x-config: {header}}}}}\n",
-        up.addr
-    );
-    let tmp = dir.join(".tmp");
-    std::fs::write(&tmp, gatehouse_testkit::gateway::with_api_version(&yaml)).unwrap();
-    std::fs::rename(tmp, dir.join("gatehouse.yaml")).unwrap();
+    let rule = format!("      responseHeaders: {{set: {{x-config: {header}}}}}");
+    let documents = to_upstream(up.addr, &rule);
+    let spec = "  drainTimeout: 10s\n  accessLog: {enabled: false}";
+    common::write_config(dir, spec, "127.0.0.1:0", &documents);
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -112,8 +110,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     write_config(dir.path(), &up, "one");
     let mut gw = spawn(dir.path());
     let url = format!("http://{}", gw.web);
+    // Seconds longer than a loaded machine takes to act on SIGTERM, and within the drain.
     let slow =
-        tokio::spawn(async move { Client::new().get(&format!("{url}/slow/2000"), &[]).await });
+        tokio::spawn(async move { Client::new().get(&format!("{url}/slow/5000"), &[]).await });
     wait_for("the slow request to reach the upstream", || async {
         up.requests() > 0
     })
@@ -132,7 +131,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .unwrap()
         .expect("in-flight request completed");
     assert_eq!(r.status, 200);
-    assert_eq!(r.text(), "slept 2000ms\n");
+    assert_eq!(r.text(), "slept 5000ms\n");
     let status = tokio::task::spawn_blocking(move || gw.child.wait())
         .await
         .unwrap()

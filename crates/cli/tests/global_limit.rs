@@ -2,56 +2,29 @@
 //! admit N ± 2 % of a global limit of N under concurrent load on both, and every admitted request
 //! reaches the upstream.
 
+use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{Client, Redis, Upstream};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 mod common;
-use common::{spawn, Running};
+use common::{spawn, to_upstream, write_config, Running};
 
-/// One process's config: route `/limited` under a global limit of `n` per hour, keyed by route.
-fn write_config(dir: &Path, up: &Upstream, redis: &Redis, n: usize) {
-    let yaml = format!(
-        r#"
-kind: Gateway
-metadata: {{name: g}}
-spec:
-  admin: {{address: "127.0.0.1:0"}}
+/// The Gateway's spec lines: two workers, the shared Redis at `{redis}`.
+const GATEWAY: &str = r#"
   workers: 2
-  accessLog: {{enabled: false}}
-  redis: {{url: "{redis}", timeout: 1s}}
----
-kind: Listener
-metadata: {{name: web}}
-spec: {{address: "127.0.0.1:0", protocol: HTTP}}
----
-kind: Backend
-metadata: {{name: up}}
-spec: {{endpoints: ["{up}"]}}
+  accessLog: {enabled: false}
+  redis: {url: "{redis}", timeout: 1s}
+"#;
+
+/// A global limit of `{n}` per hour, keyed by route.
+const POLICY: &str = r#"
 ---
 kind: Policy
-metadata: {{name: shared}}
+metadata: {name: shared}
 spec:
-  rateLimit: {{requests: {n}, per: 1h, key: {{route: true}}, scope: global}}
----
-kind: Route
-metadata: {{name: r}}
-spec:
-  rules:
-    - match: {{path: {{prefix: /limited}}}}
-      backends: [{{backend: up}}]
-      policies: [shared]
-"#,
-        redis = redis.url,
-        up = up.addr,
-    );
-    std::fs::write(
-        dir.join("gatehouse.yaml"),
-        gatehouse_testkit::gateway::with_api_version(&yaml),
-    )
-    .unwrap();
-}
+  rateLimit: {requests: {n}, per: 1h, key: {route: true}, scope: global}
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_sharing_one_redis_admit_n_of_a_global_limit_of_n() {
@@ -59,7 +32,11 @@ async fn two_processes_sharing_one_redis_admit_n_of_a_global_limit_of_n() {
     let up = Upstream::start("a").await;
     let n = 500;
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &up, &redis, n);
+    // Route `/limited` to the upstream, under the limit.
+    let rule = "      match: {path: {prefix: /limited}}\n      policies: [shared]";
+    let documents = to_upstream(up.addr, rule) + &fill(POLICY, &[("n", &n.to_string())]);
+    let spec = fill(GATEWAY, &[("redis", &redis.url)]);
+    write_config(dir.path(), &spec, "127.0.0.1:0", &documents);
     let gateways: [Running; 2] = [spawn(dir.path()), spawn(dir.path())];
     let urls = gateways
         .each_ref()

@@ -2,54 +2,35 @@
 //! fails to start naming it; a request cut off at `drainTimeout` is still logged (error
 //! `shutdown`); a second SIGTERM during the drain exits at once, saying so.
 
+use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{refuses, wait_for, Client, Upstream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{spawn, Running, BIN, LIMIT};
+use common::{spawn, to_upstream, Running, BIN, LIMIT};
 
-/// Two workers, so the cut-off request may be on either worker thread and listeners are bound
-/// with SO_REUSEPORT.
+/// The Gateway's spec lines: two workers, so the cut-off request may be on either worker thread
+/// and listeners are bound with SO_REUSEPORT; `{drain}`; the access log as JSON to `{log}`.
+const GATEWAY: &str = r#"
+  workers: 2
+  drainTimeout: {drain}
+  accessLog: {format: json, path: "{log}"}
+"#;
+
+/// The config with listener `web` on a free port.
 fn write_config(dir: &Path, up: &Upstream, drain: &str, log: &Path) {
     write_config_on(dir, up, drain, log, "127.0.0.1:0");
 }
 
+/// The config with listener `web` on `web`.
 fn write_config_on(dir: &Path, up: &Upstream, drain: &str, log: &Path, web: &str) {
-    let yaml = format!(
-        r#"
-kind: Gateway
-metadata: {{name: g}}
-spec:
-  admin: {{address: "127.0.0.1:0"}}
-  workers: 2
-  drainTimeout: {drain}
-  accessLog: {{format: json, path: "{log}"}}
----
-kind: Listener
-metadata: {{name: web}}
-spec: {{address: "{web}", protocol: HTTP}}
----
-kind: Backend
-metadata: {{name: up}}
-spec: {{endpoints: ["{up}"]}}
----
-kind: Route
-metadata: {{name: r}}
-spec:
-  rules:
-    - backends: [{{backend: up}}]
-      timeout: 60s
-"#,
-        log = log.display(),
-        up = up.addr,
-    );
-    std::fs::write(
-        dir.join("gatehouse.yaml"),
-        gatehouse_testkit::gateway::with_api_version(&yaml),
-    )
-    .unwrap();
+    let log = log.display().to_string();
+    let spec = fill(GATEWAY, &[("drain", drain), ("log", &log)]);
+    // A route timeout longer than any request here.
+    let documents = to_upstream(up.addr, "      timeout: 60s");
+    common::write_config(dir, &spec, web, &documents);
 }
 
 /// The exit status and stderr of `child` once it exits; `None` (and the child killed) when it is

@@ -2,6 +2,8 @@
 //! canary weight, step and next change at the same moments, and move to the next step together,
 //! because the schedule is a pure function of `startTime` and the time.
 
+use gatehouse_testkit::discovery::fill;
+use gatehouse_testkit::rollout::rollout_documents;
 use gatehouse_testkit::{Client, Upstream};
 use serde_json::Value;
 use std::path::Path;
@@ -32,50 +34,23 @@ fn rfc3339(t: SystemTime) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
+/// Both replicas' config: listener `web`, the stable and canary backends, and the Rollout of
+/// route `tasks-v1` from `start`: 10 % for 2 s, then 40 % for an hour.
 fn write_config(dir: &Path, stable: &Upstream, canary: &Upstream, start: &str) {
-    let yaml = format!(
+    let schedule = fill(
         r#"
-kind: Gateway
-metadata: {{name: g}}
-spec:
-  admin: {{address: "127.0.0.1:0"}}
-  accessLog: {{enabled: false}}
----
-kind: Listener
-metadata: {{name: web}}
-spec: {{address: "127.0.0.1:0", protocol: HTTP}}
----
-kind: Backend
-metadata: {{name: tasks}}
-spec: {{endpoints: ["{stable}"]}}
----
-kind: Backend
-metadata: {{name: tasks-canary}}
-spec: {{endpoints: ["{canary}"]}}
----
-kind: Route
-metadata: {{name: tasks-v1}}
-spec:
-  rules:
-    - backends: [{{backend: tasks}}]
----
-kind: Rollout
-metadata: {{name: tasks-canary}}
-spec:
-  route: tasks-v1
-  stable: tasks
-  canary: tasks-canary
   startTime: "{start}"
-  steps: [{{weight: 10, pause: 2s}}, {{weight: 40, pause: 1h}}, {{weight: 100}}]
+  steps: [{weight: 10, pause: 2s}, {weight: 40, pause: 1h}, {weight: 100}]
 "#,
-        stable = stable.addr,
-        canary = canary.addr,
+        &[("start", start)],
     );
-    std::fs::write(
-        dir.join("gatehouse.yaml"),
-        gatehouse_testkit::gateway::with_api_version(&yaml),
-    )
-    .unwrap();
+    let documents = rollout_documents(stable.addr, canary.addr, &schedule);
+    common::write_config(
+        dir,
+        "  accessLog: {enabled: false}",
+        "127.0.0.1:0",
+        &documents,
+    );
 }
 
 async fn rollout(c: &Client, p: &Running) -> Value {
@@ -115,7 +90,11 @@ async fn two_processes_given_the_same_rollout_report_the_same_weight_at_the_same
     // the two reads, both must say exactly the same. Note when each first shows step 1.
     let boundaries = [start, step1];
     let (mut compared, mut first_40) = (0, [None, None]);
-    while SystemTime::now() < step1 + Duration::from_millis(700) {
+    // A controller applies a change when its timer fires: on a loaded machine up to a good part
+    // of a second after the boundary. Reads that close to one are not compared (how far apart
+    // the two replicas moved is measured below).
+    let settle = Duration::from_secs(1);
+    while SystemTime::now() < step1 + settle + Duration::from_millis(1500) {
         let before = SystemTime::now();
         let (ra, rb) = (rollout(&c, &a).await, rollout(&c, &b).await);
         let after = SystemTime::now();
@@ -124,10 +103,6 @@ async fn two_processes_given_the_same_rollout_report_the_same_weight_at_the_same
                 first_40[i] = Some(Instant::now());
             }
         }
-        // A controller applies a change when its timer fires: a few milliseconds after the
-        // boundary. Reads that close to one are not compared (how far apart the two replicas
-        // moved is measured below).
-        let settle = Duration::from_millis(50);
         if boundaries
             .iter()
             .any(|t| before <= *t + settle && *t <= after)
@@ -151,7 +126,9 @@ async fn two_processes_given_the_same_rollout_report_the_same_weight_at_the_same
     let apart = if ta > tb { ta - tb } else { tb - ta };
     eprintln!("{compared} side-by-side reads agreed; step 1 first seen {apart:?} apart");
     assert!(compared > 20, "{compared}");
-    assert!(apart < Duration::from_millis(250), "{apart:?}");
+    // Both step on the wall clock, not on their own start: seconds of margin cover two late
+    // timers and the reads' own delays on a loaded machine.
+    assert!(apart < Duration::from_secs(1), "{apart:?}");
     let (ra, rb) = (rollout(&c, &a).await, rollout(&c, &b).await);
     assert_eq!(
         ra["nextChange"],

@@ -261,7 +261,9 @@ async fn every_asymmetric_algorithm_verifies_with_a_key_of_its_kind() {
 #[tokio::test]
 async fn a_rotated_key_is_fetched_once_per_interval_and_kept_when_the_server_breaks() {
     let mut first = None;
-    let block = "{url: \"URL\", minRefreshInterval: 300ms, refreshInterval: 1h}";
+    // An interval of seconds: the twenty requests of the burst below must all arrive within one,
+    // however slowly a loaded machine starts them (with 300 ms, a second fetch was possible).
+    let block = "{url: \"URL\", minRefreshInterval: 2s, refreshInterval: 1h}";
     let s = setup(block, |dir| {
         let k = rsa_key(dir, "old", Algorithm::RS256);
         let doc = jwks(&[&k]);

@@ -57,7 +57,8 @@ async fn instances_come_and_go_with_their_keys() {
     let took = sink
         .wait_for_set(&["127.0.0.1:9001*1", "127.0.0.1:9002*3"])
         .await;
-    assert!(took < Duration::from_secs(1), "registered after {took:?}");
+    // A watch, not a poll: seconds of margin for a loaded machine (typically milliseconds).
+    assert!(took < Duration::from_secs(3), "registered after {took:?}");
 
     kv.delete("/services/tasks/a", None).await.unwrap();
     sink.wait_for_set(&["127.0.0.1:9002*3"]).await;

@@ -3,6 +3,7 @@
 
 use gatehouse_gateway::discovery;
 use gatehouse_testkit::discovery::{discovery_of, Call, Recorder};
+use gatehouse_testkit::wait_for;
 
 const BACKEND: &str = r#"
 apiVersion: gatehouse.dev/v1alpha1
@@ -91,11 +92,14 @@ async fn a_dropped_provider_stops_reporting() {
     let provider = discovery::spawn(&spec, sink.clone()).expect("a provider");
     sink.wait_for_set(&["127.0.0.1:9001*1"]).await;
     drop(provider);
-    // Let the abort land, then change the file: nothing may be reported.
-    tokio::task::yield_now().await;
-    std::fs::write(&file, "- 127.0.0.1:9002\n").unwrap();
+    // Stopped for good once every part of it (task, file watcher) has let go of the sink: from
+    // then on nothing can report, however late a loaded machine would have run it. (A fixed
+    // sleep proved nothing there: a provider still running might not have reported yet.)
+    wait_for("the dropped provider lets go of the sink", || async {
+        std::sync::Arc::strong_count(&sink) == 1
+    })
+    .await;
     let before = sink.calls();
-    // Twice the debounce plus margin: a provider still running would have reported by then.
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    std::fs::write(&file, "- 127.0.0.1:9002\n").unwrap();
     assert_eq!(sink.calls(), before);
 }

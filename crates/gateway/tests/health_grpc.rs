@@ -31,14 +31,14 @@ metadata: {name: server}
 spec:
   protocol: GRPC
   endpoints: ["127.0.0.1:PORT"]
-  healthCheck: {grpc: {service: ""}, interval: 100ms, timeout: 90ms, unhealthyThreshold: 1, healthyThreshold: 1}
+  healthCheck: {grpc: {service: ""}, interval: 500ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 1}
 ---
 kind: Backend
 metadata: {name: tasks}
 spec:
   protocol: GRPC
   endpoints: ["127.0.0.1:PORT"]
-  healthCheck: {grpc: {service: tasks}, interval: 100ms, timeout: 90ms, unhealthyThreshold: 1, healthyThreshold: 1}
+  healthCheck: {grpc: {service: tasks}, interval: 500ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 1}
 ---
 kind: Route
 metadata: {name: r}

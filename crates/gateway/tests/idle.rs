@@ -31,8 +31,10 @@ async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let up = Upstream::start("a").await;
     let (_gw, addr) = gateway(&up).await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    // Every lower bound below is timed from before the connect: the gateway's idle timer cannot
+    // start earlier, however the loaded machine schedules the two sides.
     let started = Instant::now();
+    let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n")
         .await
         .unwrap();
@@ -46,8 +48,8 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     );
 
     // A connection that never sends anything is closed the same way.
-    let mut s = TcpStream::connect(addr).await.unwrap();
     let started = Instant::now();
+    let mut s = TcpStream::connect(addr).await.unwrap();
     assert!(read_to_close(&mut s).await.is_empty());
     assert!(started.elapsed() >= IDLE);
 }
@@ -56,11 +58,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 async fn a_request_head_that_trickles_in_is_cut_off() {
     let up = Upstream::start("a").await;
     let (_gw, addr) = gateway(&up).await;
+    let started = Instant::now();
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n")
         .await
         .unwrap();
-    let started = Instant::now();
     // One header byte every 50 ms: each write is activity, but no request head ever completes.
     let mut buf = [0u8; 1];
     let closed = loop {
@@ -85,12 +87,12 @@ async fn a_request_head_that_trickles_in_is_cut_off() {
 async fn a_half_sent_request_head_is_cut_off() {
     let up = Upstream::start("a").await;
     let (_gw, addr) = gateway(&up).await;
+    let started = Instant::now();
     let mut s = TcpStream::connect(addr).await.unwrap();
     // Part of a head, then silence: hyper waits for the rest, so the idle close must not.
     s.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n")
         .await
         .unwrap();
-    let started = Instant::now();
     assert!(read_to_close(&mut s).await.is_empty());
     assert!(started.elapsed() >= IDLE);
 }

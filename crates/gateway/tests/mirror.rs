@@ -1,8 +1,8 @@
 //! Shadowing (release by routing): a rule's `mirror` copies requests to a shadow backend, fire
 //! and forget. The copy carries `x-gatehouse-shadow: true`, a `-shadow` Host and the body (up to
-//! `maxBodySize`; larger bodies are not mirrored); a shadow that sleeps 2 s or answers 500 changes
-//! neither the client's status nor its p99 (measured against the same route without a mirror);
-//! copies in flight are bounded and the dropped ones counted.
+//! `maxBodySize`; larger bodies are not mirrored); a shadow that does not answer during the test
+//! or answers 500 changes neither the client's status nor its p99 (measured against the same route
+//! without a mirror); copies in flight are bounded and the dropped ones counted.
 
 use bytes::Bytes;
 use gatehouse_testkit::discovery::fill;
@@ -113,6 +113,7 @@ spec:
       backends: [{backend: tasks}]
     - match: {path: {prefix: /slow}}
       rewrite: {pathPrefix: /v2}
+      timeout: 60s
       backends: [{backend: tasks}]
       mirror: {backend: slow-shadow, percent: 100%, maxBodySize: 1KiB, maxInFlight: 16}
     - match: {path: {prefix: /failing}}
@@ -133,7 +134,9 @@ struct Setup {
 
 async fn setup() -> Setup {
     let primary = Upstream::start("primary").await;
-    let slow = Shadow::start(200, Duration::from_secs(2)).await;
+    // Slower than the whole test (its copies are cut by the rule's 60 s timeout): the copies it
+    // holds are never freed during a run, however long a loaded machine makes that run.
+    let slow = Shadow::start(200, Duration::from_secs(120)).await;
     let failing = Shadow::start(500, Duration::ZERO).await;
     let yaml = GATEWAY_AND_WEB.to_string()
         + &fill(
@@ -295,29 +298,31 @@ async fn a_slow_or_failing_shadow_changes_neither_status_nor_p99() {
     let [plain, slow, failing] = &mut times;
     let (plain, slow, failing) = (p99(plain), p99(slow), p99(failing));
     println!(
-        "p99 over {n} requests: no mirror {plain:?}, 2 s shadow {slow:?}, 500 shadow {failing:?}"
+        "p99 over {n} requests: no mirror {plain:?}, silent shadow {slow:?}, 500 shadow {failing:?}"
     );
-    // Loose but meaningful: the shadow's 2 s would show as a p99 of 2 s; noise on a shared
-    // machine is a few milliseconds.
-    let bound = (plain * 3).max(plain + Duration::from_millis(50));
+    // Loose but meaningful: a waited-for shadow would add its 60 s to every request; a loaded
+    // machine's noise is far below the second of margin.
+    let bound = plain + Duration::from_secs(1);
     assert!(
         slow < bound,
-        "a 2 s shadow moved p99 from {plain:?} to {slow:?}"
+        "a silent shadow moved p99 from {plain:?} to {slow:?}"
     );
     assert!(
         failing < bound,
         "a failing shadow moved p99 from {plain:?} to {failing:?}"
     );
 
-    // The slow shadow holds at most 16 copies: the rest were dropped and counted; the failing
-    // shadow's answers were all read (and discarded).
+    // The slow shadow holds at most 16 copies, none of them freed during the run: the rest were
+    // dropped and counted, whatever the scheduling (with a 2 s shadow, how many slots came free
+    // during the run depended on the machine's speed); the failing shadow's answers were all read
+    // (and discarded).
     let text = metrics(&s.gw).await;
     let busy = counter(
         &text,
         r#"route="default/tasks",backend="default/slow-shadow",result="dropped_busy""#,
     );
     assert!(
-        busy >= (n - 16 * 2) as f64,
+        busy >= (n - 16) as f64,
         "only {busy} copies dropped for the 16-copy bound:\n{text}"
     );
     let gw = &s.gw;

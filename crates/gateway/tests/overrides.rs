@@ -5,21 +5,13 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::Named;
+use common::{admin_call, bodies, logged_gateway, with_gateway, Named};
 use gatehouse_testkit::discovery::fill;
-use gatehouse_testkit::{wait_for, Client, Reply, TestGateway};
-use http_body_util::Full;
+use gatehouse_testkit::{wait_for, Client, TestGateway};
 use std::sync::atomic::Ordering;
 
+// After the Gateway (JSON access log) and listener `web` documents (`logged_gateway`).
 const CONFIG: &str = r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {format: json, path: "{log}"}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
 ---
 kind: Backend
 metadata: {name: tasks}
@@ -29,7 +21,8 @@ kind: Backend
 metadata: {name: tasks-richard}
 spec:
   discovery: {registration: {ttl: 30s}}
-  healthCheck: {http: {path: /healthz}, interval: 50ms, timeout: 40ms, unhealthyThreshold: 1, healthyThreshold: 1}
+  # A timeout a loaded machine does not miss twice in a row: the laptop must not flap.
+  healthCheck: {http: {path: /healthz}, interval: 500ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 1}
 ---
 kind: Route
 metadata: {name: tasks}
@@ -43,24 +36,30 @@ spec:
       backends: [{backend: tasks}]
 "#;
 
-async fn admin_call(gw: &TestGateway, method: http::Method, path: &str, body: &str) -> Reply {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", gw.admin))
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    Client::new().send(req).await.expect("admin answers")
+/// Asserts that each of `n` requests to `url` with `headers` is answered 200 by `server`.
+async fn all_served_by(
+    client: &Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    n: usize,
+    server: &str,
+) {
+    let got = bodies(client, url, headers, n).await;
+    assert!(
+        got.iter().all(|s| s == server),
+        "{headers:?} to {url}: {got:?}"
+    );
 }
 
-/// Who answered each of `n` requests to `url` with `headers`.
-async fn servers(client: &Client, url: &str, headers: &[(&str, &str)], n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let r = client.get(url, headers).await.expect("response");
-        assert_eq!(r.status, 200, "{}", r.text());
-        out.push(r.text());
-    }
-    out
+/// Waits until a request to `url` with `headers` is answered by `server`.
+async fn until_served_by(client: &Client, url: &str, headers: &[(&str, &str)], server: &str) {
+    wait_for(&format!("{headers:?} served by {server}"), || async {
+        client
+            .get(url, headers)
+            .await
+            .is_ok_and(|r| r.text() == server)
+    })
+    .await;
 }
 
 /// The access log's lines so far, parsed.
@@ -77,23 +76,14 @@ async fn a_registered_laptop_gets_only_its_developers_requests_and_falls_back_wh
     let laptop = Named::start("laptop").await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let yaml = fill(
-        CONFIG,
-        &[
-            ("log", log.to_str().unwrap()),
-            ("tasks", &tasks.addr.to_string()),
-        ],
-    );
+    let yaml = logged_gateway(&log) + &fill(CONFIG, &[("tasks", &tasks.addr.to_string())]);
     let gw = TestGateway::start_in(dir, &yaml).await;
     let url = format!("{}/v1/tasks", gw.url("web").await);
     let client = Client::new();
     let mine = [("x-dev-user", "richard")];
 
     // Before the laptop registers, the developer's requests take the split, and the log says so.
-    assert!(servers(&client, &url, &mine, 3)
-        .await
-        .iter()
-        .all(|s| s == "tasks"));
+    all_served_by(&client, &url, &mine, 3, "tasks").await;
     let lines = log_lines(&gw);
     assert!(
         lines
@@ -103,50 +93,24 @@ async fn a_registered_laptop_gets_only_its_developers_requests_and_falls_back_wh
     );
 
     let lease = format!(r#"{{"address": "{}"}}"#, laptop.addr);
-    let r = admin_call(
-        &gw,
-        http::Method::PUT,
-        "/backends/default/tasks-richard/endpoints/laptop",
-        &lease,
-    )
-    .await;
+    let path = "/backends/default/tasks-richard/endpoints/laptop";
+    let r = admin_call(&gw, http::Method::PUT, path, &lease).await;
     assert_eq!(r.status, 201, "{}", r.text());
-    wait_for("the laptop takes the developer's requests", || async {
-        client
-            .get(&url, &mine)
-            .await
-            .is_ok_and(|r| r.text() == "laptop")
-    })
-    .await;
+    until_served_by(&client, &url, &mine, "laptop").await;
 
     // Each kind of override reaches the laptop, every time; nobody else's requests do.
-    assert!(servers(&client, &url, &mine, 50)
-        .await
-        .iter()
-        .all(|s| s == "laptop"));
+    all_served_by(&client, &url, &mine, 50, "laptop").await;
     let cookie = [("cookie", "theme=dark; dev=richard")];
-    assert!(servers(&client, &url, &cookie, 20)
-        .await
-        .iter()
-        .all(|s| s == "laptop"));
-    let query = format!("{url}?dev=richard");
-    assert!(servers(&client, &query, &[], 20)
-        .await
-        .iter()
-        .all(|s| s == "laptop"));
+    all_served_by(&client, &url, &cookie, 20, "laptop").await;
+    all_served_by(&client, &format!("{url}?dev=richard"), &[], 20, "laptop").await;
     for other in [
         vec![],
         vec![("x-dev-user", "ana")],
         vec![("cookie", "dev=ana")],
     ] {
-        let got = servers(&client, &url, &other, 50).await;
-        assert!(
-            got.iter().all(|s| s == "tasks"),
-            "{other:?} reached {got:?}"
-        );
+        all_served_by(&client, &url, &other, 50, "tasks").await;
     }
-    let got = servers(&client, &format!("{url}?dev=ana"), &[], 20).await;
-    assert!(got.iter().all(|s| s == "tasks"));
+    all_served_by(&client, &format!("{url}?dev=ana"), &[], 20, "tasks").await;
     let applied = log_lines(&gw)
         .iter()
         .filter(|l| l["override"] == "applied" && l["backend"] == "default/tasks-richard")
@@ -155,17 +119,8 @@ async fn a_registered_laptop_gets_only_its_developers_requests_and_falls_back_wh
 
     // The laptop goes down (fails its health check): the developer's requests fall back.
     laptop.health.store(503, Ordering::Relaxed);
-    wait_for("the developer's requests fall back", || async {
-        client
-            .get(&url, &mine)
-            .await
-            .is_ok_and(|r| r.text() == "tasks")
-    })
-    .await;
-    assert!(servers(&client, &url, &mine, 20)
-        .await
-        .iter()
-        .all(|s| s == "tasks"));
+    until_served_by(&client, &url, &mine, "tasks").await;
+    all_served_by(&client, &url, &mine, 20, "tasks").await;
     let lines = log_lines(&gw);
     let last = lines.last().expect("logged");
     assert_eq!(last["override"], "fallback", "{last}");
@@ -173,38 +128,14 @@ async fn a_registered_laptop_gets_only_its_developers_requests_and_falls_back_wh
 
     // Back up: back to the laptop. Deregistered: the split again.
     laptop.health.store(200, Ordering::Relaxed);
-    wait_for("the laptop is back", || async {
-        client
-            .get(&url, &mine)
-            .await
-            .is_ok_and(|r| r.text() == "laptop")
-    })
-    .await;
-    let r = admin_call(
-        &gw,
-        http::Method::DELETE,
-        "/backends/default/tasks-richard/endpoints/laptop",
-        "",
-    )
-    .await;
+    until_served_by(&client, &url, &mine, "laptop").await;
+    let r = admin_call(&gw, http::Method::DELETE, path, "").await;
     assert!(r.status.is_success(), "{}", r.text());
-    wait_for("deregistered: the split", || async {
-        client
-            .get(&url, &mine)
-            .await
-            .is_ok_and(|r| r.text() == "tasks")
-    })
-    .await;
+    until_served_by(&client, &url, &mine, "tasks").await;
 }
 
+// After `GATEWAY_AND_WEB` (testkit): listener `web` on a free port, access log off.
 const CLAIMS: &str = r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
 ---
 kind: Backend
 metadata: {name: tasks}
@@ -234,14 +165,14 @@ async fn a_jwt_claim_routes_its_subject_to_the_override() {
     let tasks = Named::start("tasks").await;
     let laptop = Named::start("laptop").await;
     let secret = "0123456789abcdef0123456789abcdef";
-    let yaml = fill(
+    let yaml = with_gateway(&fill(
         CLAIMS,
         &[
             ("tasks", &tasks.addr.to_string()),
             ("laptop", &laptop.addr.to_string()),
             ("secret", secret),
         ],
-    );
+    ));
     let gw = TestGateway::start(&yaml).await;
     let url = format!("{}/v1/tasks", gw.url("web").await);
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
@@ -260,10 +191,8 @@ async fn a_jwt_claim_routes_its_subject_to_the_override() {
     };
     let client = Client::new();
     let (richard, ana) = (bearer("richard"), bearer("ana"));
-    let got = servers(&client, &url, &[("authorization", &richard)], 20).await;
-    assert!(got.iter().all(|s| s == "laptop"), "{got:?}");
-    let got = servers(&client, &url, &[("authorization", &ana)], 20).await;
-    assert!(got.iter().all(|s| s == "tasks"), "{got:?}");
+    all_served_by(&client, &url, &[("authorization", &richard)], 20, "laptop").await;
+    all_served_by(&client, &url, &[("authorization", &ana)], 20, "tasks").await;
     // A forged `sub` in a header is not a claim.
     let r = client.get(&url, &[("sub", "richard")]).await.unwrap();
     assert_eq!(r.status, 401, "no token, no request");

@@ -243,8 +243,9 @@ async fn a_per_try_timeout_cuts_one_attempt_and_the_retry_answers() {
     assert_eq!(r.status, 200);
     assert_eq!(up.count(), 2);
     assert!(took >= Duration::from_millis(200), "{took:?}");
+    // Below the slow attempt's 5 s, with seconds of margin for a loaded machine.
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(4),
         "the slow attempt was cut: {took:?}"
     );
 }

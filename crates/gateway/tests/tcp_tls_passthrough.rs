@@ -367,7 +367,7 @@ async fn ping(s: &mut TcpStream, i: usize) {
 const RELOADABLE: &str = r#"
 kind: Gateway
 metadata: {name: g}
-spec: {accessLog: {enabled: false}, streamDrainTimeout: 600ms}
+spec: {accessLog: {enabled: false}, streamDrainTimeout: 3s}
 ---
 kind: Listener
 metadata: {name: web}
@@ -415,18 +415,17 @@ async fn tunnels_survive_reloads_and_a_removed_listener_drains_after_its_grace()
         gw.gw.reload("test").await.expect("valid reload");
         ping(&mut s, i).await;
     }
+    // Timed from before the reload, so the grace cannot have started earlier; a grace of seconds,
+    // so a loaded machine still gets the ping below through within it.
+    let removed = Instant::now();
     gw.write(&config("60s", false));
     gw.gw.reload("test").await.expect("valid reload");
-    let removed = Instant::now();
     // Within the grace the tunnel still carries data.
     ping(&mut s, 99).await;
     let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    let read = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await;
     let after = removed.elapsed();
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
-    assert!(
-        after >= Duration::from_millis(600),
-        "closed after {after:?}"
-    );
-    assert!(after < Duration::from_secs(5), "closed after {after:?}");
+    assert!(after >= Duration::from_secs(3), "closed after {after:?}");
+    assert!(after < Duration::from_secs(13), "closed after {after:?}");
 }

@@ -6,25 +6,20 @@
 mod tls_common;
 
 use bytes::Bytes;
+use gatehouse_testkit::gateway::GATEWAY_AND_WEB;
 use gatehouse_testkit::nginx::Nginx;
 use gatehouse_testkit::{Client, TestGateway};
 use tls_common::{eventually, Ca};
 
+// After `GATEWAY_AND_WEB` (testkit): listener `web` on a free port, access log off.
 const CONFIG: &str = r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
 ---
 kind: Backend
 metadata: {name: h1}
 spec:
   endpoints: ["NGINX"]
   tls: {caFile: ca.pem, serverName: upstream.test, certFile: gw.pem, keyFile: gw-key.pem}
-  healthCheck: {http: {path: /health}, interval: 200ms, timeout: 150ms, healthyThreshold: 1}
+  healthCheck: {http: {path: /health}, interval: 500ms, timeout: 500ms, healthyThreshold: 1}
 ---
 kind: Backend
 metadata: {name: h2}
@@ -98,7 +93,7 @@ async fn setup() -> Setup {
 "#
         ),
     );
-    let yaml = CONFIG.replace("NGINX", &nginx.addr.to_string());
+    let yaml = GATEWAY_AND_WEB.to_string() + &CONFIG.replace("NGINX", &nginx.addr.to_string());
     let gw = TestGateway::start_in(dir, &yaml).await;
     let url = gw.url("web").await;
     Setup {

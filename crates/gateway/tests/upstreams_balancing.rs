@@ -180,7 +180,10 @@ fn affinity(r: &gatehouse_testkit::Reply) -> Option<String> {
 async fn a_sticky_cookie_pins_a_client_until_its_endpoint_is_taken_out() {
     let ups = upstreams(&["a", "b", "c"]).await;
     let addrs: Vec<SocketAddr> = ups.iter().map(|u| u.addr).collect();
-    let lb = "loadBalancer: {sticky: {cookie: {name: gh-affinity, ttl: 1h}}}\n  healthCheck: {http: {path: /healthz}, interval: 50ms, timeout: 40ms, unhealthyThreshold: 1, healthyThreshold: 1}";
+    // Checks with a timeout a loaded machine cannot miss twice in a row: with 40 ms and one
+    // failure, a healthy endpoint's slow answer took it out too, and with two of three out the
+    // backend went into panic mode and served the pinned endpoint again (a CI flake).
+    let lb = "loadBalancer: {sticky: {cookie: {name: gh-affinity, ttl: 1h}}}\n  healthCheck: {http: {path: /healthz}, interval: 500ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 1}";
     let gw = TestGateway::start(&config(&list(&addrs), lb)).await;
     let url = format!("{}/x", gw.url("web").await);
     let client = Client::new();
@@ -204,9 +207,16 @@ async fn a_sticky_cookie_pins_a_client_until_its_endpoint_is_taken_out() {
     // The pinned endpoint fails its health check: the request goes elsewhere, with a new cookie.
     let index = ["a", "b", "c"].iter().position(|n| *n == pinned).unwrap();
     ups[index].health.store(503, Ordering::Relaxed);
-    wait_for("the pinned endpoint unhealthy", || async {
+    // Ready when the balancer's view is: the pinned endpoint out, the other two in, no panic mode.
+    let pinned_addr = ups[index].addr.to_string();
+    wait_for("the pinned endpoint alone unhealthy", || async {
         let b = backend(&gw, "default/app").await;
-        b["endpoints"][index]["health"] == "unhealthy"
+        let eps = b["endpoints"].as_array().cloned().unwrap_or_default();
+        b["panic"] == false
+            && eps.len() == 3
+            && eps
+                .iter()
+                .all(|e| (e["health"] == "unhealthy") == (e["address"] == pinned_addr.as_str()))
     })
     .await;
     let moved = client.get(&url, &[("cookie", &cookie)]).await.unwrap();

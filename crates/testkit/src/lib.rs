@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod nginx;
 pub mod python;
 pub mod redis;
+pub mod rollout;
 pub mod scripted;
 pub mod upstream;
 
@@ -21,8 +22,10 @@ pub use python::PythonPeer;
 pub use redis::Redis;
 pub use upstream::Upstream;
 
-/// Waits until `cond` holds, re-checking after yielding to other tasks; panics naming `what` after
-/// 20 seconds. For conditions that another task or process makes true (readiness, a counter).
+/// Waits until `cond` holds, re-checking every few milliseconds; panics naming `what` after 20
+/// seconds. For conditions that another task or process makes true (readiness, a counter).
+/// A pause between checks rather than a bare yield: a spinning waiter took a whole core (and
+/// hammered the admin API it polls) from the gateway under test on a loaded 2-core CI machine.
 pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
@@ -30,7 +33,7 @@ where
 {
     let check = async {
         while !cond().await {
-            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     };
     if tokio::time::timeout(std::time::Duration::from_secs(20), check)

@@ -1,10 +1,11 @@
-//! Shared by the `upstreams_*` tests: a named upstream that can be bound to any loopback address
-//! (DNS answers name several 127.0.0.x with one port), the admin API's backend view, and request
-//! helpers. Not every test file uses every helper.
+//! Shared by the `upstreams_*` tests and others of the backend side: a named upstream that can be
+//! bound to any loopback address (DNS answers name several 127.0.0.x with one port), the admin
+//! API's backend view and calls, the Gateway and listener documents, and request helpers. Not
+//! every test file uses every helper.
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use gatehouse_testkit::{Client, TestGateway};
+use gatehouse_testkit::{Client, Reply, TestGateway};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -130,6 +131,31 @@ pub async fn bodies(client: &Client, url: &str, headers: &[(&str, &str)], n: usi
 pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+/// `GATEWAY_AND_WEB` with the access log written as JSON lines to `log`.
+pub fn logged_gateway(log: &std::path::Path) -> String {
+    let quiet = "{accessLog: {enabled: false}}";
+    let logged = format!(
+        "{{accessLog: {{format: json, path: \"{}\"}}}}",
+        log.display()
+    );
+    let yaml = gatehouse_testkit::gateway::GATEWAY_AND_WEB.replace(quiet, &logged);
+    assert!(
+        yaml.contains(&logged),
+        "GATEWAY_AND_WEB no longer has {quiet}"
+    );
+    yaml
+}
+
+/// A call to the admin API (`path` from the root) with `body`.
+pub async fn admin_call(gw: &TestGateway, method: http::Method, path: &str, body: &str) -> Reply {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", gw.admin))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid admin request");
+    Client::new().send(req).await.expect("admin answers")
 }
 
 /// `yaml` after the Gateway and listener documents every test here shares.

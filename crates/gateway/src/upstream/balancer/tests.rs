@@ -317,9 +317,10 @@ fn five_thousand_endpoints_build_fast_and_pick_without_allocating() {
         let started = Instant::now();
         let b = Balancer::new(&policy, &e);
         let built = started.elapsed();
-        // A debug build on a shared machine is ~15× slower than release, where Maglev (the
-        // slowest) builds in ~10 ms.
-        let budget = Duration::from_millis(if cfg!(debug_assertions) { 1_500 } else { 50 });
+        // A debug build is ~15× slower than release, where Maglev (the slowest) builds in ~10 ms;
+        // a loaded CI machine several times slower again. A build quadratic in the endpoints
+        // would still take far longer than the budget.
+        let budget = Duration::from_millis(if cfg!(debug_assertions) { 5_000 } else { 500 });
         assert!(built < budget, "{policy:?}: built in {built:?}");
         let before = allocations();
         let started = Instant::now();
