@@ -7,7 +7,9 @@ use gatehouse_testkit::{PythonPeer, TestGateway};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `test.Echo/Unary` echoes its request; `test.Echo/Slow` does so after 3 s.
+/// `test.Echo/Unary` echoes its request; `test.Echo/Slow` does so after 3 s; `Refuse` fails
+/// INVALID_ARGUMENT before any message (trailers-only); `Partial` sends one message, then fails
+/// RESOURCE_EXHAUSTED (the status in trailers).
 const SERVER: &str = r#"
 import sys, time, grpc
 from concurrent import futures
@@ -16,9 +18,16 @@ def unary(req, ctx):
 def slow(req, ctx):
     time.sleep(3)
     return req
+def refuse(req, ctx):
+    ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "no thanks")
+def partial(req, ctx):
+    yield b"one"
+    ctx.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "enough")
 handler = grpc.method_handlers_generic_handler("test.Echo", {
     "Unary": grpc.unary_unary_rpc_method_handler(unary),
     "Slow": grpc.unary_unary_rpc_method_handler(slow),
+    "Refuse": grpc.unary_unary_rpc_method_handler(refuse),
+    "Partial": grpc.unary_stream_rpc_method_handler(partial),
 })
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
 server.add_generic_rpc_handlers((handler,))
@@ -42,6 +51,21 @@ for name, path in [("ok", "/test.Echo/Unary"), ("no_route", "/other.Svc/Call"),
     except grpc.RpcError as e:
         out[name] = [e.code().name, e.details()]
 print(json.dumps(out), flush=True)
+"#;
+
+/// Makes each call of `sys.argv[2]` (`path:count` items) and prints each status code's name.
+const CALLS: &str = r#"
+import sys, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+for item in sys.argv[2:]:
+    path, n = item.rsplit(":", 1)
+    for _ in range(int(n)):
+        try:
+            for _ in channel.unary_stream(path)(b"hello", timeout=20):
+                pass
+            print(path, "OK", flush=True)
+        except grpc.RpcError as e:
+            print(path, e.code().name, flush=True)
 "#;
 
 const CONFIG: &str = r#"
@@ -181,4 +205,95 @@ async fn grpc_timeout_is_honoured_below_the_route_timeout() {
     assert!(head.contains("did not answer within 250ms"), "{head}");
     // Far below the route's 15 s (and curl's own 10 s), with room for a loaded machine.
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
+}
+
+/// Every way a call ends is counted under its final `grpc-status` and the route/backend pair:
+/// upstream trailers after messages (OK, and RESOURCE_EXHAUSTED after one message), an
+/// upstream's trailers-only answer (INVALID_ARGUMENT), and the gateway's own errors (UNAVAILABLE
+/// for a backend down, DEADLINE_EXCEEDED for the route timeout, UNIMPLEMENTED with no route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_grpc_statuses_are_counted_by_route_and_backend() {
+    let peer = PythonPeer::start(SERVER);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = fill(
+        CONFIG,
+        &[
+            ("port", &peer.port.to_string()),
+            ("dead", &dead.to_string()),
+            ("silent", "127.0.0.1:9"),
+        ],
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let addr = gw.addr("web").await;
+    let calls = [
+        "/test.Echo/Unary:3",
+        "/test.Echo/Partial:2",
+        "/test.Echo/Refuse:1",
+        "/test.Echo/Slow:1",
+        "/down.Svc/Call:2",
+        "/other.Svc/Call:1",
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", CALLS, &addr.to_string()])
+            .args(calls)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        results,
+        [
+            "/test.Echo/Unary OK",
+            "/test.Echo/Unary OK",
+            "/test.Echo/Unary OK",
+            "/test.Echo/Partial RESOURCE_EXHAUSTED",
+            "/test.Echo/Partial RESOURCE_EXHAUSTED",
+            "/test.Echo/Refuse INVALID_ARGUMENT",
+            "/test.Echo/Slow DEADLINE_EXCEEDED",
+            "/down.Svc/Call UNAVAILABLE",
+            "/down.Svc/Call UNAVAILABLE",
+            "/other.Svc/Call UNIMPLEMENTED",
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let url = format!("http://{}/metrics", gw.admin);
+    let metrics = gatehouse_testkit::Client::new()
+        .get(&url, &[])
+        .await
+        .unwrap()
+        .text();
+    let series = |backend: &str, status: &str| {
+        let route = if backend.is_empty() {
+            "none"
+        } else {
+            "default/grpc"
+        };
+        format!(
+            "gatehouse_grpc_responses_total{{route=\"{route}\",backend=\"{backend}\",grpc_status=\"{status}\"}}"
+        )
+    };
+    let mut lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_grpc_responses_total{"))
+        .collect();
+    lines.sort_unstable();
+    let mut want = vec![
+        format!("{} 3", series("default/echo", "0")),
+        format!("{} 2", series("default/echo", "8")),
+        format!("{} 1", series("default/echo", "3")),
+        format!("{} 1", series("default/echo", "4")),
+        format!("{} 2", series("default/down", "14")),
+        format!("{} 1", series("", "12")),
+    ];
+    want.sort_unstable();
+    assert_eq!(lines, want, "{metrics}");
 }

@@ -185,16 +185,16 @@ fn respond(
         .is_some_and(|p| p.as_str().len() > max_uri);
     // One header lookup: a gRPC client must get gateway-made errors as gRPC statuses. Applied
     // here rather than by a wrapper around `handle`, whose large future would be moved once more.
-    // Native gRPC runs over HTTP/2 only: HTTP/1.1 requests skip the lookup.
-    let grpc = req.version() == http::Version::HTTP_2 && super::grpc::is_grpc(req.headers());
+    // HTTP/1.1 requests other than POSTs (gRPC-Web's) skip the lookup.
+    let grpc = super::grpc::client(&req);
     async move {
         let mut resp = if too_long {
             uri_too_long(&req, max_uri)
         } else {
-            handle(snap, &guard.0, req, grpc).await
+            handle(snap, &guard.0, req, grpc.is_some()).await
         };
-        if grpc {
-            resp = super::grpc::render_error(resp);
+        if let Some(client) = grpc {
+            resp = super::grpc::render_error(resp, client);
         }
         // A response that opens a tunnel hands over a place for the guard that lives as long as
         // the tunnel; others hold it in their body. (Responses carry no extensions otherwise:
