@@ -51,11 +51,16 @@ impl DrainToken {
     pub(crate) async fn cut(&mut self) {
         let _ = self.signal.wait_for(|d| *d == CUTTING).await;
     }
+
+    /// The listener's drain signal alone, for tunnels that outlive their connection's HTTP.
+    pub(crate) fn listener(&self) -> super::streams::ListenerDrain {
+        super::streams::ListenerDrain::new(self.signal.clone())
+    }
 }
 
 /// Drain signal values: serve; finish what is in flight and close; close now (deadline passed).
 const SERVING: u8 = 0;
-const DRAINING: u8 = 1;
+pub(crate) const DRAINING: u8 = 1;
 const CUTTING: u8 = 2;
 
 impl Default for Drain {
@@ -318,6 +323,11 @@ pub async fn serve<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut info = info;
+    if let Some(i) = Arc::get_mut(&mut info) {
+        // For upgraded tunnels, which leave the connection (and its token) behind.
+        i.drain = Some(token.listener());
+    }
     let conn_info = info.clone();
     let max_uri = protocols.max_uri;
     if h2 {
