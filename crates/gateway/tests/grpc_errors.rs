@@ -1,50 +1,20 @@
 //! Gateway-made errors seen by real gRPC clients: Python `grpcio` as client and server, and curl
 //! speaking h2c with a framed body. Each error must arrive as a trailers-only gRPC response with
-//! the right `grpc-status`, and a client's `grpc-timeout` must bound the wait for the upstream.
+//! the right `grpc-status`, and a client's `grpc-timeout` must bound the wait for the upstream; each
+//! call's final status is counted. The server is testkit's shared one (`PythonPeer::grpc`).
 
 use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{PythonPeer, TestGateway};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `test.Echo/Unary` echoes its request; `test.Echo/Slow` does so after 3 s; `Refuse` fails
-/// INVALID_ARGUMENT before any message (trailers-only); `Partial` sends one message, then fails
-/// RESOURCE_EXHAUSTED (the status in trailers).
-const SERVER: &str = r#"
-import sys, time, grpc
-from concurrent import futures
-def unary(req, ctx):
-    return req
-def slow(req, ctx):
-    time.sleep(3)
-    return req
-def refuse(req, ctx):
-    ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "no thanks")
-def partial(req, ctx):
-    yield b"one"
-    ctx.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "enough")
-handler = grpc.method_handlers_generic_handler("test.Echo", {
-    "Unary": grpc.unary_unary_rpc_method_handler(unary),
-    "Slow": grpc.unary_unary_rpc_method_handler(slow),
-    "Refuse": grpc.unary_unary_rpc_method_handler(refuse),
-    "Partial": grpc.unary_stream_rpc_method_handler(partial),
-})
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-server.add_generic_rpc_handlers((handler,))
-port = server.add_insecure_port("127.0.0.1:0")
-server.start()
-print(port, flush=True)
-sys.stdin.read()
-server.stop(0)
-"#;
-
 /// Calls each path (no client deadline) and prints `{name: [code, details]}` as JSON.
 const CLIENT: &str = r#"
 import sys, json, grpc
 channel = grpc.insecure_channel(sys.argv[1])
 out = {}
-for name, path in [("ok", "/test.Echo/Unary"), ("no_route", "/other.Svc/Call"),
-                   ("down", "/down.Svc/Call"), ("route_timeout", "/test.Echo/Slow")]:
+for name, path in [("ok", "/test.Svc/Echo"), ("no_route", "/other.Svc/Call"),
+                   ("down", "/down.Svc/Call"), ("route_timeout", "/test.Svc/Slow")]:
     try:
         reply = channel.unary_unary(path)(b"hello", timeout=20)
         out[name] = ["OK", reply.decode()]
@@ -96,12 +66,12 @@ kind: Route
 metadata: {name: grpc}
 spec:
   rules:
-    - match: {path: {exact: /test.Echo/Silent}}
+    - match: {path: {exact: /test.Svc/Silent}}
       backends: [{backend: silent}]
-    - match: {path: {exact: /test.Echo/Slow}}
+    - match: {path: {exact: /test.Svc/Slow}}
       timeout: 300ms
       backends: [{backend: echo}]
-    - match: {path: {prefix: /test.Echo}}
+    - match: {path: {prefix: /test.Svc}}
       backends: [{backend: echo}]
     - match: {path: {prefix: /down.Svc}}
       backends: [{backend: down}]
@@ -109,7 +79,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
-    let peer = PythonPeer::start(SERVER);
+    let peer = PythonPeer::grpc();
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -169,7 +139,7 @@ async fn grpc_timeout_is_honoured_below_the_route_timeout() {
         ],
     );
     let gw = TestGateway::start(&yaml).await;
-    let url = format!("http://{}/test.Echo/Silent", gw.addr("web").await);
+    let url = format!("http://{}/test.Svc/Silent", gw.addr("web").await);
     let dir = tempfile::tempdir().unwrap();
     // One gRPC message: not compressed, length 5, "hello".
     let frame = dir.path().join("frame");
@@ -213,7 +183,7 @@ async fn grpc_timeout_is_honoured_below_the_route_timeout() {
 /// for a backend down, DEADLINE_EXCEEDED for the route timeout, UNIMPLEMENTED with no route).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_grpc_statuses_are_counted_by_route_and_backend() {
-    let peer = PythonPeer::start(SERVER);
+    let peer = PythonPeer::grpc();
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -229,10 +199,10 @@ async fn final_grpc_statuses_are_counted_by_route_and_backend() {
     let gw = TestGateway::start(&yaml).await;
     let addr = gw.addr("web").await;
     let calls = [
-        "/test.Echo/Unary:3",
-        "/test.Echo/Partial:2",
-        "/test.Echo/Refuse:1",
-        "/test.Echo/Slow:1",
+        "/test.Svc/Echo:3",
+        "/test.Svc/Partial:2",
+        "/test.Svc/Refuse:1",
+        "/test.Svc/Slow:1",
         "/down.Svc/Call:2",
         "/other.Svc/Call:1",
     ];
@@ -250,13 +220,13 @@ async fn final_grpc_statuses_are_counted_by_route_and_backend() {
     assert_eq!(
         results,
         [
-            "/test.Echo/Unary OK",
-            "/test.Echo/Unary OK",
-            "/test.Echo/Unary OK",
-            "/test.Echo/Partial RESOURCE_EXHAUSTED",
-            "/test.Echo/Partial RESOURCE_EXHAUSTED",
-            "/test.Echo/Refuse INVALID_ARGUMENT",
-            "/test.Echo/Slow DEADLINE_EXCEEDED",
+            "/test.Svc/Echo OK",
+            "/test.Svc/Echo OK",
+            "/test.Svc/Echo OK",
+            "/test.Svc/Partial RESOURCE_EXHAUSTED",
+            "/test.Svc/Partial RESOURCE_EXHAUSTED",
+            "/test.Svc/Refuse INVALID_ARGUMENT",
+            "/test.Svc/Slow DEADLINE_EXCEEDED",
             "/down.Svc/Call UNAVAILABLE",
             "/down.Svc/Call UNAVAILABLE",
             "/other.Svc/Call UNIMPLEMENTED",

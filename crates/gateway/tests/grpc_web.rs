@@ -1,36 +1,13 @@
 //! gRPC-Web through the gateway: curl sends 5-byte-framed requests over HTTP/1.1, binary and
 //! base64 text, to a Python `grpcio` server behind a `GRPC` backend; the answers come back in the
-//! client's dialect with the gRPC trailers as the body's last frame (flag 0x80).
+//! client's dialect with the gRPC trailers as the body's last frame (flag 0x80); gateway errors as
+//! gRPC-Web statuses; CORS for browsers. The server is testkit's shared one (`PythonPeer::grpc`).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{PythonPeer, TestGateway};
 use std::process::Command;
-
-/// `test.Svc`: Echo (unary), Count (server stream: n messages), Refuse (INVALID_ARGUMENT before
-/// any message: a trailers-only answer).
-const SERVER: &str = r#"
-import sys, grpc
-from concurrent import futures
-def count(req, ctx):
-    for i in range(int(req)):
-        yield b"%d" % i
-def refuse(req, ctx):
-    ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "no thanks")
-handler = grpc.method_handlers_generic_handler("test.Svc", {
-    "Echo": grpc.unary_unary_rpc_method_handler(lambda req, ctx: req),
-    "Count": grpc.unary_stream_rpc_method_handler(count),
-    "Refuse": grpc.unary_unary_rpc_method_handler(refuse),
-})
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-server.add_generic_rpc_handlers((handler,))
-port = server.add_insecure_port("127.0.0.1:0")
-server.start()
-print(port, flush=True)
-sys.stdin.read()
-server.stop(0)
-"#;
 
 const CONFIG: &str = r#"
 kind: Gateway
@@ -117,7 +94,7 @@ async fn curl_with(
 /// client's dialect, the trailers as the last frame.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_web_binary_and_text_calls_reach_a_native_grpc_server() {
-    let peer = PythonPeer::start(SERVER);
+    let peer = PythonPeer::grpc();
     let gw = TestGateway::start(&fill(CONFIG, &[("port", &peer.port.to_string())])).await;
     let base = gw.url("web").await;
 
@@ -260,7 +237,7 @@ struct ErrorsSetup {
 }
 
 async fn errors_setup() -> ErrorsSetup {
-    let peer = PythonPeer::start(SERVER);
+    let peer = PythonPeer::grpc();
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
