@@ -253,6 +253,29 @@ mod tests {
     }
 
     #[test]
+    fn clients_are_told_apart_by_version_method_and_content_type() {
+        let req = |version, method: &str, ct: Option<&'static str>| {
+            let mut b = Request::builder().version(version).method(method);
+            if let Some(ct) = ct {
+                b = b.header("content-type", ct);
+            }
+            client(&b.body(()).unwrap())
+        };
+        let (h11, h2) = (http::Version::HTTP_11, http::Version::HTTP_2);
+        let grpc = Some("application/grpc");
+        assert_eq!(req(h2, "POST", grpc), Some(Client::Native));
+        assert_eq!(req(h11, "POST", grpc), None, "native gRPC needs HTTP/2");
+        let web = Some("application/grpc-web+proto");
+        assert_eq!(req(h11, "POST", web), Some(Client::Web));
+        assert_eq!(req(h2, "POST", web), Some(Client::Web));
+        let text = Some("application/grpc-web-text");
+        assert_eq!(req(h11, "POST", text), Some(Client::WebText));
+        assert_eq!(req(h11, "GET", web), None, "gRPC-Web calls are POSTs");
+        assert_eq!(req(h11, "POST", Some("application/json")), None);
+        assert_eq!(req(h2, "POST", None), None);
+    }
+
+    #[test]
     fn grpc_content_types_are_recognised() {
         let g = |v| is_grpc(&headers("content-type", v));
         assert!(g("application/grpc"));
