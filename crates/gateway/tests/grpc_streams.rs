@@ -1,49 +1,13 @@
 //! gRPC through the gateway with Python `grpcio` on both sides: all four call kinds (unary, server
 //! streaming, client streaming, bidirectional), retries keyed on a trailers-only `grpc-status`,
-//! and a bidirectional stream kept open across reloads.
+//! and a bidirectional stream kept open across reloads. The server is testkit's shared one
+//! (`PythonPeer::grpc`).
 
 use gatehouse_testkit::discovery::fill;
 use gatehouse_testkit::{PythonPeer, TestGateway};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// `test.Svc`: Echo (unary), Count (server stream: n messages), Join (client stream), Chat
-/// (bidi echo), and Flaky / FlakyToo, which fail UNAVAILABLE (trailers-only, as grpcio answers
-/// an abort before any message) until their third call; each reports its call number.
-const SERVER: &str = r#"
-import sys, grpc, threading
-from concurrent import futures
-calls = {}
-lock = threading.Lock()
-def flaky(name):
-    def handler(req, ctx):
-        with lock:
-            calls[name] = calls.get(name, 0) + 1
-            n = calls[name]
-        if n < 3:
-            ctx.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
-        return b"call %d" % n
-    return handler
-def count(req, ctx):
-    for i in range(int(req)):
-        yield b"%d" % i
-handler = grpc.method_handlers_generic_handler("test.Svc", {
-    "Echo": grpc.unary_unary_rpc_method_handler(lambda req, ctx: req),
-    "Count": grpc.unary_stream_rpc_method_handler(count),
-    "Join": grpc.stream_unary_rpc_method_handler(lambda it, ctx: b"+".join(it)),
-    "Chat": grpc.stream_stream_rpc_method_handler(lambda it, ctx: (m for m in it)),
-    "Flaky": grpc.unary_unary_rpc_method_handler(flaky("Flaky")),
-    "FlakyToo": grpc.unary_unary_rpc_method_handler(flaky("FlakyToo")),
-})
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-server.add_generic_rpc_handlers((handler,))
-port = server.add_insecure_port("127.0.0.1:0")
-server.start()
-print(port, flush=True)
-sys.stdin.read()
-server.stop(0)
-"#;
 
 /// Makes each kind of call and prints the results as JSON.
 const CLIENT: &str = r#"
@@ -117,10 +81,10 @@ fn config(port: u16, timeout: &str) -> String {
 /// Unary (1 MiB each way), server streaming (500 messages), client streaming and bidirectional
 /// (300 messages) calls all complete through the gateway; a trailers-only UNAVAILABLE is retried
 /// on the rule that names `unavailable` (the third call succeeds) and passed to the client as it
-/// is on the rule that does not.
+/// is on the rule that does not; each call's final status is counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_call_kinds_and_grpc_status_retries() {
-    let peer = PythonPeer::start(SERVER);
+    let peer = PythonPeer::grpc();
     let gw = TestGateway::start(&config(peer.port, "10s")).await;
     let addr = gw.addr("web").await.to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -146,6 +110,24 @@ async fn all_four_call_kinds_and_grpc_status_retries() {
         serde_json::json!(["UNAVAILABLE", "not yet"]),
         "{v}"
     );
+    // Final statuses only: Flaky's two retried UNAVAILABLE answers are not counted; FlakyToo's is.
+    let url = format!("http://{}/metrics", gw.admin);
+    let metrics = gatehouse_testkit::Client::new()
+        .get(&url, &[])
+        .await
+        .unwrap()
+        .text();
+    let series = |status: &str| {
+        format!("gatehouse_grpc_responses_total{{route=\"default/grpc\",backend=\"default/svc\",grpc_status=\"{status}\"}}")
+    };
+    assert!(
+        metrics.contains(&format!("{} 5\n", series("0"))),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("{} 1\n", series("14"))),
+        "{metrics}"
+    );
 }
 
 /// 20 reloads that change another route leave an open bidirectional stream alone (a message
@@ -153,7 +135,7 @@ async fn all_four_call_kinds_and_grpc_status_retries() {
 /// `streamDrainTimeout`, then ends it with UNAVAILABLE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bidi_stream_survives_reloads_and_a_removed_route_drains_after_its_grace() {
-    let peer = PythonPeer::start(SERVER);
+    let peer = PythonPeer::grpc();
     let gw = TestGateway::start(&config(peer.port, "10s")).await;
     let addr = gw.addr("web").await.to_string();
     let mut chat = Command::new("python3")

@@ -266,6 +266,66 @@ async fn websockets_survive_reloads_and_a_removed_route_drains_after_its_grace()
     assert!(after < Duration::from_secs(5), "closed after {after:?}");
 }
 
+const TWO_LISTENERS: &str = r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false}, streamDrainTimeout: 2s}
+---
+kind: Listener
+metadata: {name: spare}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+---
+kind: Backend
+metadata: {name: ws}
+spec: {endpoints: ["127.0.0.1:{port}"]}
+---
+kind: Route
+metadata: {name: chat}
+spec:
+  rules: [{match: {path: {prefix: /chat}}, backends: [{backend: ws}]}]
+"#;
+
+const WEB_LISTENER: &str = r#"
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+"#;
+
+/// A reload that retires the listener a WebSocket came in on (its route and backend stay) lets
+/// the tunnel run for `streamDrainTimeout`, then closes it, as it does for a removed route: the
+/// tunnel has left its HTTP connection, and with it that connection's drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_listeners_websockets_drain_after_the_stream_grace() {
+    let peer = PythonPeer::start(SERVER);
+    let base = fill(TWO_LISTENERS, &[("port", &peer.port.to_string())]);
+    let gw = TestGateway::start(&(base.clone() + WEB_LISTENER)).await;
+    let web = gw.addr("web").await;
+    let mut s = ws_open(web, "/chat").await;
+    assert_eq!(ws_echo(&mut s, "first").await, "first");
+    gw.write(&base);
+    let removed = Instant::now();
+    gw.gw.reload("test").await.expect("valid reload");
+    wait_for("the retired listener to close its socket", || {
+        gatehouse_testkit::refuses(web)
+    })
+    .await;
+    // Within the grace the WebSocket still carries messages.
+    assert_eq!(ws_echo(&mut s, "in grace").await, "in grace");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await;
+    let after = removed.elapsed();
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    // Timers never fire early: not before the grace; well after it only on a stalled machine.
+    assert!(after >= Duration::from_secs(2), "closed after {after:?}");
+    assert!(after < Duration::from_secs(15), "closed after {after:?}");
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("gatehouse_tunnels_open{protocol=\"websocket\",backend=\"default/ws\"} 0"),
+        "{m}"
+    );
+}
+
 /// RFC 8441: a WebSocket over an HTTP/2 stream (extended CONNECT, here from the `h2` crate's
 /// client) reaches the HTTP/1.1 server as an upgrade; the client gets 200 and messages go
 /// through the stream both ways, also after the listener's idle timeout has passed (the

@@ -420,6 +420,11 @@ impl ResponseBody {
         }
     }
 
+    /// The metric handles of the exchange this body ends (read to count a gRPC error's status).
+    pub(crate) fn metrics(&self) -> Option<&Arc<RequestMetrics>> {
+        self.done.as_ref()?.metrics.as_ref()
+    }
+
     /// The same body with no content: a gateway-made body replaced by a gRPC status in headers.
     pub(crate) fn into_empty(mut self) -> Self {
         self.inner = Inner::Full(None);

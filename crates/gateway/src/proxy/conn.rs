@@ -51,11 +51,16 @@ impl DrainToken {
     pub(crate) async fn cut(&mut self) {
         let _ = self.signal.wait_for(|d| *d == CUTTING).await;
     }
+
+    /// The listener's drain signal alone, for tunnels that outlive their connection's HTTP.
+    pub(crate) fn listener(&self) -> super::streams::ListenerDrain {
+        super::streams::ListenerDrain::new(self.signal.clone())
+    }
 }
 
 /// Drain signal values: serve; finish what is in flight and close; close now (deadline passed).
 const SERVING: u8 = 0;
-const DRAINING: u8 = 1;
+pub(crate) const DRAINING: u8 = 1;
 const CUTTING: u8 = 2;
 
 impl Default for Drain {
@@ -185,16 +190,16 @@ fn respond(
         .is_some_and(|p| p.as_str().len() > max_uri);
     // One header lookup: a gRPC client must get gateway-made errors as gRPC statuses. Applied
     // here rather than by a wrapper around `handle`, whose large future would be moved once more.
-    // Native gRPC runs over HTTP/2 only: HTTP/1.1 requests skip the lookup.
-    let grpc = req.version() == http::Version::HTTP_2 && super::grpc::is_grpc(req.headers());
+    // HTTP/1.1 requests other than POSTs (gRPC-Web's) skip the lookup.
+    let grpc = super::grpc::client(&req);
     async move {
         let mut resp = if too_long {
             uri_too_long(&req, max_uri)
         } else {
-            handle(snap, &guard.0, req, grpc).await
+            handle(snap, &guard.0, req, grpc.is_some()).await
         };
-        if grpc {
-            resp = super::grpc::render_error(resp);
+        if let Some(client) = grpc {
+            resp = super::grpc::render_error(resp, client);
         }
         // A response that opens a tunnel hands over a place for the guard that lives as long as
         // the tunnel; others hold it in their body. (Responses carry no extensions otherwise:
@@ -318,6 +323,11 @@ pub async fn serve<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut info = info;
+    if let Some(i) = Arc::get_mut(&mut info) {
+        // For upgraded tunnels, which leave the connection (and its token) behind.
+        i.drain = Some(token.listener());
+    }
     let conn_info = info.clone();
     let max_uri = protocols.max_uri;
     if h2 {

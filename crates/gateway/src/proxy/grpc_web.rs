@@ -6,6 +6,7 @@
 //! lines), since browsers cannot read HTTP trailers. Looked for only when the backend speaks
 //! HTTP/2: requests to HTTP/1.1 backends pay nothing.
 
+use crate::telemetry::metrics::RequestMetrics;
 use crate::upstream::client::UpstreamBody;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -16,6 +17,7 @@ use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 /// A gRPC-Web request: its dialect, and its content type (the answer's).
@@ -58,12 +60,19 @@ pub(crate) fn request(parts: &mut Parts, web: &Web) {
 
 /// The upstream's native gRPC answer in the client's dialect (hop-by-hop fields removed here, as
 /// `finish` does for HTTP/2 bodies). A trailers-only answer keeps its status in the headers,
-/// which gRPC-Web allows.
-pub(crate) fn response(resp: Response<UpstreamBody>, web: &Web) -> Response<UpstreamBody> {
+/// which gRPC-Web allows. The call's final status is counted, from those headers or the trailers.
+pub(crate) fn response(
+    resp: Response<UpstreamBody>,
+    web: &Web,
+    metrics: Option<&Arc<RequestMetrics>>,
+) -> Response<UpstreamBody> {
     let (mut parts, body) = resp.into_parts();
     let UpstreamBody::H2(inner) = body else {
         return Response::from_parts(parts, body);
     };
+    if inner.is_end_stream() {
+        super::grpc::count(metrics, &parts.headers);
+    }
     super::forward::strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::CONTENT_LENGTH);
     if parts.headers.contains_key(header::CONTENT_TYPE) {
@@ -76,6 +85,7 @@ pub(crate) fn response(resp: Response<UpstreamBody>, web: &Web) -> Response<Upst
         text: web.text,
         pending: BytesMut::new(),
         ended: false,
+        metrics: metrics.cloned(),
     };
     Response::from_parts(parts, UpstreamBody::Mapped(Box::new(body)))
 }
@@ -88,6 +98,7 @@ struct WebBody {
     /// until its end).
     pending: BytesMut,
     ended: bool,
+    metrics: Option<Arc<RequestMetrics>>,
 }
 
 /// The trailers as a gRPC-Web trailer frame.
@@ -144,6 +155,7 @@ impl Body for WebBody {
                 }
                 Err(frame) => {
                     let trailers = frame.into_trailers().unwrap_or_default();
+                    super::grpc::count(this.metrics.as_ref(), &trailers);
                     this.ended = true;
                     let data = this.encode(trailer_frame(&trailers), true);
                     Poll::Ready(Some(Ok(Frame::data(data))))

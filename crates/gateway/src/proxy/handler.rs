@@ -42,6 +42,8 @@ pub struct ConnInfo {
     pub(crate) escaped_slashes: EscapedSlashes,
     /// The client certificate the listener verified (`tls.clientAuth`), if any.
     pub(crate) client_cert: Option<super::client_cert::ClientCert>,
+    /// The listener's drain signal (`streams.rs`: a tunnel closes after its grace once it drains).
+    pub(crate) drain: Option<super::streams::ListenerDrain>,
 }
 
 impl ConnInfo {
@@ -55,6 +57,7 @@ impl ConnInfo {
             in_flight: AtomicU64::new(0),
             escaped_slashes,
             client_cert: None,
+            drain: None,
         }
     }
 }

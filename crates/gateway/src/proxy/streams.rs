@@ -1,6 +1,8 @@
 //! Config flow meets long-lived streams (upgraded tunnels such as WebSockets): a reload that
 //! keeps a stream's route and backend leaves it alone; one that removes either lets the stream run
-//! on for the Gateway's `streamDrainTimeout`, then closes it. Streams hold no snapshot (an old
+//! on for the Gateway's `streamDrainTimeout`, then closes it. A tunnel also watches its listener's
+//! drain (the HTTP connection it came from is gone, and with it the connection's drain): when a
+//! reload retires the listener, the tunnel gets the same grace. Streams hold no snapshot (an old
 //! configuration is never kept alive by them); the registry, carried from snapshot to snapshot,
 //! tells them what each reload kept. Costs nothing until a stream is open: a reload with no stream
 //! watching computes nothing.
@@ -59,7 +61,23 @@ impl Streams {
         Watch {
             rx: self.tx.subscribe(),
             key: (route.clone(), backend.clone()),
+            listener: None,
         }
+    }
+}
+
+/// The drain signal of the listener a connection came from (see `conn.rs`).
+#[derive(Clone)]
+pub(crate) struct ListenerDrain(watch::Receiver<u8>);
+
+impl ListenerDrain {
+    pub(super) fn new(signal: watch::Receiver<u8>) -> Self {
+        ListenerDrain(signal)
+    }
+
+    /// Returns once the listener drains, or is gone.
+    async fn draining(&mut self) {
+        let _ = (self.0).wait_for(|d| *d >= super::conn::DRAINING).await;
     }
 }
 
@@ -67,44 +85,49 @@ impl Streams {
 pub(crate) struct Watch {
     rx: watch::Receiver<Option<Arc<Kept>>>,
     key: (Arc<str>, Arc<str>),
+    /// The listener's drain, and the grace to use when no reload has said otherwise.
+    listener: Option<(ListenerDrain, Duration)>,
 }
 
 impl Watch {
-    /// Runs `stream` to its end, or, once a reload has removed its route or backend, for at most
-    /// the grace period.
+    /// Also ends the stream after the grace once its listener drains (a reload retired it).
+    pub(crate) fn on_listener(mut self, drain: Option<&ListenerDrain>, grace: Duration) -> Self {
+        self.listener = drain.map(|d| (d.clone(), grace));
+        self
+    }
+
+    /// Runs `stream` to its end, or, once a reload has removed its route or backend (or retired
+    /// its listener), for at most the grace period.
     pub(crate) async fn run(mut self, stream: impl Future<Output = ()>) {
         tokio::pin!(stream);
-        let grace = tokio::select! {
+        let listener = async {
+            match self.listener.as_mut() {
+                Some((drain, grace)) => {
+                    drain.draining().await;
+                    *grace
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let (grace, why) = tokio::select! {
             () = &mut stream => return,
-            grace = self.removed() => grace,
+            grace = removed(&mut self.rx, &self.key) => (grace, "route or backend"),
+            // The grace of the reload that retired the listener, when there was one.
+            grace = listener => (self.rx.borrow().as_ref().map_or(grace, |k| k.grace), "listener"),
         };
         tracing::debug!(
             route = &*self.key.0,
             backend = &*self.key.1,
-            "a reload removed this stream's route or backend; closing it after {grace:?}"
+            "a reload removed this stream's {why}; closing it after {grace:?}"
         );
         let _ = tokio::time::timeout(grace, stream).await;
-    }
-
-    /// Returns, with the grace period, once a reload has removed the stream's route or backend.
-    async fn removed(&mut self) -> Duration {
-        loop {
-            if self.rx.changed().await.is_err() {
-                // The gateway is gone; the runtime's shutdown ends the stream.
-                return std::future::pending().await;
-            }
-            let kept = self.rx.borrow_and_update().clone();
-            if let Some(k) = kept.filter(|k| !k.pairs.contains(&self.key)) {
-                return k.grace;
-            }
-        }
     }
 
     /// A future that completes at the end of the grace after a reload removed the stream's
     /// route or backend (for bodies, which poll it rather than run inside it).
     pub(crate) fn deadline(mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         Box::pin(async move {
-            let grace = self.removed().await;
+            let grace = removed(&mut self.rx, &self.key).await;
             tracing::debug!(
                 route = &*self.key.0,
                 backend = &*self.key.1,
@@ -112,5 +135,22 @@ impl Watch {
             );
             tokio::time::sleep(grace).await;
         })
+    }
+}
+
+/// Returns, with the grace period, once a reload has removed the stream's route or backend.
+async fn removed(
+    rx: &mut watch::Receiver<Option<Arc<Kept>>>,
+    key: &(Arc<str>, Arc<str>),
+) -> Duration {
+    loop {
+        if rx.changed().await.is_err() {
+            // The gateway is gone; the runtime's shutdown ends the stream.
+            return std::future::pending().await;
+        }
+        let kept = rx.borrow_and_update().clone();
+        if let Some(k) = kept.filter(|k| !k.pairs.contains(key)) {
+            return k.grace;
+        }
     }
 }

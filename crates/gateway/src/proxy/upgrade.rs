@@ -153,7 +153,10 @@ pub(crate) fn switch(
         d => d,
     };
     let metrics = ex.snap.metrics.streams.tunnel(pending.label(), &backend.id);
-    let watch = ex.snap.streams.watch(&ex.entry.route, &backend.id);
+    let watch = (ex.snap.streams.watch(&ex.entry.route, &backend.id)).on_listener(
+        ex.conn.drain.as_ref(),
+        ex.snap.config.gateway.stream_drain_timeout,
+    );
     let address = ep.address.clone();
     tokio::spawn(async move {
         let run = async {

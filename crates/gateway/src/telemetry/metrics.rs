@@ -78,6 +78,8 @@ pub struct Metrics {
     pub(crate) rollout: super::rollout::RolloutMetrics,
     /// Mirror (shadow traffic) family.
     pub(crate) mirror: super::mirror_metrics::MirrorMetrics,
+    /// Final gRPC statuses of gRPC calls.
+    grpc: super::grpc_metrics::GrpcMetrics,
 }
 
 fn duration_histogram() -> Histogram {
@@ -102,6 +104,7 @@ pub struct RequestMetrics {
     late_counters: LazyCounters,
     retries: Family<PairLabels, Counter>,
     retry_counter: std::sync::OnceLock<Counter>,
+    grpc: super::grpc_metrics::GrpcCounters,
     /// The sample a Rollout's analysis reads, on the rule a Rollout drives only.
     pub(crate) rollout: Option<Arc<super::rollout::Sample>>,
 }
@@ -163,6 +166,11 @@ impl RequestMetrics {
                     .clone()
             })
             .inc();
+    }
+
+    /// Counts a gRPC call that ended with `code` (its `grpc-status` value).
+    pub(crate) fn grpc_status(&self, code: &[u8]) {
+        self.grpc.inc(&self.route, &self.backend, code);
     }
 
     /// Counts a failure that cut a response body short.
@@ -277,10 +285,12 @@ impl Metrics {
         let policy = super::policy_metrics::PolicyMetrics::register(&mut registry);
         let rollout = super::rollout::RolloutMetrics::register(&mut registry);
         let mirror = super::mirror_metrics::MirrorMetrics::register(&mut registry);
+        let grpc = super::grpc_metrics::GrpcMetrics::register(&mut registry);
         Arc::new(Metrics {
             policy,
             rollout,
             mirror,
+            grpc,
             upstream,
             streams,
             registry,
@@ -310,6 +320,7 @@ impl Metrics {
             late_counters: Default::default(),
             retries: self.retries.clone(),
             retry_counter: Default::default(),
+            grpc: self.grpc.counters(),
             rollout: None,
         }
     }

@@ -63,11 +63,12 @@ impl Exchange<'_> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             return upgrade::switch(self, resp, dialect.upgrade, backend, ep, done);
         }
+        let metrics = done.metrics.as_ref();
         let resp = match &dialect.web {
-            Some(w) => grpc_web::response(resp, w),
+            Some(w) => grpc_web::response(resp, w, metrics),
             None if backend.protocol == BackendProtocol::HTTP2 => {
                 let streams = &self.snap.streams;
-                grpc::drained(resp, &self.entry.route, &backend.id, streams)
+                grpc::drained(resp, &self.entry.route, &backend.id, streams, metrics)
             }
             None => resp,
         };
