@@ -45,7 +45,7 @@ except grpc.RpcError as e:
 const CONFIG: &str = r#"
 kind: Gateway
 metadata: {name: g}
-spec: {accessLog: {enabled: false}, streamDrainTimeout: 600ms}
+spec: {accessLog: {enabled: false}, streamDrainTimeout: 3s}
 ---
 kind: Listener
 metadata: {name: web}
@@ -175,8 +175,9 @@ async fn a_bidi_stream_survives_reloads_and_a_removed_route_drains_after_its_gra
     tokio::task::block_in_place(|| stdout.read_line(&mut end).unwrap());
     let after = removed.elapsed();
     assert_eq!(end.trim(), "END UNAVAILABLE");
-    assert!(after >= Duration::from_millis(600), "ended after {after:?}");
-    assert!(after < Duration::from_secs(5), "ended after {after:?}");
+    assert!(after >= Duration::from_secs(3), "ended after {after:?}");
+    // The message sent in the grace needs it to last: 3 s leaves room on a loaded machine.
+    assert!(after < Duration::from_secs(15), "ended after {after:?}");
     drop(stdin);
     let _ = chat.wait();
 }

@@ -201,7 +201,7 @@ async fn ws_echo(s: &mut TcpStream, msg: &str) -> String {
 const RELOADABLE: &str = r#"
 kind: Gateway
 metadata: {name: g}
-spec: {accessLog: {enabled: false}, streamDrainTimeout: 600ms}
+spec: {accessLog: {enabled: false}, streamDrainTimeout: 3s}
 ---
 kind: Listener
 metadata: {name: web}
@@ -256,14 +256,12 @@ async fn websockets_survive_reloads_and_a_removed_route_drains_after_its_grace()
     // Within the grace the WebSocket still carries messages.
     assert_eq!(ws_echo(&mut s, "in grace").await, "in grace");
     let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    let read = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await;
     let after = removed.elapsed();
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
-    assert!(
-        after >= Duration::from_millis(600),
-        "closed after {after:?}"
-    );
-    assert!(after < Duration::from_secs(5), "closed after {after:?}");
+    assert!(after >= Duration::from_secs(3), "closed after {after:?}");
+    // The message sent in the grace needs it to last: 3 s leaves room on a loaded machine.
+    assert!(after < Duration::from_secs(15), "closed after {after:?}");
 }
 
 const TWO_LISTENERS: &str = r#"
