@@ -54,11 +54,13 @@ pub enum ErrorKind {
     /// An auth policy found a valid credential that may not do this (403): missing scopes or
     /// claims.
     Forbidden,
+    /// The request head is larger than the listener's `limits.maxRequestHeadersSize` (431).
+    HeaderTooLarge,
 }
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -79,6 +81,7 @@ impl ErrorKind {
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::HeaderTooLarge => "request_header_too_large",
         }
     }
 
@@ -102,6 +105,7 @@ impl ErrorKind {
             ErrorKind::FaultInjected => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -111,11 +115,14 @@ impl ErrorKind {
         match self {
             ErrorKind::ClientClosed => "1", // CANCELLED
             ErrorKind::Timeout => "4",      // DEADLINE_EXCEEDED
-            ErrorKind::UriTooLong | ErrorKind::RateLimited | ErrorKind::PayloadTooLarge => "8", // RESOURCE_EXHAUSTED
+            ErrorKind::UriTooLong
+            | ErrorKind::HeaderTooLarge
+            | ErrorKind::RateLimited
+            | ErrorKind::PayloadTooLarge => "8", // RESOURCE_EXHAUSTED
             ErrorKind::NoRoute | ErrorKind::MethodNotAllowed => "12", // UNIMPLEMENTED
-            ErrorKind::BadRequest => "13",                            // INTERNAL
-            ErrorKind::Unauthenticated => "16",                       // UNAUTHENTICATED
-            ErrorKind::Forbidden => "7",                              // PERMISSION_DENIED
+            ErrorKind::BadRequest => "13",  // INTERNAL
+            ErrorKind::Unauthenticated => "16", // UNAUTHENTICATED
+            ErrorKind::Forbidden => "7",    // PERMISSION_DENIED
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
             | ErrorKind::UpstreamTls

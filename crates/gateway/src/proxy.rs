@@ -13,6 +13,7 @@ pub mod handler;
 pub mod listener;
 pub(crate) mod mirror;
 pub(crate) mod normalize;
+pub(crate) mod parse_error;
 pub(crate) mod passthrough;
 pub(crate) mod request_target;
 pub(crate) mod sni;

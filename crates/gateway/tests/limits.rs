@@ -48,12 +48,47 @@ async fn a_request_head_past_the_default_64kib_gets_431_and_one_under_it_is_forw
     for size in [100 * 1024, 400 * 1024] {
         let got = exchange(addr, &with_header("/over", size)).await;
         assert!(got.starts_with("HTTP/1.1 431"), "{size}: {got}");
+        // The gateway's JSON error, not hyper's bare status line.
+        let (head, body) = got.split_once("\r\n\r\n").expect("a complete answer");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(head.contains("x-request-id: "), "{head}");
+        let json: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(json["error"], "request_header_too_large", "{body}");
     }
     assert_eq!(
         up.requests(),
         1,
         "only the head under the limit reached the upstream"
     );
+    let metrics = gatehouse_testkit::Client::new()
+        .get(&format!("http://{}/metrics", gw.admin), &[])
+        .await
+        .unwrap()
+        .text();
+    let counted =
+        "gatehouse_proxy_errors_total{route=\"none\",kind=\"request_header_too_large\"} 2";
+    assert!(metrics.contains(counted), "{metrics}");
+}
+
+/// Bodiless 4xx answers of the gateway and its upstreams (a HEAD's) pass unchanged: only hyper's
+/// own answers to heads it refused are replaced by JSON errors.
+#[tokio::test]
+async fn bodiless_431_and_400_answers_from_upstream_are_not_taken_for_parse_errors() {
+    let up = Upstream::start("a").await;
+    let gw = TestGateway::start(&one_route(up.addr, "")).await;
+    let addr = gw.addr("web").await;
+    for code in [431, 400, 414] {
+        let head = format!("HEAD /status/{code} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n");
+        let got = exchange(addr, head.as_bytes()).await;
+        assert!(got.starts_with(&format!("HTTP/1.1 {code}")), "{got}");
+        assert!(!got.contains("application/json"), "{got}");
+        // The upstream's length of `status N\n`, kept for a HEAD.
+        assert!(got.contains("content-length: 11\r\n"), "{got}");
+    }
+    // A malformed head gets a JSON 400.
+    let got = exchange(addr, b"GET / HTTP/1.1\r\nhost: t\r\nbad header\r\n\r\n").await;
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    assert!(got.contains("\"error\":\"bad_request\""), "{got}");
 }
 
 // curl blocks its thread: the gateway runs on the other.

@@ -335,6 +335,8 @@ pub async fn serve<IO>(
         let conn = protocols.h2.serve_connection(TokioIo::new(io), svc);
         drive(conn, token, idle, &info).await;
     } else {
+        // hyper's own answers to heads it refuses become JSON errors (`parse_error.rs`).
+        let io = super::parse_error::JsonParseErrors::new(io, info.clone(), snapshot.clone());
         let svc = service_fn(move |req| respond(&snapshot, &conn_info, max_uri, req));
         // With upgrades: a 101 hands the connection to the request's tunnel (`upgrade.rs`).
         let conn = protocols

@@ -74,7 +74,7 @@ pub(super) fn request_id(req: &Request<Incoming>) -> HeaderValue {
 }
 
 /// 128 random bits as 32 lowercase hex digits.
-fn new_request_id() -> HeaderValue {
+pub(super) fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; 32];
     // Two hex digits per random byte.
     for (pair, b) in buf
