@@ -61,6 +61,9 @@ enum Next<'s> {
 pub(crate) struct Chain {
     steps: Box<[Step]>,
     max_body: Option<u64>,
+    /// `externalAuth.body`: bytes of the body to read before the chain runs, and whether a
+    /// longer declared body need not be read (no section accepts a partial body).
+    read_ahead: Option<(usize, bool)>,
 }
 
 /// Everything `compile` reads.
@@ -121,6 +124,7 @@ impl Chain {
         Ok(Some(Chain {
             steps: steps.into(),
             max_body,
+            read_ahead: super::auth::external::read_ahead(&listed),
         }))
     }
 
@@ -128,6 +132,12 @@ impl Chain {
     /// methods: see `handler::preflight_route`).
     pub(crate) fn answers_preflights(&self) -> bool {
         self.steps.iter().any(|s| matches!(s, Step::Cors(_)))
+    }
+
+    /// How much of the body to read before the chain runs (`externalAuth.body`), if any.
+    #[inline]
+    pub(crate) fn read_ahead(&self) -> Option<(usize, bool)> {
+        self.read_ahead
     }
 
     /// The smallest `requestLimits.maxBodySize` of the rule's policies.

@@ -167,6 +167,7 @@ pub async fn handle(
     // What the chain decided (identity, header fields); empty, and free, without policies.
     let mut fx = crate::policy::Effects::default();
     if let Some(chain) = &entry.target.policies {
+        crate::body::ahead::read_for(chain, &mut req).await;
         let input = crate::policy::Input {
             method: req.method(),
             uri: req.uri(),
