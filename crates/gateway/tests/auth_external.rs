@@ -536,3 +536,90 @@ async fn cached_decisions_are_keyed_by_the_body_too() {
     assert_eq!((r.status.as_u16(), echoed(&r)), (200, sent(b"approve 1")));
     assert_eq!(s.stats().await["hits"], 2);
 }
+
+/// `/either`: an API key or, when it does not pass, the auth service (`anyOf`).
+fn any_of_config(backend: std::net::SocketAddr, auth_port: u16) -> String {
+    r#"
+kind: Gateway
+metadata: {name: g}
+spec: {accessLog: {enabled: false}}
+---
+kind: Listener
+metadata: {name: web}
+spec: {address: "127.0.0.1:0", protocol: HTTP}
+---
+kind: Backend
+metadata: {name: app}
+spec: {endpoints: ["BACKEND"]}
+---
+kind: Policy
+metadata: {name: either}
+spec:
+  apiKey:
+    keys: [{consumer: acme, sha256: "be2974546978e3739e6d6da85c4be9f334ce32df2b9fd4b6ff1b55c0d57e9d44"}]
+  externalAuth:
+    url: "http://127.0.0.1:AUTH_PORT/check"
+    timeout: 5s
+    upstreamHeaders: [x-user]
+  anyOf: [externalAuth, apiKey]
+---
+kind: Route
+metadata: {name: r}
+spec:
+  rules:
+    - match: {path: {prefix: /either}}
+      backends: [{backend: app}]
+      policies: [either]
+"#
+    .replace("BACKEND", &backend.to_string())
+    .replace("AUTH_PORT", &auth_port.to_string())
+}
+
+#[tokio::test]
+async fn in_any_of_the_service_is_asked_only_when_the_cheaper_alternative_did_not_pass() {
+    let auth = PythonPeer::start(AUTH_SERVICE);
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&any_of_config(up.addr, auth.port)).await;
+    let url = format!("{}/either", gw.url("web").await);
+    let c = Client::new();
+    let stats = format!("http://127.0.0.1:{}/__stats", auth.port);
+    let hits = || async { c.get(&stats, &[]).await.expect("stats").json()["hits"].clone() };
+    let get = |h: &'static [(&'static str, &'static str)]| {
+        let (c, url) = (&c, &url);
+        async move { c.get(url, h).await.expect("the gateway answers") }
+    };
+
+    // The key passes: the service is not asked, even with a credential it would look at.
+    let r = get(&[
+        ("x-api-key", "key-1"),
+        ("authorization", "Bearer good"),
+        ("x-user", "mallory"),
+    ])
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(hits().await, 0, "a passing key spares the auth service");
+    let h = &r.json()["headers"];
+    assert!(
+        h.get("x-user").is_none(),
+        "a vouched field is never the client's: {h}"
+    );
+
+    // No key, or a wrong one: the service decides, and its fields reach the backend.
+    for h in [
+        &[("authorization", "Bearer good"), ("x-user", "mallory")][..],
+        &[("x-api-key", "wrong"), ("authorization", "Bearer good")][..],
+    ] {
+        let r = get(h).await;
+        assert_eq!(r.status, 200, "{h:?}: {}", r.text());
+        assert_eq!(r.json()["headers"]["x-user"], "alice", "{h:?}");
+    }
+    assert_eq!(hits().await, 2);
+
+    // Neither passes: one 401 for the policy, never forwarded.
+    let before = up.requests();
+    let r = get(&[("authorization", "Bearer bad")]).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["error"], "unauthenticated");
+    assert_eq!(up.requests(), before);
+    assert_eq!(hits().await, 3);
+}

@@ -35,6 +35,7 @@ pub(super) fn policy(p: &Policy) -> Value {
             AuthSection::Jwt => "jwt",
             AuthSection::ApiKey => "apiKey",
             AuthSection::BasicAuth => "basicAuth",
+            AuthSection::ExternalAuth => "externalAuth",
         }))
     });
     let spec = object([

@@ -155,6 +155,8 @@ pub enum AuthSection {
     ApiKey,
     /// `basicAuth`.
     BasicAuth,
+    /// `externalAuth`: asked only when the other alternatives did not pass.
+    ExternalAuth,
 }
 
 /// `jwt`: a bearer token signed by a key of `keys`.

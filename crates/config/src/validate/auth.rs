@@ -286,7 +286,7 @@ pub(super) fn any_of(
     names: &[String],
     present: &[(AuthSection, bool)],
 ) -> Vec<AuthSection> {
-    const NAMES: [&str; 3] = ["jwt", "apiKey", "basicAuth"];
+    const NAMES: [&str; 4] = ["jwt", "apiKey", "basicAuth", "externalAuth"];
     let mut out = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let p = format!("spec.anyOf[{i}]");

@@ -78,8 +78,14 @@ fn policy_steps(p: &Policy, src: &Sources, steps: &mut Vec<Step>) -> Result<(), 
     if let Some(auth) = AuthStep::compile(p, src.plan)? {
         steps.push(Step::Auth(Box::new(auth)));
     }
-    if let Some(ext) = ExternalAuthStep::compile(p, src.plan)? {
-        steps.push(Step::ExternalAuth(Box::new(ext)));
+    // In `anyOf`, the auth service is one of the alternatives of the step above.
+    if !p
+        .any_of
+        .contains(&gatehouse_config::AuthSection::ExternalAuth)
+    {
+        if let Some(ext) = ExternalAuthStep::compile(p, src.plan)? {
+            steps.push(Step::ExternalAuth(Box::new(ext)));
+        }
     }
     Ok(())
 }

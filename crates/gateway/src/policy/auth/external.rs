@@ -158,6 +158,31 @@ impl ExternalAuthStep {
         Some(self.apply(&decision, fx))
     }
 
+    /// The fields the service vouches for (`upstreamHeaders`).
+    pub(crate) fn vouched(&self) -> &[HeaderName] {
+        &self.upstream_headers
+    }
+
+    /// As an `anyOf` alternative (`policy::auth`): the cached decision, or `Pending`.
+    pub(crate) fn verdict(&self, input: &Input, fx: &mut Effects) -> super::Verdict {
+        match self.check(input, fx) {
+            Some(result) => verdict_of(result),
+            None => super::Verdict::Pending,
+        }
+    }
+
+    /// As an `anyOf` alternative: the cached decision, or the service's.
+    pub(crate) async fn verdict_async(
+        &self,
+        input: &Input<'_>,
+        fx: &mut Effects,
+    ) -> super::Verdict {
+        match self.check(input, fx) {
+            Some(result) => verdict_of(result),
+            None => verdict_of(self.check_async(input, fx).await),
+        }
+    }
+
     /// Asks the service (within the timeout), caches its decision and applies it.
     pub(crate) async fn check_async(
         &self,
@@ -407,6 +432,20 @@ impl ExternalAuthStep {
             crate::proxy::forward::forwarded_for_value(input.client_ip()),
         );
         Ok(req)
+    }
+}
+
+/// A decision as an `anyOf` alternative sees it: a pass (with no identity: the service vouches
+/// through `upstreamHeaders`), or a failure that loses the service's own answer (the policy's
+/// 401/403 names every alternative).
+fn verdict_of(result: Result<(), Box<Rejection>>) -> super::Verdict {
+    match result {
+        Ok(()) => super::Verdict::Pass(Default::default()),
+        Err(r) => super::Verdict::Fail(super::Failure {
+            kind: r.error.kind,
+            reason: r.reason.unwrap_or("external_denied"),
+            message: r.error.message,
+        }),
     }
 }
 
