@@ -129,6 +129,13 @@ fn jwt_keys(v: &mut V, ctx: &Ctx, spec: &raw::JwtSpec) -> JwtKeys {
                         j.min_refresh_interval.as_ref(),
                         DEFAULT_JWKS_MIN_REFRESH,
                     ),
+                    ca_file: j.ca_file.as_ref().map(|f| {
+                        if !url.starts_with("https://") {
+                            let msg = "`caFile` is for an `https://` URL";
+                            v.errors.push(ctx.error(&format!("{at}.jwks.caFile"), msg));
+                        }
+                        relative_to_manifest(ctx, f)
+                    }),
                 }
             }
             (None, Some(file)) => JwtKeys::JwksFile(relative_to_manifest(ctx, file)),
