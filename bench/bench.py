@@ -21,6 +21,15 @@ The `retry h1` test (Gatehouse only) is the same comparison for a rule with `ret
 
 `--tests "grpc unary"` and `--tests "websocket echo"` (or `grpc`, `websocket`) hand over to
 protocols.py: gRPC unary calls with h2load and WebSocket echo round trips, beside nginx and Envoy.
+
+The `jwt h1` and `apikey h1` tests (`--tests jwt,apikey`) send `/small` with a credential on every
+request and compare each proxy with its own open route (`small h1`, same round; select it too).
+`jwt h1`: an RS256 token (a 2048-bit key made with openssl, the same token every time: the cached-key
+path) verified against a JWKS file, Gatehouse only: nginx has no JWT in its open edition, and
+HAProxy's `jwt_verify` / Envoy's `jwt_authn` equivalents are not configured here yet.
+`apikey h1`: the `x-api-key` header checked — Gatehouse `apiKey` (SHA-256 lookup), nginx a `map`
+of the key to an allow flag with `return 401` otherwise, HAProxy an `http-request deny` unless the
+header equals the key (both plain comparisons, no hashing); Envoy is not run for it.
 """
 
 import argparse
@@ -143,7 +152,38 @@ class Upstream:
         return self.lr_ports if lr else [self.port]
 
 
-def start_gatehouse(d, up, log, lr=False, limit=None, redis_url=None, retry=False):
+API_KEY = "bench-key-0123456789"
+
+
+class Credentials:
+    """An RSA key, its JWKS file and an RS256 token valid for a day (made with openssl), and the
+    API key's SHA-256: what the `jwt h1` and `apikey h1` tests send and check."""
+
+    def __init__(self, d):
+        import base64, hashlib, json
+        key = os.path.join(d, "jwt-key.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key],
+                       check=True, capture_output=True)
+        b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        mod = subprocess.run(["openssl", "rsa", "-noout", "-modulus", "-in", key], capture_output=True, text=True).stdout
+        n = bytes.fromhex(mod.strip().split("=", 1)[1])
+        # Beside the config file, never in a watched config directory (its .json files are manifests).
+        os.makedirs(os.path.join(d, "keys"), exist_ok=True)
+        self.jwks = os.path.join(d, "keys", "jwks.json")
+        json.dump({"keys": [{"kty": "RSA", "kid": "k", "n": b64(n), "e": "AQAB"}]}, open(self.jwks, "w"))
+        head = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "k"}).encode())
+        body = b64(json.dumps({"sub": "bench", "exp": int(time.time()) + 86400}).encode())
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=f"{head}.{body}".encode(),
+                             capture_output=True, check=True).stdout
+        self.token = f"{head}.{body}.{b64(sig)}"
+        self.key_sha = hashlib.sha256(API_KEY.encode()).hexdigest()
+
+    def header(self, test):
+        """The header every request of `test` carries (wrk's `-H`), or None."""
+        return {"jwt h1": f"authorization: Bearer {self.token}", "apikey h1": f"x-api-key: {API_KEY}"}.get(test)
+
+
+def start_gatehouse(d, up, log, lr=False, limit=None, redis_url=None, retry=False, auth=None):
     port = free_port()
     admin = free_port()
     # The log lives outside the watched config directory: every write to a watched directory is
@@ -161,6 +201,15 @@ spec:
   rateLimit: {{requests: 1000000000, per: 1s, key: {{clientAddress: true}}, scope: {limit}}}
 """ if limit else ""
     policies = "\n      policies: [never]" if limit else ""
+    # An auth policy that every request passes (`auth`: the Policy spec).
+    if auth:
+        policy = f"""---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {{name: auth}}
+spec: {auth}
+"""
+        policies = "\n      policies: [auth]"
     # Retries configured but never needed: what the retry loop costs when the first attempt works.
     if retry:
         policies += "\n      retry: {attempts: 3, on: [connect-failure, reset, gateway-error]}"
@@ -197,7 +246,7 @@ spec:
     return proc, port, port
 
 
-def start_nginx(d, up, log, lr=False):
+def start_nginx(d, up, log, lr=False, apikey=False):
     port = free_port()
     # nginx before 1.25 serves only h2c on a cleartext `http2` listen, so h2c gets its own port.
     h2port = free_port()
@@ -206,8 +255,10 @@ def start_nginx(d, up, log, lr=False):
   server {{
     listen 127.0.0.1:PORT;
     listen 127.0.0.1:{h2port} http2;
-    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }}
+    location / {{ {"if ($key_ok = 0) { return 401; } " if apikey else ""}proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }}
   }}"""
+    if apikey:
+        body = f"map $http_x_api_key $key_ok {{ default 0; \"{API_KEY}\" 1; }}\n  " + body
     sub = os.path.join(d, "nginx-proxy" + ("-log" if log else ""))
     os.makedirs(sub, exist_ok=True)
     conf = os.path.join(sub, "nginx.conf")
@@ -216,7 +267,7 @@ def start_nginx(d, up, log, lr=False):
     return proc, port, h2port
 
 
-def start_haproxy(d, up, log, lr=False):
+def start_haproxy(d, up, log, lr=False, apikey=False):
     port = free_port()
     conf = os.path.join(d, "haproxy.cfg")
     servers = "\n".join(f"  server s{i + 1} 127.0.0.1:{p}" for i, p in enumerate(up.endpoints(lr)))
@@ -232,7 +283,7 @@ defaults
 frontend fe
   # HAProxy detects h2c prior knowledge on a plain HTTP bind by itself.
   bind 127.0.0.1:{port}
-  default_backend be
+{f"  http-request deny deny_status 401 unless {{ req.hdr(x-api-key) -m str {API_KEY} }}" + chr(10) if apikey else ""}  default_backend be
 backend be
 {"  balance leastconn" + chr(10) if lr else ""}{servers}
 """)
@@ -284,9 +335,10 @@ def parse_latency(s):
     return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
 
 
-def run_wrk(port, path, duration, conns):
+def run_wrk(port, path, duration, conns, header=None):
+    extra = ["-H", header] if header else []
     out = subprocess.run(
-        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}{path}"],
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", *extra, f"http://127.0.0.1:{port}{path}"],
         capture_output=True,
         text=True,
     ).stdout
@@ -336,15 +388,24 @@ TESTS = {
     "rl-global h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
     # /small on a route with retries configured that never trigger, Gatehouse only.
     "retry h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections),
+    # /small with a credential every request passes (see the docstring).
+    "jwt h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections, CREDENTIALS.header("jwt h1")),
+    "apikey h1": lambda ports, a, d: run_wrk(ports[0], "/small", a.duration, a.connections, CREDENTIALS.header("apikey h1")),
 }
 # Cases run by protocols.py (`--tests grpc` or `--tests websocket` hands over to it).
 PROTOCOL_TESTS = {"grpc", "websocket"}
+# Made in `main` when an auth test runs.
+CREDENTIALS = None
 # Tests whose proxies are configured with the three endpoints and least request.
 LR_TESTS = {"lr h1"}
 # Gatehouse-only tests with a rate limit policy on the route, and the limit's scope.
 LIMIT_TESTS = {"rl-local h1": "local", "rl-global h1": "global"}
-# Gatehouse-only tests compared with Gatehouse's own open route (`small h1`) in the same round.
-OWN_BASELINE = set(LIMIT_TESTS) | {"retry h1"}
+AUTH_TESTS = {"jwt h1", "apikey h1"}
+# Tests compared with each proxy's own open route (`small h1`) in the same round.
+OWN_BASELINE = set(LIMIT_TESTS) | {"retry h1"} | AUTH_TESTS
+# Tests only Gatehouse runs, and which proxies run the others that not all can.
+GATEHOUSE_ONLY = set(LIMIT_TESTS) | {"retry h1", "jwt h1"}
+ONLY_ON = {"apikey h1": {"gatehouse", "nginx", "haproxy"}}
 
 
 class Redis:
@@ -395,6 +456,9 @@ def main():
     os.chmod(d, 0o755)
     up = Upstream(d)
     redis = Redis(d) if any(t in LIMIT_TESTS for t in tests) else None
+    global CREDENTIALS
+    if any(t in AUTH_TESTS for t in tests):
+        CREDENTIALS = Credentials(d)
     results = {(p, t): [] for p in proxies for t in tests}
     idle = {}
     try:
@@ -405,13 +469,22 @@ def main():
                 for p in proxies:
                     if p.endswith("+log") and t != "small h1":
                         continue
-                    if t in OWN_BASELINE and p != "gatehouse":
+                    if t in GATEHOUSE_ONLY and p != "gatehouse":
+                        continue
+                    if t in ONLY_ON and p not in ONLY_ON[t]:
                         continue
                     start, log = PROXIES[p]
                     if t in LIMIT_TESTS:
                         proc, port, h2port = start(d, up, log, limit=LIMIT_TESTS[t], redis_url=redis and redis.url)
                     elif t == "retry h1":
                         proc, port, h2port = start(d, up, log, retry=True)
+                    elif t == "jwt h1":
+                        proc, port, h2port = start(d, up, log, auth=f'{{jwt: {{jwks: {{file: "{CREDENTIALS.jwks}"}}}}}}')
+                    elif t == "apikey h1" and p == "gatehouse":
+                        key = f'{{apiKey: {{keys: [{{consumer: bench, sha256: "{CREDENTIALS.key_sha}"}}]}}}}'
+                        proc, port, h2port = start(d, up, log, auth=key)
+                    elif t == "apikey h1":
+                        proc, port, h2port = start(d, up, log, apikey=True)
                     else:
                         proc, port, h2port = start(d, up, log, lr=t in LR_TESTS)
                     try:
@@ -419,7 +492,7 @@ def main():
                         wait_port(h2port, proc)
                         idle.setdefault(p, mem_kib(proc.pid, "VmRSS"))
                         # warm up pools and caches
-                        run_wrk(port, "/small", 1, a.connections)
+                        run_wrk(port, "/small", 1, a.connections, CREDENTIALS and CREDENTIALS.header(t))
                         c0 = cpu_seconds(proc.pid)
                         r = TESTS[t]((port, h2port), a, d)
                         r["cpu_us"] = (cpu_seconds(proc.pid) - c0) * 1e6 / max(r["reqs"], 1)
@@ -454,8 +527,8 @@ def main():
                 continue
             base = results.get(("nginx+log" if p.endswith("+log") else base_name, t)) or []
             if t in OWN_BASELINE:
-                # The open route is the baseline of a policy case: Gatehouse's small h1, same round.
-                base = results.get(("gatehouse", "small h1")) or []
+                # The open route is the baseline of a policy case: the same proxy's small h1, same round.
+                base = results.get((p, "small h1")) or []
             rps, p50, p99, cpu = med(rs, "rps"), med(rs, "p50"), med(rs, "p99"), med(rs, "cpu_us")
             peak = max(r["peak"] for r in rs) / 1024
             ratios = ("", "", "")

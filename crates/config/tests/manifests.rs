@@ -283,7 +283,7 @@ metadata: {name: edge}
 spec:
   ipFilter: {allow: [10.0.0.0/8], deny: [10.6.6.6]}
   cors: {allowOrigins: ["https://app.example.com"], allowCredentials: true, maxAge: 10m}
-  externalAuth: {url: "http://127.0.0.1:7000/check", cache: {ttl: 30s}}
+  externalAuth: {url: "http://127.0.0.1:7000/check", cache: {ttl: 30s}, body: {maxSize: 8KiB}}
 "#,
     );
     let docs = config.to_manifests();
@@ -299,6 +299,8 @@ spec:
     assert_eq!(spec["externalAuth"]["headers"][0], "authorization");
     assert_eq!(spec["externalAuth"]["cache"]["maxEntries"], 10000);
     assert_eq!(spec["externalAuth"]["failureMode"], "Deny");
+    assert_eq!(spec["externalAuth"]["body"]["maxSize"], "8192");
+    assert_eq!(spec["externalAuth"]["body"]["allowPartial"], false);
     let again = load("edge.yaml", &as_text(&docs)).to_manifests();
     assert_eq!(docs, again, "{}", as_text(&docs));
 }

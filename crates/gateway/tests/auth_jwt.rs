@@ -4,9 +4,11 @@
 //! reason in the access log (and never the token), valid RS256/PS256/ES256/EdDSA tokens let
 //! through with their claims forwarded (a client's own copy stripped), scopes answered 403, a
 //! token from a cookie or the query; key rotation picked up on an unknown `kid` at most once per
-//! interval and the keys kept when the server breaks; an inline HMAC secret.
+//! interval and the keys kept when the server breaks; an inline HMAC secret; a JWKS served over
+//! HTTPS by a server whose certificate a private CA signed (`caFile`), and refused without it.
 
 mod auth_common;
+mod tls_common;
 
 use auth_common::*;
 use gatehouse_testkit::{wait_for, Client, TestGateway, Upstream};
@@ -449,4 +451,96 @@ spec:
         status(short.clone()).await == 401
     })
     .await;
+}
+
+/// A JWKS over HTTPS: Python's `ssl` around the same kind of server, serving `dir/jwks.json`
+/// with `dir/server.pem` (signed by the test's private CA).
+const HTTPS_JWKS_SERVER: &str = r#"
+import http.server, ssl, sys, threading
+DIR = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open(DIR + "/jwks.json", "rb").read()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+s = S(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(DIR + "/server.pem", DIR + "/server-key.pem")
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+threading.Thread(target=s.serve_forever, daemon=True).start()
+sys.stdin.read()
+"#;
+
+#[tokio::test]
+async fn a_jwks_over_https_is_trusted_through_its_ca_file_and_refused_without_it() {
+    let keys = tempfile::tempdir().unwrap();
+    let ca = tls_common::Ca::new("JWKS Test CA");
+    ca.server(&["127.0.0.1"]).write(keys.path(), "server");
+    tls_common::write_atomic(keys.path(), "ca.pem", &ca.pem);
+    let key = rsa_key(keys.path(), "rs", Algorithm::RS256);
+    std::fs::write(keys.path().join("jwks.json"), jwks(&[&key])).unwrap();
+    let dir_literal = format!("{:?}", keys.path().display().to_string());
+    let server = gatehouse_testkit::PythonPeer::start(
+        &HTTPS_JWKS_SERVER.replace("sys.argv[1]", &dir_literal),
+    );
+    let url = format!("https://127.0.0.1:{}/jwks.json", server.port);
+    let ca_file = keys.path().join("ca.pem").display().to_string();
+    // `/api` trusts the private CA; `/system` only the system's roots, which do not hold it.
+    let routes = ROUTES.replace(
+        "JWKS",
+        &format!("{{url: \"{url}\", caFile: \"{ca_file}\"}}"),
+    ) + &format!(
+        r#"
+---
+kind: Policy
+metadata: {{name: system-roots}}
+spec:
+  jwt:
+    issuer: https://issuer.test/
+    audiences: [tasks]
+    jwks: {{url: "{url}"}}
+---
+kind: Route
+metadata: {{name: system}}
+spec:
+  rules:
+    - match: {{path: {{prefix: /system}}}}
+      backends: [{{backend: up}}]
+      policies: [system-roots]
+"#
+    );
+    let up = Upstream::start("up").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log(dir.path().join("access.log"));
+    let gw = TestGateway::start_in(dir, &config(&log.0, up.addr, &routes)).await;
+    let base = gw.url("web").await;
+    let bearer = format!("Bearer {}", token(&key, &claims(json!({}))));
+    let c = Client::new();
+    let r = c
+        .get(&format!("{base}/api/x"), &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "the key came over HTTPS: {}", r.text());
+    let r = c
+        .get(
+            &format!("{base}/system/x"),
+            &[("authorization", &bearer), ("x-request-id", "untrusted")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        401,
+        "an untrusted server gives no keys: {}",
+        r.text()
+    );
+    assert_eq!(log.of("untrusted").await["reason"], "unknown_key");
 }

@@ -35,6 +35,7 @@ pub(super) fn policy(p: &Policy) -> Value {
             AuthSection::Jwt => "jwt",
             AuthSection::ApiKey => "apiKey",
             AuthSection::BasicAuth => "basicAuth",
+            AuthSection::ExternalAuth => "externalAuth",
         }))
     });
     let spec = object([
@@ -67,11 +68,15 @@ fn jwt(j: &Jwt) -> Value {
             url,
             refresh,
             min_refresh,
-        } => (
-            Some(json!({"url": url, "refreshInterval": duration(*refresh),
-                        "minRefreshInterval": duration(*min_refresh)})),
-            None,
-        ),
+            ca_file,
+        } => {
+            let mut jwks = json!({"url": url, "refreshInterval": duration(*refresh),
+                                  "minRefreshInterval": duration(*min_refresh)});
+            if let Some(f) = ca_file {
+                jwks["caFile"] = json!(f.display().to_string());
+            }
+            (Some(jwks), None)
+        }
         JwtKeys::JwksFile(f) => (Some(json!({"file": f.display().to_string()})), None),
         JwtKeys::SecretFile(f) => (None, Some(json!({"file": f.display().to_string()}))),
         JwtKeys::Secret(_) => (None, Some(json!({"value": "<redacted>"}))),

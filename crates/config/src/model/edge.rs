@@ -33,6 +33,25 @@ pub struct ExternalAuth {
     pub cache: Option<AuthCache>,
     /// What to do when the service cannot be asked or fails (5xx, timeout).
     pub failure_mode: FailureMode,
+    /// The request body is sent too, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<AuthBody>,
+}
+
+/// `externalAuth.body`: how much of the request body the service is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthBody {
+    /// The most bytes sent (and held back from the upstream until the service has decided).
+    #[serde(serialize_with = "ser_size")]
+    pub max_size: usize,
+    /// A longer body: its first `max_size` bytes are sent, marked partial (`true`), or the
+    /// request is refused with 413 (`false`, the default).
+    pub allow_partial: bool,
+}
+
+fn ser_size<S: Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(n)
 }
 
 /// `externalAuth.cache`.

@@ -155,6 +155,8 @@ pub enum AuthSection {
     ApiKey,
     /// `basicAuth`.
     BasicAuth,
+    /// `externalAuth`: asked only when the other alternatives did not pass.
+    ExternalAuth,
 }
 
 /// `jwt`: a bearer token signed by a key of `keys`.
@@ -197,6 +199,10 @@ pub enum JwtKeys {
         /// Least time between two refreshes caused by unknown `kid`s.
         #[serde(serialize_with = "ser_duration")]
         min_refresh: Duration,
+        /// `https://` only: the PEM bundle of the CAs that may sign the server's certificate;
+        /// `None`: the system's bundle.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// A JWKS file.
     JwksFile(std::path::PathBuf),

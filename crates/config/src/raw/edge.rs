@@ -18,6 +18,17 @@ pub struct ExternalAuthSpec {
     pub cache: Option<AuthCacheSpec>,
     #[serde(default)]
     pub failure_mode: Option<FailureModeSpec>,
+    #[serde(default)]
+    pub body: Option<AuthBodySpec>,
+}
+
+/// `externalAuth.body`: send the request body (up to a size) to the service.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthBodySpec {
+    pub max_size: String,
+    #[serde(default)]
+    pub allow_partial: Option<bool>,
 }
 
 /// `externalAuth.cache`.

@@ -156,6 +156,8 @@ pub struct JwksSpec {
     pub refresh_interval: Option<String>,
     #[serde(default)]
     pub min_refresh_interval: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// `jwt.secret`: the HMAC key, from a file or written inline.

@@ -129,6 +129,13 @@ fn jwt_keys(v: &mut V, ctx: &Ctx, spec: &raw::JwtSpec) -> JwtKeys {
                         j.min_refresh_interval.as_ref(),
                         DEFAULT_JWKS_MIN_REFRESH,
                     ),
+                    ca_file: j.ca_file.as_ref().map(|f| {
+                        if !url.starts_with("https://") {
+                            let msg = "`caFile` is for an `https://` URL";
+                            v.errors.push(ctx.error(&format!("{at}.jwks.caFile"), msg));
+                        }
+                        relative_to_manifest(ctx, f)
+                    }),
                 }
             }
             (None, Some(file)) => JwtKeys::JwksFile(relative_to_manifest(ctx, file)),
@@ -286,7 +293,7 @@ pub(super) fn any_of(
     names: &[String],
     present: &[(AuthSection, bool)],
 ) -> Vec<AuthSection> {
-    const NAMES: [&str; 3] = ["jwt", "apiKey", "basicAuth"];
+    const NAMES: [&str; 4] = ["jwt", "apiKey", "basicAuth", "externalAuth"];
     let mut out = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let p = format!("spec.anyOf[{i}]");

@@ -81,6 +81,25 @@ pub(super) fn external_auth(v: &mut V, ctx: &Ctx, s: &raw::ExternalAuthSpec) -> 
             Some(raw::FailureModeSpec::Allow) => FailureMode::Allow,
             _ => FailureMode::Deny,
         },
+        body: s.body.as_ref().map(|b| auth_body(v, ctx, b)),
+    }
+}
+
+/// The largest `externalAuth.body.maxSize`: the body is held in memory while the service decides.
+const MAX_AUTH_BODY: usize = 16 * 1024 * 1024;
+
+/// `externalAuth.body`.
+fn auth_body(v: &mut V, ctx: &Ctx, b: &raw::AuthBodySpec) -> AuthBody {
+    let p = "spec.externalAuth.body.maxSize";
+    let max_size = v.size(ctx, p, Some(&b.max_size), 0);
+    if max_size == 0 || max_size > MAX_AUTH_BODY {
+        let msg =
+            "maxSize must be between 1 byte and 16MiB (the body is held while the service decides)";
+        v.errors.push(ctx.error(p, msg));
+    }
+    AuthBody {
+        max_size,
+        allow_partial: b.allow_partial.unwrap_or(false),
     }
 }
 

@@ -49,6 +49,7 @@ pub(super) fn policy(v: &mut V, o: &Object, spec: &raw::PolicySpec) -> Policy {
         (AuthSection::Jwt, spec.jwt.is_some()),
         (AuthSection::ApiKey, spec.api_key.is_some()),
         (AuthSection::BasicAuth, spec.basic_auth.is_some()),
+        (AuthSection::ExternalAuth, spec.external_auth.is_some()),
     ];
     let any_auth = auth.iter().any(|(_, set)| *set);
     if spec.rate_limit.is_none()

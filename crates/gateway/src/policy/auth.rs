@@ -1,7 +1,8 @@
 //! Request flow, policy chain: the authentication step of one policy. It asks each of the
-//! policy's auth sections (`jwt`, `apiKey`, `basicAuth`; `externalAuth` joins as another
-//! `Authenticator`) about the request: all must pass, except the sections `anyOf` lists, of which
-//! one must. A pass yields an `Identity` (merged into `Effects`) and, for `jwt`, forwarded
+//! policy's auth sections (`jwt`, `apiKey`, `basicAuth`, and `externalAuth` when `anyOf` lists
+//! it; otherwise that one is its own step, after this one) about the request: all must pass,
+//! except the sections `anyOf` lists, of which one must; they are asked in that order (the auth
+//! service last) and no further than the first that passes. A pass yields an `Identity` (merged into `Effects`) and, for `jwt`, forwarded
 //! claims; a failure answers 401 (`WWW-Authenticate` with each scheme's challenge) or 403, the
 //! reason kind in the access log and never the credential.
 
@@ -110,7 +111,7 @@ impl Failure {
     }
 }
 
-/// One auth section of a policy, compiled. (`externalAuth` joins as another variant.)
+/// One auth section of a policy, compiled.
 pub(crate) enum Authenticator {
     /// `jwt`.
     Jwt(Box<jwt::JwtAuth>),
@@ -118,6 +119,8 @@ pub(crate) enum Authenticator {
     ApiKey(Box<api_key::ApiKeyAuth>),
     /// `basicAuth`.
     Basic(Box<basic::BasicAuth>),
+    /// `externalAuth`, as an `anyOf` alternative.
+    External(Box<external::ExternalAuthStep>),
 }
 
 impl Authenticator {
@@ -127,24 +130,28 @@ impl Authenticator {
             Authenticator::Jwt(_) => "jwt",
             Authenticator::ApiKey(_) => "apiKey",
             Authenticator::Basic(_) => "basicAuth",
+            Authenticator::External(_) => "externalAuth",
         }
     }
 
-    /// The synchronous check.
-    fn check(&self, input: &Input) -> Verdict {
+    /// The synchronous check. Only the auth service writes into `fx` (the fields it vouches
+    /// for), and only when it passes.
+    fn check(&self, input: &Input, fx: &mut Effects) -> Verdict {
         match self {
             Authenticator::Jwt(j) => j.check(input),
             Authenticator::ApiKey(k) => k.check(input),
             Authenticator::Basic(b) => b.check(input),
+            Authenticator::External(e) => e.verdict(input, fx),
         }
     }
 
     /// The check when `check` said `Pending`: awaits what it needs, then decides.
-    async fn check_async(&self, input: &Input<'_>) -> Verdict {
+    async fn check_async(&self, input: &Input<'_>, fx: &mut Effects) -> Verdict {
         match self {
             Authenticator::Jwt(j) => j.check_async(input).await,
             Authenticator::ApiKey(k) => k.check(input),
             Authenticator::Basic(b) => b.check_async(input).await,
+            Authenticator::External(e) => e.verdict_async(input, fx).await,
         }
     }
 
@@ -152,7 +159,7 @@ impl Authenticator {
     fn challenge(&self) -> Option<&HeaderValue> {
         match self {
             Authenticator::Jwt(j) => Some(&j.challenge),
-            Authenticator::ApiKey(_) => None,
+            Authenticator::ApiKey(_) | Authenticator::External(_) => None,
             Authenticator::Basic(b) => Some(&b.challenge),
         }
     }
@@ -229,7 +236,9 @@ type Outcome = Result<(Identity, u8), Failure>;
 impl AuthStep {
     /// The step of `p`, or `None` when it has no auth section.
     pub(crate) fn compile(p: &Policy, plan: &PolicyPlan) -> Result<Option<Self>, String> {
-        if p.jwt.is_none() && p.api_key.is_none() && p.basic_auth.is_none() {
+        let external_alternative = p.any_of.contains(&AuthSection::ExternalAuth);
+        if p.jwt.is_none() && p.api_key.is_none() && p.basic_auth.is_none() && !external_alternative
+        {
             return Ok(None);
         }
         let state = plan.auth(&p.id)?;
@@ -269,6 +278,17 @@ impl AuthStep {
             };
             put(AuthSection::BasicAuth, Authenticator::Basic(Box::new(auth)));
         }
+        // Last: the costliest alternative is asked only when the others did not pass.
+        if external_alternative {
+            if let Some(ext) = external::ExternalAuthStep::compile(p, plan)? {
+                // Whichever alternative passes, a client's copy of a vouched field is gone.
+                strip.extend(ext.vouched().iter().cloned());
+                put(
+                    AuthSection::ExternalAuth,
+                    Authenticator::External(Box::new(ext)),
+                );
+            }
+        }
         Ok(Some(AuthStep {
             policy: p.id.to_string().into(),
             required: required.into(),
@@ -284,8 +304,9 @@ impl AuthStep {
         input: &Input,
         fx: &mut Effects,
     ) -> Option<Result<(), Box<Rejection>>> {
-        let outcome = self.judge(self.all().map(|a| a.check(input)))?;
-        Some(self.conclude(outcome, fx))
+        let mark = fx.upstream.len();
+        let outcome = self.judge(self.all().map(|a| a.check(input, fx)))?;
+        Some(self.conclude(outcome, fx, mark))
     }
 
     /// Decides, awaiting what the sections need.
@@ -294,9 +315,22 @@ impl AuthStep {
         input: &Input<'_>,
         fx: &mut Effects,
     ) -> Result<(), Box<Rejection>> {
+        let mark = fx.upstream.len();
         let mut found = Vec::new();
-        for a in self.all() {
-            found.push(a.check_async(input).await);
+        let n = self.required.len();
+        for (i, a) in self.all().enumerate() {
+            let verdict = a.check_async(input, fx).await;
+            // As `judge` does: a required section that fails decides, and so does the first
+            // alternative that passes (the auth service is not asked after a token passed).
+            let decided = match verdict {
+                Verdict::Pass(_) => i >= n,
+                Verdict::Fail(_) | Verdict::Missing => i < n,
+                Verdict::Pending => false,
+            };
+            found.push(verdict);
+            if decided {
+                break;
+            }
         }
         let outcome = self.judge(found.into_iter()).unwrap_or_else(|| {
             Err(Failure::unauthenticated(
@@ -304,7 +338,7 @@ impl AuthStep {
                 "the credential could not be checked",
             ))
         });
-        self.conclude(outcome, fx)
+        self.conclude(outcome, fx, mark)
     }
 
     /// Every section, required ones first.
@@ -313,7 +347,8 @@ impl AuthStep {
     }
 
     /// Combines the verdicts (in `all` order): every required one must pass, and one of the
-    /// alternatives when there are some. `None` at the first section that must wait.
+    /// alternatives when there are some. `None` at the first section that must wait. Verdicts
+    /// are taken lazily: none after the first alternative that passed (alternatives come last).
     fn judge(&self, verdicts: impl Iterator<Item = Verdict>) -> Option<Outcome> {
         let mut id = Identity::default();
         let mut passed = 0u8;
@@ -321,6 +356,9 @@ impl AuthStep {
         let n = self.required.len();
         for (i, v) in verdicts.enumerate() {
             let alternative_passed = passed >> n != 0;
+            if alternative_passed {
+                break;
+            }
             match v {
                 Verdict::Pending => return None,
                 Verdict::Pass(who) if i < n || !alternative_passed => {
@@ -356,13 +394,19 @@ impl AuthStep {
         )
     }
 
-    /// Writes a pass into `fx`, or renders the failure.
-    fn conclude(&self, outcome: Outcome, fx: &mut Effects) -> Result<(), Box<Rejection>> {
+    /// Writes a pass into `fx`, or renders the failure. `mark`: where this step's own field
+    /// edits begin (an auth service that passed wrote its fields there): the client copies are
+    /// removed before them.
+    fn conclude(
+        &self,
+        outcome: Outcome,
+        fx: &mut Effects,
+        mark: usize,
+    ) -> Result<(), Box<Rejection>> {
         match outcome {
             Ok((id, passed)) => {
-                for name in self.strip.iter() {
-                    fx.upstream.push((name.clone(), None));
-                }
+                let strip = self.strip.iter().map(|name| (name.clone(), None));
+                fx.upstream.splice(mark..mark, strip);
                 for (i, a) in self.all().enumerate() {
                     if passed & (1 << i) != 0 {
                         a.forward(&id, fx);

@@ -61,6 +61,9 @@ enum Next<'s> {
 pub(crate) struct Chain {
     steps: Box<[Step]>,
     max_body: Option<u64>,
+    /// `externalAuth.body`: bytes of the body to read before the chain runs, and whether a
+    /// longer declared body need not be read (no section accepts a partial body).
+    read_ahead: Option<(usize, bool)>,
 }
 
 /// Everything `compile` reads.
@@ -75,8 +78,14 @@ fn policy_steps(p: &Policy, src: &Sources, steps: &mut Vec<Step>) -> Result<(), 
     if let Some(auth) = AuthStep::compile(p, src.plan)? {
         steps.push(Step::Auth(Box::new(auth)));
     }
-    if let Some(ext) = ExternalAuthStep::compile(p, src.plan)? {
-        steps.push(Step::ExternalAuth(Box::new(ext)));
+    // In `anyOf`, the auth service is one of the alternatives of the step above.
+    if !p
+        .any_of
+        .contains(&gatehouse_config::AuthSection::ExternalAuth)
+    {
+        if let Some(ext) = ExternalAuthStep::compile(p, src.plan)? {
+            steps.push(Step::ExternalAuth(Box::new(ext)));
+        }
     }
     Ok(())
 }
@@ -121,6 +130,7 @@ impl Chain {
         Ok(Some(Chain {
             steps: steps.into(),
             max_body,
+            read_ahead: super::auth::external::read_ahead(&listed),
         }))
     }
 
@@ -128,6 +138,12 @@ impl Chain {
     /// methods: see `handler::preflight_route`).
     pub(crate) fn answers_preflights(&self) -> bool {
         self.steps.iter().any(|s| matches!(s, Step::Cors(_)))
+    }
+
+    /// How much of the body to read before the chain runs (`externalAuth.body`), if any.
+    #[inline]
+    pub(crate) fn read_ahead(&self) -> Option<(usize, bool)> {
+        self.read_ahead
     }
 
     /// The smallest `requestLimits.maxBodySize` of the rule's policies.

@@ -52,6 +52,9 @@ pub struct RequestBody {
     text: Option<Box<crate::proxy::grpc_web::TextDecoder>>,
     /// A copy kept for the rule's mirror, when this request is mirrored.
     tee: Option<Box<crate::body::tee::Tee>>,
+    /// The start of the body, read before the policy chain (`externalAuth.body`): passed on
+    /// before anything more is read.
+    ahead: Option<Box<crate::body::ahead::Pending>>,
 }
 
 impl RequestBody {
@@ -64,6 +67,7 @@ impl RequestBody {
             limit: None,
             text: None,
             tee: None,
+            ahead: None,
         }
     }
 
@@ -76,6 +80,7 @@ impl RequestBody {
             limit: None,
             text: None,
             tee: None,
+            ahead: None,
         }
     }
 
@@ -84,6 +89,18 @@ impl RequestBody {
     pub(crate) fn limited(mut self, max: Option<u64>) -> Self {
         self.limit = max.map(crate::body::limited::BodyLimit::new);
         self
+    }
+
+    /// The same body, with what was read of it ahead of the policy chain passed on first.
+    #[inline]
+    pub(crate) fn ahead(mut self, read: Option<crate::body::ahead::ReadAhead>) -> Self {
+        self.ahead = read.map(|r| Box::new(r.pending()));
+        self
+    }
+
+    /// Whether the downstream body has ended and nothing read ahead of it is left.
+    fn downstream_ended(&self) -> bool {
+        ended(&self.ahead, &self.inner)
     }
 
     /// The same body, decoded from base64 as it streams (a `grpc-web-text` request).
@@ -112,8 +129,14 @@ impl RequestBody {
             limit: None,
             text: None,
             tee: None,
+            ahead: None,
         }
     }
+}
+
+/// Whether a downstream body has ended and nothing read ahead of it is left.
+fn ended(ahead: &Option<Box<crate::body::ahead::Pending>>, inner: &Option<Incoming>) -> bool {
+    ahead.as_ref().is_none_or(|a| a.is_empty()) && inner.as_ref().is_none_or(Body::is_end_stream)
 }
 
 impl Body for RequestBody {
@@ -133,7 +156,10 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let poll = ready!(Pin::new(inner).poll_frame(cx));
+        let poll = match this.ahead.as_mut().and_then(|a| a.next_frame()) {
+            Some(frame) => Some(Ok(frame)),
+            None => ready!(Pin::new(inner).poll_frame(cx)),
+        };
         if let Some(Ok(frame)) = &poll {
             if let Some(d) = frame.data_ref() {
                 if let Some(c) = &this.counter {
@@ -146,11 +172,11 @@ impl Body for RequestBody {
             }
         }
         if let Some(t) = this.tee.as_mut() {
-            let ended = this.inner.as_ref().is_none_or(Body::is_end_stream);
+            let ended = ended(&this.ahead, &this.inner);
             t.observe(&poll, ended);
         }
         if let Some(dec) = this.text.as_mut() {
-            let end = this.inner.as_ref().is_none_or(Body::is_end_stream);
+            let end = ended(&this.ahead, &this.inner);
             let decoded = match poll {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(d) => dec.decode(&d, end).map(|d| Some(Frame::data(d))),
@@ -168,16 +194,28 @@ impl Body for RequestBody {
         if let Some(r) = &self.replay {
             return r.is_end_stream();
         }
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.downstream_ended()
     }
 
     fn size_hint(&self) -> SizeHint {
         if let Some(r) = &self.replay {
             return r.size_hint();
         }
-        self.inner
+        let rest = self
+            .inner
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
+        match &self.ahead {
+            None => rest,
+            Some(a) => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + a.bytes());
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + a.bytes());
+                }
+                hint
+            }
+        }
     }
 }
 

@@ -107,7 +107,8 @@ impl Exchange<'_> {
         };
         let (mut parts, body) = req.into_parts();
         let dialect = dialect::Dialect::take(&mut parts, &self.entry.rule, backend);
-        let mut body = RequestBody::new(body, bytes_in).limited(self.max_body());
+        let ahead = crate::body::ahead::take(target.policies.as_deref(), &mut parts.extensions);
+        let mut body = (RequestBody::new(body, bytes_in).limited(self.max_body())).ahead(ahead);
         if dialect.text() {
             body = body.grpc_web_text();
         }

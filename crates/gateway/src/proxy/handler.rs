@@ -171,6 +171,7 @@ pub async fn handle(
     // What the chain decided (identity, header fields); empty, and free, without policies.
     let mut fx = crate::policy::Effects::default();
     if let Some(chain) = &entry.target.policies {
+        crate::body::ahead::read_for(chain, &mut req).await;
         let input = crate::policy::Input {
             method: req.method(),
             uri: req.uri(),
@@ -181,11 +182,9 @@ pub async fn handle(
             route: &entry.route,
         };
         if let Err(mut r) = chain.run(&input, &mut fx).await {
-            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route), None);
-            let log = log.map(|mut l| {
-                l.identity = fx.identity.take();
-                l
-            });
+            // A caller identified before a later step refused it (a rate limit) is logged as such.
+            let id = fx.identity.as_ref();
+            let log = log_context(&snap, conn, &req, &rid, Some(&entry.route), id);
             let done = Completion::new(start, entry.target.local_metrics.clone(), log);
             r.headers.append(&mut fx.response);
             return crate::policy::respond(&snap, *r, &rid, &entry.target.errors, done);

@@ -6,16 +6,19 @@
 //! no answer within `timeout` is a failure, which `failureMode` turns into 403 (`Deny`, the
 //! default) or a pass (`Allow`). Decisions are cached per credential (the listed fields' values,
 //! hashed) for `cache.ttl`: a cached credential costs a hash and a map lookup, no request.
+//! With `body`, the start of the request body (read before the chain, `body::ahead`) is sent
+//! too, and is part of the credential the cache is keyed by.
 
 use super::super::{Effects, Input, Rejection};
+use crate::body::ahead::{AheadEnd, ReadAhead};
 use crate::error::{ErrorKind, ProxyError};
 use crate::state::auth_cache::{CredentialKey, DecisionCache};
 use crate::state::policy::PolicyPlan;
 use bytes::Bytes;
-use gatehouse_config::{ExternalAuth, FailureMode, Policy};
+use gatehouse_config::{AuthBody, ExternalAuth, FailureMode, Policy};
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::sync::{Arc, Mutex};
@@ -30,6 +33,19 @@ static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-met
 static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// Says the service was sent only the first `body.maxSize` bytes of a longer body.
+static PARTIAL_BODY: HeaderName = HeaderName::from_static("x-gatehouse-partial-body");
+
+/// `externalAuth.body` of the rule's policies: how many bytes of the body to read before the
+/// chain runs (the largest `maxSize`), and whether a declared length above that may be refused
+/// unread (no section accepts a partial body). `None` when no section sends the body.
+pub(crate) fn read_ahead(policies: &[&Policy]) -> Option<(usize, bool)> {
+    let bodies = (policies.iter()).filter_map(|p| p.external_auth.as_ref()?.body.as_ref());
+    bodies.fold(None, |acc, b| {
+        let (max, refuse) = acc.unwrap_or((0, true));
+        Some((max.max(b.max_size), refuse && !b.allow_partial))
+    })
+}
 
 /// What the auth service said about a credential.
 #[derive(Clone, Debug)]
@@ -63,8 +79,10 @@ pub(crate) struct ExternalAuthStep {
     upstream_headers: Box<[HeaderName]>,
     failure_mode: FailureMode,
     cache: Option<Arc<DecisionCache>>,
+    /// `body`: the start of the request body is sent too.
+    body: Option<AuthBody>,
     /// Idle HTTP/1.1 connections to the service.
-    idle: Mutex<Vec<SendRequest<Empty<Bytes>>>>,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
 fn names(list: &[String]) -> Result<Box<[HeaderName]>, String> {
@@ -119,6 +137,7 @@ impl ExternalAuthStep {
             upstream_headers: names(&ext.upstream_headers)?,
             failure_mode: ext.failure_mode,
             cache,
+            body: ext.body.clone(),
             policy,
             idle: Mutex::new(Vec::new()),
         })
@@ -130,8 +149,38 @@ impl ExternalAuthStep {
         input: &Input,
         fx: &mut Effects,
     ) -> Option<Result<(), Box<Rejection>>> {
+        if let Some(b) = &self.body {
+            if let Err(r) = self.body_fits(b, input) {
+                return Some(Err(r));
+            }
+        }
         let decision = self.cache.as_ref()?.get(&self.key(input))?;
         Some(self.apply(&decision, fx))
+    }
+
+    /// The fields the service vouches for (`upstreamHeaders`).
+    pub(crate) fn vouched(&self) -> &[HeaderName] {
+        &self.upstream_headers
+    }
+
+    /// As an `anyOf` alternative (`policy::auth`): the cached decision, or `Pending`.
+    pub(crate) fn verdict(&self, input: &Input, fx: &mut Effects) -> super::Verdict {
+        match self.check(input, fx) {
+            Some(result) => verdict_of(result),
+            None => super::Verdict::Pending,
+        }
+    }
+
+    /// As an `anyOf` alternative: the cached decision, or the service's.
+    pub(crate) async fn verdict_async(
+        &self,
+        input: &Input<'_>,
+        fx: &mut Effects,
+    ) -> super::Verdict {
+        match self.check(input, fx) {
+            Some(result) => verdict_of(result),
+            None => verdict_of(self.check_async(input, fx).await),
+        }
     }
 
     /// Asks the service (within the timeout), caches its decision and applies it.
@@ -152,7 +201,46 @@ impl ExternalAuthStep {
         self.apply(&decision, fx)
     }
 
-    /// The credential's cache key: SHA-256 over each listed field's name and values.
+    /// Refuses a request whose body cannot be sent as configured: broken or abandoned (400,
+    /// 499), too slow to arrive (408), or longer than `maxSize` without `allowPartial` (413).
+    fn body_fits(&self, b: &AuthBody, input: &Input) -> Result<(), Box<Rejection>> {
+        let Some(ahead) = input.extensions.get::<ReadAhead>() else {
+            return Ok(());
+        };
+        let (kind, status, message) = match ahead.end {
+            AheadEnd::Failed(kind) => (kind, None, "the request body broke off".to_string()),
+            AheadEnd::Slow => (
+                ErrorKind::BadRequest,
+                Some(StatusCode::REQUEST_TIMEOUT),
+                format!(
+                    "the request body did not arrive within {}s",
+                    crate::body::ahead::READ_TIMEOUT.as_secs()
+                ),
+            ),
+            _ if ahead.longer_than(b.max_size) && !b.allow_partial => (
+                ErrorKind::PayloadTooLarge,
+                None,
+                format!(
+                    "the request body is larger than the {} bytes the authorization service of policy {} may be sent",
+                    b.max_size, self.policy
+                ),
+            ),
+            _ => return Ok(()),
+        };
+        let mut r = Rejection::new(ProxyError::new(kind, message));
+        r.status = status;
+        Err(r)
+    }
+
+    /// The body sent to the service, and whether it is only the start of a longer one.
+    fn body_sent(&self, input: &Input) -> Option<(Bytes, bool)> {
+        let b = self.body.as_ref()?;
+        let ahead = input.extensions.get::<ReadAhead>()?;
+        Some((ahead.prefix(b.max_size), ahead.longer_than(b.max_size)))
+    }
+
+    /// The credential's cache key: SHA-256 over each listed field's name and values, and over
+    /// the body sent (with `body`: the service may decide by it, so it is part of the credential).
     fn key(&self, input: &Input) -> CredentialKey {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         for name in self.headers.iter() {
@@ -162,6 +250,11 @@ impl ExternalAuthStep {
                 ctx.update(v.as_bytes());
             }
             ctx.update(&[1]);
+        }
+        if let Some((body, partial)) = self.body_sent(input) {
+            ctx.update(&[2, u8::from(partial)]);
+            ctx.update(&(body.len() as u64).to_be_bytes());
+            ctx.update(&body);
         }
         let mut key = [0u8; 32];
         key.copy_from_slice(ctx.finish().as_ref());
@@ -284,7 +377,7 @@ impl ExternalAuthStep {
     ) -> Result<
         (
             http::Response<hyper::body::Incoming>,
-            SendRequest<Empty<Bytes>>,
+            SendRequest<Full<Bytes>>,
         ),
         String,
     > {
@@ -301,8 +394,9 @@ impl ExternalAuthStep {
 
     /// The question: the request's method, the service's path, the listed fields and where the
     /// request was going.
-    fn request(&self, input: &Input<'_>) -> Result<Request<Empty<Bytes>>, String> {
-        let mut req = Request::new(Empty::new());
+    fn request(&self, input: &Input<'_>) -> Result<Request<Full<Bytes>>, String> {
+        let (body, partial) = self.body_sent(input).unwrap_or_default();
+        let mut req = Request::new(Full::new(body));
         *req.method_mut() = input.method.clone();
         *req.uri_mut() = self
             .path
@@ -311,9 +405,16 @@ impl ExternalAuthStep {
         let h = req.headers_mut();
         h.insert(http::header::HOST, self.host.clone());
         for name in self.headers.iter() {
+            // The question's own framing is hyper's to write, whatever the client's was.
+            if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+                continue;
+            }
             for v in input.headers.get_all(name) {
                 h.append(name.clone(), v.clone());
             }
+        }
+        if partial {
+            h.insert(PARTIAL_BODY.clone(), HeaderValue::from_static("true"));
         }
         h.insert(
             X_FORWARDED_METHOD.clone(),
@@ -334,6 +435,20 @@ impl ExternalAuthStep {
     }
 }
 
+/// A decision as an `anyOf` alternative sees it: a pass (with no identity: the service vouches
+/// through `upstreamHeaders`), or a failure that loses the service's own answer (the policy's
+/// 401/403 names every alternative).
+fn verdict_of(result: Result<(), Box<Rejection>>) -> super::Verdict {
+    match result {
+        Ok(()) => super::Verdict::Pass(Default::default()),
+        Err(r) => super::Verdict::Fail(super::Failure {
+            kind: r.error.kind,
+            reason: r.reason.unwrap_or("external_denied"),
+            message: r.error.message,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +462,7 @@ mod tests {
             upstream_headers: vec!["x-user".into()],
             cache: None,
             failure_mode: FailureMode::Deny,
+            body: None,
         };
         ExternalAuthStep::new("default/ext".into(), &ext, cache).unwrap()
     }

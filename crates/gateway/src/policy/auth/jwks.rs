@@ -143,6 +143,8 @@ pub(crate) fn parse_secret(path: &Path, text: &str) -> Result<KeySet, String> {
 /// A key set fetched from a URL, kept across reloads that keep the URL.
 pub(crate) struct RemoteJwks {
     url: http::Uri,
+    /// `https://` URLs: the TLS client (system roots, or `caFile`), built once.
+    tls: Option<Arc<crate::upstream::transport::TlsConnect>>,
     keys: ArcSwap<KeySet>,
     min_refresh: Duration,
     /// When the last fetch started; held while a fetch runs, so concurrent misses wait for it.
@@ -152,21 +154,28 @@ pub(crate) struct RemoteJwks {
 
 impl RemoteJwks {
     /// Starts fetching `url` on the control runtime: now, then every `refresh`.
+    /// An `https://` URL is checked against the system's CA bundle, or `ca_file`'s.
     pub(crate) fn start(
         url: &str,
         refresh: Duration,
         min_refresh: Duration,
+        ca_file: Option<&Path>,
     ) -> Result<Arc<Self>, String> {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("invalid JWKS URL `{url}`: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(format!(
-                "JWKS URL `{url}`: only `http://host[:port]/path` is supported by this version"
-            ));
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("JWKS URL `{url}`: expected http:// or https://")),
+        };
+        if uri.host().is_none() {
+            return Err(format!("JWKS URL `{url}`: no host"));
         }
+        let tls = https.then(|| tls_client(ca_file)).transpose()?;
         let me = Arc::new(RemoteJwks {
             url: uri,
+            tls,
             keys: ArcSwap::from_pointee(KeySet::default()),
             min_refresh,
             last: tokio::sync::Mutex::new(None),
@@ -194,9 +203,9 @@ impl RemoteJwks {
     }
 
     async fn fetch_now(&self) {
-        let url = self.url.clone();
+        let (url, tls) = (self.url.clone(), self.tls.clone());
         let fetched = crate::runtime::control()
-            .spawn(async move { tokio::time::timeout(FETCH_TIMEOUT, fetch(&url)).await })
+            .spawn(async move { tokio::time::timeout(FETCH_TIMEOUT, fetch(&url, tls)).await })
             .await;
         match fetched {
             Ok(Ok(Ok(set))) => self.keys.store(Arc::new(set)),
@@ -234,14 +243,40 @@ async fn refresh_loop(weak: Weak<RemoteJwks>, every: Duration) {
     }
 }
 
-/// GET `url` over HTTP/1.1 and parse the key set.
-async fn fetch(url: &http::Uri) -> Result<KeySet, String> {
+/// The TLS client of an `https://` JWKS URL: the upstream transport's (the server's name from
+/// the URL, ALPN `http/1.1`), with the system's CA bundle or `ca_file`.
+fn tls_client(
+    ca_file: Option<&Path>,
+) -> Result<Arc<crate::upstream::transport::TlsConnect>, String> {
+    let tls = gatehouse_config::UpstreamTls {
+        ca_file: ca_file.map(Path::to_path_buf),
+        server_name: None,
+        client_cert: None,
+    };
+    let connect =
+        crate::upstream::transport::TlsConnect::new(&tls, gatehouse_config::BackendProtocol::HTTP1)
+            .map_err(|e| format!("JWKS: {}", e.replace("tls.caFile", "jwks.caFile")))?;
+    Ok(Arc::new(connect))
+}
+
+/// GET `url` over HTTP/1.1 (in TLS when `tls` is given) and parse the key set.
+async fn fetch(
+    url: &http::Uri,
+    tls: Option<Arc<crate::upstream::transport::TlsConnect>>,
+) -> Result<KeySet, String> {
+    use crate::upstream::transport::Transport;
     let host = url.host().unwrap_or("");
-    let port = url.port_u16().unwrap_or(80);
+    let port = (url.port_u16()).unwrap_or(if tls.is_some() { 443 } else { 80 });
     let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+    let io = match &tls {
+        None => Transport::Tcp(tcp),
+        Some(t) => {
+            (t.handshake(tcp, &format!("{host}:{port}")).await).map_err(|e| format!("TLS: {e}"))?
+        }
+    };
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
