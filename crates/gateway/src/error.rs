@@ -54,11 +54,14 @@ pub enum ErrorKind {
     /// An auth policy found a valid credential that may not do this (403): missing scopes or
     /// claims.
     Forbidden,
+    /// The request does not fit the rule's OpenAPI document (`openapi.validateRequests`): an
+    /// unknown operation, a parameter or a JSON body against its schema (400).
+    InvalidRequest,
 }
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl ErrorKind {
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::InvalidRequest => "invalid_request",
         }
     }
 
@@ -86,7 +90,7 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest | ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol | ErrorKind::UpstreamTls => {
                 StatusCode::BAD_GATEWAY
             }
@@ -116,6 +120,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "13",                            // INTERNAL
             ErrorKind::Unauthenticated => "16",                       // UNAUTHENTICATED
             ErrorKind::Forbidden => "7",                              // PERMISSION_DENIED
+            ErrorKind::InvalidRequest => "3",                         // INVALID_ARGUMENT
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
             | ErrorKind::UpstreamTls

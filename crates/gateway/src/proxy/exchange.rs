@@ -107,7 +107,9 @@ impl Exchange<'_> {
         };
         let (mut parts, body) = req.into_parts();
         let dialect = dialect::Dialect::take(&mut parts, &self.entry.rule, backend);
-        let mut body = RequestBody::new(body, bytes_in).limited(self.max_body());
+        let body = RequestBody::new(body, bytes_in);
+        let body = crate::policy::validate::kept(target, &mut parts, body);
+        let mut body = body.limited(self.max_body());
         if dialect.text() {
             body = body.grpc_web_text();
         }

@@ -176,7 +176,13 @@ pub async fn handle(
             trusted: &snap.config.gateway.trusted_proxies,
             route: &entry.route,
         };
-        if let Err(mut r) = chain.run(&input, &mut fx).await {
+        let mut verdict = chain.run(&input, &mut fx).await;
+        // Request validation reads a JSON body whole once the rest of the chain let it through.
+        if let (Ok(()), Some(v)) = (&verdict, chain.validation()) {
+            let timeout = entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+            verdict = v.check_body(&mut req, timeout).await;
+        }
+        if let Err(mut r) = verdict {
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route));
             let done = Completion::new(start, entry.target.local_metrics.clone(), log);
             r.headers.append(&mut fx.response);
