@@ -8,16 +8,9 @@
 //! anyOf, oneOf, local `$ref`) rather than a full JSON Schema engine: the `jsonschema` crate
 //! would add a large dependency tree for keywords request schemas rarely use.
 //!
-//! Wiring it into the gateway (integrator's note): when the snapshot compiles a rule, call
-//! `RequestValidator::for_rule(route, rule)`; `None` (the default) adds no step, so an unvalidated
-//! rule costs nothing. `Some(Err)` is a broken `pattern` in the document: report it as a load
-//! error. `Some(Ok(v))` becomes a policy-chain step after auth and rate limiting (an unauthorised
-//! caller learns nothing about the schema): it needs the body, so the step buffers it up to the
-//! rule's `requestLimits.maxBodySize` (or a 1 MiB default) only when the operation has a body
-//! schema, then calls `v.validate(method, path, query, content_type, Some(&bytes))` with the
-//! normalised client path (before the rewrite) and answers `Err(message)` as the one typed
-//! `ProxyError` 400 (`{"error": "invalid_request", "message": ..., "requestId": ...}`); the
-//! buffered body is then forwarded as a replayable body.
+//! On the request path (`gatehouse-gateway`, `policy::validate`): the rule's policy chain calls
+//! `validate_head` after authentication and rate limits; when it answers `Ok(true)` (a JSON body
+//! with a schema), the handler reads the body whole and calls `validate_body`.
 
 use crate::schema::{deref, operations, param_key};
 use crate::ContractError;

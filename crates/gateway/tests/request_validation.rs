@@ -354,3 +354,40 @@ async fn a_reload_validates_against_the_edited_document() {
         .unwrap();
     assert_invalid(&r, "query parameter `limit`: above the maximum 10");
 }
+
+#[tokio::test]
+async fn a_validated_body_is_mirrored_and_reaches_both_backends() {
+    let (up, shadow) = (Upstream::start("a").await, Upstream::start("shadow").await);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tasks.yaml"), TASKS).unwrap();
+    let routes = r#"
+---
+kind: Backend
+metadata: {name: up}
+spec: {endpoints: ["UPSTREAM"]}
+---
+kind: Backend
+metadata: {name: shadow}
+spec: {endpoints: ["SHADOW"]}
+---
+kind: Route
+metadata: {name: mirrored}
+spec:
+  rules:
+    - match: {path: {prefix: /m}}
+      rewrite: {pathPrefix: /}
+      backends: [{backend: up}]
+      mirror: {backend: shadow, percent: 100%}
+      openapi: {file: tasks.yaml, validateRequests: true}
+"#
+    .replace("UPSTREAM", &up.addr.to_string())
+    .replace("SHADOW", &shadow.addr.to_string());
+    let gw = TestGateway::start_in(dir, &format!("{GATEWAY_AND_WEB}{routes}")).await;
+    let c = Client::new();
+    let body = r#"{"title": "mirrored"}"#;
+    let r = post(&c, &format!("{}/m/tasks", gw.url("web").await), body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["bodyHash"], fnv64(body.as_bytes()));
+    // The shadow's copy is sent only once the tee has the whole (kept) body.
+    gatehouse_testkit::wait_for("the shadow's copy", || async { shadow.requests() == 1 }).await;
+}
