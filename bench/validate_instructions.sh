@@ -2,7 +2,7 @@
 # User-space instructions per request of OpenAPI request validation (`openapi: {validateRequests:
 # true}`) beside the open route, under valgrind's callgrind (see instructions.sh for why
 # instruction counts): the same nginx `/small` through a rule without a document, a GET with two
-# query parameters checked against their schemas, and a POST whose 70-byte JSON body is read
+# query parameters checked against their schemas, and a POST whose 84-byte JSON body is read
 # whole, checked against an object schema (required, types, enum, nested object, array) and
 # forwarded from what was kept.
 # Usage: bench/validate_instructions.sh [requests, default 20000]
