@@ -391,3 +391,53 @@ spec:
     // The shadow's copy is sent only once the tee has the whole (kept) body.
     gatehouse_testkit::wait_for("the shadow's copy", || async { shadow.requests() == 1 }).await;
 }
+
+/// `curl --http2-prior-knowledge -T -`: an HTTP/2 body with no `content-length`, told by the
+/// stream alone. Returns (status, body).
+async fn curl_h2_upload(url: &str, body: &'static str) -> (String, String) {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new("curl")
+            .args(["-s", "--http2-prior-knowledge", "-X", "POST", "-T", "-"])
+            .args([
+                "-H",
+                "content-type: application/json",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(&url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (status.to_string(), body.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn http2_bodies_without_a_length_are_validated_from_the_stream() {
+    let up = Upstream::start("a").await;
+    let gw = start(&up).await;
+    let url = format!("{}/v1/tasks", gw.url("web").await);
+    let (status, body) = curl_h2_upload(&url, r#"{"title": "h2"}"#).await;
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains(&fnv64(br#"{"title": "h2"}"#)), "{body}");
+    let (status, body) = curl_h2_upload(&url, r#"{"title": 2}"#).await;
+    assert_eq!(status, "400", "{body}");
+    assert!(
+        body.contains("request body.title: expected string, found a number"),
+        "{body}"
+    );
+}
