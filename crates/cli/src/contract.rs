@@ -261,6 +261,17 @@ pub(crate) fn openapi(path: &Path) -> ExitCode {
     }
 }
 
+/// Documents `validateRequests` cannot use (a `pattern` that is no regular expression): `run`
+/// would refuse them, so `check` does too.
+pub(crate) fn validation_errors(config: &Config) -> Vec<String> {
+    let rules = (config.routes.iter()).flat_map(|r| r.rules.iter().map(move |rule| (r, rule)));
+    rules
+        .filter_map(|(route, rule)| gatehouse_contract::RequestValidator::for_rule(route, rule))
+        .filter_map(|v| v.err())
+        .map(|e| format!("request validation: {e}"))
+        .collect()
+}
+
 /// `gatehouse check`'s versioning guidance: printed, never failing.
 pub(crate) fn print_warnings(config: &Config) {
     for w in gatehouse_contract::warnings(config) {

@@ -136,6 +136,7 @@ fn check_files(config: &Config) -> Vec<String> {
         .listeners
         .iter()
         .filter_map(|l| gatehouse_gateway::gateway::tls_config(l).err())
+        .chain(contract::validation_errors(config))
         .collect()
 }
 

@@ -187,6 +187,28 @@ fn diff_between_directories_and_fail_on_any() {
 }
 
 #[test]
+fn check_refuses_a_validated_document_with_a_broken_pattern() {
+    let d = tempfile::tempdir().unwrap();
+    let doc = "openapi: 3.1.0\ninfo: {title: T, version: \"1\"}\npaths:\n  /v1/tasks:\n    get:\n      parameters:\n        - {name: q, in: query, schema: {type: string, pattern: \"([a-z\"}}\n      responses: {\"200\": {description: ok}}\n";
+    let routes = |validate: bool| {
+        V1.replace(
+            "methods: [GET]}\n      backends: [{backend: tasks}]\n",
+            &format!("methods: [GET]}}\n      backends: [{{backend: tasks}}]\n      openapi: {{file: tasks.yaml, validateRequests: {validate}}}\n"),
+        )
+    };
+    write(d.path(), &routes(false));
+    std::fs::write(d.path().join("gw/tasks.yaml"), doc).unwrap();
+    let out = gatehouse(d.path(), &["check", "gw"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    write(d.path(), &routes(true));
+    let out = gatehouse(d.path(), &["check", "gw"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("request validation: "), "{stderr}");
+    assert!(stderr.contains("pattern `([a-z`"), "{stderr}");
+}
+
+#[test]
 fn openapi_prints_one_3_1_document_and_check_prints_versioning_warnings() {
     let d = tempfile::tempdir().unwrap();
     let unversioned = V1.replace("/v1/report", "/report");

@@ -43,6 +43,7 @@ pub(crate) fn compare(out: &mut Out, op: &str, a: &Entry, b: &Entry) {
         (&both.1, &crate::policies::rule_policies(b.rule)),
         &at,
     );
+    validation(out, op, a, b, &at);
     if let (Some(x), Some(y)) = (doc(a), doc(b)) {
         crate::oas_diff::diff(out, op, (a.rule, x), (b.rule, y));
     } else if let (None, Some(y)) = (doc(a), doc(b)) {
@@ -53,6 +54,29 @@ pub(crate) fn compare(out: &mut Out, op: &str, a: &Entry, b: &Entry) {
             "an OpenAPI document describes it now".into(),
             &y.file.display().to_string(),
         );
+    }
+}
+
+/// `validateRequests` turned on refuses requests the document does not describe, which passed
+/// before: breaking. Turned off: nothing is refused any more.
+fn validation(out: &mut Out, op: &str, a: &Entry, b: &Entry, at: &str) {
+    let validates = |e: &Entry| doc(e).is_some_and(|d| d.validate_requests);
+    match (validates(a), validates(b)) {
+        (false, true) => out.push(
+            Class::Breaking,
+            "validation-enabled",
+            op,
+            "requests are now validated against the OpenAPI document; those it does not describe are refused (400)".into(),
+            at,
+        ),
+        (true, false) => out.push(
+            Class::NonBreaking,
+            "validation-disabled",
+            op,
+            "requests are no longer validated against the OpenAPI document".into(),
+            at,
+        ),
+        _ => {}
     }
 }
 

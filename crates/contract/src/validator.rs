@@ -8,16 +8,9 @@
 //! anyOf, oneOf, local `$ref`) rather than a full JSON Schema engine: the `jsonschema` crate
 //! would add a large dependency tree for keywords request schemas rarely use.
 //!
-//! Wiring it into the gateway (integrator's note): when the snapshot compiles a rule, call
-//! `RequestValidator::for_rule(route, rule)`; `None` (the default) adds no step, so an unvalidated
-//! rule costs nothing. `Some(Err)` is a broken `pattern` in the document: report it as a load
-//! error. `Some(Ok(v))` becomes a policy-chain step after auth and rate limiting (an unauthorised
-//! caller learns nothing about the schema): it needs the body, so the step buffers it up to the
-//! rule's `requestLimits.maxBodySize` (or a 1 MiB default) only when the operation has a body
-//! schema, then calls `v.validate(method, path, query, content_type, Some(&bytes))` with the
-//! normalised client path (before the rewrite) and answers `Err(message)` as the one typed
-//! `ProxyError` 400 (`{"error": "invalid_request", "message": ..., "requestId": ...}`); the
-//! buffered body is then forwarded as a replayable body.
+//! On the request path (`gatehouse-gateway`, `policy::validate`): the rule's policy chain calls
+//! `validate_head` after authentication and rate limits; when it answers `Ok(true)` (a JSON body
+//! with a schema), the handler reads the body whole and calls `validate_body`.
 
 use crate::schema::{deref, operations, param_key};
 use crate::ContractError;
@@ -25,6 +18,7 @@ use gatehouse_config::openapi::OpenApi;
 use gatehouse_config::{Route, Rule};
 use serde_json::Value;
 use std::collections::HashMap;
+
 use std::sync::Arc;
 
 /// How deep schemas are followed: a recursive schema stops being checked there.
@@ -43,11 +37,78 @@ struct Operation {
     method: String,
     segments: Vec<Segment>,
     /// Path and query parameters (headers are the policy chain's business).
-    params: Vec<Value>,
+    params: Vec<Param>,
     body_required: bool,
     /// Accepted media types and the JSON schema, if the body is JSON.
     media: Vec<String>,
     json_schema: Option<Value>,
+}
+
+/// A path or query parameter, with what its schema says compiled once.
+struct Param {
+    /// `path` or `query`.
+    within: &'static str,
+    name: String,
+    /// Path parameters always are.
+    required: bool,
+    /// An array: every occurrence in the query is an item.
+    array: bool,
+    /// The scalar's (or the items') types, to read the text as a number or a boolean.
+    number: bool,
+    boolean: bool,
+    schema: Option<Value>,
+}
+
+impl Param {
+    fn new(doc: &Value, p: &Value) -> Option<Self> {
+        let p = deref(doc, p);
+        let (within, name) = param_key(p);
+        let within = match within.as_str() {
+            "path" => "path",
+            "query" => "query",
+            _ => return None,
+        };
+        let schema = p.get("schema").map(|s| deref(doc, s).clone());
+        let types = |s: Option<&Value>| {
+            s.map(|s| crate::schema::types(deref(doc, s)))
+                .unwrap_or_default()
+        };
+        let own = types(schema.as_ref());
+        let array = own.contains("array");
+        let scalar = match array {
+            true => types(schema.as_ref().and_then(|s| s.get("items"))),
+            false => own,
+        };
+        Some(Param {
+            within,
+            name,
+            required: within == "path" || p.get("required").and_then(Value::as_bool) == Some(true),
+            array,
+            number: scalar.contains("integer") || scalar.contains("number"),
+            boolean: scalar.contains("boolean"),
+            schema,
+        })
+    }
+
+    /// A parameter's text as the JSON value its schema expects (`"7"` -> `7` for an integer).
+    fn coerce(&self, raw: &str) -> Value {
+        if self.number {
+            if let Ok(n) = raw.parse::<i64>() {
+                return Value::from(n);
+            }
+            if let Some(n) = raw
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+            {
+                return Value::Number(n);
+            }
+        }
+        if self.boolean && (raw == "true" || raw == "false") {
+            return Value::Bool(raw == "true");
+        }
+        Value::String(raw.to_string())
+    }
 }
 
 /// The compiled validator of one rule.
@@ -123,8 +184,7 @@ impl RequestValidator {
                 params: o
                     .params
                     .iter()
-                    .map(|p| deref(&doc, p).clone())
-                    .filter(|p| matches!(param_key(p).0.as_str(), "path" | "query"))
+                    .filter_map(|p| Param::new(&doc, p))
                     .collect(),
                 body_required: body
                     .and_then(|b| b.get("required"))
@@ -151,7 +211,7 @@ impl RequestValidator {
         })
     }
 
-    /// Checks one request; `Err` is the message of the 400 answer.
+    /// Checks one request whole; `Err` is the message of the 400 answer.
     pub fn validate(
         &self,
         method: &str,
@@ -160,109 +220,144 @@ impl RequestValidator {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<(), String> {
-        let parts: Vec<&str> = path.split('/').skip(1).collect();
-        let mut path_match = None;
-        let mut path_known = false;
-        for op in &self.operations {
-            if let Some(values) = match_path(&op.segments, &parts) {
-                path_known = true;
-                if op.method == method {
-                    path_match = Some((op, values));
-                    break;
-                }
-            }
+        let has_body = body.is_some_and(|b| !b.is_empty());
+        if self.validate_head(method, path, query, content_type, Some(has_body))? {
+            self.validate_body(method, path, content_type, body.unwrap_or_default())?;
         }
-        let Some((op, path_values)) = path_match else {
-            return Err(if path_known {
-                format!("method {method} is not an operation of `{path}` in the API description")
-            } else {
-                format!("`{path}` is not a path of the API description")
-            });
-        };
-        let query: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+        Ok(())
+    }
+
+    /// Checks what arrives before the body: the operation, its path and query parameters and,
+    /// when whether a body follows is known (`has_body`; an HTTP/2 request need not say), what
+    /// `body_expected` checks. `Ok(true)` when the body is JSON with a schema to check: read it
+    /// whole and call `validate_body`.
+    pub fn validate_head(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        content_type: Option<&str>,
+        has_body: Option<bool>,
+    ) -> Result<bool, String> {
+        let op = self.operation(method, path)?;
         for p in &op.params {
-            self.parameter(p, &path_values, &query)?;
+            self.parameter(p, op, path, query)?;
         }
-        self.body(op, content_type, body)
+        match has_body {
+            Some(has_body) => Self::body_head(op, content_type, has_body),
+            None => Ok(false),
+        }
     }
 
-    fn parameter(
+    /// Checks a required body's presence and the content type; `Ok(true)` when the body is JSON
+    /// with a schema to check (then read it whole and call `validate_body`).
+    pub fn body_expected(
         &self,
-        p: &Value,
-        path_values: &[(&str, &str)],
-        query: &[(String, String)],
-    ) -> Result<(), String> {
-        let (within, name) = param_key(p);
-        let schema = p.get("schema");
-        let values: Vec<&str> = match within.as_str() {
-            "path" => path_values
-                .iter()
-                .filter(|(n, _)| *n == name)
-                .map(|(_, v)| *v)
-                .collect(),
-            _ => query
-                .iter()
-                .filter(|(k, _)| *k == name)
-                .map(|(_, v)| v.as_str())
-                .collect(),
-        };
-        let required = within == "path" || p.get("required").and_then(Value::as_bool) == Some(true);
-        if values.is_empty() {
-            return match required {
-                true => Err(format!("{within} parameter `{name}` is required")),
-                false => Ok(()),
-            };
-        }
-        let Some(schema) = schema else { return Ok(()) };
-        let at = || format!("{within} parameter `{name}`");
-        let schema = deref(&self.doc, schema);
-        let value = if crate::schema::types(schema).contains("array") {
-            let items = schema.get("items");
-            Value::Array(values.iter().map(|v| coerce(&self.doc, items, v)).collect())
-        } else {
-            coerce(&self.doc, Some(schema), values[0])
-        };
-        self.check(schema, &value, &at, 0)
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        has_body: bool,
+    ) -> Result<bool, String> {
+        Self::body_head(self.operation(method, path)?, content_type, has_body)
     }
 
-    fn body(
-        &self,
+    fn body_head(
         op: &Operation,
         content_type: Option<&str>,
-        body: Option<&[u8]>,
-    ) -> Result<(), String> {
-        let body = body.filter(|b| !b.is_empty());
-        let Some(body) = body else {
+        has_body: bool,
+    ) -> Result<bool, String> {
+        if !has_body {
             return match op.body_required {
                 true => Err("a request body is required".into()),
-                false => Ok(()),
+                false => Ok(false),
             };
-        };
-        if op.media.is_empty() {
-            return Ok(());
         }
-        let ct = content_type
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let accepted = op.media.iter().any(|m| media_matches(m, &ct));
-        if !accepted {
+        if op.media.is_empty() {
+            return Ok(false);
+        }
+        let ct = media_type(content_type);
+        if !op.media.iter().any(|m| media_matches(m, &ct)) {
             return Err(format!(
                 "content type `{ct}` is not accepted; expected {}",
                 op.media.join(", ")
             ));
         }
-        let (true, Some(schema)) = (is_json(&ct), &op.json_schema) else {
+        Ok(is_json(&ct) && op.json_schema.is_some())
+    }
+
+    /// Checks a JSON body against its operation's schema (after `validate_head` said so).
+    pub fn validate_body(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), String> {
+        let op = self.operation(method, path)?;
+        let (true, Some(schema)) = (is_json(&media_type(content_type)), &op.json_schema) else {
             return Ok(());
         };
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| format!("the request body is not valid JSON: {e}"))?;
         self.check(schema, &value, &|| "request body".to_string(), 0)
+    }
+
+    /// The operation serving `method` on `path`; HEAD falls back to GET, as HTTP has it.
+    fn operation(&self, method: &str, path: &str) -> Result<&Operation, String> {
+        let mut path_known = false;
+        let mut get = None;
+        for op in &self.operations {
+            if match_path(&op.segments, path) {
+                path_known = true;
+                if op.method == method {
+                    return Ok(op);
+                }
+                if method == "HEAD" && op.method == "GET" && get.is_none() {
+                    get = Some(op);
+                }
+            }
+        }
+        get.ok_or_else(|| match path_known {
+            true => {
+                format!("method {method} is not an operation of `{path}` in the API description")
+            }
+            false => format!("`{path}` is not a path of the API description"),
+        })
+    }
+
+    fn parameter(
+        &self,
+        p: &Param,
+        op: &Operation,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<(), String> {
+        let name = p.name.as_str();
+        let at = || format!("{} parameter `{name}`", p.within);
+        let value = if p.within == "path" {
+            path_value(&op.segments, path, name).map(|v| p.coerce(v))
+        } else {
+            let mut found = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v);
+            match p.array {
+                true => {
+                    let items: Vec<Value> = found.map(|v| p.coerce(&v)).collect();
+                    (!items.is_empty()).then_some(Value::Array(items))
+                }
+                false => found.next().map(|v| p.coerce(&v)),
+            }
+        };
+        let Some(value) = value else {
+            return match p.required {
+                true => Err(format!("{} parameter `{name}` is required", p.within)),
+                false => Ok(()),
+            };
+        };
+        match &p.schema {
+            Some(schema) => self.check(schema, &value, &at, 0),
+            None => Ok(()),
+        }
     }
 
     /// Checks `v` against `schema`; the error names the field (`request body.owner.name`).
@@ -450,23 +545,32 @@ fn number(s: &Value, x: f64, at: At) -> Result<(), String> {
     Ok(())
 }
 
-fn match_path<'s, 'p>(
-    segments: &'s [Segment],
-    parts: &[&'p str],
-) -> Option<Vec<(&'s str, &'p str)>> {
-    if segments.len() != parts.len() {
-        return None;
-    }
-    let mut values = Vec::new();
-    for (s, p) in segments.iter().zip(parts) {
+/// Whether `path` (`/v1/pets/7`) fits the template's segments; allocation-free, as it runs
+/// for every operation until one fits.
+fn match_path(segments: &[Segment], path: &str) -> bool {
+    let mut parts = path.split('/').skip(1);
+    for s in segments {
+        let Some(p) = parts.next() else { return false };
         match s {
             Segment::Literal(l) if l == p => {}
-            Segment::Literal(_) => return None,
-            Segment::Param(_) if p.is_empty() => return None,
-            Segment::Param(n) => values.push((n.as_str(), *p)),
+            Segment::Param(_) if !p.is_empty() => {}
+            _ => return false,
         }
     }
-    Some(values)
+    parts.next().is_none()
+}
+
+/// The value of path parameter `name` in a path that fits `segments`.
+fn path_value<'p>(segments: &[Segment], path: &'p str, name: &str) -> Option<&'p str> {
+    (segments.iter().zip(path.split('/').skip(1)))
+        .find(|(s, _)| matches!(s, Segment::Param(n) if n == name))
+        .map(|(_, p)| p)
+}
+
+/// The media type of a `Content-Type` value, lowercase, without parameters.
+fn media_type(content_type: Option<&str>) -> String {
+    let ct = content_type.unwrap_or("").split(';').next().unwrap_or("");
+    ct.trim().to_ascii_lowercase()
 }
 
 fn is_json(media: &str) -> bool {
@@ -485,29 +589,6 @@ fn media_matches(pattern: &str, ct: &str) -> bool {
         || p == "*/*"
         || p.strip_suffix("/*")
             .is_some_and(|major| ct.split('/').next() == Some(major))
-}
-
-/// A parameter's text as the JSON value its schema expects (`"7"` -> `7` for an integer).
-fn coerce(doc: &Value, schema: Option<&Value>, raw: &str) -> Value {
-    let types = schema
-        .map(|s| crate::schema::types(deref(doc, s)))
-        .unwrap_or_default();
-    if types.contains("integer") || types.contains("number") {
-        if let Ok(n) = raw.parse::<i64>() {
-            return Value::from(n);
-        }
-        if let Some(n) = raw
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-        {
-            return Value::Number(n);
-        }
-    }
-    if types.contains("boolean") && (raw == "true" || raw == "false") {
-        return Value::Bool(raw == "true");
-    }
-    Value::String(raw.to_string())
 }
 
 fn has_type(v: &Value, t: &str) -> bool {

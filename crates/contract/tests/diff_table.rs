@@ -247,6 +247,106 @@ fn action_cases() -> Vec<Case> {
     ]
 }
 
+/// Policies the policy cases attach (each config carries all of them).
+const POLICIES: &str = r#"---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {name: keys}
+spec: {apiKey: {keys: [{consumer: acme, sha256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}]}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {name: slow}
+spec: {rateLimit: {requests: 10, per: 1m}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {name: fast}
+spec: {rateLimit: {requests: 100, per: 1m}}
+"#;
+
+/// An OpenAPI document every case's directory holds (only the validation cases name it).
+const DOC: &str = r#"
+openapi: 3.1.0
+info: {title: V1, version: "1"}
+paths:
+  /v1/x:
+    get:
+      responses: {"200": {description: ok}}
+"#;
+
+fn policy_cases() -> Vec<Case> {
+    let with = |policies: &str| {
+        let uses = match policies {
+            "" => String::new(),
+            p => format!("      policies: [{p}]\n"),
+        };
+        format!("{}{POLICIES}", api(&format!("{V1_A}{uses}")))
+    };
+    let documented = |validate: bool| {
+        api(&format!(
+            "{V1_A}      openapi: {{file: tasks.yaml, validateRequests: {validate}}}\n"
+        ))
+    };
+    vec![
+        case(
+            "an auth policy attached",
+            &with(""),
+            &with("keys"),
+            &[(B, "newly-protected")],
+        ),
+        case(
+            "an auth policy removed",
+            &with("keys"),
+            &with(""),
+            &[(N, "policy-removed")],
+        ),
+        case(
+            "a rate limit attached",
+            &with(""),
+            &with("fast"),
+            &[(B, "limit-tightened")],
+        ),
+        case(
+            "a rate limit lowered (another policy with a lower rate)",
+            &with("fast"),
+            &with("slow"),
+            &[(B, "limit-tightened"), (N, "policy-removed")],
+        ),
+        case(
+            "the attached rate limit's own rate lowered",
+            &with("fast"),
+            &with("fast").replace("requests: 100", "requests: 5"),
+            // The burst defaults to `requests`: it shrinks too.
+            &[(B, "limit-tightened"), (B, "limit-tightened")],
+        ),
+        case(
+            "the attached rate limit's own rate raised",
+            &with("fast"),
+            &with("fast").replace("requests: 100", "requests: 500"),
+            &[(N, "limit-relaxed"), (N, "limit-relaxed")],
+        ),
+        case(
+            "an OpenAPI document added",
+            &api(V1_A),
+            &documented(false),
+            &[(I, "documented")],
+        ),
+        case(
+            "request validation switched on",
+            &documented(false),
+            &documented(true),
+            &[(B, "validation-enabled")],
+        ),
+        case(
+            "request validation switched off",
+            &documented(true),
+            &documented(false),
+            &[(N, "validation-disabled")],
+        ),
+    ]
+}
+
 fn sorted(mut v: Vec<(Class, &'static str)>) -> Vec<(Class, &'static str)> {
     v.sort();
     v
@@ -256,8 +356,8 @@ fn run(cases: Vec<Case>) -> usize {
     let mut failures = Vec::new();
     let n = cases.len();
     for c in cases {
-        let (_d1, old) = common::config(&c.old, &[]);
-        let (_d2, new) = common::config(&c.new, &[]);
+        let (_d1, old) = common::config(&c.old, &[("tasks.yaml", DOC)]);
+        let (_d2, new) = common::config(&c.new, &[("tasks.yaml", DOC)]);
         let report = diff(&old, &new);
         let got = sorted(
             report
@@ -304,6 +404,11 @@ fn precedence_changes_are_classified() {
 #[test]
 fn action_and_limit_changes_are_classified() {
     assert!(run(action_cases()) >= 8);
+}
+
+#[test]
+fn policy_and_validation_changes_are_classified() {
+    assert!(run(policy_cases()) >= 9);
 }
 
 #[test]

@@ -56,11 +56,14 @@ pub enum ErrorKind {
     Forbidden,
     /// The request head is larger than the listener's `limits.maxRequestHeadersSize` (431).
     HeaderTooLarge,
+    /// The request does not fit the rule's OpenAPI document (`openapi.validateRequests`): an
+    /// unknown operation, a parameter or a JSON body against its schema (400).
+    InvalidRequest,
 }
 
 impl ErrorKind {
     /// How many kinds there are (kinds index arrays with `as usize`).
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 
     /// The wire name, used in bodies, logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -82,6 +85,7 @@ impl ErrorKind {
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::HeaderTooLarge => "request_header_too_large",
+            ErrorKind::InvalidRequest => "invalid_request",
         }
     }
 
@@ -89,7 +93,7 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest | ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol | ErrorKind::UpstreamTls => {
                 StatusCode::BAD_GATEWAY
             }
@@ -123,6 +127,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "13",  // INTERNAL
             ErrorKind::Unauthenticated => "16", // UNAUTHENTICATED
             ErrorKind::Forbidden => "7",    // PERMISSION_DENIED
+            ErrorKind::InvalidRequest => "3", // INVALID_ARGUMENT
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
             | ErrorKind::UpstreamTls

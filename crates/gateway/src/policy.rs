@@ -13,6 +13,7 @@ pub(crate) mod fault;
 pub(crate) mod identity;
 pub(crate) mod ip_filter;
 pub(crate) mod rate_limit;
+pub(crate) mod validate;
 
 use crate::error::ProxyError;
 use crate::proxy::body::{Completion, ResponseBody};

@@ -18,6 +18,7 @@ use super::cors::CorsStep;
 use super::fault::FaultStep;
 use super::ip_filter::IpFilterStep;
 use super::rate_limit::{local::LocalLimiter, RateLimitStep, Store};
+use super::validate::ValidateStep;
 use super::{Effects, Input, Rejection};
 use crate::error::{ErrorKind, ProxyError};
 use crate::state::policy::PolicyPlan;
@@ -46,6 +47,8 @@ pub(crate) enum Step {
     RateLimit(Box<RateLimitStep>),
     /// The rule's `fault`.
     Fault(FaultStep),
+    /// Request validation against the rule's OpenAPI document (`policy::validate`).
+    Validate(Arc<ValidateStep>),
 }
 
 /// What a step wants after its synchronous part.
@@ -64,6 +67,8 @@ pub(crate) struct Chain {
     /// `externalAuth.body`: bytes of the body to read before the chain runs, and whether a
     /// longer declared body need not be read (no section accepts a partial body).
     read_ahead: Option<(usize, bool)>,
+    /// The validation step, for the body check after the chain (`policy::validate`).
+    validation: Option<Arc<ValidateStep>>,
 }
 
 /// Everything `compile` reads.
@@ -131,7 +136,38 @@ impl Chain {
             steps: steps.into(),
             max_body,
             read_ahead: super::auth::external::read_ahead(&listed),
+            validation: None,
         }))
+    }
+
+    /// `chain` (or an empty one) with request validation added after its rate limits, before
+    /// the rule's fault (which stands for the backend).
+    pub(crate) fn with_validation(
+        chain: Option<Chain>,
+        validator: Arc<gatehouse_contract::RequestValidator>,
+    ) -> Chain {
+        let (mut steps, max_body) = match chain {
+            Some(c) => (c.steps.into_vec(), c.max_body),
+            None => (Vec::new(), None),
+        };
+        let step = Arc::new(ValidateStep::new(validator, max_body));
+        let at = match steps.last() {
+            Some(Step::Fault(_)) => steps.len() - 1,
+            _ => steps.len(),
+        };
+        steps.insert(at, Step::Validate(step.clone()));
+        Chain {
+            steps: steps.into(),
+            max_body,
+            // `Validators::attach` refuses validation beside `externalAuth.body`.
+            read_ahead: None,
+            validation: Some(step),
+        }
+    }
+
+    /// The rule's request validation, whose body check runs after the chain.
+    pub(crate) fn validation(&self) -> Option<&ValidateStep> {
+        self.validation.as_deref()
     }
 
     /// Whether a `cors` step answers CORS preflights (which then need not match the rule's
@@ -210,6 +246,7 @@ impl Step {
             },
             Step::RateLimit(rl) if rl.is_global() => Next::Wait(self),
             Step::RateLimit(rl) => Next::Done(rl.check_local(input, fx).unwrap_or(Ok(()))),
+            Step::Validate(v) => Next::Done(v.check(input)),
             Step::Fault(f) => {
                 // A generator seeded from the thread-local one: one u64 of state, no lock.
                 let roll = f.roll(input, &mut fastrand::Rng::with_seed(fastrand::u64(..)));
@@ -231,7 +268,11 @@ impl Step {
             Step::Auth(auth) => auth.check_async(input, fx).await,
             Step::RateLimit(rl) => rl.check_global(input, fx).await,
             Step::ExternalAuth(ext) => ext.check_async(input, fx).await,
-            Step::BodyLimit(_) | Step::Fault(_) | Step::IpFilter(_) | Step::Cors(_) => Ok(()),
+            Step::BodyLimit(_)
+            | Step::Fault(_)
+            | Step::IpFilter(_)
+            | Step::Cors(_)
+            | Step::Validate(_) => Ok(()),
         }
     }
 }

@@ -120,6 +120,16 @@ impl RequestBody {
         self.limit.as_ref().map(|l| l.tripped())
     }
 
+    /// The body validation read whole (`policy::validate`), sent from what was kept; the
+    /// downstream body it came from has ended.
+    pub(crate) fn with_kept(mut self, body: Bytes) -> Self {
+        if let Some(c) = &self.counter {
+            c.fetch_add(body.len() as u64, Ordering::Relaxed);
+        }
+        self.replay = Some(crate::body::replay::ReplaySource::kept(body).reader());
+        self
+    }
+
     /// No body (a request sent again after its body-less first attempt met a closed connection).
     pub fn empty() -> Self {
         RequestBody {
@@ -151,7 +161,12 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         if let Some(r) = this.replay.as_mut() {
-            return Pin::new(r).poll_frame(cx);
+            let poll = ready!(Pin::new(&mut *r).poll_frame(cx));
+            // A kept body (request validation) may be mirrored too.
+            if let Some(t) = this.tee.as_mut() {
+                t.observe(&poll, r.is_end_stream());
+            }
+            return Poll::Ready(poll);
         }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);

@@ -108,7 +108,9 @@ impl Exchange<'_> {
         let (mut parts, body) = req.into_parts();
         let dialect = dialect::Dialect::take(&mut parts, &self.entry.rule, backend);
         let ahead = crate::body::ahead::take(target.policies.as_deref(), &mut parts.extensions);
-        let mut body = (RequestBody::new(body, bytes_in).limited(self.max_body())).ahead(ahead);
+        let body = RequestBody::new(body, bytes_in);
+        let body = crate::policy::validate::kept(target, &mut parts, body);
+        let mut body = body.limited(self.max_body()).ahead(ahead);
         if dialect.text() {
             body = body.grpc_web_text();
         }

@@ -181,7 +181,13 @@ pub async fn handle(
             trusted: &snap.config.gateway.trusted_proxies,
             route: &entry.route,
         };
-        if let Err(mut r) = chain.run(&input, &mut fx).await {
+        let mut verdict = chain.run(&input, &mut fx).await;
+        // Request validation reads a JSON body whole once the rest of the chain let it through.
+        if let (Ok(()), Some(v)) = (&verdict, chain.validation()) {
+            let timeout = entry.rule.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
+            verdict = v.check_body(&mut req, timeout).await;
+        }
+        if let Err(mut r) = verdict {
             // A caller identified before a later step refused it (a rate limit) is logged as such.
             let id = fx.identity.as_ref();
             let log = log_context(&snap, conn, &req, &rid, Some(&entry.route), id);

@@ -65,6 +65,12 @@ impl<'a> Reuse<'a> {
         rollouts: &crate::state::rollout::RolloutPlan,
         mut target: impl FnMut(&Arc<str>, usize, &Rule) -> Target,
     ) -> Router<Target> {
+        // Rules that validate requests are compiled again: the document's content is in no
+        // fingerprint, and a Route-level document in none of its rules'.
+        let validating: std::collections::HashSet<String> = (config.routes.iter())
+            .filter(|r| crate::policy::validate::route_validates(r))
+            .map(|r| r.id.to_string())
+            .collect();
         Router::build_with(config, |route, index, rule| {
             let fp = fingerprint(rule);
             if let Some(old) = self.entries.get(&(&**route, index)) {
@@ -74,7 +80,9 @@ impl<'a> Reuse<'a> {
                 let kept = old.fingerprint == fp
                     && rule.policies.is_empty()
                     && old.target.rollout.is_none()
-                    && rollouts.for_rule(route, index).is_none();
+                    && rollouts.for_rule(route, index).is_none()
+                    && !validating.contains(&**route)
+                    && (old.target.policies.as_ref()).is_none_or(|c| c.validation().is_none());
                 if kept && same_backends(&old.target, rule, backends) {
                     return (*old).clone();
                 }
