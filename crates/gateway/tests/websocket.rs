@@ -324,6 +324,43 @@ async fn a_retired_listeners_websockets_drain_after_the_stream_grace() {
     );
 }
 
+/// Shutdown waits for open WebSockets as it does for requests in flight: the tunnel keeps
+/// carrying messages while the gateway drains, and is closed at `drainTimeout` (before its longer
+/// stream grace), after which shutdown returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_open_websockets_until_its_deadline() {
+    let peer = PythonPeer::start(SERVER);
+    let config = (TWO_LISTENERS.to_string() + WEB_LISTENER).replace(
+        "streamDrainTimeout: 2s}",
+        "streamDrainTimeout: 60s, drainTimeout: 3s}",
+    );
+    let gw = TestGateway::start(&fill(&config, &[("port", &peer.port.to_string())])).await;
+    let mut s = ws_open(gw.addr("web").await, "/chat").await;
+    assert_eq!(ws_echo(&mut s, "first").await, "first");
+    let started = Instant::now();
+    let shutdown = tokio::spawn({
+        let gw = gw.gw.clone();
+        async move { gw.shutdown().await }
+    });
+    // Draining, the tunnel still carries messages; shutdown has not returned.
+    assert_eq!(ws_echo(&mut s, "draining").await, "draining");
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown waits for the open tunnel"
+    );
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    tokio::time::timeout(Duration::from_secs(30), shutdown)
+        .await
+        .expect("shutdown returns once the tunnel is cut")
+        .unwrap();
+    let after = started.elapsed();
+    // Timers never fire early; well past the deadline only on a stalled machine.
+    assert!(after >= Duration::from_secs(3), "ended after {after:?}");
+    assert!(after < Duration::from_secs(20), "ended after {after:?}");
+}
+
 /// RFC 8441: a WebSocket over an HTTP/2 stream (extended CONNECT, here from the `h2` crate's
 /// client) reaches the HTTP/1.1 server as an upgrade; the client gets 200 and messages go
 /// through the stream both ways, also after the listener's idle timeout has passed (the

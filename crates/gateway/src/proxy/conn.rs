@@ -52,16 +52,17 @@ impl DrainToken {
         let _ = self.signal.wait_for(|d| *d == CUTTING).await;
     }
 
-    /// The listener's drain signal alone, for tunnels that outlive their connection's HTTP.
+    /// The listener's drain signal and a share of this connection's liveness, for tunnels that
+    /// outlive their connection's HTTP.
     pub(crate) fn listener(&self) -> super::streams::ListenerDrain {
-        super::streams::ListenerDrain::new(self.signal.clone())
+        super::streams::ListenerDrain::new(self.signal.clone(), self._alive.clone())
     }
 }
 
 /// Drain signal values: serve; finish what is in flight and close; close now (deadline passed).
 const SERVING: u8 = 0;
 pub(crate) const DRAINING: u8 = 1;
-const CUTTING: u8 = 2;
+pub(crate) const CUTTING: u8 = 2;
 
 impl Default for Drain {
     /// A drain with no connections yet.

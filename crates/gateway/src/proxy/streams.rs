@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The reload signal for open streams, shared by every snapshot of one gateway.
 pub(crate) struct Streams {
@@ -66,18 +66,33 @@ impl Streams {
     }
 }
 
-/// The drain signal of the listener a connection came from (see `conn.rs`).
+/// The drain signal of the listener a connection came from (see `conn.rs`), and a share of the
+/// connection's liveness: a tunnel that outlives its connection's HTTP keeps the listener's drain
+/// (a reload retiring it, or shutdown) waiting for it, until the drain's deadline cuts it.
 #[derive(Clone)]
-pub(crate) struct ListenerDrain(watch::Receiver<u8>);
+pub(crate) struct ListenerDrain {
+    signal: watch::Receiver<u8>,
+    _alive: mpsc::Sender<()>,
+}
 
 impl ListenerDrain {
-    pub(super) fn new(signal: watch::Receiver<u8>) -> Self {
-        ListenerDrain(signal)
+    pub(super) fn new(signal: watch::Receiver<u8>, alive: mpsc::Sender<()>) -> Self {
+        ListenerDrain {
+            signal,
+            _alive: alive,
+        }
     }
 
     /// Returns once the listener drains, or is gone.
     async fn draining(&mut self) {
-        let _ = (self.0).wait_for(|d| *d >= super::conn::DRAINING).await;
+        let _ = (self.signal)
+            .wait_for(|d| *d >= super::conn::DRAINING)
+            .await;
+    }
+
+    /// Returns once the drain's deadline has passed (or the listener is gone).
+    async fn cutting(&mut self) {
+        let _ = (self.signal).wait_for(|d| *d >= super::conn::CUTTING).await;
     }
 }
 
@@ -120,7 +135,17 @@ impl Watch {
             backend = &*self.key.1,
             "a reload removed this stream's {why}; closing it after {grace:?}"
         );
-        let _ = tokio::time::timeout(grace, stream).await;
+        // The drain's deadline (shutdown's `drainTimeout`) ends it even within its grace.
+        let cut = async {
+            match self.listener.as_mut() {
+                Some((drain, _)) => drain.cutting().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(grace, stream) => {}
+            () = cut => {}
+        }
     }
 
     /// A future that completes at the end of the grace after a reload removed the stream's
