@@ -10,8 +10,9 @@ Configs (requests always go to the LAST declared route, the worst case for a lin
          never consults the regexes).
 Reported per case: req/s (wrk, 50 connections, HTTP/1.1), user+system CPU per request of the proxy
 process tree, idle RSS after start, RSS after the load and after reloads, `gatehouse check` wall
-time, `POST /reload` wall time (no change; and one route changed), and the throughput ratio to the
-1-route case of the same config shape.
+time, `POST /reload` wall time (no change; and one route changed), the CPU seconds each of those
+three took (`chk cpu`, `rld cpu`, `chg cpu`: on a shared machine the wall time mostly measures the
+wait for a core), and the throughput ratio to the 1-route case of the same config shape.
 
 Placement as in bench.py: each proxy pinned to CPU 0 with one worker; upstream nginx and wrk on CPU 1.
 Keep runs short on a shared machine: `bench/scale.py --duration 3`.
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -154,6 +156,27 @@ def timed(f):
     return time.perf_counter() - t, r
 
 
+def child_cpu():
+    """User+system CPU seconds of the children waited for so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def timed_check(path):
+    """Wall and CPU seconds of `gatehouse check`: on a loaded machine the wall time mostly says
+    how long the process waited for a core, the CPU time what it cost."""
+    cpu0 = child_cpu()
+    wall, _ = timed(lambda: subprocess.run([GATEHOUSE, "check", path], capture_output=True, check=True))
+    return wall, child_cpu() - cpu0
+
+
+def timed_reload(admin, pid):
+    """Wall and CPU seconds (of the gateway process) of one `POST /reload`, and its answer."""
+    cpu0 = cpu_seconds(pid)
+    wall, out = timed(lambda: reload(admin))
+    return wall, cpu_seconds(pid) - cpu0, out
+
+
 def reload(admin):
     req = urllib.request.Request(f"http://127.0.0.1:{admin}/reload", method="POST", data=b"")
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -165,13 +188,27 @@ def version(admin):
         return json.loads(r.read())["version"]
 
 
+def settled_rss(pid):
+    """RSS once it stops moving: the file watcher reloads on its own after the write above (after
+    its debounce), and a reading taken while that reload holds two configs says nothing about
+    what stays."""
+    last = mem_kib(pid, "VmRSS")
+    for _ in range(20):
+        time.sleep(0.5)
+        now = mem_kib(pid, "VmRSS")
+        if abs(now - last) < 256:
+            return now
+        last = now
+    return last
+
+
 def bench_gatehouse(d, up, shape, n, duration):
     port, admin = free_port(), free_port()
     cdir = os.path.join(d, f"gh-{shape}-{n}")
     os.makedirs(cdir, exist_ok=True)
     path = os.path.join(cdir, "gatehouse.yaml")
     open(path, "w").write(gatehouse_config(port, admin, up.port, shape, n))
-    check_s, _ = timed(lambda: subprocess.run([GATEHOUSE, "check", path], capture_output=True, check=True))
+    check_s, check_cpu = timed_check(path)
     proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, GATEHOUSE, "run", "-c", path],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "GATEHOUSE_LOG": "warn"})
@@ -184,18 +221,19 @@ def bench_gatehouse(d, up, shape, n, duration):
         rps, reqs, errors = run_wrk(port, host, rpath, duration)
         cpu = (cpu_seconds(proc.pid) - cpu0) / max(reqs, 1) * 1e6
         loaded = mem_kib(proc.pid, "VmRSS")
-        same_s, _ = timed(lambda: reload(admin))
+        same_s, same_cpu, _ = timed_reload(admin, proc.pid)
         # One route changed: the file watcher may pick the write up first; either way the new
         # version is served once the POST returns.
         v0 = version(admin)
         open(path, "w").write(gatehouse_config(port, admin, up.port, shape, n, changed=n // 2))
-        one_s, out = timed(lambda: reload(admin))
+        one_s, one_cpu, out = timed_reload(admin, proc.pid)
         assert out.get("ok") and out["version"] != v0, out
         for _ in range(3):
             reload(admin)
-        after = mem_kib(proc.pid, "VmRSS")
+        after = settled_rss(proc.pid)
         return dict(rps=rps, cpu=cpu, idle=idle, loaded=loaded, after=after, check=check_s,
-                    reload_same=same_s, reload_one=one_s, errors=errors)
+                    reload_same=same_s, reload_one=one_s, errors=errors, check_cpu=check_cpu,
+                    same_cpu=same_cpu, one_cpu=one_cpu)
     finally:
         proc.terminate()
         proc.wait()
@@ -207,7 +245,9 @@ def bench_nginx(d, up, shape, n, duration):
     os.makedirs(sub, exist_ok=True)
     conf = os.path.join(sub, "nginx.conf")
     open(conf, "w").write(nginx_conf(sub, port, nginx_body(shape, n, up.port)))
+    cpu0 = child_cpu()
     check_s, _ = timed(lambda: subprocess.run([NGINX, "-t", "-q", "-p", sub, "-c", conf], capture_output=True, check=True))
+    check_cpu = child_cpu() - cpu0
     proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, NGINX, "-p", sub, "-c", conf])
     try:
         wait_port(port, proc, timeout=60)
@@ -218,7 +258,8 @@ def bench_nginx(d, up, shape, n, duration):
         cpu = (cpu_seconds(proc.pid) - cpu0) / max(reqs, 1) * 1e6
         loaded = mem_kib(proc.pid, "VmRSS")
         return dict(rps=rps, cpu=cpu, idle=idle, loaded=loaded, after=0, check=check_s,
-                    reload_same=0, reload_one=0, errors=errors)
+                    reload_same=0, reload_one=0, errors=errors, check_cpu=check_cpu,
+                    same_cpu=0, one_cpu=0)
     finally:
         proc.terminate()
         proc.wait()
@@ -237,7 +278,8 @@ def main():
         up = Upstream(d)
         try:
             print(f"{'proxy':10} {'config':6} {'routes':>6} {'req/s':>8} {'vs 1':>6} {'cpu us/req':>10} "
-                  f"{'idle MiB':>8} {'load MiB':>8} {'rld MiB':>8} {'check s':>7} {'reload s':>8} {'1-chg s':>7}")
+                  f"{'idle MiB':>8} {'load MiB':>8} {'rld MiB':>8} {'check s':>7} {'reload s':>8} {'1-chg s':>7} "
+                  f"{'chk cpu':>7} {'rld cpu':>7} {'chg cpu':>7}")
             for shape in shapes:
                 for p in proxies:
                     base = None
@@ -247,7 +289,8 @@ def main():
                         base = base or r["rps"]
                         print(f"{p:10} {shape:6} {n:>6} {r['rps']:8.0f} {r['rps'] / base:6.3f} {r['cpu']:10.1f} "
                               f"{r['idle'] / 1024:8.1f} {r['loaded'] / 1024:8.1f} {r['after'] / 1024:8.1f} "
-                              f"{r['check']:7.3f} {r['reload_same']:8.3f} {r['reload_one']:7.3f}"
+                              f"{r['check']:7.3f} {r['reload_same']:8.3f} {r['reload_one']:7.3f} "
+                              f"{r['check_cpu']:7.3f} {r['same_cpu']:7.3f} {r['one_cpu']:7.3f}"
                               + (f"  ERRORS {r['errors']}" if r["errors"] else ""), flush=True)
         finally:
             up.proc.terminate()

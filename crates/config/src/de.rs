@@ -11,10 +11,13 @@
 
 use crate::error::hint;
 use crate::yaml::{Mark, Node, Value};
+use path::FieldPath;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
+
+mod path;
 
 /// Passes `from_node` makes at most; each one skips one more node. A document with more hard
 /// errors than this reports the first ones.
@@ -89,7 +92,7 @@ pub fn from_node<'de, T: de::Deserialize<'de>>(
     for _ in 0..MAX_PASSES {
         let result = T::deserialize(NodeDe {
             node,
-            path: path.to_string(),
+            path: FieldPath::root(path),
             soft,
         });
         match result {
@@ -130,21 +133,22 @@ pub fn from_node<'de, T: de::Deserialize<'de>>(
     Err(first)
 }
 
-struct NodeDe<'a> {
+/// Deserializes one node; `'p` is the life of the stack frames its path is made of.
+struct NodeDe<'a, 'p> {
     node: &'a Node,
-    path: String,
+    path: FieldPath<'p>,
     soft: &'a RefCell<Collected>,
 }
 
-impl<'a> NodeDe<'a> {
+impl<'a, 'p> NodeDe<'a, 'p> {
     fn locate(&self, e: DeError) -> DeError {
-        at_if_unplaced(e, self.node, self.path.clone())
+        at_if_unplaced(e, self.node, &self.path)
     }
 
     fn err(&self, message: String) -> DeError {
         DeError {
             mark: Some(self.node.mark),
-            path: self.path.clone(),
+            path: self.path.to_string(),
             message,
             node: Some(addr(self.node)),
             consequence: false,
@@ -169,20 +173,12 @@ impl<'a> NodeDe<'a> {
             .map_err(|_| self.err(format!("expected {what}, found `{s}`")))
     }
 
-    fn child(&self, node: &'a Node, path: String) -> NodeDe<'a> {
+    fn child<'q>(&self, node: &'a Node, path: FieldPath<'q>) -> NodeDe<'a, 'q> {
         NodeDe {
             node,
             path,
             soft: self.soft,
         }
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
     }
 }
 
@@ -195,7 +191,7 @@ macro_rules! parse_number {
     )*};
 }
 
-impl<'de> de::Deserializer<'de> for NodeDe<'de> {
+impl<'de> de::Deserializer<'de> for NodeDe<'de, '_> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -384,7 +380,7 @@ fn list(words: &[&str]) -> String {
         .join(", ")
 }
 
-impl<'a> NodeDe<'a> {
+impl<'a> NodeDe<'a, '_> {
     fn map<V: Visitor<'a>>(
         self,
         fields: Option<&'static [&'static str]>,
@@ -421,17 +417,17 @@ impl<'a> NodeDe<'a> {
     }
 }
 
-fn at_if_unplaced(mut e: DeError, node: &Node, path: String) -> DeError {
+fn at_if_unplaced(mut e: DeError, node: &Node, path: &FieldPath) -> DeError {
     if e.mark.is_none() {
         e.mark = Some(node.mark);
-        e.path = path;
+        e.path = path.to_string();
         e.node = Some(addr(node));
     }
     e
 }
 
 struct SeqAccess<'a, 'b> {
-    de: &'b NodeDe<'a>,
+    de: &'b NodeDe<'a, 'b>,
     items: std::slice::Iter<'a, Node>,
     index: usize,
 }
@@ -453,20 +449,21 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'de, '_> {
                 break node;
             }
         };
-        let path = format!("{}[{}]", self.de.path, self.index - 1);
+        let path = self.de.path.index(self.index - 1);
         // Errors raised by a type's own `Deserialize` (not by this deserializer) carry no position:
         // they belong to the element they were raised for.
-        seed.deserialize(self.de.child(node, path.clone()))
+        seed.deserialize(self.de.child(node, path))
             .map(Some)
-            .map_err(|e| at_if_unplaced(e, node, path))
+            .map_err(|e| at_if_unplaced(e, node, &path))
     }
 }
 
 struct MapAccess<'a, 'b> {
-    de: &'b NodeDe<'a>,
+    de: &'b NodeDe<'a, 'b>,
     entries: std::slice::Iter<'a, (Node, Node)>,
     fields: Option<&'static [&'static str]>,
-    value: Option<(&'a Node, String)>,
+    /// The value to deserialize next, and its key.
+    value: Option<(&'a Node, &'a str)>,
     /// Keys so far, to report a duplicate where it is written rather than at the mapping.
     seen: Vec<(&'a str, Mark)>,
     skipped_any: &'b std::cell::Cell<bool>,
@@ -484,9 +481,9 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
                 self.skipped_any.set(true);
                 continue;
             }
-            let key_de = self.de.child(key, self.de.path.clone());
+            let key_de = self.de.child(key, self.de.path);
             let name = key_de.scalar("a field name")?;
-            let path = join(&self.de.path, name);
+            let path = || self.de.path.key(name).to_string();
             if let Some((_, first)) = self.seen.iter().find(|(k, _)| *k == name) {
                 let message = format!(
                     "duplicate key `{name}`, first written at line {} column {}",
@@ -494,7 +491,7 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
                 );
                 self.de.soft.borrow_mut().errors.push(DeError {
                     mark: Some(key.mark),
-                    path,
+                    path: path(),
                     message,
                     node: Some(addr(key)),
                     consequence: false,
@@ -506,7 +503,7 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
                 if !fields.contains(&name) {
                     self.de.soft.borrow_mut().errors.push(DeError {
                         mark: Some(key.mark),
-                        path,
+                        path: path(),
                         message: format!(
                             "unknown field `{name}`{}",
                             hint(name, fields.iter().copied())
@@ -517,16 +514,17 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de, '_> {
                     continue;
                 }
             }
-            self.value = Some((value, path));
+            self.value = Some((value, name));
             return seed.deserialize(key_de).map(Some);
         }
         Ok(None)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let (node, path) = self.value.take().expect("value follows key");
-        seed.deserialize(self.de.child(node, path.clone()))
-            .map_err(|e| at_if_unplaced(e, node, path))
+        let (node, name) = self.value.take().expect("value follows key");
+        let path = self.de.path.key(name);
+        seed.deserialize(self.de.child(node, path))
+            .map_err(|e| at_if_unplaced(e, node, &path))
     }
 }
 

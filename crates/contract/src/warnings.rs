@@ -79,22 +79,47 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
             }
         }
     }
-    for (i, (va, a)) in versioned.iter().enumerate() {
-        for (vb, b) in &versioned[i + 1..] {
-            if va != vb && overlap(a, b) {
-                out.push(Warning {
-                    location: b.location(),
-                    message: format!(
-                        "{vb} of route {} overlaps {va} (route {} at {}): some requests for one version reach the other",
-                        b.route.id,
-                        a.route.id,
-                        a.location()
-                    ),
-                });
-            }
+    for (i, j) in candidate_pairs(&versioned) {
+        let ((va, a), (vb, b)) = (&versioned[i], &versioned[j]);
+        if va != vb && overlap(a, b) {
+            out.push(Warning {
+                location: b.location(),
+                message: format!(
+                    "{vb} of route {} overlaps {va} (route {} at {}): some requests for one version reach the other",
+                    b.route.id,
+                    a.route.id,
+                    a.location()
+                ),
+            });
         }
     }
     out
+}
+
+/// The pairs `(i, j)`, `i < j`, in that order, that [`overlap`] can accept: those of one API
+/// shape or one route name family. Pairing every versioned rule with every other cost 10,000
+/// versioned rules 5·10^7 comparisons; grouped, a rule meets only its own API's other rules.
+fn candidate_pairs(versioned: &[(String, Entry)]) -> impl Iterator<Item = (usize, usize)> {
+    use std::collections::HashMap;
+    let family = |e: &Entry| e.route.id.name.split('-').next().unwrap_or("").to_string();
+    let mut by_shape: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut by_family: HashMap<String, Vec<usize>> = HashMap::new();
+    let keys: Vec<(String, String)> = (versioned.iter())
+        .map(|(_, e)| (api_shape(e.rule), family(e)))
+        .collect();
+    for (i, (shape, fam)) in keys.iter().enumerate() {
+        by_shape.entry(shape.clone()).or_default().push(i);
+        by_family.entry(fam.clone()).or_default().push(i);
+    }
+    (0..versioned.len()).flat_map(move |i| {
+        // Both lists are ascending: the later members of i's groups, merged.
+        let after = |g: &Vec<usize>| g[g.partition_point(|&x| x <= i)..].to_vec();
+        let mut js = after(&by_shape[&keys[i].0]);
+        js.extend(after(&by_family[&keys[i].1]));
+        js.sort_unstable();
+        js.dedup();
+        js.into_iter().map(move |j| (i, j))
+    })
 }
 
 /// Two rules overlap when a request made for one (on a host both serve) is accepted by the
