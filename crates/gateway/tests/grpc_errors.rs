@@ -122,6 +122,76 @@ async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
     );
 }
 
+/// The services of the shared test server as grpcurl needs them: `Echo` sends its request back
+/// as it came, so any message type works; `Refuse` fails with INVALID_ARGUMENT.
+const PROTO: &str = r#"
+syntax = "proto3";
+package test;
+message Msg { string text = 1; }
+service Svc { rpc Echo(Msg) returns (Msg); rpc Refuse(Msg) returns (Msg); }
+"#;
+
+/// grpcurl, an independent client (Go's grpc, installed by the test script through pip): a call
+/// through the gateway, the server's own error status passed through, and the gateway's no-route
+/// status for a service it has no route for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_calls_through_the_gateway() {
+    let peer = PythonPeer::grpc();
+    let yaml = fill(
+        CONFIG,
+        &[
+            ("port", &peer.port.to_string()),
+            ("dead", "127.0.0.1:9"),
+            ("silent", "127.0.0.1:9"),
+        ],
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let addr = gw.addr("web").await.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("test.proto"), PROTO).unwrap();
+    // `other.proto`: the same service under a package the gateway routes nowhere.
+    let other = PROTO.replace("package test;", "package other;");
+    std::fs::write(dir.path().join("other.proto"), other).unwrap();
+    let call = |proto: &str, method: &str| {
+        let (dir, addr) = (dir.path().to_path_buf(), addr.clone());
+        let (proto, method) = (proto.to_string(), method.to_string());
+        tokio::task::spawn_blocking(move || {
+            Command::new("grpcurl")
+                .args(["-plaintext", "-max-time", "20", "-import-path"])
+                .arg(&dir)
+                .args([
+                    "-proto",
+                    &proto,
+                    "-d",
+                    r#"{"text": "hello grpcurl"}"#,
+                    &addr,
+                    &method,
+                ])
+                .output()
+                .expect("grpcurl is installed (scripts/test.sh)")
+        })
+    };
+    let ok = call("test.proto", "test.Svc/Echo").await.unwrap();
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_str(&text).expect("a JSON message");
+    assert_eq!(reply["text"], "hello grpcurl");
+    let refused = call("test.proto", "test.Svc/Refuse").await.unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("Code: InvalidArgument") && err.contains("no thanks"),
+        "{err}"
+    );
+    let unrouted = call("other.proto", "other.Svc/Echo").await.unwrap();
+    let err = String::from_utf8_lossy(&unrouted.stderr);
+    assert!(err.contains("Code: Unimplemented"), "{err}");
+    assert!(err.contains("no route for POST /other.Svc/Echo"), "{err}");
+}
+
 /// curl sends `grpc-timeout: 250m` to a rule whose own timeout is the default 15 s, routed to an
 /// upstream that accepts the connection and never answers: the gateway ends the call at the
 /// client's deadline, trailers-only, status 4, with its own message. (A grpcio server is not used

