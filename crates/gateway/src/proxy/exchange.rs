@@ -155,8 +155,11 @@ impl Exchange<'_> {
                 leg.run(parts, body, ep, &mut done).await
             }
             _ => {
-                let req = Request::from_parts(parts, body);
-                (self.attempt(backend, &ep, req, &extra, None).await, ep)
+                let head = client::Head::Owned(parts);
+                (
+                    self.attempt(backend, &ep, head, body, &extra, None).await,
+                    ep,
+                )
             }
         };
         if let (Some(l), Some(sent_at)) = (done.log.as_mut(), sent_at) {
@@ -302,14 +305,15 @@ impl Exchange<'_> {
         Ok(())
     }
 
-    /// One attempt: sends `req` to `ep` and waits for the response head, within the rule's
+    /// One attempt: sends `head` and `body` to `ep` and waits for the response head, within the rule's
     /// `timeout` (measured from the request's arrival, retries included) and `per_try`, if any.
     /// The outcome feeds outlier detection.
     async fn attempt(
         &self,
         backend: &BackendRt,
         ep: &EndpointRt,
-        req: Request<RequestBody>,
+        head: client::Head<'_>,
+        body: RequestBody,
         extra: &Extra<'_>,
         per_try: Option<Duration>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
@@ -319,7 +323,7 @@ impl Exchange<'_> {
         let per_try_until = per_try.map(|d| tokio::time::Instant::now() + d);
         // The send future is large: made where it is awaited, never moved through a local.
         let result = match (overall, per_try_until) {
-            (None, None) => client::send(backend, ep, req, extra, self.start).await,
+            (None, None) => client::send(backend, ep, head, body, extra, self.start).await,
             (overall, per_try_until) => {
                 let per_try_first = per_try_until.is_some_and(|p| overall.is_none_or(|o| p < o));
                 let until = match (overall, per_try_until) {
@@ -329,7 +333,7 @@ impl Exchange<'_> {
                 // Coarse, and cheap (see `deadline`).
                 let timed = super::deadline::timed(
                     until,
-                    client::send(backend, ep, req, extra, self.start),
+                    client::send(backend, ep, head, body, extra, self.start),
                 );
                 match timed.await {
                     Ok(r) => r,

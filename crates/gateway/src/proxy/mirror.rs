@@ -167,13 +167,20 @@ impl Copy {
         } else {
             RequestBody::replay(ReplaySource::kept(body).reader())
         };
-        let req = Request::from_parts(head, body);
         let backend = self.backend;
         let exchange = async {
             let ep = backend.pick()?;
-            let resp = client::send(&backend, &ep, req, &Default::default(), Instant::now())
-                .await
-                .ok()?;
+            let head = client::Head::Owned(head);
+            let resp = client::send(
+                &backend,
+                &ep,
+                head,
+                body,
+                &Default::default(),
+                Instant::now(),
+            )
+            .await
+            .ok()?;
             drain(resp.into_body()).await.then_some(())
         };
         match tokio::time::timeout(self.deadline, exchange).await {

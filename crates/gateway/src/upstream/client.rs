@@ -166,18 +166,55 @@ async fn h2_connect(
     Ok(tx)
 }
 
-/// Sends `req`, with the `extra` header fields, to `ep` and waits for the response head. `now` is
-/// a recent clock reading.
-pub async fn send(
+/// The head of a request to send: owned where it is sent once; borrowed where the exchange keeps
+/// it for another attempt (retries), so that the HTTP/1.1 codec, which writes it from a
+/// reference, needs no copy of it per attempt. HTTP/2 (hyper's client) takes an owned head: a
+/// borrowed one is copied for it.
+// Unboxed on purpose: the owned head is every request's case, and a box would be an allocation
+// per request; the value lives in the send future, never in a collection.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Head<'a> {
+    Owned(http::request::Parts),
+    Kept(&'a http::request::Parts),
+}
+
+impl Head<'_> {
+    fn get(&self) -> &http::request::Parts {
+        match self {
+            Head::Owned(p) => p,
+            Head::Kept(p) => p,
+        }
+    }
+
+    fn into_owned(self) -> http::request::Parts {
+        match self {
+            Head::Owned(p) => p,
+            Head::Kept(p) => {
+                // `Parts` has a private field: start from an empty one.
+                let (mut head, ()) = Request::new(()).into_parts();
+                head.method = p.method.clone();
+                head.uri = p.uri.clone();
+                head.version = p.version;
+                head.headers = p.headers.clone();
+                head
+            }
+        }
+    }
+}
+
+/// Sends the request (`head` and `body`), with the `extra` header fields, to `ep` and waits for
+/// the response head. `now` is a recent clock reading.
+pub(crate) async fn send(
     backend: &BackendRt,
     ep: &EndpointRt,
-    req: Request<RequestBody>,
+    head: Head<'_>,
+    body: RequestBody,
     extra: &Extra<'_>,
     now: Instant,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     match backend.protocol {
         BackendProtocol::HTTP2 => {
-            let mut req = req;
+            let mut req = Request::from_parts(head.into_owned(), body);
             for (name, value) in extra.0.iter().flatten() {
                 req.headers_mut().insert(*name, (*value).clone());
             }
@@ -197,7 +234,7 @@ pub async fn send(
         }
         BackendProtocol::HTTP1 => {
             let key = ep.shared.pool_key;
-            let mut req = req;
+            let mut body = body;
             loop {
                 let conn = match pool::checkout(key, now) {
                     Some(c) => c,
@@ -207,11 +244,12 @@ pub async fn send(
                         h1::Conn::new(stream).counted(slot)
                     }
                 };
-                match h1::exchange(conn, req, extra, &ep.address, key, backend.idle_timeout).await {
+                let idle = backend.idle_timeout;
+                match h1::exchange(conn, head.get(), body, extra, &ep.address, key, idle).await {
                     Ok(resp) => return Ok(resp.map(UpstreamBody::H1)),
                     // The upstream closed a pooled connection as the request went out; only a
                     // reused connection reports this, so the loop ends on a fresh one at the latest.
-                    Err(h1::ExchangeError::Stale(unsent)) => req = *unsent,
+                    Err(h1::ExchangeError::Stale) => body = RequestBody::empty(),
                     Err(h1::ExchangeError::Failed(err)) => {
                         tracing::debug!(upstream = &*ep.address, "{err}");
                         return Err(err);

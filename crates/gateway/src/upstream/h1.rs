@@ -15,7 +15,7 @@ use crate::error::{Cause, ErrorKind, Progress, ProxyError};
 use crate::proxy::body::{request_body_fault, RequestBody};
 use crate::proxy::forward::Extra;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
@@ -68,8 +68,8 @@ impl Conn {
 /// How an exchange failed.
 pub enum ExchangeError {
     /// A reused connection was found closed before any response byte, and the request can be
-    /// sent again as it was (no body): here it is, for the caller to retry on a fresh connection.
-    Stale(Box<Request<RequestBody>>),
+    /// sent again as it was (it has no body): the caller retries on a fresh connection.
+    Stale,
     /// Anything else: an upstream failure (502), or the client's request body failing (400, or
     /// 499 when the client went away). The message carries no address or OS error.
     Failed(ProxyError),
@@ -212,13 +212,13 @@ impl Duplex {
 /// fills in a missing Host.
 pub async fn exchange(
     conn: Conn,
-    req: Request<RequestBody>,
+    parts: &http::request::Parts,
+    body: RequestBody,
     extra: &Extra<'_>,
     default_host: &str,
     pool_key: u64,
     max_idle: Duration,
 ) -> Result<Response<UpstreamBody>, ExchangeError> {
-    let (parts, body) = req.into_parts();
     let has_body = !body.is_end_stream();
     let chunked_out = has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -248,8 +248,7 @@ pub async fn exchange(
                 // Safe to send again only when nothing of it can have been acted on: no response
                 // byte came back, and there is no body that was consumed on the way.
                 HeadError::Closed if reused && !has_body && !d.got_bytes => {
-                    let req = Request::from_parts(parts, RequestBody::empty());
-                    return Err(ExchangeError::Stale(Box::new(req)));
+                    return Err(ExchangeError::Stale);
                 }
                 HeadError::Closed => {
                     upstream_error("upstream closed the connection before responding")

@@ -13,11 +13,11 @@ use crate::proxy::forward::Extra;
 use crate::state::breaker::Limit;
 use crate::telemetry::metrics::RequestMetrics;
 use crate::upstream::backend::{BackendRt, EndpointRt};
-use crate::upstream::client::UpstreamBody;
+use crate::upstream::client::{Head, UpstreamBody};
 use gatehouse_config::{Backoff, Retry, RetryOn};
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body::Body;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -110,12 +110,20 @@ impl Leg<'_> {
             if let Some(l) = done.log.as_mut() {
                 l.attempts = Some(n);
             }
-            let req = Request::from_parts(copy_head(&parts), replay.body());
             let mut extra = *self.extra;
             let count = ATTEMPT_VALUES.get(n as usize - 1);
             extra.0[4] = count.map(|v| (X_GATEHOUSE_ATTEMPTS, v));
+            // The head is lent, not copied: the HTTP/1.1 codec writes it from a reference.
+            let head = Head::Kept(&parts);
             let result = (self.ex)
-                .attempt(self.backend, &ep, req, &extra, policy.per_try_timeout)
+                .attempt(
+                    self.backend,
+                    &ep,
+                    head,
+                    replay.body(),
+                    &extra,
+                    policy.per_try_timeout,
+                )
                 .await;
             let wanted = match &result {
                 Ok(r) => {
@@ -176,17 +184,6 @@ impl Leg<'_> {
             .filter_map(|_| self.backend.pick())
             .find(|next| next.key != ep.key)
     }
-}
-
-/// A copy of the prepared head for one attempt (the request itself goes to the upstream client).
-fn copy_head(parts: &Parts) -> Parts {
-    // `Parts` cannot be built field by field (it has a private field): start from an empty one.
-    let (mut head, ()) = Request::new(()).into_parts();
-    head.method = parts.method.clone();
-    head.uri = parts.uri.clone();
-    head.version = parts.version;
-    head.headers = parts.headers.clone();
-    head
 }
 
 /// Whether the policy retries an upstream response with `status`.
