@@ -77,6 +77,20 @@ spec:
       backends: [{backend: down}]
 "#;
 
+/// A gateway on `CONFIG`: the `echo` backend is `peer`, `down` is `dead` (an address nothing
+/// accepts on), `silent` a port that never answers.
+async fn gateway(peer: &PythonPeer, dead: &str) -> TestGateway {
+    let yaml = fill(
+        CONFIG,
+        &[
+            ("port", &peer.port.to_string()),
+            ("dead", dead),
+            ("silent", "127.0.0.1:9"),
+        ],
+    );
+    TestGateway::start(&yaml).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
     let peer = PythonPeer::grpc();
@@ -84,15 +98,7 @@ async fn gateway_errors_reach_grpc_clients_as_grpc_statuses() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let yaml = fill(
-        CONFIG,
-        &[
-            ("port", &peer.port.to_string()),
-            ("dead", &dead.to_string()),
-            ("silent", "127.0.0.1:9"),
-        ],
-    );
-    let gw = TestGateway::start(&yaml).await;
+    let gw = gateway(&peer, &dead.to_string()).await;
     let addr = gw.addr("web").await;
 
     let out = tokio::task::spawn_blocking(move || {
@@ -137,15 +143,7 @@ service Svc { rpc Echo(Msg) returns (Msg); rpc Refuse(Msg) returns (Msg); }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_calls_through_the_gateway() {
     let peer = PythonPeer::grpc();
-    let yaml = fill(
-        CONFIG,
-        &[
-            ("port", &peer.port.to_string()),
-            ("dead", "127.0.0.1:9"),
-            ("silent", "127.0.0.1:9"),
-        ],
-    );
-    let gw = TestGateway::start(&yaml).await;
+    let gw = gateway(&peer, "127.0.0.1:9").await;
     let addr = gw.addr("web").await.to_string();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("test.proto"), PROTO).unwrap();
@@ -258,15 +256,7 @@ async fn final_grpc_statuses_are_counted_by_route_and_backend() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let yaml = fill(
-        CONFIG,
-        &[
-            ("port", &peer.port.to_string()),
-            ("dead", &dead.to_string()),
-            ("silent", "127.0.0.1:9"),
-        ],
-    );
-    let gw = TestGateway::start(&yaml).await;
+    let gw = gateway(&peer, &dead.to_string()).await;
     let addr = gw.addr("web").await;
     let calls = [
         "/test.Svc/Echo:3",
