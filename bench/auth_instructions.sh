@@ -8,39 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
-
-. bench/install.sh
-install_missing valgrind:valgrind nginx:nginx-light h2load:nghttp2-client
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [ -z "${GATEHOUSE_BIN:-}" ]; then
-    cargo build --release -p gatehouse
-    GATEHOUSE_BIN=target/release/gatehouse
-fi
-
-D=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$D"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # port [header]
-    for _ in $(seq 300); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' -H "${2:-x-none: 1}" "http://127.0.0.1:$1/small")" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "nothing answered 200 on port $1" >&2; exit 1
-}
-
-UP=$(port)
-mkdir -p "$D/up" "$D/keys"
-cat > "$D/up/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; pid $D/up/nginx.pid; error_log $D/up/error.log error;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  client_body_temp_path $D/up/b; proxy_temp_path $D/up/p; fastcgi_temp_path $D/up/f; uwsgi_temp_path $D/up/u; scgi_temp_path $D/up/s;
-  server { listen 127.0.0.1:$UP; location = /small { return 200 "hello from upstream\n"; } } }
-NGINX
-"$NGINX" -p "$D/up" -c "$D/up/nginx.conf" & PIDS+=($!)
-wait_port "$UP"
+. bench/callgrind_lib.sh
+mkdir -p "$D/keys"
 
 # An RSA key, its JWKS and an RS256 token valid for a day, made with openssl.
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$D/keys/k.pem" 2>/dev/null
@@ -63,24 +32,10 @@ KEY_SHA=$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)
 # Runs Gatehouse with the rule's policy spec $2 (empty: no policy on the rule) under callgrind,
 # every request carrying header $3; prints instructions per request.
 measure() { # name policy header
-    local name=$1 policy=$2 header=$3 gw admin uses=""
-    gw=$(port); admin=$(port)
+    local name=$1 policy=$2 header=$3 gw uses=""
+    gw=$(port)
     if [ -n "$policy" ]; then uses=$'\n      policies: [auth]'; else policy="{requestLimits: {maxBodySize: 1GiB}}"; fi
-    cat > "$D/$name.yaml" <<YAML
-apiVersion: gatehouse.dev/v1alpha1
-kind: Gateway
-metadata: {name: bench}
-spec: {admin: {address: "127.0.0.1:$admin"}, workers: 1, accessLog: {enabled: false}}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:$gw", protocol: HTTP}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: Backend
-metadata: {name: up}
-spec: {endpoints: ["127.0.0.1:$UP"]}
+    { config_head "$(port)" "$gw"; cat <<YAML
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: Policy
@@ -94,15 +49,8 @@ spec:
   rules:
     - backends: [{backend: up}]$uses
 YAML
-    GATEHOUSE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$D/$name.out" \
-        "$GATEHOUSE_BIN" run -c "$D/$name.yaml" >/dev/null 2>&1 &
-    local pid=$!
-    wait_port "$gw" "$header"
-    h2load --h1 -n "$N" -c 10 -H "$header" "http://127.0.0.1:$gw/small" | grep -E '^requests:' >&2
-    kill -INT "$pid"; wait "$pid" || true
-    local total
-    total=$(grep -E '^(summary|totals):' "$D/$name.out" | head -1 | awk '{print $2}')
-    echo $((total / N))
+    } > "$D/$name.yaml"
+    READY_HEADER=$header callgrind_run "$name" "$gw" /small -H "$header"
 }
 
 open=$(measure open "" "x-none: 1")

@@ -10,39 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
-
-. bench/install.sh
-install_missing valgrind:valgrind nginx:nginx-light h2load:nghttp2-client
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [ -z "${GATEHOUSE_BIN:-}" ]; then
-    cargo build --release -p gatehouse
-    GATEHOUSE_BIN=target/release/gatehouse
-fi
-
-D=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$D"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # port
-    for _ in $(seq 300); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/small?limit=5")" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "nothing answered 200 on port $1" >&2; exit 1
-}
-
-UP=$(port)
-mkdir -p "$D/up"
-cat > "$D/up/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; pid $D/up/nginx.pid; error_log $D/up/error.log error;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  client_body_temp_path $D/up/b; proxy_temp_path $D/up/p; fastcgi_temp_path $D/up/f; uwsgi_temp_path $D/up/u; scgi_temp_path $D/up/s;
-  server { listen 127.0.0.1:$UP; location = /small { return 200 "hello from upstream\n"; } } }
-NGINX
-"$NGINX" -p "$D/up" -c "$D/up/nginx.conf" & PIDS+=($!)
-wait_port "$UP"
+. bench/callgrind_lib.sh
+# A GET the validating rule accepts: every run is ready once it answers 200.
+READY_PATH="/small?limit=5"
 
 cat > "$D/api.yaml" <<'YAML'
 openapi: 3.1.0
@@ -74,23 +44,9 @@ printf '%s' '{"title": "write the report", "priority": "high", "owner": {"id": 3
 # Runs Gatehouse with the rule's extra line $2 under callgrind, sends N requests to path $3 with
 # h2load arguments $4...; prints instructions per request.
 measure() { # name rule-extra path h2load-args...
-    local name=$1 extra=$2 path=$3 gw admin; shift 3
-    gw=$(port); admin=$(port)
-    cat > "$D/$name.yaml" <<YAML
-apiVersion: gatehouse.dev/v1alpha1
-kind: Gateway
-metadata: {name: bench}
-spec: {admin: {address: "127.0.0.1:$admin"}, workers: 1, accessLog: {enabled: false}}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:$gw", protocol: HTTP}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: Backend
-metadata: {name: up}
-spec: {endpoints: ["127.0.0.1:$UP"]}
+    local name=$1 extra=$2 path=$3 gw; shift 3
+    gw=$(port)
+    { config_head "$(port)" "$gw"; cat <<YAML
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: Route
@@ -99,17 +55,8 @@ spec:
   rules:
     - backends: [{backend: up}]$extra
 YAML
-    GATEHOUSE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$D/$name.out" \
-        "$GATEHOUSE_BIN" run -c "$D/$name.yaml" >/dev/null 2>&1 &
-    local pid=$!
-    wait_port "$gw"
-    local status
-    status=$(h2load --h1 -n "$N" -c 10 "$@" "http://127.0.0.1:$gw$path" | grep -E '^(requests|status codes):')
-    echo "$name: $status" | tr '\n' ' ' >&2; echo >&2
-    kill -INT "$pid"; wait "$pid" || true
-    local total
-    total=$(grep -E '^(summary|totals):' "$D/$name.out" | head -1 | awk '{print $2}')
-    echo $((total / N))
+    } > "$D/$name.yaml"
+    callgrind_run "$name" "$gw" "$path" "$@"
 }
 
 V=$'\n      openapi: {file: api.yaml, validateRequests: true}'
