@@ -117,9 +117,7 @@ impl PolicyStore {
             kept.redis = match &current.redis {
                 Some((old, store)) if old == want => Some((old.clone(), store.clone())),
                 _ => {
-                    // The connection's driver runs on the control runtime, which lives as long
-                    // as the process, whichever thread plans the reload.
-                    let _entered = crate::runtime::control().enter();
+                    // Not connected here: each worker's first decision starts its own lane.
                     match RedisStore::new(&want.url, want.timeout) {
                         Ok(s) => Some((want.clone(), Arc::new(s))),
                         Err(e) => {
