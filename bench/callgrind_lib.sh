@@ -13,7 +13,7 @@ fi
 
 D=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$D"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] && cp "$D"/*.out "$KEEP"/ 2>/dev/null; rm -rf "$D"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -34,7 +34,8 @@ daemon off; master_process off; worker_processes 1; pid $D/up/nginx.pid; error_l
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   client_body_temp_path $D/up/b; proxy_temp_path $D/up/p; fastcgi_temp_path $D/up/f; uwsgi_temp_path $D/up/u; scgi_temp_path $D/up/s;
-  server { listen 127.0.0.1:$UP; location = /small { return 200 "hello from upstream\n"; } } }
+  server { listen 127.0.0.1:$UP; location = /small { return 200 "hello from upstream\n"; }
+    location / { return 200 "hello from upstream\n"; } } }
 NGINX
 "$NGINX" -p "$D/up" -c "$D/up/nginx.conf" & PIDS+=($!)
 wait_port "$UP"
