@@ -199,24 +199,49 @@ impl Gcra {
 }
 
 /// The Redis key of a bucket: `gatehouse:rl:{policy}:{key}`; long or binary keys are hashed
-/// (FNV-1a, stable across processes) so that keys stay short and printable.
+/// (FNV-1a, stable across processes) so that keys stay short and printable. Written into one
+/// string without `format!`: this runs for every request under a global limit.
 fn redis_key(policy: &str, key: &KeyRef) -> String {
-    let key = match key {
-        KeyRef::Ip(ip) => ip.to_string(),
-        KeyRef::Text(t) => return redis_key(policy, &KeyRef::Bytes(t.as_bytes())),
-        KeyRef::Bytes(b) => match std::str::from_utf8(b) {
-            Ok(s) if s.len() <= 128 && s.bytes().all(|c| c.is_ascii_graphic()) => s.to_string(),
-            _ => {
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-                for c in b.iter() {
-                    h ^= u64::from(*c);
-                    h = h.wrapping_mul(0x0100_0000_01b3);
+    const PREFIX: &str = "gatehouse:rl:{";
+    let mut out = String::with_capacity(PREFIX.len() + policy.len() + 2 + 40);
+    out.push_str(PREFIX);
+    out.push_str(policy);
+    out.push_str("}:");
+    let mut digits = itoa::Buffer::new();
+    match key {
+        KeyRef::Ip(IpAddr::V4(ip)) => {
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
                 }
-                format!("#{h:016x}")
+                out.push_str(digits.format(octet));
             }
-        },
-    };
-    format!("gatehouse:rl:{{{policy}}}:{key}")
+        }
+        KeyRef::Ip(ip @ IpAddr::V6(_)) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{ip}");
+        }
+        KeyRef::Text(t) => push_key_bytes(&mut out, t.as_bytes()),
+        KeyRef::Bytes(b) => push_key_bytes(&mut out, b),
+    }
+    out
+}
+
+/// A header, cookie, consumer or claim key: as it is when short and printable, else `#` and its
+/// FNV-1a hash in hex.
+fn push_key_bytes(out: &mut String, b: &[u8]) {
+    match std::str::from_utf8(b) {
+        Ok(s) if s.len() <= 128 && s.bytes().all(|c| c.is_ascii_graphic()) => out.push_str(s),
+        _ => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for c in b.iter() {
+                h ^= u64::from(*c);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            use std::fmt::Write;
+            let _ = write!(out, "#{h:016x}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -236,5 +261,9 @@ mod tests {
             "gatehouse:rl:{ns/p}:alice"
         );
         assert!(redis_key("ns/p", &KeyRef::Bytes(b"a b")).starts_with("gatehouse:rl:{ns/p}:#"));
+        let v4 = KeyRef::Ip("10.0.200.7".parse().unwrap());
+        assert_eq!(redis_key("ns/p", &v4), "gatehouse:rl:{ns/p}:10.0.200.7");
+        let v6 = KeyRef::Ip("2001:db8::1".parse().unwrap());
+        assert_eq!(redis_key("ns/p", &v6), "gatehouse:rl:{ns/p}:2001:db8::1");
     }
 }
