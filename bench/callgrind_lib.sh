@@ -17,9 +17,10 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n 
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Waits until `http://127.0.0.1:PORT$PATH` answers 200 to a request with HEADER.
+# Waits until `http://127.0.0.1:PORT$PATH` answers 200 to a request with HEADER, trying
+# WAIT_TRIES times (default 300) 0.1 s apart.
 wait_port() { # port [header] [path]
-    for _ in $(seq 300); do
+    for _ in $(seq "${WAIT_TRIES:-300}"); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' -H "${2:-x-none: 1}" "http://127.0.0.1:$1${3:-/small}")" = 200 ] && return 0
         sleep 0.1
     done

@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 N=${1:-20000}
 SIZES=${2:-1,1000,10000}
 . bench/callgrind_lib.sh
+# Loading 10,000 routes under valgrind takes minutes on a loaded machine.
+WAIT_TRIES=6000
 install_missing callgrind_control:valgrind
 
 # Counts instructions of N requests to the last route of SHAPE with COUNT routes.
