@@ -51,6 +51,9 @@ end
 return table.concat(out, ' ')
 ";
 
+/// Redis's answer to `EVALSHA` of a script it does not know.
+const NO_SCRIPT: redis::ErrorKind = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+
 /// Most decisions in one script call: bounds how long Redis runs one script (it serves nothing
 /// else meanwhile) and the size of one command.
 const MAX_BATCH: usize = 256;
@@ -233,9 +236,12 @@ async fn drive(
 
 /// Sends one batch and hands each request its decision (or the batch's error).
 async fn answer(batch: Vec<Pending>, mut conn: ConnectionManager, script: &redis::Script) {
-    let mut call = script.prepare_invoke();
+    // One `EVALSHA` command with its arguments in one buffer (`ScriptInvocation` would allocate
+    // each key and argument on its own, three allocations a decision).
+    let mut call = redis::cmd("EVALSHA");
+    call.arg(script.get_hash()).arg(batch.len());
     for p in &batch {
-        call.key(&p.key);
+        call.arg(p.key.as_str());
     }
     let mut digits = itoa::Buffer::new();
     for p in &batch {
@@ -244,7 +250,15 @@ async fn answer(batch: Vec<Pending>, mut conn: ConnectionManager, script: &redis
     }
     // Bounded by the connection manager's response timeout (`redis.timeout`); each caller also
     // bounds its own wait.
-    match call.invoke_async::<Vec<u8>>(&mut conn).await {
+    let mut reply = call.query_async::<Vec<u8>>(&mut conn).await;
+    if matches!(&reply, Err(e) if e.kind() == NO_SCRIPT) {
+        // A new Redis, or one whose scripts were flushed: load the script, ask once more.
+        reply = match script.prepare_invoke().load_async(&mut conn).await {
+            Ok(_) => call.query_async::<Vec<u8>>(&mut conn).await,
+            Err(e) => Err(e),
+        };
+    }
+    match reply {
         Ok(reply) => {
             let mut numbers = reply.split(|&b| b == b' ').map(parse_u64);
             let mut decisions = Vec::with_capacity(batch.len());
@@ -313,7 +327,8 @@ mod tests {
     /// Asks `n` questions for one key before the driver runs (the test runtime has one thread,
     /// so the driver is polled only once the test awaits), then collects every answer.
     /// A store on `redis` whose script Redis already knows (the first call of a fresh Redis is
-    /// an `EVALSHA` refused with `NOSCRIPT` plus the `EVAL` that loads it), stats then reset.
+    /// an `EVALSHA` refused with `NOSCRIPT`, the `SCRIPT LOAD` and the `EVALSHA` again), stats then
+    /// reset.
     async fn warm_store(redis: &Redis) -> RedisStore {
         let store = RedisStore::new(&redis.url, Duration::from_secs(10)).unwrap();
         let warm = Gcra::new(1, Duration::from_secs(1), 1);
@@ -368,6 +383,17 @@ mod tests {
             3,
             "{n} questions in batches of {MAX_BATCH}"
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_flushed_script_is_loaded_again_and_the_decision_made() {
+        let redis = Redis::start();
+        let store = warm_store(&redis).await;
+        assert!(redis.command("SCRIPT FLUSH").starts_with("+OK"));
+        let gcra = Gcra::new(1, Duration::from_secs(3600), 1);
+        let first = store.check("f".into(), gcra).await.expect("decided");
+        let second = store.check("f".into(), gcra).await.expect("decided");
+        assert!(first.allowed && !second.allowed, "{first:?} {second:?}");
     }
 
     #[test]
