@@ -225,7 +225,8 @@ async fn drive(
         if batch.is_empty() {
             continue;
         }
-        let taken = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+        // Exactly the batch's size: the queue's buffer (room for `MAX_BATCH`) stays here.
+        let taken: Vec<Pending> = batch.drain(..).collect();
         let (conn, script) = (conn.clone(), script.clone());
         tokio::spawn(async move {
             answer(taken, conn, &script).await;
@@ -238,8 +239,9 @@ async fn drive(
 async fn answer(batch: Vec<Pending>, mut conn: ConnectionManager, script: &redis::Script) {
     // One `EVALSHA` command with its arguments in one buffer (`ScriptInvocation` would allocate
     // each key and argument on its own, three allocations a decision).
-    let mut call = redis::cmd("EVALSHA");
-    call.arg(script.get_hash()).arg(batch.len());
+    let keys: usize = batch.iter().map(|p| p.key.len()).sum();
+    let mut call = redis::Cmd::with_capacity(2 + 3 * batch.len(), 64 + keys + 24 * batch.len());
+    call.arg("EVALSHA").arg(script.get_hash()).arg(batch.len());
     for p in &batch {
         call.arg(p.key.as_str());
     }
