@@ -225,7 +225,9 @@ async fn drive(
         if batch.is_empty() {
             continue;
         }
-        // Exactly the batch's size: the queue's buffer (room for `MAX_BATCH`) stays here.
+        // Exactly the batch's size: the queue's buffer (room for `MAX_BATCH`) stays here, where
+        // `mem::take` would hand it over and have the next batch allocate it again.
+        #[allow(clippy::drain_collect)]
         let taken: Vec<Pending> = batch.drain(..).collect();
         let (conn, script) = (conn.clone(), script.clone());
         tokio::spawn(async move {
