@@ -50,11 +50,7 @@ impl Source {
 pub(crate) fn credential<'a>(input: &'a Input<'a>, sources: &[Source]) -> Option<Cow<'a, str>> {
     sources.iter().find_map(|s| match s {
         Source::Header(name, prefix) => {
-            // ASCII only, as `HeaderValue::to_str` wants, but checked a word at a time (its
-            // byte loop was a tenth of an API key check); no control character can be in a
-            // header value, so ASCII trimming is `str::trim` here.
-            let b = input.headers.get(name)?.as_bytes();
-            let v = std::str::from_utf8(b).ok().filter(|v| v.is_ascii())?;
+            let v = input.headers.get(name)?.to_str().ok()?;
             let rest = match prefix {
                 Some(p) => {
                     let head = v.get(..p.len())?;
@@ -62,6 +58,7 @@ pub(crate) fn credential<'a>(input: &'a Input<'a>, sources: &[Source]) -> Option
                 }
                 None => v,
             };
+            // No control character can be in a header value: ASCII trimming is `str::trim`.
             let rest = rest.trim_ascii();
             (!rest.is_empty()).then_some(Cow::Borrowed(rest))
         }
@@ -71,6 +68,24 @@ pub(crate) fn credential<'a>(input: &'a Input<'a>, sources: &[Source]) -> Option
         }
         Source::Query(name) => input.query_param(name).filter(|v| !v.is_empty()),
     })
+}
+
+/// `credential` as bytes, for a check that only hashes them (API keys): a header's value is
+/// taken as it is — the ASCII test, a word at a time, is `to_str`'s own condition for a header
+/// value (no control character can be in one), without its byte loop or a UTF-8 pass.
+pub(crate) fn credential_bytes<'a>(
+    input: &'a Input<'a>,
+    sources: &[Source],
+) -> Option<Cow<'a, [u8]>> {
+    let [Source::Header(name, None)] = sources else {
+        return match credential(input, sources)? {
+            Cow::Borrowed(s) => Some(Cow::Borrowed(s.as_bytes())),
+            Cow::Owned(s) => Some(Cow::Owned(s.into_bytes())),
+        };
+    };
+    let v = input.headers.get(name)?.as_bytes();
+    let v = v.trim_ascii();
+    (v.is_ascii() && !v.is_empty()).then_some(Cow::Borrowed(v))
 }
 
 /// What one auth section says about a request.

@@ -4,7 +4,7 @@
 //! about how close a guess was. A match names the consumer.
 
 use super::watched::Watched;
-use super::{credential, Failure, Source, Verdict};
+use super::{credential_bytes, Failure, Source, Verdict};
 use crate::policy::identity::Identity;
 use crate::policy::Input;
 use std::collections::HashMap;
@@ -46,10 +46,10 @@ pub(crate) struct ApiKeyAuth {
 impl ApiKeyAuth {
     /// Looks the request's key up.
     pub(crate) fn check(&self, input: &Input) -> Verdict {
-        let Some(key) = credential(input, &self.from) else {
+        let Some(key) = credential_bytes(input, &self.from) else {
             return Verdict::Missing;
         };
-        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &key);
         let Ok(hash) = <[u8; 32]>::try_from(digest.as_ref()) else {
             return Verdict::Missing;
         };
