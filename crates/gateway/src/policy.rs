@@ -136,6 +136,10 @@ impl Effects {
     /// Applies the upstream header edits (the identity stays here: the handler lends it to the
     /// exchange and the access log, with no map insert per request).
     pub(crate) fn apply_request<B>(&mut self, req: &mut http::Request<B>) {
+        // Most chains edit no field: not even a `Drain` then.
+        if self.upstream.is_empty() {
+            return;
+        }
         for (name, value) in self.upstream.drain(..) {
             match value {
                 Some(v) => {
@@ -150,6 +154,9 @@ impl Effects {
 
     /// Adds the response header fields to the client's response.
     pub(crate) fn apply_response<B>(self, resp: &mut Response<B>) {
+        if self.response.is_empty() {
+            return;
+        }
         for (name, value) in self.response {
             resp.headers_mut().append(name, value);
         }

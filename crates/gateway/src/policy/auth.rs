@@ -58,7 +58,8 @@ pub(crate) fn credential<'a>(input: &'a Input<'a>, sources: &[Source]) -> Option
                 }
                 None => v,
             };
-            let rest = rest.trim();
+            // No control character can be in a header value: ASCII trimming is `str::trim`.
+            let rest = rest.trim_ascii();
             (!rest.is_empty()).then_some(Cow::Borrowed(rest))
         }
         Source::Cookie(name) => {
@@ -67,6 +68,24 @@ pub(crate) fn credential<'a>(input: &'a Input<'a>, sources: &[Source]) -> Option
         }
         Source::Query(name) => input.query_param(name).filter(|v| !v.is_empty()),
     })
+}
+
+/// `credential` as bytes, for a check that only hashes them (API keys): a header's value is
+/// taken as it is — the ASCII test, a word at a time, is `to_str`'s own condition for a header
+/// value (no control character can be in one), without its byte loop or a UTF-8 pass.
+pub(crate) fn credential_bytes<'a>(
+    input: &'a Input<'a>,
+    sources: &[Source],
+) -> Option<Cow<'a, [u8]>> {
+    let [Source::Header(name, None)] = sources else {
+        return match credential(input, sources)? {
+            Cow::Borrowed(s) => Some(Cow::Borrowed(s.as_bytes())),
+            Cow::Owned(s) => Some(Cow::Owned(s.into_bytes())),
+        };
+    };
+    let v = input.headers.get(name)?.as_bytes();
+    let v = v.trim_ascii();
+    (v.is_ascii() && !v.is_empty()).then_some(Cow::Borrowed(v))
 }
 
 /// What one auth section says about a request.
@@ -405,11 +424,15 @@ impl AuthStep {
     ) -> Result<(), Box<Rejection>> {
         match outcome {
             Ok((id, passed)) => {
-                let strip = self.strip.iter().map(|name| (name.clone(), None));
-                fx.upstream.splice(mark..mark, strip);
-                for (i, a) in self.all().enumerate() {
-                    if passed & (1 << i) != 0 {
-                        a.forward(&id, fx);
+                // Most policies set no upstream field (no forwarded claim, no auth service):
+                // nothing to splice or forward then.
+                if !self.strip.is_empty() {
+                    let strip = self.strip.iter().map(|name| (name.clone(), None));
+                    fx.upstream.splice(mark..mark, strip);
+                    for (i, a) in self.all().enumerate() {
+                        if passed & (1 << i) != 0 {
+                            a.forward(&id, fx);
+                        }
                     }
                 }
                 fx.identify(id);

@@ -125,7 +125,7 @@ impl Exchange<'_> {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => parts.headers.get(header::HOST).cloned(),
         };
-        let extra = match self.prepare(&mut parts, backend, &ep, &scheme, authority.as_ref()) {
+        let mut extra = match self.prepare(&mut parts, backend, &ep, &scheme, authority.as_ref()) {
             Ok(extra) => extra,
             Err(err) => return self.fail(err, &choice.metrics, log),
         };
@@ -140,11 +140,11 @@ impl Exchange<'_> {
         let sent_at = done.log.as_ref().map(|_| Instant::now());
         let first = ep.key;
         let (result, ep) = match &self.entry.rule.retry {
-            // Not boxed: its attempt shares the future's storage with the arm below (one await
-            // or the other), so the retry state adds only its own few fields, and a boxed future
-            // this large would cost a retrying route a slow-path malloc per request. (A gRPC-Web
-            // text body is decoded as it streams, and not replayed.)
+            // The first attempt awaited here as in the arm below, sharing the future's storage
+            // with it (one await or the other); the retries, rare, in a box of their own. (A
+            // gRPC-Web text body is decoded as it streams, and not replayed.)
             Some(policy) if !dialect.text() => {
+                extra.0[4] = retry::attempt_field(1);
                 let leg = retry::Leg {
                     ex: self,
                     policy,
@@ -152,7 +152,17 @@ impl Exchange<'_> {
                     metrics: &choice.metrics,
                     extra: &extra,
                 };
-                leg.run(parts, body, ep, &mut done).await
+                let (first, replay) = leg.start(body, &mut done);
+                let head = client::Head::Kept(&parts);
+                let per_try = policy.per_try_timeout;
+                let result = self
+                    .attempt(backend, &ep, head, first, &extra, per_try)
+                    .await;
+                if leg.settled(&result, &parts, &replay) {
+                    (result, ep)
+                } else {
+                    Box::pin(leg.retry(&parts, replay, result, ep, &mut done)).await
+                }
             }
             _ => {
                 let head = client::Head::Owned(parts);
@@ -230,6 +240,10 @@ impl Exchange<'_> {
         }
         if !rule.request_headers.is_empty() {
             forward::apply_mods(&mut parts.headers, &rule.request_headers);
+        }
+        // The attempt count is the gateway's to say on a retrying rule.
+        if scan.attempts && rule.retry.is_some() {
+            parts.headers.remove(retry::X_GATEHOUSE_ATTEMPTS);
         }
         if scan.client_cert || self.conn.client_cert.is_some() {
             let cert = self.conn.client_cert.as_ref();

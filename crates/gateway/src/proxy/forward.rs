@@ -24,6 +24,8 @@ pub struct Scan {
     pub request_id: bool,
     /// Whether the client sent its own `x-client-cert-subject` (always removed).
     pub client_cert: bool,
+    /// Whether the client sent its own `x-gatehouse-attempts` (removed on retrying rules).
+    pub attempts: bool,
 }
 
 /// Position of `name` among the fixed hop-by-hop fields (`HOP_BY_HOP`, RFC 9110 §7.6.1), by text:
@@ -68,14 +70,21 @@ pub fn scan(headers: &HeaderMap) -> Scan {
     let mut s = Scan::default();
     for name in headers.keys() {
         let name = name.as_str();
-        if let Some(i) = hop_by_hop_index(name) {
-            s.hop[i] = true;
-        } else if name.starts_with("x-forwarded-") || name == "forwarded" {
-            s.forwarded = true;
-        } else if name == "x-request-id" {
-            s.request_id = true;
-        } else if name == "x-client-cert-subject" {
-            s.client_cert = true;
+        // One `match`: compiled to a switch on the length, so a name of no listed length costs
+        // a compare, however many names are listed.
+        match name {
+            "x-request-id" => s.request_id = true,
+            "x-client-cert-subject" => s.client_cert = true,
+            "x-gatehouse-attempts" => s.attempts = true,
+            "forwarded" => s.forwarded = true,
+            // The order of `HOP_BY_HOP` (as `hop_by_hop_index`).
+            "connection" => s.hop[0] = true,
+            "keep-alive" => s.hop[1] = true,
+            "proxy-connection" => s.hop[2] = true,
+            "te" => s.hop[3] = true,
+            "transfer-encoding" => s.hop[4] = true,
+            "upgrade" => s.hop[5] = true,
+            _ => s.forwarded |= name.starts_with("x-forwarded-"),
         }
     }
     s

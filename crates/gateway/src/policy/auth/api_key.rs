@@ -4,7 +4,7 @@
 //! about how close a guess was. A match names the consumer.
 
 use super::watched::Watched;
-use super::{credential, Failure, Source, Verdict};
+use super::{credential_bytes, Failure, Source, Verdict};
 use crate::policy::identity::Identity;
 use crate::policy::Input;
 use std::collections::HashMap;
@@ -46,10 +46,10 @@ pub(crate) struct ApiKeyAuth {
 impl ApiKeyAuth {
     /// Looks the request's key up.
     pub(crate) fn check(&self, input: &Input) -> Verdict {
-        let Some(key) = credential(input, &self.from) else {
+        let Some(key) = credential_bytes(input, &self.from) else {
             return Verdict::Missing;
         };
-        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &key);
         let Ok(hash) = <[u8; 32]>::try_from(digest.as_ref()) else {
             return Verdict::Missing;
         };
@@ -101,6 +101,55 @@ pub(crate) fn parse_keys_file(path: &Path, text: &str) -> Result<KeyTable, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    /// The consumer the key in header `x-api-key: value` names, or why it names none.
+    fn consumer_of(value: &[u8], from: Box<[Source]>) -> Result<Arc<str>, &'static str> {
+        let sha = ring::digest::digest(&ring::digest::SHA256, b"secret-key");
+        let hash = <[u8; 32]>::try_from(sha.as_ref()).unwrap();
+        let auth = ApiKeyAuth {
+            from,
+            inline: [(hash, Arc::from("acme"))].into_iter().collect(),
+            file: None,
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_bytes(value).unwrap());
+        match auth.check(&Input::for_test(&h, "/")) {
+            Verdict::Pass(id) => Ok(id.consumer.unwrap()),
+            Verdict::Missing => Err("missing"),
+            Verdict::Fail(f) => Err(f.reason),
+            Verdict::Pending => Err("pending"),
+        }
+    }
+
+    #[test]
+    fn a_header_key_is_read_as_ascii_bytes_trimmed_like_any_credential() {
+        let header = || Box::from([Source::Header(HeaderName::from_static("x-api-key"), None)]);
+        assert_eq!(consumer_of(b"secret-key", header()).as_deref(), Ok("acme"));
+        assert_eq!(
+            consumer_of(b" \tsecret-key ", header()).as_deref(),
+            Ok("acme")
+        );
+        assert_eq!(
+            consumer_of(b"secret-kez", header()).err(),
+            Some("unknown_api_key")
+        );
+        // Not ASCII: no credential, as `HeaderValue::to_str` would have it.
+        assert_eq!(
+            consumer_of("s\u{e9}cret".as_bytes(), header()).err(),
+            Some("missing")
+        );
+        assert_eq!(consumer_of(b"  ", header()).err(), Some("missing"));
+        // A prefix goes the general way, with the same result.
+        let prefixed = Box::from([Source::Header(
+            HeaderName::from_static("x-api-key"),
+            Some("Key ".into()),
+        )]);
+        assert_eq!(
+            consumer_of(b"key  secret-key", prefixed).as_deref(),
+            Ok("acme")
+        );
+    }
 
     #[test]
     fn keys_files_parse_and_report_their_line() {

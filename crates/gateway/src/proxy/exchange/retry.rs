@@ -15,7 +15,7 @@ use crate::telemetry::metrics::RequestMetrics;
 use crate::upstream::backend::{BackendRt, EndpointRt};
 use crate::upstream::client::{Head, UpstreamBody};
 use gatehouse_config::{Backoff, Retry, RetryOn};
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body::Body;
@@ -25,11 +25,9 @@ use std::time::Duration;
 
 /// Sent on every upstream request of a retrying rule: which attempt this is, from 1. Written
 /// as an `Extra` field (no insert into the head's map, no allocation): values for every attempt
-/// count validation allows (at most 10).
-const X_GATEHOUSE_ATTEMPTS: &str = "x-gatehouse-attempts";
-/// The same name for removing a client's copy: a `HeaderName` is hashed without being parsed
-/// again (a `&str` key is parsed on every lookup, ~230 instructions).
-static ATTEMPTS_NAME: HeaderName = HeaderName::from_static(X_GATEHOUSE_ATTEMPTS);
+/// count validation allows (at most 10). A client's own copy is removed by `prepare`, which
+/// finds it in its one pass over the header names.
+pub(super) const X_GATEHOUSE_ATTEMPTS: &str = "x-gatehouse-attempts";
 static ATTEMPT_VALUES: [HeaderValue; 10] = [
     HeaderValue::from_static("1"),
     HeaderValue::from_static("2"),
@@ -43,31 +41,51 @@ static ATTEMPT_VALUES: [HeaderValue; 10] = [
     HeaderValue::from_static("10"),
 ];
 
+/// The `Extra` slot of `x-gatehouse-attempts` for attempt `n` (from 1).
+pub(super) fn attempt_field(n: u32) -> Option<(&'static str, &'static HeaderValue)> {
+    let value = ATTEMPT_VALUES.get((n as usize).wrapping_sub(1))?;
+    Some((X_GATEHOUSE_ATTEMPTS, value))
+}
+
 /// An exchange's attempts against one backend.
+#[derive(Clone, Copy)]
 pub(super) struct Leg<'a> {
     pub(super) ex: &'a Exchange<'a>,
     pub(super) policy: &'a Retry,
     pub(super) backend: &'a BackendRt,
     pub(super) metrics: &'a RequestMetrics,
+    /// The fields written into the upstream head, the first attempt's number among them.
     pub(super) extra: &'a Extra<'a>,
 }
 
 /// How the request body is sent again.
-enum Replay {
+pub(super) enum Replay {
     /// No body: every attempt sends none.
     Empty,
     /// Kept (up to `maxBodySize`) as it streams.
     Kept(ReplaySource),
-    /// Too large to keep: streamed once, not retried.
-    Once(Option<RequestBody>),
+    /// Too large to keep: streamed once (by the first attempt), not retried.
+    Once,
 }
 
 impl Replay {
-    fn body(&mut self) -> RequestBody {
+    /// The first attempt's body, and how later attempts get theirs. Nothing is kept for a
+    /// request without a body (the common GET): the first attempt sends it as it came.
+    fn start(body: RequestBody, max: usize) -> (RequestBody, Replay) {
+        if body.is_end_stream() {
+            (body, Replay::Empty)
+        } else if body.size_hint().lower() > max as u64 {
+            (body, Replay::Once)
+        } else {
+            let source = ReplaySource::new(body, max);
+            (RequestBody::replay(source.reader()), Replay::Kept(source))
+        }
+    }
+
+    fn body(&self) -> RequestBody {
         match self {
-            Replay::Empty => RequestBody::empty(),
             Replay::Kept(source) => RequestBody::replay(source.reader()),
-            Replay::Once(body) => body.take().unwrap_or_else(RequestBody::empty),
+            Replay::Empty | Replay::Once => RequestBody::empty(),
         }
     }
 
@@ -75,69 +93,51 @@ impl Replay {
         match self {
             Replay::Empty => true,
             Replay::Kept(source) => source.replayable(),
-            Replay::Once(_) => false,
+            Replay::Once => false,
         }
     }
 }
 
+/// An attempt's outcome.
+pub(super) type Outcome = Result<Response<UpstreamBody>, ProxyError>;
+
 impl Leg<'_> {
-    /// Runs the attempts; the last outcome and the endpoint it came from. `done` follows the
-    /// endpoint in flight and records the number of attempts for the access log.
-    pub(super) async fn run(
+    /// Before the first attempt: counts the request in the budget, and returns the first
+    /// attempt's body with how later attempts get theirs. The first attempt is awaited by the
+    /// exchange itself, as on a rule without retries (the head lent, never copied); a body is
+    /// kept only when there is one, and `retry`'s state is boxed, made only when a retry is
+    /// wanted: a retry that never happens costs the budget's count and a few checks.
+    pub(super) fn start(&self, body: RequestBody, done: &mut Completion) -> (RequestBody, Replay) {
+        self.backend.state.budget.request_at(self.ex.start);
+        if let Some(l) = done.log.as_mut() {
+            l.attempts = Some(1);
+        }
+        Replay::start(body, self.policy.max_body_size)
+    }
+
+    /// Whether the first attempt's `result` is final: the policy does not want it tried again,
+    /// or the request cannot be sent again whole.
+    pub(super) fn settled(&self, result: &Outcome, parts: &Parts, replay: &Replay) -> bool {
+        self.policy.attempts <= 1 || !self.wanted(result, parts, replay)
+    }
+
+    /// The attempts after the first, which failed in a way the policy names: each waits its
+    /// backoff, goes to another endpoint where there is one, and is tried while attempts, the
+    /// budget and the breaker allow. The last outcome and the endpoint it came from; `done`
+    /// follows the endpoint in flight and records the number of attempts for the access log.
+    pub(super) async fn retry(
         self,
-        parts: Parts,
-        body: RequestBody,
+        parts: &Parts,
+        replay: Replay,
+        mut result: Outcome,
         mut ep: Arc<EndpointRt>,
         done: &mut Completion,
-    ) -> (Result<Response<UpstreamBody>, ProxyError>, Arc<EndpointRt>) {
+    ) -> (Outcome, Arc<EndpointRt>) {
         let policy = self.policy;
-        // The count is the gateway's to say: a client's own copy would reach the upstream too.
-        let mut parts = parts;
-        parts.headers.remove(&ATTEMPTS_NAME);
-        let method_ok = (policy.methods.iter()).any(|m| m == parts.method.as_str());
-        let mut replay = if body.is_end_stream() {
-            Replay::Empty
-        } else if body.size_hint().lower() > policy.max_body_size as u64 {
-            Replay::Once(Some(body))
-        } else {
-            Replay::Kept(ReplaySource::new(body, policy.max_body_size))
-        };
-        self.backend.state.budget.request();
         // The running retry's unit of the breaker's `maxRetries`, given back with its outcome.
         let mut _retrying = None;
         let mut n = 1;
         loop {
-            if let Some(l) = done.log.as_mut() {
-                l.attempts = Some(n);
-            }
-            let mut extra = *self.extra;
-            let count = ATTEMPT_VALUES.get(n as usize - 1);
-            extra.0[4] = count.map(|v| (X_GATEHOUSE_ATTEMPTS, v));
-            // The head is lent, not copied: the HTTP/1.1 codec writes it from a reference.
-            let head = Head::Kept(&parts);
-            let result = (self.ex)
-                .attempt(
-                    self.backend,
-                    &ep,
-                    head,
-                    replay.body(),
-                    &extra,
-                    policy.per_try_timeout,
-                )
-                .await;
-            let wanted = match &result {
-                Ok(r) => {
-                    replay.replayable()
-                        && ((method_ok && status_wanted(&policy.on, r.status()))
-                            || grpc_wanted(&policy.on, r.headers()))
-                }
-                Err(e) => {
-                    error_wanted(&policy.on, e) && e.may_retry(method_ok, replay.replayable())
-                }
-            };
-            if !wanted || n >= policy.attempts {
-                return (result, ep);
-            }
             // The retry's unit of `maxRetries`, held until its outcome is known; taken before
             // the budget, so that a retry the breaker refuses spends none of it.
             let Ok(slot) = self.backend.breaker_slot(Limit::Retries) else {
@@ -150,14 +150,47 @@ impl Leg<'_> {
             drop(result);
             self.metrics.retry();
             tokio::time::sleep(wait).await;
-            let next = self.other_endpoint(&ep);
-            if let Some(next) = next {
+            if let Some(next) = self.other_endpoint(&ep) {
                 ep.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                 next.shared.in_flight.fetch_add(1, Ordering::Relaxed);
                 done.in_flight = Some(next.shared.clone());
                 ep = next;
             }
             n += 1;
+            if let Some(l) = done.log.as_mut() {
+                l.attempts = Some(n);
+            }
+            let mut extra = *self.extra;
+            extra.0[4] = attempt_field(n);
+            // The head is lent, not copied: the HTTP/1.1 codec writes it from a reference.
+            let head = Head::Kept(parts);
+            result = (self.ex)
+                .attempt(
+                    self.backend,
+                    &ep,
+                    head,
+                    replay.body(),
+                    &extra,
+                    policy.per_try_timeout,
+                )
+                .await;
+            if n >= policy.attempts || !self.wanted(&result, parts, &replay) {
+                return (result, ep);
+            }
+        }
+    }
+
+    /// Whether the policy wants `result` tried again and the request can be sent again whole.
+    /// The cheap conditions first: a success usually ends it at the status check.
+    fn wanted(&self, result: &Outcome, parts: &Parts, replay: &Replay) -> bool {
+        let on = &self.policy.on;
+        let method_ok = || (self.policy.methods.iter()).any(|m| m == parts.method.as_str());
+        match result {
+            Ok(r) => {
+                ((status_wanted(on, r.status()) && method_ok()) || grpc_wanted(on, r.headers()))
+                    && replay.replayable()
+            }
+            Err(e) => error_wanted(on, e) && e.may_retry(method_ok(), replay.replayable()),
         }
     }
 
