@@ -107,18 +107,7 @@ impl Exchange<'_> {
         };
         let (mut parts, body) = req.into_parts();
         let dialect = dialect::Dialect::take(&mut parts, &self.entry.rule, backend);
-        let ahead = crate::body::ahead::take(target.policies.as_deref(), &mut parts.extensions);
-        let body = RequestBody::new(body, bytes_in);
-        let body = crate::policy::validate::kept(target, &mut parts, body);
-        let mut body = body.limited(self.max_body()).ahead(ahead);
-        if dialect.text() {
-            body = body.grpc_web_text();
-        }
-        // Before `prepare`: the shadow's copy starts from the head the client sent.
-        let body = match target.release.as_ref().and_then(|r| r.mirror.as_ref()) {
-            Some(m) => m.start(&self.entry.rule, &parts, self.rid, self.timeout, body),
-            None => body,
-        };
+        let body = self.request_body(&mut parts, body, bytes_in, &dialect);
         let scheme = HeaderValue::from_static(self.conn.scheme);
         // The request's authority: the Host header (HTTP/1.1) or :authority (HTTP/2).
         let authority: Option<HeaderValue> = match parts.uri.authority() {
@@ -139,39 +128,15 @@ impl Exchange<'_> {
         done.in_flight = Some(ep.shared.clone());
         let sent_at = done.log.as_ref().map(|_| Instant::now());
         let first = ep.key;
-        let (result, ep) = match &self.entry.rule.retry {
-            // The first attempt awaited here as in the arm below, sharing the future's storage
-            // with it (one await or the other); the retries, rare, in a box of their own. (A
-            // gRPC-Web text body is decoded as it streams, and not replayed.)
-            Some(policy) if !dialect.text() => {
-                extra.0[4] = retry::attempt_field(1);
-                let leg = retry::Leg {
-                    ex: self,
-                    policy,
-                    backend,
-                    metrics: &choice.metrics,
-                    extra: &extra,
-                };
-                let (first, replay) = leg.start(body, &mut done);
-                let head = client::Head::Kept(&parts);
-                let per_try = policy.per_try_timeout;
-                let result = self
-                    .attempt(backend, &ep, head, first, &extra, per_try)
-                    .await;
-                if leg.settled(&result, &parts, &replay) {
-                    (result, ep)
-                } else {
-                    Box::pin(leg.retry(&parts, replay, result, ep, &mut done)).await
-                }
-            }
-            _ => {
-                let head = client::Head::Owned(parts);
-                (
-                    self.attempt(backend, &ep, head, body, &extra, None).await,
-                    ep,
-                )
-            }
+        let sent = Sent {
+            parts,
+            body,
+            extra: &mut extra,
+            dialect: &dialect,
         };
+        let (result, ep) = self
+            .attempts(sent, backend, ep, &choice.metrics, &mut done)
+            .await;
         if let (Some(l), Some(sent_at)) = (done.log.as_mut(), sent_at) {
             l.upstream = Some(ep.address.clone());
             l.upstream_duration = Some(sent_at.elapsed());
@@ -193,6 +158,81 @@ impl Exchange<'_> {
                 resp
             }
             Err(err) => error_response(self.snap, err, self.rid, &self.entry.target.errors, done),
+        }
+    }
+
+    /// The attempts of one exchange: the first, awaited as on a rule without retries, and on a
+    /// rule with `retry`, the retries it wants. The last outcome and the endpoint it came from.
+    async fn attempts(
+        &self,
+        sent: Sent<'_, '_>,
+        backend: &BackendRt,
+        ep: Arc<EndpointRt>,
+        metrics: &Arc<RequestMetrics>,
+        done: &mut Completion,
+    ) -> (Result<Response<UpstreamBody>, ProxyError>, Arc<EndpointRt>) {
+        let Sent {
+            parts,
+            body,
+            extra,
+            dialect,
+        } = sent;
+        match &self.entry.rule.retry {
+            // The first attempt awaited here as in the arm below, sharing the future's storage
+            // with it (one await or the other); the retries, rare, in a box of their own. (A
+            // gRPC-Web text body is decoded as it streams, and not replayed.)
+            Some(policy) if !dialect.text() => {
+                extra.0[4] = retry::attempt_field(1);
+                let leg = retry::Leg {
+                    ex: self,
+                    policy,
+                    backend,
+                    metrics,
+                    extra,
+                };
+                let (first, replay) = leg.start(body, done);
+                let head = client::Head::Kept(&parts);
+                let per_try = policy.per_try_timeout;
+                let result = self
+                    .attempt(backend, &ep, head, first, extra, per_try)
+                    .await;
+                if leg.settled(&result, &parts, &replay) {
+                    (result, ep)
+                } else {
+                    Box::pin(leg.retry(&parts, replay, result, ep, done)).await
+                }
+            }
+            _ => {
+                let head = client::Head::Owned(parts);
+                (
+                    self.attempt(backend, &ep, head, body, extra, None).await,
+                    ep,
+                )
+            }
+        }
+    }
+
+    /// The body to forward: what policies read ahead or kept for validation, then the client's
+    /// stream, within `maxBodySize`, decoded for gRPC-Web text, and teed to a shadow when the
+    /// rule mirrors (from the head the client sent: this runs before `prepare`).
+    fn request_body(
+        &self,
+        parts: &mut http::request::Parts,
+        body: Incoming,
+        bytes_in: Option<Arc<AtomicU64>>,
+        dialect: &dialect::Dialect,
+    ) -> RequestBody {
+        let target = &self.entry.target;
+        let ahead = crate::body::ahead::take(target.policies.as_deref(), &mut parts.extensions);
+        let body = RequestBody::new(body, bytes_in);
+        let body = crate::policy::validate::kept(target, parts, body);
+        let mut body = body.limited(self.max_body()).ahead(ahead);
+        if dialect.text() {
+            body = body.grpc_web_text();
+        }
+        match target.release.as_ref().and_then(|r| r.mirror.as_ref()) {
+            Some(m) => m.start(&self.entry.rule, parts, self.rid, self.timeout, body),
+            None => body,
         }
     }
 
@@ -412,4 +452,12 @@ fn timed_out(backend: &BackendRt, limit: Duration) -> ProxyError {
             DisplayDuration(limit)
         ),
     )
+}
+
+/// What goes upstream, prepared once for every attempt.
+struct Sent<'a, 'e> {
+    parts: http::request::Parts,
+    body: RequestBody,
+    extra: &'a mut Extra<'e>,
+    dialect: &'a dialect::Dialect,
 }
