@@ -7,6 +7,7 @@ pub mod conn;
 pub mod deadline;
 pub(crate) mod exchange;
 pub mod forward;
+pub(crate) mod framing_guard;
 pub(crate) mod grpc;
 pub(crate) mod grpc_web;
 pub mod handler;

@@ -1,0 +1,229 @@
+//! Connection flow, HTTP/1.1, as request heads are read (inside `parse_error.rs`'s wrapper, before
+//! hyper parses them): refuses a head whose message length is ambiguous, which hyper would accept.
+//!
+//! hyper reads a head with both `Content-Length` and `Transfer-Encoding` by RFC 9112 §6.3's
+//! second choice (the coding wins, the length is dropped, the connection closes after the
+//! response) and collapses repeated equal `Content-Length` lines into one, so the gateway never
+//! sees either. Issue 10 asks for RFC 9112 §6.3's first choice: a 400. This guard looks at the
+//! bytes of each request head as hyper reads them and, on a second `Content-Length` line or on
+//! both framings in one head, turns a byte of that head into a NUL, so hyper's parser refuses the
+//! head with its bare 400 and closes; `parse_error.rs` then writes the gateway's JSON 400 in its
+//! place. Everything else hyper already refuses by itself (a list or sign in the length, an
+//! obs-fold, a space before a colon, control characters in a value, `Transfer-Encoding` in
+//! HTTP/1.0): the guard only counts the two field names, case-insensitively, at line starts.
+//!
+//! What is covered, exactly: the guard follows the connection's framing from its first byte.
+//! After a head without a body it reads the next bytes as the next head; after a head with one
+//! valid `Content-Length` it skips that many body bytes and reads on as a head. Bodies are never
+//! scanned. After a head it cannot frame by counting (chunked, `Upgrade`, `CONNECT`, a length hyper
+//! will refuse), it waits until that request was dispatched and its response finished, and
+//! resumes with the next read. What that leaves to hyper's own RFC 9112 §6.3 reading (the coding
+//! wins, the length is removed, the connection closes after the response — never a smuggled
+//! request): a head hyper read in the same segment as the end of a chunked body; and, on a
+//! connection whose chunked request body was answered before it was read, the rest of that body
+//! is read as a head once (a false refusal there needs two `Content-Length` lines at line starts
+//! in the unread body, and closes only that client's connection). Cost: one `memchr` per head
+//! line and a byte compare per line start.
+
+use super::handler::ConnInfo;
+use std::sync::atomic::Ordering;
+
+/// How much of a line's start is kept when a read ends inside it: a field name and a length.
+const CARRY: usize = 48;
+
+/// What the guard knows about the connection's framing.
+pub(crate) struct FramingGuard {
+    state: State,
+    facts: Facts,
+    /// The start of the line a read ended inside.
+    carry: [u8; CARRY],
+    carry_len: usize,
+    /// The carried line is longer than `carry` keeps.
+    truncated: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// Reading a head: every line start is looked at.
+    Head,
+    /// Skipping the rest of a body of one valid `Content-Length`.
+    Body(u64),
+    /// After a head not framed by counting: resumes once more than this many requests of the
+    /// connection were dispatched and none is in flight.
+    Wait(u64),
+    /// An ambiguous head was refused: hyper answers 400 and closes.
+    Refused,
+}
+
+/// What the lines of the current head said so far.
+#[derive(Clone, Copy, Default)]
+struct Facts {
+    request_line: bool,
+    length: Option<Option<u64>>,
+    coded: bool,
+    not_counted: bool,
+}
+
+/// What one line of a head is.
+enum Line {
+    Field,
+    Ambiguous,
+    End,
+}
+
+impl FramingGuard {
+    /// A guard for a new connection, whose first bytes are a head.
+    pub(crate) fn new() -> Self {
+        FramingGuard {
+            state: State::Head,
+            facts: Facts::default(),
+            carry: [0; CARRY],
+            carry_len: 0,
+            truncated: false,
+        }
+    }
+
+    /// Whether the guard refused a head (the 400 that follows is its doing).
+    pub(crate) fn refused(&self) -> bool {
+        self.state == State::Refused
+    }
+
+    /// Looks at `data`, the bytes just read, and spoils an ambiguous head in place.
+    pub(crate) fn scan(&mut self, data: &mut [u8], info: &ConnInfo) {
+        if let State::Wait(seen) = self.state {
+            if info.requests.load(Ordering::Relaxed) <= seen
+                || info.in_flight.load(Ordering::Relaxed) != 0
+            {
+                return;
+            }
+            self.state = State::Head;
+        }
+        let mut pos = 0;
+        while pos < data.len() {
+            match self.state {
+                State::Head => match self.head_lines(data, pos, info) {
+                    Some(next) => pos = next,
+                    None => return,
+                },
+                State::Body(left) => {
+                    let rest = (data.len() - pos) as u64;
+                    if rest < left {
+                        self.state = State::Body(left - rest);
+                        return;
+                    }
+                    // `left <= rest`, a `usize`.
+                    pos += left as usize;
+                    self.state = State::Head;
+                }
+                State::Wait(_) | State::Refused => return,
+            }
+        }
+    }
+
+    /// Reads head lines from `data[pos..]`: where the next message starts when the head ended in
+    /// `data`, `None` when `data` ended first or the head was refused.
+    fn head_lines(&mut self, data: &mut [u8], mut pos: usize, info: &ConnInfo) -> Option<usize> {
+        while let Some(i) = memchr::memchr(b'\n', &data[pos..]) {
+            let end = pos + i;
+            let line = if self.carry_len > 0 || self.truncated {
+                self.keep(&data[pos..end]);
+                let (carry, len, truncated) = (self.carry, self.carry_len, self.truncated);
+                self.carry_len = 0;
+                self.truncated = false;
+                self.line(&carry[..len], truncated)
+            } else {
+                self.line(&data[pos..end], false)
+            };
+            match line {
+                Line::Field => pos = end + 1,
+                Line::Ambiguous => {
+                    // Within the head, which hyper has not parsed yet (its end is further on):
+                    // a NUL is refused wherever it falls in a head.
+                    data[end] = 0;
+                    self.state = State::Refused;
+                    return None;
+                }
+                Line::End => {
+                    self.state = self.after_head(info);
+                    return Some(end + 1);
+                }
+            }
+        }
+        self.keep(&data[pos..]);
+        None
+    }
+
+    /// Adds `bytes` to the carried start of the current line.
+    fn keep(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(CARRY - self.carry_len);
+        self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&bytes[..take]);
+        self.carry_len += take;
+        self.truncated |= take < bytes.len();
+    }
+
+    /// Takes in one head line (without its LF); `truncated`: only its start is there.
+    fn line(&mut self, line: &[u8], truncated: bool) -> Line {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let f = &mut self.facts;
+        if !f.request_line {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2), as hyper does.
+            if !line.is_empty() {
+                f.request_line = true;
+                f.not_counted = line.starts_with(b"CONNECT ");
+            }
+            return Line::Field;
+        }
+        let Some(first) = line.first() else {
+            return Line::End;
+        };
+        match first | 0x20 {
+            b'c' if is_field(line, b"content-length:") => {
+                if f.coded || f.length.is_some() {
+                    return Line::Ambiguous;
+                }
+                let value = (!truncated).then(|| &line[15..]);
+                f.length = Some(value.and_then(parse_length));
+            }
+            b't' if is_field(line, b"transfer-encoding:") => {
+                if f.length.is_some() {
+                    return Line::Ambiguous;
+                }
+                f.coded = true;
+            }
+            b'u' if is_field(line, b"upgrade:") => f.not_counted = true,
+            _ => {}
+        }
+        Line::Field
+    }
+
+    /// Where the guard goes once a head is complete.
+    fn after_head(&mut self, info: &ConnInfo) -> State {
+        let facts = std::mem::take(&mut self.facts);
+        match facts.length {
+            _ if facts.coded || facts.not_counted => {
+                State::Wait(info.requests.load(Ordering::Relaxed))
+            }
+            None | Some(Some(0)) => State::Head,
+            Some(Some(n)) => State::Body(n),
+            Some(None) => State::Wait(info.requests.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Whether `line` is a field named `name` (lower case, with its colon).
+fn is_field(line: &[u8], name: &[u8]) -> bool {
+    line.get(..name.len())
+        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// A `Content-Length` value as hyper accepts it: one decimal number between optional whitespace.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests;
