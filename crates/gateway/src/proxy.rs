@@ -10,6 +10,7 @@ pub mod forward;
 pub(crate) mod framing_guard;
 pub(crate) mod grpc;
 pub(crate) mod grpc_web;
+pub(crate) mod h2_header_limit;
 pub mod handler;
 pub mod listener;
 pub(crate) mod mirror;
