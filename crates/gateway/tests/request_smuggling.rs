@@ -364,18 +364,20 @@ async fn a_length_beside_a_transfer_coding_or_a_second_length_is_a_json_400() {
 
 #[tokio::test]
 async fn an_ambiguous_head_later_on_a_kept_alive_connection_is_a_json_400() {
-    // The guard follows the framing: after a request with a body in the same segment, and after
-    // a response on the connection, the next head is read as a head.
+    // The guard follows the framing: after a request with a body (by length or chunked) in the
+    // same segment, and after a response on the connection, the next head is read as a head.
     let up = Upstream::start("app").await;
     let gw = TestGateway::start(&protected(up.addr, "")).await;
     let addr = gw.addr("web").await;
     let first = "POST /private/x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nabc";
     let chunked = "POST /private/x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
     for (name, vector) in LENGTH_AMBIGUITIES {
-        // Pipelined after a body framed by its length, in one write.
-        let text = send(addr, format!("{first}{vector}{TAIL}").as_bytes()).await;
-        assert_eq!(statuses(&text), [200, 400], "{name}: {text}");
-        assert!(text.contains("\"error\":\"bad_request\""), "{name}: {text}");
+        // Pipelined after a body framed by its length, or chunked, in one write.
+        for before in [first, chunked] {
+            let text = send(addr, format!("{before}{vector}{TAIL}").as_bytes()).await;
+            assert_eq!(statuses(&text), [200, 400], "{name}: {text}");
+            assert!(text.contains("\"error\":\"bad_request\""), "{name}: {text}");
+        }
         // After a chunked request's response, on the same connection.
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         s.write_all(chunked.as_bytes()).await.expect("write");
@@ -393,7 +395,7 @@ async fn an_ambiguous_head_later_on_a_kept_alive_connection_is_a_json_400() {
     }
     assert_eq!(
         up.requests(),
-        2 * LENGTH_AMBIGUITIES.len(),
+        3 * LENGTH_AMBIGUITIES.len(),
         "only the first requests"
     );
     let text = send(addr, TAIL.as_bytes()).await;

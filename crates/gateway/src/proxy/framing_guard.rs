@@ -12,18 +12,18 @@
 //! obs-fold, a space before a colon, control characters in a value, `Transfer-Encoding` in
 //! HTTP/1.0): the guard only counts the two field names, case-insensitively, at line starts.
 //!
-//! What is covered, exactly: the guard follows the connection's framing from its first byte.
-//! After a head without a body it reads the next bytes as the next head; after a head with one
-//! valid `Content-Length` it skips that many body bytes and reads on as a head. Bodies are never
-//! scanned. After a head it cannot frame by counting (chunked, `Upgrade`, `CONNECT`, a length hyper
-//! will refuse), it waits until that request was dispatched and its response finished, and
-//! resumes with the next read. What that leaves to hyper's own RFC 9112 §6.3 reading (the coding
-//! wins, the length is removed, the connection closes after the response — never a smuggled
-//! request): a head hyper read in the same segment as the end of a chunked body; and, on a
-//! connection whose chunked request body was answered before it was read, the rest of that body
-//! is read as a head once (a false refusal there needs two `Content-Length` lines at line starts
-//! in the unread body, and closes only that client's connection). Cost: one `memchr` per head
-//! line and a byte compare per line start.
+//! What is covered, exactly: the guard follows the connection's framing from its first byte, as
+//! RFC 9112 §6.3 frames requests. After a head without a body it reads the next bytes as the next
+//! head; after a head with one valid `Content-Length` it skips that many body bytes, and after a
+//! chunked one it skips the chunks and trailers, then reads on as a head: bodies are never scanned,
+//! and pipelined heads, or heads hyper reads ahead while a response is in flight, are. After a
+//! head it cannot frame (`Upgrade`, `CONNECT`, a length hyper refuses), it waits until that request
+//! was dispatched and its response finished, and resumes with the next read. What that leaves to
+//! hyper's own RFC 9112 §6.3 reading (the coding wins, the length is removed, the connection
+//! closes after the response — never a smuggled request): a head that arrived before such a
+//! response finished. A body malformed for hyper ends the connection (hyper's 400), so the guard's
+//! lenient reading of it never meets a next head. Cost: one `memchr` per head line and a byte
+//! compare per line start; for bodies, a subtraction per read (plus a few per chunk).
 
 use super::handler::ConnInfo;
 use std::sync::atomic::Ordering;
@@ -48,11 +48,31 @@ enum State {
     Head,
     /// Skipping the rest of a body of one valid `Content-Length`.
     Body(u64),
-    /// After a head not framed by counting: resumes once more than this many requests of the
-    /// connection were dispatched and none is in flight.
+    /// Skipping a chunked body (RFC 9112 §7.1), at this point of it.
+    Chunked(Chunk),
+    /// After a head not framed by counting (an upgrade, `CONNECT`, a length hyper refuses):
+    /// resumes once more than this many requests of the connection were dispatched and none is
+    /// in flight.
     Wait(u64),
+    /// A chunk size past `u64`: hyper refuses that body and closes.
+    Lost,
     /// An ambiguous head was refused: hyper answers 400 and closes.
     Refused,
+}
+
+/// Where a chunked body is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Chunk {
+    /// In a chunk size, this much so far.
+    Size(u64),
+    /// In the rest of a size line (extensions, CR), after this size.
+    SizeLine(u64),
+    /// In chunk data, this much left.
+    Data(u64),
+    /// In the CRLF after chunk data.
+    DataEnd,
+    /// In the trailer section; `true`: at the start of a line (or past a CR there).
+    Trailer(bool),
 }
 
 /// What the lines of the current head said so far.
@@ -115,7 +135,8 @@ impl FramingGuard {
                     pos += left as usize;
                     self.state = State::Head;
                 }
-                State::Wait(_) | State::Refused => return,
+                State::Chunked(chunk) => (self.state, pos) = skip_chunked(chunk, data, pos),
+                State::Wait(_) | State::Lost | State::Refused => return,
             }
         }
     }
@@ -200,14 +221,77 @@ impl FramingGuard {
     fn after_head(&mut self, info: &ConnInfo) -> State {
         let facts = std::mem::take(&mut self.facts);
         match facts.length {
-            _ if facts.coded || facts.not_counted => {
-                State::Wait(info.requests.load(Ordering::Relaxed))
-            }
+            _ if facts.not_counted => State::Wait(info.requests.load(Ordering::Relaxed)),
+            // A coding other than `chunked` alone is refused by hyper, which then closes.
+            _ if facts.coded => State::Chunked(Chunk::Size(0)),
             None | Some(Some(0)) => State::Head,
             Some(Some(n)) => State::Body(n),
             Some(None) => State::Wait(info.requests.load(Ordering::Relaxed)),
         }
     }
+}
+
+/// Skips chunked body bytes from `data[pos..]`: the state after them, and where the next message
+/// starts when the body ended in `data`. Lenient where hyper is strict (a malformed chunk is
+/// hyper's 400 and the connection's end, so nothing after it is read).
+fn skip_chunked(mut chunk: Chunk, data: &[u8], mut pos: usize) -> (State, usize) {
+    let size_end = |n: u64| {
+        if n == 0 {
+            Chunk::Trailer(true)
+        } else {
+            Chunk::Data(n)
+        }
+    };
+    while pos < data.len() {
+        chunk = match chunk {
+            Chunk::Size(n) => {
+                let b = data[pos];
+                pos += 1;
+                match (b as char).to_digit(16) {
+                    Some(d) => match n.checked_mul(16) {
+                        Some(n) => Chunk::Size(n + u64::from(d)),
+                        None => return (State::Lost, data.len()),
+                    },
+                    None if b == b'\n' => size_end(n),
+                    None => Chunk::SizeLine(n),
+                }
+            }
+            Chunk::SizeLine(n) => match memchr::memchr(b'\n', &data[pos..]) {
+                Some(i) => {
+                    pos += i + 1;
+                    size_end(n)
+                }
+                None => return (State::Chunked(chunk), data.len()),
+            },
+            Chunk::Data(n) => {
+                let rest = (data.len() - pos) as u64;
+                if rest < n {
+                    return (State::Chunked(Chunk::Data(n - rest)), data.len());
+                }
+                // `n <= rest`, a `usize`.
+                pos += n as usize;
+                Chunk::DataEnd
+            }
+            Chunk::DataEnd => match memchr::memchr(b'\n', &data[pos..]) {
+                Some(i) => {
+                    pos += i + 1;
+                    Chunk::Size(0)
+                }
+                None => return (State::Chunked(chunk), data.len()),
+            },
+            Chunk::Trailer(at_start) => {
+                let b = data[pos];
+                pos += 1;
+                match b {
+                    b'\n' if at_start => return (State::Head, pos),
+                    b'\n' => Chunk::Trailer(true),
+                    b'\r' => Chunk::Trailer(at_start),
+                    _ => Chunk::Trailer(false),
+                }
+            }
+        };
+    }
+    (State::Chunked(chunk), pos)
 }
 
 /// Whether `line` is a field named `name` (lower case, with its colon).

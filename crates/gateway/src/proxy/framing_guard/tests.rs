@@ -64,7 +64,9 @@ const FINE: &[u8] = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length:  40 \r\n\r\
 GET /b HTTP/1.1\r\nHost: a\r\n\r\n\
 GET /c HTTP/1.1\r\nHost: a\r\ncontent-length: 0\r\nX-Transfer-Encoding: chunked\r\n\r\n\
 POST /d HTTP/1.1\r\nHost: a\r\nContent-Length: 42\r\n\r\nTransfer-Encoding: chunked\r\nContent-Length\
-GET /e HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx";
+GET /e HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx\
+POST /f HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1b\r\nContent-Length: 1\r\nTransfer\r\n0\r\n\r\n\
+GET /g HTTP/1.1\r\nHost: a\r\n\r\n";
 
 #[test]
 fn well_framed_traffic_passes_untouched_wherever_the_reads_end() {
@@ -88,24 +90,50 @@ fn bodies_framed_by_length_are_skipped_and_the_next_head_is_read() {
 }
 
 #[test]
-fn after_a_chunked_body_the_guard_waits_for_that_response_to_end() {
+fn chunked_bodies_are_skipped_and_the_next_head_is_read() {
+    let info = info();
+    let wire = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+        13\r\nContent-Length: 1\r\n\r\n15;ext=\"a\"\r\nContent-Length: 1\r\n\r\n\r\n0\r\nX-Trailer: 1\r\n\r\n\
+        GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let body_end = wire.len() - 65;
+    assert!(wire[body_end..].starts_with(b"GET"));
+    for cut in 0..wire.len() {
+        for second in [1, 5, wire.len()] {
+            let (out, refused) = feed(wire, &[cut, second], &info);
+            assert!(refused, "cuts {cut}, {second}");
+            let nul = out.iter().position(|&b| b == 0).expect("a NUL");
+            assert!(nul > body_end, "the NUL is in the second head");
+        }
+    }
+}
+
+#[test]
+fn after_an_upgrade_the_guard_waits_for_that_response_to_end() {
     let info = info();
     let mut g = FramingGuard::new();
-    let mut head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut head = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".to_vec();
     g.scan(&mut head, &info);
     assert_eq!(g.state, State::Wait(0));
-    // The request is dispatched and its chunked body read: a body line is not a field.
+    // The request is dispatched and its upgrade refused; bytes read meanwhile are not a head.
     info.requests.fetch_add(1, Ordering::Relaxed);
     info.in_flight.fetch_add(1, Ordering::Relaxed);
-    let mut body = b"5\r\nContent-Length: 1\r\nContent-Length: 1\r\n".to_vec();
-    g.scan(&mut body, &info);
-    assert!(!g.refused() && !body.contains(&0));
+    let mut early = b"Content-Length: 1\r\nContent-Length: 1\r\n".to_vec();
+    g.scan(&mut early, &info);
+    assert!(!g.refused() && !early.contains(&0));
     // Its response ended: the next read is a head again.
     info.in_flight.fetch_sub(1, Ordering::Relaxed);
     let mut next =
         b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     g.scan(&mut next, &info);
     assert!(g.refused());
+}
+
+#[test]
+fn a_chunk_size_past_u64_loses_the_framing_without_refusing() {
+    let info = info();
+    let wire = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+    let (out, refused) = feed(wire, &[], &info);
+    assert!(!refused && !out.contains(&0));
 }
 
 #[test]
