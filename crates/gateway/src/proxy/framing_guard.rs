@@ -22,8 +22,8 @@
 //! hyper's own RFC 9112 §6.3 reading (the coding wins, the length is removed, the connection
 //! closes after the response — never a smuggled request): a head that arrived before such a
 //! response finished. A body malformed for hyper ends the connection (hyper's 400), so the guard's
-//! lenient reading of it never meets a next head. Cost: one `memchr` per head line and a byte
-//! compare per line start; for bodies, a subtraction per read (plus a few per chunk).
+//! lenient reading of it never meets a next head. Cost: a 16-byte compare per 16 head bytes, a byte
+//! compare per line start (`lf.rs`); for bodies, a subtraction per read (plus a few per chunk).
 
 use super::handler::ConnInfo;
 use std::sync::atomic::Ordering;
@@ -144,9 +144,20 @@ impl FramingGuard {
     /// Reads head lines from `data[pos..]`: where the next message starts when the head ended in
     /// `data`, `None` when `data` ended first or the head was refused.
     fn head_lines(&mut self, data: &mut [u8], mut pos: usize, info: &ConnInfo) -> Option<usize> {
-        while let Some(i) = memchr::memchr(b'\n', &data[pos..]) {
-            let end = pos + i;
-            let line = if self.carry_len > 0 || self.truncated {
+        let mut spoil = None;
+        for end in lf::Lfs::new(data, pos) {
+            let carried = self.carry_len > 0 || self.truncated;
+            // Most fields cannot matter: past the request line, more than a CR, and a name that
+            // starts with none of `c`, `t`, `u`. Told apart here, without a call.
+            if !carried
+                && self.facts.request_line
+                && end - pos > 1
+                && !matches!(data[pos] | 0x20, b'c' | b't' | b'u')
+            {
+                pos = end + 1;
+                continue;
+            }
+            let line = if carried {
                 self.keep(&data[pos..end]);
                 let (carry, len, truncated) = (self.carry, self.carry_len, self.truncated);
                 self.carry_len = 0;
@@ -158,17 +169,21 @@ impl FramingGuard {
             match line {
                 Line::Field => pos = end + 1,
                 Line::Ambiguous => {
-                    // Within the head, which hyper has not parsed yet (its end is further on):
-                    // a NUL is refused wherever it falls in a head.
-                    data[end] = 0;
-                    self.state = State::Refused;
-                    return None;
+                    spoil = Some(end);
+                    break;
                 }
                 Line::End => {
                     self.state = self.after_head(info);
                     return Some(end + 1);
                 }
             }
+        }
+        if let Some(end) = spoil {
+            // Within the head, which hyper has not parsed yet (its end is further on): a NUL is
+            // refused wherever it falls in a head.
+            data[end] = 0;
+            self.state = State::Refused;
+            return None;
         }
         self.keep(&data[pos..]);
         None
@@ -308,6 +323,8 @@ fn parse_length(value: &[u8]) -> Option<u64> {
     }
     Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
+
+mod lf;
 
 #[cfg(test)]
 mod tests;
