@@ -147,15 +147,18 @@ impl FramingGuard {
         let mut spoil = None;
         for end in lf::Lfs::new(data, pos) {
             let carried = self.carry_len > 0 || self.truncated;
-            // Most fields cannot matter: past the request line, more than a CR, and a name that
-            // starts with none of `c`, `t`, `u`. Told apart here, without a call.
-            if !carried
-                && self.facts.request_line
-                && end - pos > 1
-                && !matches!(data[pos] | 0x20, b'c' | b't' | b'u')
-            {
-                pos = end + 1;
-                continue;
+            // The common lines are told apart here, without a call: most fields cannot matter
+            // (a name that starts with none of `c`, `t`, `u`), and the end of the head.
+            let blank = end == pos || (end - pos == 1 && data[pos] == b'\r');
+            if !carried && self.facts.request_line {
+                if blank {
+                    self.state = self.after_head(info);
+                    return Some(end + 1);
+                }
+                if !matches!(data[pos] | 0x20, b'c' | b't' | b'u') {
+                    pos = end + 1;
+                    continue;
+                }
             }
             let line = if carried {
                 self.keep(&data[pos..end]);

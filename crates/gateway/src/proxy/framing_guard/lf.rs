@@ -42,10 +42,10 @@ impl Iterator for Lfs<'_> {
                 self.mask = lf_mask(&self.data[base..]) & (u32::MAX << (from - base));
                 (self.base, self.next) = (base, len);
             } else {
-                let tail = &self.data[from..];
-                self.mask = (tail.iter().enumerate())
-                    .fold(0, |m, (i, &b)| m | (u32::from(b == b'\n') << i));
-                (self.base, self.next) = (from, len);
+                // Fewer than 16 bytes in all (a head in small pieces): padded with zeros.
+                let mut block = [0u8; 16];
+                block[..len - from].copy_from_slice(&self.data[from..]);
+                (self.base, self.mask, self.next) = (from, lf_mask(&block), len);
             }
         }
         let bit = self.mask.trailing_zeros() as usize;
