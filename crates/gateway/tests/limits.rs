@@ -125,6 +125,76 @@ async fn the_head_limit_is_configurable_and_applies_to_http2_header_lists() {
     assert_eq!(h2(10 * 1024), "200 2");
 }
 
+// curl blocks its thread: the gateway runs on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_header_list_past_the_limit_gets_the_json_431() {
+    let up = Upstream::start("a").await;
+    let gw = TestGateway::start(&one_route(
+        up.addr,
+        "limits: {maxRequestHeadersSize: 16KiB}",
+    ))
+    .await;
+    let addr = gw.addr("web").await;
+    // (status, body) of a GET /h2 whose header list (RFC 7541 §4.1: name + value + 32 per field,
+    // pseudo-fields included) is `size` bytes.
+    let authority = addr.to_string();
+    let fixed = (7 + 3 + 32) // :method GET
+        + (7 + 4 + 32) // :scheme http
+        + (10 + authority.len() + 32)
+        + (5 + 3 + 32) // :path /h2
+        + (10 + 1 + 32) // user-agent: t
+        + (6 + 3 + 32) // accept: */*
+        + (5 + 32); // x-big:
+    let h2 = |size: usize| {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10", "--http2-prior-knowledge"])
+            .args([
+                "-w",
+                "\n%{http_code} %{http_version}",
+                "-H",
+                "user-agent: t",
+            ])
+            .arg("-H")
+            .arg(format!("x-big: {}", "a".repeat(size - fixed)))
+            .arg(format!("http://{addr}/h2"))
+            .output()
+            .expect("curl is installed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').expect("curl's status line");
+        (status.to_string(), body.to_string())
+    };
+    let (status, body) = h2(16 * 1024);
+    assert_eq!(
+        status, "200 2",
+        "a list of exactly the limit is served: {body}"
+    );
+    for size in [16 * 1024 + 1, 30 * 1024] {
+        let (status, body) = h2(size);
+        assert_eq!(status, "431 2", "{size}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+        assert_eq!(json["error"], "request_header_too_large", "{body}");
+        assert!(json["requestId"].is_string(), "{body}");
+    }
+    // Past twice the limit the HTTP/2 layer refuses the list itself, without decoding it for the
+    // gateway: a bare 431.
+    let (status, body) = h2(40 * 1024);
+    assert_eq!(status, "431 2");
+    assert!(!body.contains("request_header_too_large"), "{body}");
+    assert_eq!(
+        up.requests(),
+        1,
+        "only the list within the limit reached the upstream"
+    );
+    let metrics = Client::new()
+        .get(&format!("http://{}/metrics", gw.admin), &[])
+        .await
+        .unwrap()
+        .text();
+    let counted =
+        "gatehouse_proxy_errors_total{route=\"none\",kind=\"request_header_too_large\"} 2";
+    assert!(metrics.contains(counted), "{metrics}");
+}
+
 #[tokio::test]
 async fn a_request_target_past_max_uri_length_gets_414() {
     let up = Upstream::start("a").await;

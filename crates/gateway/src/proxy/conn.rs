@@ -213,6 +213,32 @@ fn respond(
     }
 }
 
+/// An HTTP/2 response future, boxed (h2 moves it into a spawned stream task).
+type H2Response = Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<super::body::ResponseBody>, Infallible>,
+            > + Send,
+    >,
+>;
+
+/// `respond` for an HTTP/2 request, after the check of its header list's size (HTTP/1.1 heads are
+/// bounded by hyper's parser).
+fn h2_respond(
+    snapshot: &ArcSwap<Snapshot>,
+    info: &Arc<ConnInfo>,
+    max_uri: usize,
+    max_list: usize,
+    req: http::Request<hyper::body::Incoming>,
+) -> H2Response {
+    let size = super::h2_header_limit::header_list_size(&req);
+    if size > max_list {
+        let resp = super::h2_header_limit::too_large(&snapshot.load(), &req, size, max_list);
+        return Box::pin(std::future::ready(Ok(resp)));
+    }
+    Box::pin(respond(snapshot, info, max_uri, req))
+}
+
 /// The 414 answer to a request target past the listener's `maxUriLength`. Made here, before
 /// routing: the target is not looked at, logged or forwarded.
 #[cold]
@@ -263,6 +289,9 @@ pub struct Protocols {
     pub h2: http2::Builder<TokioExecutor>,
     /// Longest request target (path and query) served; longer ones get 414.
     pub max_uri: usize,
+    /// Largest HTTP/2 header list served (`limits.maxRequestHeadersSize`); larger ones get the
+    /// JSON 431 (`h2_header_limit.rs`).
+    pub max_header_list: usize,
 }
 
 /// A hyper connection that can be asked to finish and close.
@@ -332,7 +361,8 @@ pub async fn serve<IO>(
     let conn_info = info.clone();
     let max_uri = protocols.max_uri;
     if h2 {
-        let svc = service_fn(move |req| Box::pin(respond(&snapshot, &conn_info, max_uri, req)));
+        let max_list = protocols.max_header_list;
+        let svc = service_fn(move |req| h2_respond(&snapshot, &conn_info, max_uri, max_list, req));
         let conn = protocols.h2.serve_connection(TokioIo::new(io), svc);
         drive(conn, token, idle, &info).await;
     } else {

@@ -53,10 +53,11 @@ impl Settings {
         h2.timer(TokioTimer::new())
             .keep_alive_interval(Some(spec.idle_timeout))
             .keep_alive_timeout(Duration::from_secs(20))
-            // Decoded header list past it: h2 answers the stream with 431.
-            .max_header_list_size(
-                u32::try_from(limits.max_request_headers_size).unwrap_or(u32::MAX),
-            )
+            // A decoded header list past the limit gets the gateway's JSON 431
+            // (`h2_header_limit.rs`); h2 refuses by itself, with a bare 431, past the ceiling.
+            .max_header_list_size(super::h2_header_limit::ceiling(
+                limits.max_request_headers_size,
+            ))
             // RFC 8441: WebSockets over HTTP/2 (extended CONNECT), see `upgrade.rs`.
             .enable_connect_protocol();
         Settings {
@@ -71,6 +72,7 @@ impl Settings {
                 h1,
                 h2,
                 max_uri: limits.max_uri_length,
+                max_header_list: limits.max_request_headers_size,
             },
             idle: spec.idle_timeout,
             escaped_slashes: spec.escaped_slashes,

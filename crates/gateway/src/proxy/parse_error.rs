@@ -10,7 +10,11 @@
 //! may end first), and the head is a 400/414/431 without `x-request-id` — which every response
 //! of the gateway carries, a forwarded upstream one included. A normal write costs one atomic
 //! load. hyper offers no hook for its automatic answers; this is the narrowest place to take one.
+//!
+//! Reads pass through `framing_guard.rs`, which makes hyper refuse heads with an ambiguous length
+//! (both framings, or two `Content-Length` lines) that it would otherwise accept.
 
+use super::framing_guard::FramingGuard;
 use super::handler::{new_request_id, ConnInfo, X_REQUEST_ID};
 use crate::error::{ErrorKind, ProxyError};
 use crate::snapshot::Snapshot;
@@ -30,6 +34,8 @@ pub(crate) struct JsonParseErrors<IO> {
     snapshot: Arc<ArcSwap<Snapshot>>,
     /// The gateway's answer being written in place of hyper's, once one was recognised.
     replacing: Option<Replacement>,
+    /// Spoils request heads with an ambiguous length as they are read.
+    guard: FramingGuard,
 }
 
 /// The JSON answer, how much of it is written, and how many of hyper's bytes it stands for.
@@ -46,6 +52,7 @@ impl<IO> JsonParseErrors<IO> {
             info,
             snapshot,
             replacing: None,
+            guard: FramingGuard::new(),
         }
     }
 
@@ -58,7 +65,7 @@ impl<IO> JsonParseErrors<IO> {
             let snap = self.snapshot.load();
             snap.no_route_errors.inc(&snap.metrics, kind);
             self.replacing = Some(Replacement {
-                bytes: json_answer(kind),
+                bytes: json_answer(kind, self.guard.refused()),
                 written: 0,
                 claimed: buf.len(),
             });
@@ -105,9 +112,13 @@ fn hyper_answer(buf: &[u8]) -> Option<ErrorKind> {
     (!has_id).then_some(kind)
 }
 
-/// The gateway's answer for `kind`, as bytes on the wire.
-fn json_answer(kind: ErrorKind) -> Bytes {
+/// The gateway's answer for `kind`, as bytes on the wire; `ambiguous`: the framing guard refused
+/// the head.
+fn json_answer(kind: ErrorKind, ambiguous: bool) -> Bytes {
     let message = match kind {
+        ErrorKind::BadRequest if ambiguous => {
+            "the request has both Content-Length and Transfer-Encoding, or Content-Length twice"
+        }
         ErrorKind::HeaderTooLarge => {
             "the request head is larger than this listener's limit (limits.maxRequestHeadersSize)"
         }
@@ -150,7 +161,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for JsonParseErrors<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if read.is_ready() {
+            this.guard.scan(&mut buf.filled_mut()[before..], &this.info);
+        }
+        read
     }
 }
 
@@ -217,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_replacement_is_a_complete_json_answer() {
-        let bytes = json_answer(ErrorKind::HeaderTooLarge);
+        let bytes = json_answer(ErrorKind::HeaderTooLarge, false);
         let text = std::str::from_utf8(&bytes).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
