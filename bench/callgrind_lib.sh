@@ -70,6 +70,9 @@ callgrind_run() { # name gw path [h2load args...]
     GATEHOUSE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$D/$name.out" \
         "$GATEHOUSE_BIN" run -c "$D/$name.yaml" >/dev/null 2>&1 &
     pid=$!
+    # Called in a command substitution's subshell: its own trap stops the gateway when it never
+    # answers (the parent's cleanup does not know this pid).
+    trap 'kill "$pid" 2>/dev/null || true' EXIT
     wait_port "$gw" "${READY_HEADER:-x-none: 1}" "${READY_PATH:-$path}"
     h2load --h1 -n "$N" -c 10 "$@" "http://127.0.0.1:$gw$path" \
         | grep -E '^(requests|status codes):' | tr '\n' ' ' >&2
