@@ -265,15 +265,31 @@ def bench_nginx(d, up, shape, n, duration):
         proc.wait()
 
 
+def write_configs(d, shapes, sizes):
+    """The configs the benchmark runs, without running it (ports fixed: nothing listens)."""
+    os.makedirs(d, exist_ok=True)
+    for shape in shapes:
+        for n in sizes:
+            for suffix, changed in (("", None), ("-changed", n // 2)):
+                with open(os.path.join(d, f"gatehouse-{shape}-{n}{suffix}.yaml"), "w") as f:
+                    f.write(gatehouse_config(18080, 18081, 18082, shape, n, changed))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--only", default="gatehouse,nginx")
+    ap.add_argument("--write-config", metavar="DIR",
+                    help="only write gatehouse-SHAPE-N.yaml (and -changed.yaml, route N/2 changed) for "
+                         "each shape and size into DIR, for `perf stat`/callgrind of `gatehouse check`")
     a = ap.parse_args()
     shapes, sizes = a.shapes.split(","), [int(s) for s in a.sizes.split(",")]
     proxies = a.only.split(",")
+    if a.write_config:
+        write_configs(a.write_config, shapes, sizes)
+        return
     with tempfile.TemporaryDirectory() as d:
         up = Upstream(d)
         try:
