@@ -257,6 +257,15 @@ proptest! {
 
 /// `n` routes: route `i` serves `/svc{i}/...` on `host(i)`, every 20th by a regex instead.
 fn many_routes(n: usize, host: impl Fn(usize) -> String) -> String {
+    many_routes_with(n, host, |_| String::new())
+}
+
+/// [`many_routes`], with `rule(i)` appended to the rule of route `i` (indented as its fields).
+fn many_routes_with(
+    n: usize,
+    host: impl Fn(usize) -> String,
+    rule: impl Fn(usize) -> String,
+) -> String {
     let mut yaml = String::from(
         r#"apiVersion: gatehouse.dev/v1alpha1
 kind: Backend
@@ -280,8 +289,9 @@ spec:
   rules:
     - match: {{path: {path}}}
       backends: [{{backend: b}}]
-"#,
-            host(i)
+{}"#,
+            host(i),
+            rule(i)
         ));
     }
     yaml
@@ -379,6 +389,93 @@ fn a_reload_changing_one_route_of_ten_thousand_keeps_the_others_compiled() {
         hit.map(|e| e.route.to_string()).as_deref(),
         Some("default/r5000")
     );
+}
+
+/// The routes of `new` whose compiled rules are not the ones of `old` (in lookup order), and how
+/// many were taken over.
+fn rebuilt_routes(old: &Snapshot, new: &Snapshot) -> (Vec<String>, usize) {
+    let old_entries: HashMap<(String, usize), _> = (old.router.entries())
+        .map(|e| ((e.route.to_string(), e.index), e.clone()))
+        .collect();
+    let (mut kept, mut rebuilt) = (0, Vec::new());
+    for e in new.router.entries() {
+        match old_entries.get(&(e.route.to_string(), e.index)) {
+            Some(prev) if Arc::ptr_eq(prev, e) => kept += 1,
+            _ => rebuilt.push(e.route.to_string()),
+        }
+    }
+    rebuilt.sort();
+    (rebuilt, kept)
+}
+
+/// Two policies: a local rate limit with CORS, and an IP filter with a body limit.
+const TWO_POLICIES: &str = r#"---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {name: limit}
+spec:
+  rateLimit: {requests: 100, per: 1s}
+  cors: {allowOrigins: ["https://app.example.com"]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {name: edge}
+spec:
+  ipFilter: {allow: ["10.0.0.0/8"]}
+  requestLimits: {maxBodySize: 1MiB}
+"#;
+
+/// Even routes use `limit`, odd ones `edge`, every tenth both.
+fn routes_with_policies(n: usize) -> String {
+    let policies = |i: usize| match (i % 10, i % 2) {
+        (0, _) => "      policies: [limit, edge]\n",
+        (_, 0) => "      policies: [limit]\n",
+        _ => "      policies: [edge]\n",
+    };
+    let mut yaml = many_routes_with(n, |_| "api.example.com".into(), |i| policies(i).into());
+    yaml.push_str(TWO_POLICIES);
+    yaml
+}
+
+#[test]
+fn a_reload_changing_one_route_keeps_the_other_rules_with_policies_compiled() {
+    let before = routes_with_policies(10_000);
+    let after = before.replace("{prefix: /svc5001}", "{prefix: /svc5001b}");
+    assert_ne!(before, after);
+    let store = StateStore::default();
+    let old = snapshot(&before, None, &store);
+    let new = snapshot(&after, Some(&old), &store);
+    let (rebuilt, kept) = rebuilt_routes(&old, &new);
+    assert_eq!(rebuilt, vec!["default/r5001".to_string()]);
+    assert_eq!(kept, 9_999);
+    // The rebuilt rule has its chain, on the same rate-limit buckets as the kept ones.
+    let hit = |s: &Snapshot, path: &str| {
+        let r = get("api.example.com", path);
+        (s.router
+            .lookup(&r.host, &r.method, &r.path, None, &r.headers))
+        .map(|e| e.clone())
+    };
+    assert!(hit(&new, "/svc5001b/1").is_some_and(|e| e.target.has_policies()));
+    assert!(hit(&new, "/svc4/1").is_some_and(|e| e.target.has_policies()));
+}
+
+#[test]
+fn a_changed_policy_rebuilds_exactly_the_rules_that_use_it() {
+    let before = routes_with_policies(100);
+    let after = before.replace("allow: [\"10.0.0.0/8\"]", "allow: [\"10.0.0.0/16\"]");
+    assert_ne!(before, after);
+    let store = StateStore::default();
+    let old = snapshot(&before, None, &store);
+    let new = snapshot(&after, Some(&old), &store);
+    let (rebuilt, kept) = rebuilt_routes(&old, &new);
+    // `edge` is on the odd routes and on every tenth.
+    let mut want: Vec<String> = (0..100)
+        .filter(|i| i % 2 == 1 || i % 10 == 0)
+        .map(|i| format!("default/r{i}"))
+        .collect();
+    want.sort();
+    assert_eq!(rebuilt, want);
+    assert_eq!(kept, 100 - want.len());
 }
 
 #[test]
