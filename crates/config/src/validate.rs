@@ -457,7 +457,8 @@ fn rule(
     let path = match m.path {
         None => Some(PathMatch::Prefix("/".into())),
         Some(p) => {
-            let pp = format!("{at}.match.path");
+            // Field paths are written out only for an error (10,000 rules format none).
+            let pp = || format!("{at}.match.path");
             match (p.exact, p.prefix, p.regex) {
                 (Some(e), None, None) if e.starts_with('/') => Some(PathMatch::Exact(e)),
                 (None, Some(pre), None) if pre.starts_with('/') => {
@@ -469,15 +470,16 @@ fn rule(
                     }))
                 }
                 (None, None, Some(re)) => v
-                    .regex(ctx, &format!("{pp}.regex"), &re, true)
+                    .regex(ctx, &format!("{at}.match.path.regex"), &re, true)
                     .map(PathMatch::Regex),
                 (Some(_), None, None) | (None, Some(_), None) => {
-                    v.errors.push(ctx.error(&pp, "a path must start with `/`"));
+                    v.errors
+                        .push(ctx.error(&pp(), "a path must start with `/`"));
                     None
                 }
                 _ => {
                     v.errors.push(ctx.error(
-                        &pp,
+                        &pp(),
                         "a path match needs exactly one of `exact`, `prefix` or `regex`",
                     ));
                     None
@@ -502,8 +504,14 @@ fn rule(
                 .push(ctx.error(&format!("{at}.match.extensionMethods[{i}]"), e)),
         }
     }
-    let headers = kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true);
-    let query = kv_matches(v, ctx, &format!("{at}.match.query"), &m.query, false);
+    let headers = match m.headers.is_empty() {
+        true => Vec::new(),
+        false => kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true),
+    };
+    let query = match m.query.is_empty() {
+        true => Vec::new(),
+        false => kv_matches(v, ctx, &format!("{at}.match.query"), &m.query, false),
+    };
 
     let actions = usize::from(!r.backends.is_empty())
         + usize::from(r.redirect.is_some())
@@ -538,7 +546,6 @@ fn rule(
     } else {
         let mut out = Vec::new();
         for (i, b) in r.backends.iter().enumerate() {
-            let p = format!("{at}.backends[{i}].backend");
             let id = match b.backend.split_once('/') {
                 Some((ns, name)) => ObjectId {
                     namespace: ns.into(),
@@ -561,7 +568,7 @@ fn rule(
                     })
                     .collect();
                 v.errors.push(ctx.error(
-                    &p,
+                    &format!("{at}.backends[{i}].backend"),
                     format!(
                         "unknown backend `{id}`{}",
                         hint(&b.backend, names.iter().map(String::as_str))
@@ -645,18 +652,12 @@ fn rule(
         }
         rewrite.host = rw.host.clone();
     }
-    let request_headers = header_mods(
-        v,
-        ctx,
-        &format!("{at}.requestHeaders"),
-        r.request_headers.as_ref(),
-    );
-    let response_headers = header_mods(
-        v,
-        ctx,
-        &format!("{at}.responseHeaders"),
-        r.response_headers.as_ref(),
-    );
+    let mods = |v: &mut V, field: &str, spec: Option<&raw::HeaderModsSpec>| match spec {
+        None => HeaderMods::default(),
+        Some(_) => header_mods(v, ctx, &format!("{at}.{field}"), spec),
+    };
+    let request_headers = mods(v, "requestHeaders", r.request_headers.as_ref());
+    let response_headers = mods(v, "responseHeaders", r.response_headers.as_ref());
     let timeout = r
         .timeout
         .as_ref()
