@@ -423,7 +423,14 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
         .rules
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, refs))
+        .filter_map(|(i, r)| {
+            // Most routes have one rule: its path needs no `format!` (10,000 of them in a check).
+            let at = match i {
+                0 => std::borrow::Cow::Borrowed("spec.rules[0]"),
+                _ => format!("spec.rules[{i}]").into(),
+            };
+            rule(v, ctx, &at, r, &o.id, refs)
+        })
         .collect();
     let (mut rules, openapi) = crate::openapi::attach(ctx, spec, rules, v.errors);
     // `filter_map` cannot size the vector: it starts at four rules, and a one-rule route would

@@ -72,6 +72,18 @@ pub(super) fn parse(text: &str) -> Option<Vec<Node>> {
     }
 }
 
+/// Bytes that may end a plain scalar (or, for a space, its trimmed text); see [`Reader::plain`].
+static STOPS: [bool; 256] = {
+    let mut t = [false; 256];
+    let stops = b"\n :#,[]{}";
+    let mut i = 0;
+    while i < stops.len() {
+        t[stops[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Whether `c` ends a plain scalar's `:`/`-` indicator check: space, end of line or input.
 fn blank(c: Option<&u8>) -> bool {
     matches!(c, None | Some(b' ' | b'\n'))
@@ -446,7 +458,16 @@ impl Reader<'_> {
         }
         let mut i = start;
         let mut end = start;
-        while let Some(&c) = self.b.get(i) {
+        loop {
+            // Ordinary bytes in one tight loop; the table marks the few that may end the scalar.
+            let from = i;
+            while self.b.get(i).is_some_and(|&c| !STOPS[c as usize]) {
+                i += 1;
+            }
+            if i > from {
+                end = i;
+            }
+            let Some(&c) = self.b.get(i) else { break };
             match c {
                 b'\n' => break,
                 b':' => {
