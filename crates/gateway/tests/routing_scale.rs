@@ -448,12 +448,12 @@ fn a_reload_changing_one_route_keeps_the_other_rules_with_policies_compiled() {
     let (rebuilt, kept) = rebuilt_routes(&old, &new);
     assert_eq!(rebuilt, vec!["default/r5001".to_string()]);
     assert_eq!(kept, 9_999);
-    // The rebuilt rule has its chain, on the same rate-limit buckets as the kept ones.
+    // The rebuilt rule and the kept ones still run their policy chains.
     let hit = |s: &Snapshot, path: &str| {
         let r = get("api.example.com", path);
         (s.router
             .lookup(&r.host, &r.method, &r.path, None, &r.headers))
-        .map(|e| e.clone())
+        .cloned()
     };
     assert!(hit(&new, "/svc5001b/1").is_some_and(|e| e.target.has_policies()));
     assert!(hit(&new, "/svc4/1").is_some_and(|e| e.target.has_policies()));
