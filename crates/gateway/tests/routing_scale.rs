@@ -479,6 +479,46 @@ fn a_changed_policy_rebuilds_exactly_the_rules_that_use_it() {
 }
 
 #[test]
+fn a_changed_redis_rebuilds_only_the_rules_with_a_global_limit() {
+    // The store connects lazily: nothing listens on these ports, and nothing needs to.
+    let gateway = |port: u16| {
+        format!(
+            r#"---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  redis: {{url: "redis://127.0.0.1:{port}"}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {{name: global}}
+spec:
+  rateLimit: {{requests: 100, per: 1s, scope: global}}
+"#
+        )
+    };
+    let policies = |i: usize| match i % 3 {
+        0 => "      policies: [global]\n",
+        _ => "      policies: [limit]\n",
+    };
+    let routes = many_routes_with(30, |_| "api.example.com".into(), |i| policies(i).into());
+    let before = format!("{routes}{TWO_POLICIES}{}", gateway(1));
+    let after = format!("{routes}{TWO_POLICIES}{}", gateway(2));
+    let store = StateStore::default();
+    let old = snapshot(&before, None, &store);
+    let new = snapshot(&after, Some(&old), &store);
+    let (rebuilt, kept) = rebuilt_routes(&old, &new);
+    let mut want: Vec<String> = (0..30)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("default/r{i}"))
+        .collect();
+    want.sort();
+    assert_eq!(rebuilt, want);
+    assert_eq!(kept, 20);
+}
+
+#[test]
 fn a_changed_backend_rebuilds_the_rules_that_forward_to_it() {
     let before = many_routes(50, |_| "api.example.com".into());
     let after = before.replace("127.0.0.1:1", "127.0.0.1:2");
