@@ -85,10 +85,18 @@ impl V<'_> {
         } else {
             pattern.to_string()
         };
-        match regex::Regex::new(&full) {
+        // A syntax check is all `check` needs and costs a fraction of a compilation; the
+        // compiled form is built once, when a route table first uses it.
+        let checked = if crate::model::needs_compiling(pattern) {
+            regex::Regex::new(&full)
+                .map(crate::model::LazyRegex::compiled)
+                .map_err(|e| e.to_string())
+        } else {
+            crate::model::check_syntax(&full).map(|()| crate::model::LazyRegex::new(full))
+        };
+        match checked {
             Ok(r) => Some(Pattern(r, pattern.to_string())),
-            Err(e) => {
-                let detail = e.to_string();
+            Err(detail) => {
                 let last = detail.lines().last().unwrap_or("").trim().to_string();
                 self.errors
                     .push(ctx.error(path, format!("invalid regex `{pattern}`: {last}")));

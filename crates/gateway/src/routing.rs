@@ -74,6 +74,17 @@ impl<T> Router<T> {
     /// name and the rule's index in its route.
     pub fn build_with(
         config: &Config,
+        entry: impl FnMut(&Arc<str>, usize, &Rule) -> Arc<Entry<T>>,
+    ) -> Self {
+        Self::build_reusing(config, None, entry)
+    }
+
+    /// [`Router::build_with`], taking over from `previous` (the live table) what does not
+    /// depend on the entries themselves: a host class's regex set when its patterns are the
+    /// same.
+    pub fn build_reusing(
+        config: &Config,
+        previous: Option<&Router<T>>,
         mut entry: impl FnMut(&Arc<str>, usize, &Rule) -> Arc<Entry<T>>,
     ) -> Self {
         type Classes<T> = HashMap<Box<str>, Vec<Arc<Entry<T>>>>;
@@ -96,13 +107,18 @@ impl<T> Router<T> {
                 }
             }
         }
-        let tables = |m: Classes<T>| -> HashMap<Box<str>, Table<T>> {
-            m.into_iter().map(|(k, v)| (k, Table::new(v))).collect()
+        let tables = |m: Classes<T>, old: Option<&HashMap<Box<str>, Table<T>>>| {
+            (m.into_iter())
+                .map(|(k, v)| {
+                    let prev = old.and_then(|o| o.get(&k));
+                    (k, Table::new(v, prev))
+                })
+                .collect()
         };
         Router {
-            exact: tables(exact),
-            wildcard: tables(wildcard),
-            any: Table::new(any),
+            exact: tables(exact, previous.map(|p| &p.exact)),
+            wildcard: tables(wildcard, previous.map(|p| &p.wildcard)),
+            any: Table::new(any, previous.map(|p| &p.any)),
         }
     }
 

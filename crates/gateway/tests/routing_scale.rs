@@ -391,6 +391,73 @@ fn a_reload_changing_one_route_of_ten_thousand_keeps_the_others_compiled() {
     );
 }
 
+/// Regex compilations (rules' regexes and regex sets) on this thread while `f` runs.
+fn compilations<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let before = gatehouse_config::regex_compilations();
+    let r = f();
+    (r, gatehouse_config::regex_compilations() - before)
+}
+
+#[test]
+fn a_reload_changing_one_route_of_a_mix_compiles_at_most_its_regex() {
+    // 10,000 routes on one host, 500 of them regexes (`many_routes`: every 20th).
+    let before = many_routes(10_000, |_| "api.example.com".into());
+    let store = StateStore::default();
+    // Validation checks the syntax of the 500 regexes without compiling them.
+    let (_, n) = compilations(|| load(&before));
+    assert_eq!(n, 0, "validation compiled regexes");
+    // The first build compiles the host's regex set, once; the rules' own regexes are left
+    // uncompiled (the set answers for them).
+    let (old, n) = compilations(|| snapshot(&before, None, &store));
+    assert_eq!(n, 1);
+    // A changed prefix route: nothing to compile.
+    let prefix = before.replace("{prefix: /svc5000}", "{prefix: /svc5000b}");
+    let (new, n) = compilations(|| snapshot(&prefix, Some(&old), &store));
+    assert_eq!(n, 0, "a reload changing a prefix route compiled regexes");
+    // A changed regex route: the host's set, again, and nothing else.
+    let regex = prefix.replace("\"/svc5007/[0-9]+\"", "\"/svc5007/[a-z]+\"");
+    assert_ne!(regex, prefix);
+    let (newer, n) = compilations(|| snapshot(&regex, Some(&new), &store));
+    assert_eq!(n, 1, "a reload changing one regex route");
+    let (rebuilt, kept) = rebuilt_routes(&new, &newer);
+    assert_eq!((rebuilt, kept), (vec!["default/r5007".to_string()], 9_999));
+    // The reused and the rebuilt sets route as their patterns say.
+    let hit = |s: &Snapshot, path: &str| {
+        let r = get("api.example.com", path);
+        (s.router
+            .lookup(&r.host, &r.method, &r.path, None, &r.headers))
+        .map(|e| e.route.to_string())
+    };
+    assert_eq!(hit(&new, "/svc5007/12").as_deref(), Some("default/r5007"));
+    assert_eq!(hit(&new, "/svc9987/3").as_deref(), Some("default/r9987"));
+    assert_eq!(hit(&newer, "/svc5007/12"), None);
+    assert_eq!(hit(&newer, "/svc5007/ab").as_deref(), Some("default/r5007"));
+    assert_eq!(hit(&newer, "/svc9987/3").as_deref(), Some("default/r9987"));
+}
+
+#[test]
+fn header_regexes_of_kept_rules_are_not_compiled_again() {
+    let with_header = |yaml: String| {
+        yaml.replace(
+            "- match: {path: ",
+            "- match: {headers: [{name: x-v, regex: \"v[0-9]+\"}], path: ",
+        )
+    };
+    let before = with_header(many_routes(2_000, |_| "api.example.com".into()));
+    let after = before.replace("{prefix: /svc1000}", "{prefix: /svc1000b}");
+    assert_ne!(before, after);
+    let store = StateStore::default();
+    let (old, n) = compilations(|| snapshot(&before, None, &store));
+    // 2,000 header regexes and one regex set.
+    assert_eq!(n, 2_001);
+    let (new, n) = compilations(|| snapshot(&after, Some(&old), &store));
+    assert_eq!(n, 1, "only the changed rule's header regex");
+    assert_eq!(
+        rebuilt_routes(&old, &new).0,
+        vec!["default/r1000".to_string()]
+    );
+}
+
 /// The routes of `new` whose compiled rules are not the ones of `old` (in lookup order), and how
 /// many were taken over.
 fn rebuilt_routes(old: &Snapshot, new: &Snapshot) -> (Vec<String>, usize) {

@@ -22,6 +22,8 @@ pub(super) struct Reuse<'a> {
     policies: HashMap<&'a ObjectId, &'a Policy>,
     /// The live config's Redis settings (global rate limits run on the store made from them).
     redis: Option<&'a Redis>,
+    /// The live route table (its host classes' regex sets).
+    router: Option<&'a Router<Target>>,
 }
 
 impl<'a> Reuse<'a> {
@@ -33,6 +35,7 @@ impl<'a> Reuse<'a> {
                 backends: HashMap::new(),
                 policies: HashMap::new(),
                 redis: None,
+                router: None,
             };
         };
         let entries = prev
@@ -57,6 +60,7 @@ impl<'a> Reuse<'a> {
             backends,
             policies: prev.config.policies.iter().map(|p| (&p.id, p)).collect(),
             redis: prev.config.gateway.redis.as_ref(),
+            router: Some(&prev.router),
         }
     }
 
@@ -100,7 +104,7 @@ impl<'a> Reuse<'a> {
             .map(|r| r.id.to_string())
             .collect();
         let unchanged = self.unchanged_policies(config);
-        Router::build_with(config, |route, index, rule| {
+        Router::build_reusing(config, self.router, |route, index, rule| {
             let fp = fingerprint(rule);
             if let Some(old) = self.entries.get(&(&**route, index)) {
                 // The fingerprint covers the rule's policy names, not the policies: a rule is
