@@ -265,15 +265,91 @@ def bench_nginx(d, up, shape, n, duration):
         proc.wait()
 
 
+def write_atomically(path, text):
+    """Replaces the file in one rename, so the file watcher never reads half of it."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def wait_version(admin, old, timeout=60):
+    """Waits until the gateway serves a config version other than `old` (the file watcher's reload)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        # `/backends` (one backend here) costs the gateway next to nothing; `/routes` builds rows.
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/backends", timeout=30) as r:
+            v = json.loads(r.read())["version"]
+        if v != old:
+            return v
+        time.sleep(0.02)
+    raise RuntimeError("the file watcher did not reload")
+
+
+def config_cpu(shapes, sizes, rounds):
+    """CPU milliseconds of `gatehouse check` (median of ROUNDS), of `POST /reload` of an unchanged
+    config and of the file watcher's reload of a config with one route changed (each averaged over
+    ROUNDS; the gateway process's user+system ticks, so the average is good to 10/ROUNDS ms)."""
+    print(f"{'config':6} {'routes':>6} {'check ms':>8} {'reload ms':>9} {'1-chg ms':>8}")
+    with tempfile.TemporaryDirectory() as d:
+        for shape in shapes:
+            for n in sizes:
+                port, admin, up = free_port(), free_port(), free_port()
+                path = os.path.join(d, f"gh-{shape}-{n}.yaml")
+                write_atomically(path, gatehouse_config(port, admin, up, shape, n))
+                checks = sorted(timed_check(path)[1] for _ in range(rounds))
+                proc = subprocess.Popen([GATEHOUSE, "run", "-c", path], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, env={**os.environ, "GATEHOUSE_LOG": "warn"})
+                try:
+                    wait_port(admin, proc, timeout=60)
+                    v = version(admin)
+                    cpu0 = cpu_seconds(proc.pid)
+                    for _ in range(rounds):
+                        assert reload(admin).get("ok")
+                    same = (cpu_seconds(proc.pid) - cpu0) / rounds
+                    cpu0 = cpu_seconds(proc.pid)
+                    for r in range(rounds):
+                        changed = n // 2 if r % 2 == 0 else None
+                        write_atomically(path, gatehouse_config(port, admin, up, shape, n, changed))
+                        v = wait_version(admin, v)
+                    one = (cpu_seconds(proc.pid) - cpu0) / rounds
+                finally:
+                    proc.terminate()
+                    proc.wait()
+                print(f"{shape:6} {n:>6} {checks[len(checks) // 2] * 1e3:8.0f} {same * 1e3:9.0f} {one * 1e3:8.0f}",
+                      flush=True)
+
+
+def write_configs(d, shapes, sizes):
+    """The configs the benchmark runs, without running it (ports fixed: nothing listens)."""
+    os.makedirs(d, exist_ok=True)
+    for shape in shapes:
+        for n in sizes:
+            for suffix, changed in (("", None), ("-changed", n // 2)):
+                with open(os.path.join(d, f"gatehouse-{shape}-{n}{suffix}.yaml"), "w") as f:
+                    f.write(gatehouse_config(18080, 18081, 18082, shape, n, changed))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--only", default="gatehouse,nginx")
+    ap.add_argument("--config-cpu", type=int, metavar="ROUNDS",
+                    help="only the CPU of `check` and of reloads (ROUNDS of each, averaged) at each size: "
+                         "no load, no nginx")
+    ap.add_argument("--write-config", metavar="DIR",
+                    help="only write gatehouse-SHAPE-N.yaml (and -changed.yaml, route N/2 changed) for "
+                         "each shape and size into DIR, for `perf stat`/callgrind of `gatehouse check`")
     a = ap.parse_args()
     shapes, sizes = a.shapes.split(","), [int(s) for s in a.sizes.split(",")]
     proxies = a.only.split(",")
+    if a.write_config:
+        write_configs(a.write_config, shapes, sizes)
+        return
+    if a.config_cpu:
+        config_cpu(shapes, sizes, a.config_cpu)
+        return
     with tempfile.TemporaryDirectory() as d:
         up = Upstream(d)
         try:

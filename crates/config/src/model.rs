@@ -24,6 +24,8 @@ mod rollout;
 pub use rollout::*;
 mod release;
 pub use release::*;
+mod pattern;
+pub use pattern::*;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -495,17 +497,6 @@ pub enum HostMatch {
     Exact(String),
     /// `*.example.com`, kept as the suffix `.example.com`.
     Wildcard(String),
-}
-
-/// A compiled regular expression (anchored where the match must be whole) and the pattern as
-/// written, which is what tables and JSON show.
-#[derive(Debug, Clone)]
-pub struct Pattern(pub regex::Regex, pub String);
-
-impl Serialize for Pattern {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.1)
-    }
 }
 
 /// A path condition.

@@ -6,7 +6,7 @@ use crate::loader::{Ctx, Object, Spec};
 use crate::model::*;
 use crate::raw;
 use crate::units::{parse_duration, parse_size};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ mod edge;
 mod health;
 mod listener;
 use listener::listener;
+mod conditions;
 mod lb;
 mod policy;
 mod portal;
@@ -25,6 +26,7 @@ mod rollout;
 mod tls;
 mod traffic;
 mod values;
+use conditions::{header_mods, kv_matches, redirect};
 
 pub use discovery::parse_endpoints_file;
 
@@ -85,10 +87,18 @@ impl V<'_> {
         } else {
             pattern.to_string()
         };
-        match regex::Regex::new(&full) {
+        // A syntax check is all `check` needs and costs a fraction of a compilation; the
+        // compiled form is built once, when a route table first uses it.
+        let checked = if crate::model::needs_compiling(pattern) {
+            regex::Regex::new(&full)
+                .map(crate::model::LazyRegex::compiled)
+                .map_err(|e| e.to_string())
+        } else {
+            crate::model::check_syntax(&full).map(|()| crate::model::LazyRegex::new(full))
+        };
+        match checked {
             Ok(r) => Some(Pattern(r, pattern.to_string())),
-            Err(e) => {
-                let detail = e.to_string();
+            Err(detail) => {
                 let last = detail.lines().last().unwrap_or("").trim().to_string();
                 self.errors
                     .push(ctx.error(path, format!("invalid regex `{pattern}`: {last}")));
@@ -423,7 +433,14 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
         .rules
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| rule(v, ctx, &format!("spec.rules[{i}]"), r, &o.id, refs))
+        .filter_map(|(i, r)| {
+            // Most routes have one rule: its path needs no `format!` (10,000 of them in a check).
+            let at = match i {
+                0 => std::borrow::Cow::Borrowed("spec.rules[0]"),
+                _ => format!("spec.rules[{i}]").into(),
+            };
+            rule(v, ctx, &at, r, &o.id, refs)
+        })
         .collect();
     let (mut rules, openapi) = crate::openapi::attach(ctx, spec, rules, v.errors);
     // `filter_map` cannot size the vector: it starts at four rules, and a one-rule route would
@@ -457,7 +474,8 @@ fn rule(
     let path = match m.path {
         None => Some(PathMatch::Prefix("/".into())),
         Some(p) => {
-            let pp = format!("{at}.match.path");
+            // Field paths are written out only for an error (10,000 rules format none).
+            let pp = || format!("{at}.match.path");
             match (p.exact, p.prefix, p.regex) {
                 (Some(e), None, None) if e.starts_with('/') => Some(PathMatch::Exact(e)),
                 (None, Some(pre), None) if pre.starts_with('/') => {
@@ -469,15 +487,16 @@ fn rule(
                     }))
                 }
                 (None, None, Some(re)) => v
-                    .regex(ctx, &format!("{pp}.regex"), &re, true)
+                    .regex(ctx, &format!("{at}.match.path.regex"), &re, true)
                     .map(PathMatch::Regex),
                 (Some(_), None, None) | (None, Some(_), None) => {
-                    v.errors.push(ctx.error(&pp, "a path must start with `/`"));
+                    v.errors
+                        .push(ctx.error(&pp(), "a path must start with `/`"));
                     None
                 }
                 _ => {
                     v.errors.push(ctx.error(
-                        &pp,
+                        &pp(),
                         "a path match needs exactly one of `exact`, `prefix` or `regex`",
                     ));
                     None
@@ -502,8 +521,14 @@ fn rule(
                 .push(ctx.error(&format!("{at}.match.extensionMethods[{i}]"), e)),
         }
     }
-    let headers = kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true);
-    let query = kv_matches(v, ctx, &format!("{at}.match.query"), &m.query, false);
+    let headers = match m.headers.is_empty() {
+        true => Vec::new(),
+        false => kv_matches(v, ctx, &format!("{at}.match.headers"), &m.headers, true),
+    };
+    let query = match m.query.is_empty() {
+        true => Vec::new(),
+        false => kv_matches(v, ctx, &format!("{at}.match.query"), &m.query, false),
+    };
 
     let actions = usize::from(!r.backends.is_empty())
         + usize::from(r.redirect.is_some())
@@ -538,7 +563,6 @@ fn rule(
     } else {
         let mut out = Vec::new();
         for (i, b) in r.backends.iter().enumerate() {
-            let p = format!("{at}.backends[{i}].backend");
             let id = match b.backend.split_once('/') {
                 Some((ns, name)) => ObjectId {
                     namespace: ns.into(),
@@ -561,7 +585,7 @@ fn rule(
                     })
                     .collect();
                 v.errors.push(ctx.error(
-                    &p,
+                    &format!("{at}.backends[{i}].backend"),
                     format!(
                         "unknown backend `{id}`{}",
                         hint(&b.backend, names.iter().map(String::as_str))
@@ -645,18 +669,12 @@ fn rule(
         }
         rewrite.host = rw.host.clone();
     }
-    let request_headers = header_mods(
-        v,
-        ctx,
-        &format!("{at}.requestHeaders"),
-        r.request_headers.as_ref(),
-    );
-    let response_headers = header_mods(
-        v,
-        ctx,
-        &format!("{at}.responseHeaders"),
-        r.response_headers.as_ref(),
-    );
+    let mods = |v: &mut V, field: &str, spec: Option<&raw::HeaderModsSpec>| match spec {
+        None => HeaderMods::default(),
+        Some(_) => header_mods(v, ctx, &format!("{at}.{field}"), spec),
+    };
+    let request_headers = mods(v, "requestHeaders", r.request_headers.as_ref());
+    let response_headers = mods(v, "responseHeaders", r.response_headers.as_ref());
     let timeout = r
         .timeout
         .as_ref()
@@ -681,114 +699,4 @@ fn rule(
         release: release::release(v, ctx, at, r, route, refs),
         source: Source::new(&ctx.file, ctx.mark(at)),
     })
-}
-
-fn kv_matches(
-    v: &mut V,
-    ctx: &Ctx,
-    at: &str,
-    specs: &[raw::KeyValueMatchSpec],
-    header: bool,
-) -> Vec<KeyValueMatch> {
-    let mut out = Vec::new();
-    for (i, h) in specs.iter().enumerate() {
-        let p = format!("{at}[{i}]");
-        if header && !valid_token(&h.name) {
-            v.errors.push(ctx.error(
-                &format!("{p}.name"),
-                format!("invalid header name `{}`", h.name),
-            ));
-            continue;
-        }
-        let value = match (&h.value, &h.regex) {
-            (Some(_), Some(_)) => {
-                v.errors
-                    .push(ctx.error(&p, "use one of `value` or `regex`, not both"));
-                continue;
-            }
-            (Some(val), None) => ValueMatch::Exact(val.clone()),
-            (None, Some(re)) => match v.regex(ctx, &format!("{p}.regex"), re, true) {
-                Some(r) => ValueMatch::Regex(r),
-                None => continue,
-            },
-            (None, None) => ValueMatch::Present,
-        };
-        let name = if header {
-            h.name.to_ascii_lowercase()
-        } else {
-            h.name.clone()
-        };
-        out.push(KeyValueMatch { name, value });
-    }
-    out
-}
-
-fn redirect(v: &mut V, ctx: &Ctx, at: &str, r: &raw::RedirectSpec) -> Option<Redirect> {
-    let status = r.status_code.unwrap_or(302);
-    if ![301, 302, 303, 307, 308].contains(&status) {
-        v.errors.push(ctx.error(
-            &format!("{at}.statusCode"),
-            "statusCode must be one of 301, 302, 303, 307, 308",
-        ));
-    }
-    if let Some(s) = &r.scheme {
-        if s != "http" && s != "https" {
-            v.errors.push(ctx.error(
-                &format!("{at}.scheme"),
-                format!("scheme must be `http` or `https`, found `{s}`"),
-            ));
-        }
-    }
-    if let Some(p) = &r.path {
-        if !p.starts_with('/') {
-            v.errors
-                .push(ctx.error(&format!("{at}.path"), "a path must start with `/`"));
-        }
-    }
-    Some(Redirect {
-        scheme: r.scheme.clone(),
-        host: r.host.clone(),
-        port: r.port,
-        path: r.path.clone(),
-        status,
-    })
-}
-
-fn header_mods(v: &mut V, ctx: &Ctx, at: &str, spec: Option<&raw::HeaderModsSpec>) -> HeaderMods {
-    let Some(spec) = spec else {
-        return HeaderMods::default();
-    };
-    let check = |v: &mut V, field: &str, map: &BTreeMap<String, String>| -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (k, val) in map {
-            if !valid_token(k) {
-                v.errors.push(ctx.error(
-                    &format!("{at}.{field}.{k}"),
-                    format!("invalid header name `{k}`"),
-                ));
-            } else if val.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                v.errors.push(ctx.error(
-                    &format!("{at}.{field}.{k}"),
-                    "header values cannot contain CR, LF or NUL",
-                ));
-            } else {
-                out.push((k.to_ascii_lowercase(), val.clone()));
-            }
-        }
-        out
-    };
-    let set = check(v, "set", &spec.set);
-    let add = check(v, "add", &spec.add);
-    let mut remove = Vec::new();
-    for (i, k) in spec.remove.iter().enumerate() {
-        if valid_token(k) {
-            remove.push(k.to_ascii_lowercase());
-        } else {
-            v.errors.push(ctx.error(
-                &format!("{at}.remove[{i}]"),
-                format!("invalid header name `{k}`"),
-            ));
-        }
-    }
-    HeaderMods { set, add, remove }
 }

@@ -6,6 +6,10 @@
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use std::collections::HashMap;
 
+mod fast;
+#[cfg(test)]
+mod fast_tests;
+
 /// A position in a source file: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Mark {
@@ -88,7 +92,18 @@ fn mark(span: &Span) -> Mark {
 }
 
 /// Parses every document of a YAML stream. JSON parses too, being a subset of YAML 1.2.
+///
+/// Manifests written in the common subset take the fast reader ([`fast`]); everything else, and
+/// every syntax error, goes through saphyr, whose trees and errors the fast reader reproduces.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
+    match fast::parse(text) {
+        Some(docs) => Ok(docs),
+        None => parse_with_saphyr(text),
+    }
+}
+
+/// Parses with saphyr's event parser, assembling its events into a tree.
+fn parse_with_saphyr(text: &str) -> Result<Vec<Node>, SyntaxError> {
     let mut docs = Vec::new();
     // Open containers: the node being built, and for maps a pending key.
     let mut stack: Vec<(Node, Option<Node>)> = Vec::new();

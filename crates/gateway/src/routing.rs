@@ -9,6 +9,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod fingerprint;
 pub(crate) mod rollout;
 mod rows;
 pub mod split;
@@ -74,6 +75,17 @@ impl<T> Router<T> {
     /// name and the rule's index in its route.
     pub fn build_with(
         config: &Config,
+        entry: impl FnMut(&Arc<str>, usize, &Rule) -> Arc<Entry<T>>,
+    ) -> Self {
+        Self::build_reusing(config, None, entry)
+    }
+
+    /// [`Router::build_with`], taking over from `previous` (the live table) what does not
+    /// depend on the entries themselves: a host class's regex set when its patterns are the
+    /// same.
+    pub fn build_reusing(
+        config: &Config,
+        previous: Option<&Router<T>>,
         mut entry: impl FnMut(&Arc<str>, usize, &Rule) -> Arc<Entry<T>>,
     ) -> Self {
         type Classes<T> = HashMap<Box<str>, Vec<Arc<Entry<T>>>>;
@@ -96,13 +108,18 @@ impl<T> Router<T> {
                 }
             }
         }
-        let tables = |m: Classes<T>| -> HashMap<Box<str>, Table<T>> {
-            m.into_iter().map(|(k, v)| (k, Table::new(v))).collect()
+        let tables = |m: Classes<T>, old: Option<&HashMap<Box<str>, Table<T>>>| {
+            (m.into_iter())
+                .map(|(k, v)| {
+                    let prev = old.and_then(|o| o.get(&k));
+                    (k, Table::new(v, prev))
+                })
+                .collect()
         };
         Router {
-            exact: tables(exact),
-            wildcard: tables(wildcard),
-            any: Table::new(any),
+            exact: tables(exact, previous.map(|p| &p.exact)),
+            wildcard: tables(wildcard, previous.map(|p| &p.wildcard)),
+            any: Table::new(any, previous.map(|p| &p.any)),
         }
     }
 
@@ -182,22 +199,10 @@ impl<T> Router<T> {
 /// A content hash of a rule, its definition site included: equal fingerprints mean a reload
 /// can keep the rule's compiled entry.
 pub fn fingerprint(rule: &Rule) -> u64 {
-    use std::hash::Hasher;
-    /// Feeds serialized bytes straight into the hasher, with no intermediate string.
-    struct HashWriter(std::collections::hash_map::DefaultHasher);
-    impl std::io::Write for HashWriter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.write(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut w = HashWriter(Default::default());
-    // Serializing model types cannot fail (no maps with non-string keys).
-    let _ = serde_json::to_writer(&mut w, rule);
-    w.0.finish()
+    // Written through the rule's `Serialize` form, so it covers everything `GET /config` shows
+    // of the rule; a binary encoding, since formatting JSON was most of the cost (~7,000
+    // instructions a rule, 72 M a reload of 10,000 rules).
+    fingerprint::hash(rule)
 }
 
 /// Method, header and query conditions of a rule, for route tables.

@@ -47,6 +47,11 @@ impl Target {
     pub fn pick(&self) -> Option<&Choice> {
         crate::routing::split::pick(&self.choices, self.total_weight)
     }
+
+    /// Whether the rule runs a policy chain.
+    pub fn has_policies(&self) -> bool {
+        self.policies.is_some()
+    }
 }
 
 /// Everything the data plane reads for one config version.

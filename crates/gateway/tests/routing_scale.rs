@@ -257,6 +257,15 @@ proptest! {
 
 /// `n` routes: route `i` serves `/svc{i}/...` on `host(i)`, every 20th by a regex instead.
 fn many_routes(n: usize, host: impl Fn(usize) -> String) -> String {
+    many_routes_with(n, host, |_| String::new())
+}
+
+/// [`many_routes`], with `rule(i)` appended to the rule of route `i` (indented as its fields).
+fn many_routes_with(
+    n: usize,
+    host: impl Fn(usize) -> String,
+    rule: impl Fn(usize) -> String,
+) -> String {
     let mut yaml = String::from(
         r#"apiVersion: gatehouse.dev/v1alpha1
 kind: Backend
@@ -280,8 +289,9 @@ spec:
   rules:
     - match: {{path: {path}}}
       backends: [{{backend: b}}]
-"#,
-            host(i)
+{}"#,
+            host(i),
+            rule(i)
         ));
     }
     yaml
@@ -379,6 +389,200 @@ fn a_reload_changing_one_route_of_ten_thousand_keeps_the_others_compiled() {
         hit.map(|e| e.route.to_string()).as_deref(),
         Some("default/r5000")
     );
+}
+
+/// Regex compilations (rules' regexes and regex sets) on this thread while `f` runs.
+fn compilations<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let before = gatehouse_config::regex_compilations();
+    let r = f();
+    (r, gatehouse_config::regex_compilations() - before)
+}
+
+#[test]
+fn a_reload_changing_one_route_of_a_mix_compiles_at_most_its_regex() {
+    // 10,000 routes on one host, 500 of them regexes (`many_routes`: every 20th).
+    let before = many_routes(10_000, |_| "api.example.com".into());
+    let store = StateStore::default();
+    // Validation checks the syntax of the 500 regexes without compiling them.
+    let (_, n) = compilations(|| load(&before));
+    assert_eq!(n, 0, "validation compiled regexes");
+    // The first build compiles the host's regex set, once; the rules' own regexes are left
+    // uncompiled (the set answers for them).
+    let (old, n) = compilations(|| snapshot(&before, None, &store));
+    assert_eq!(n, 1);
+    // A changed prefix route: nothing to compile.
+    let prefix = before.replace("{prefix: /svc5000}", "{prefix: /svc5000b}");
+    let (new, n) = compilations(|| snapshot(&prefix, Some(&old), &store));
+    assert_eq!(n, 0, "a reload changing a prefix route compiled regexes");
+    // A changed regex route: the host's set, again, and nothing else.
+    let regex = prefix.replace("\"/svc5007/[0-9]+\"", "\"/svc5007/[a-z]+\"");
+    assert_ne!(regex, prefix);
+    let (newer, n) = compilations(|| snapshot(&regex, Some(&new), &store));
+    assert_eq!(n, 1, "a reload changing one regex route");
+    let (rebuilt, kept) = rebuilt_routes(&new, &newer);
+    assert_eq!((rebuilt, kept), (vec!["default/r5007".to_string()], 9_999));
+    // The reused and the rebuilt sets route as their patterns say.
+    let hit = |s: &Snapshot, path: &str| {
+        let r = get("api.example.com", path);
+        (s.router
+            .lookup(&r.host, &r.method, &r.path, None, &r.headers))
+        .map(|e| e.route.to_string())
+    };
+    assert_eq!(hit(&new, "/svc5007/12").as_deref(), Some("default/r5007"));
+    assert_eq!(hit(&new, "/svc9987/3").as_deref(), Some("default/r9987"));
+    assert_eq!(hit(&newer, "/svc5007/12"), None);
+    assert_eq!(hit(&newer, "/svc5007/ab").as_deref(), Some("default/r5007"));
+    assert_eq!(hit(&newer, "/svc9987/3").as_deref(), Some("default/r9987"));
+}
+
+#[test]
+fn header_regexes_of_kept_rules_are_not_compiled_again() {
+    let with_header = |yaml: String| {
+        yaml.replace(
+            "- match: {path: ",
+            "- match: {headers: [{name: x-v, regex: \"v[0-9]+\"}], path: ",
+        )
+    };
+    let before = with_header(many_routes(2_000, |_| "api.example.com".into()));
+    let after = before.replace("{prefix: /svc1000}", "{prefix: /svc1000b}");
+    assert_ne!(before, after);
+    let store = StateStore::default();
+    let (old, n) = compilations(|| snapshot(&before, None, &store));
+    // 2,000 header regexes and one regex set.
+    assert_eq!(n, 2_001);
+    let (new, n) = compilations(|| snapshot(&after, Some(&old), &store));
+    assert_eq!(n, 1, "only the changed rule's header regex");
+    assert_eq!(
+        rebuilt_routes(&old, &new).0,
+        vec!["default/r1000".to_string()]
+    );
+}
+
+/// The routes of `new` whose compiled rules are not the ones of `old` (in lookup order), and how
+/// many were taken over.
+fn rebuilt_routes(old: &Snapshot, new: &Snapshot) -> (Vec<String>, usize) {
+    let old_entries: HashMap<(String, usize), _> = (old.router.entries())
+        .map(|e| ((e.route.to_string(), e.index), e.clone()))
+        .collect();
+    let (mut kept, mut rebuilt) = (0, Vec::new());
+    for e in new.router.entries() {
+        match old_entries.get(&(e.route.to_string(), e.index)) {
+            Some(prev) if Arc::ptr_eq(prev, e) => kept += 1,
+            _ => rebuilt.push(e.route.to_string()),
+        }
+    }
+    rebuilt.sort();
+    (rebuilt, kept)
+}
+
+/// Two policies: a local rate limit with CORS, and an IP filter with a body limit.
+const TWO_POLICIES: &str = r#"---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {name: limit}
+spec:
+  rateLimit: {requests: 100, per: 1s}
+  cors: {allowOrigins: ["https://app.example.com"]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {name: edge}
+spec:
+  ipFilter: {allow: ["10.0.0.0/8"]}
+  requestLimits: {maxBodySize: 1MiB}
+"#;
+
+/// Even routes use `limit`, odd ones `edge`, every tenth both.
+fn routes_with_policies(n: usize) -> String {
+    let policies = |i: usize| match (i % 10, i % 2) {
+        (0, _) => "      policies: [limit, edge]\n",
+        (_, 0) => "      policies: [limit]\n",
+        _ => "      policies: [edge]\n",
+    };
+    let mut yaml = many_routes_with(n, |_| "api.example.com".into(), |i| policies(i).into());
+    yaml.push_str(TWO_POLICIES);
+    yaml
+}
+
+#[test]
+fn a_reload_changing_one_route_keeps_the_other_rules_with_policies_compiled() {
+    let before = routes_with_policies(10_000);
+    let after = before.replace("{prefix: /svc5001}", "{prefix: /svc5001b}");
+    assert_ne!(before, after);
+    let store = StateStore::default();
+    let old = snapshot(&before, None, &store);
+    let new = snapshot(&after, Some(&old), &store);
+    let (rebuilt, kept) = rebuilt_routes(&old, &new);
+    assert_eq!(rebuilt, vec!["default/r5001".to_string()]);
+    assert_eq!(kept, 9_999);
+    // The rebuilt rule and the kept ones still run their policy chains.
+    let hit = |s: &Snapshot, path: &str| {
+        let r = get("api.example.com", path);
+        (s.router
+            .lookup(&r.host, &r.method, &r.path, None, &r.headers))
+        .cloned()
+    };
+    assert!(hit(&new, "/svc5001b/1").is_some_and(|e| e.target.has_policies()));
+    assert!(hit(&new, "/svc4/1").is_some_and(|e| e.target.has_policies()));
+}
+
+#[test]
+fn a_changed_policy_rebuilds_exactly_the_rules_that_use_it() {
+    let before = routes_with_policies(100);
+    let after = before.replace("allow: [\"10.0.0.0/8\"]", "allow: [\"10.0.0.0/16\"]");
+    assert_ne!(before, after);
+    let store = StateStore::default();
+    let old = snapshot(&before, None, &store);
+    let new = snapshot(&after, Some(&old), &store);
+    let (rebuilt, kept) = rebuilt_routes(&old, &new);
+    // `edge` is on the odd routes and on every tenth.
+    let mut want: Vec<String> = (0..100)
+        .filter(|i| i % 2 == 1 || i % 10 == 0)
+        .map(|i| format!("default/r{i}"))
+        .collect();
+    want.sort();
+    assert_eq!(rebuilt, want);
+    assert_eq!(kept, 100 - want.len());
+}
+
+#[test]
+fn a_changed_redis_rebuilds_only_the_rules_with_a_global_limit() {
+    // The store connects lazily: nothing listens on these ports, and nothing needs to.
+    let gateway = |port: u16| {
+        format!(
+            r#"---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  redis: {{url: "redis://127.0.0.1:{port}"}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Policy
+metadata: {{name: global}}
+spec:
+  rateLimit: {{requests: 100, per: 1s, scope: global}}
+"#
+        )
+    };
+    let policies = |i: usize| match i % 3 {
+        0 => "      policies: [global]\n",
+        _ => "      policies: [limit]\n",
+    };
+    let routes = many_routes_with(30, |_| "api.example.com".into(), |i| policies(i).into());
+    let before = format!("{routes}{TWO_POLICIES}{}", gateway(1));
+    let after = format!("{routes}{TWO_POLICIES}{}", gateway(2));
+    let store = StateStore::default();
+    let old = snapshot(&before, None, &store);
+    let new = snapshot(&after, Some(&old), &store);
+    let (rebuilt, kept) = rebuilt_routes(&old, &new);
+    let mut want: Vec<String> = (0..30)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("default/r{i}"))
+        .collect();
+    want.sort();
+    assert_eq!(rebuilt, want);
+    assert_eq!(kept, 20);
 }
 
 #[test]

@@ -15,6 +15,9 @@ struct Regexes {
     /// `None` when the combined set exceeds the regex crate's size limit: each rule's own
     /// regex is then tried in turn (slower, never wrong).
     set: Option<RegexSet>,
+    /// The patterns of `set` as written, in order: a reload whose table has the same list
+    /// takes the set over instead of compiling it again.
+    sources: Vec<Box<str>>,
     /// Table index of the rule behind each pattern of `set`, in precedence order.
     rules: Vec<u32>,
 }
@@ -32,14 +35,15 @@ pub(crate) struct Table<T> {
 
 impl<T> Table<T> {
     /// Indexes `entries`, sorting them into precedence order first (a stable sort: load order
-    /// breaks ties).
-    pub(crate) fn new(mut entries: Vec<Arc<Entry<T>>>) -> Self {
+    /// breaks ties). The regex set of `previous` (the live table of the same host class) is
+    /// reused when its patterns are the same.
+    pub(crate) fn new(mut entries: Vec<Arc<Entry<T>>>, previous: Option<&Table<T>>) -> Self {
         entries.sort_by_key(|e| e.rule.precedence());
         entries.shrink_to_fit();
         let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         let mut prefixes = PrefixTrie::new();
         let mut root = Vec::new();
-        let (mut patterns, mut regex_rules) = (Vec::new(), Vec::new());
+        let (mut sources, mut regex_rules) = (Vec::new(), Vec::new());
         for (i, e) in entries.iter().enumerate() {
             let i = i as u32;
             match &e.rule.path {
@@ -47,21 +51,22 @@ impl<T> Table<T> {
                 PathMatch::Prefix(p) if p == "/" => root.push(i),
                 PathMatch::Prefix(p) => prefixes.insert(p, i),
                 PathMatch::Regex(r) => {
-                    // The same anchoring validation gave the rule's own regex.
-                    patterns.push(format!("^(?:{})$", r.1));
+                    sources.push(r.1.as_str().into());
                     regex_rules.push(i);
                 }
             }
         }
         prefixes.shrink();
-        let regexes = if patterns.is_empty() {
-            None
-        } else {
-            Some(Regexes {
-                set: RegexSet::new(&patterns).ok(),
-                rules: regex_rules,
-            })
-        };
+        let regexes = (!sources.is_empty()).then(|| Regexes {
+            set: regex_set(&sources, previous),
+            sources,
+            rules: regex_rules,
+        });
+        let with_path = regexes.as_ref().is_some_and(|r| r.set.is_none());
+        for e in &entries {
+            // Compiles only what a new rule brings: a kept entry's regexes are compiled already.
+            e.rule.compile_regexes(with_path);
+        }
         Table {
             entries,
             exact,
@@ -109,4 +114,17 @@ impl<T> Table<T> {
             .map(|k| re.rules[k])
             .find(|&i| ok(i))
     }
+}
+
+/// The combined set of the regex rules `sources`, taken over from `previous` when it holds the
+/// same patterns in the same order (compiling 500 patterns together costs more than the rest
+/// of a table). `None` when the set exceeds the regex crate's size limit.
+fn regex_set<T>(sources: &[Box<str>], previous: Option<&Table<T>>) -> Option<RegexSet> {
+    let old = previous.and_then(|t| t.regexes.as_ref());
+    if let Some(old) = old.filter(|old| old.sources == sources) {
+        return old.set.clone();
+    }
+    gatehouse_config::count_regex_compilation();
+    // The same anchoring validation gives each rule's own regex.
+    RegexSet::new(sources.iter().map(|p| format!("^(?:{p})$"))).ok()
 }

@@ -1,13 +1,15 @@
 //! Config flow, snapshot building on a reload: a diff against the live snapshot. Backends whose
 //! definition and run-time state are unchanged, and rules whose content hash (route, index,
 //! [`fingerprint`]) is unchanged and whose backends were kept, are taken over as they are, with
-//! their metric handles; only what changed is compiled again.
+//! their metric handles; only what changed is compiled again. A rule with policies is kept when
+//! every policy it lists is unchanged (its chain is built from those definitions and from state
+//! the policy store keeps per unchanged policy), and, for a global rate limit, the Redis settings.
 
 use super::{Snapshot, Target};
 use crate::routing::{fingerprint, Entry, Router};
 use crate::upstream::BackendRt;
-use gatehouse_config::{Action, Backend, Config, ObjectId, Rule};
-use std::collections::HashMap;
+use gatehouse_config::{Action, Backend, Config, ObjectId, Policy, RateLimitScope, Redis, Rule};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What the live snapshot offers for reuse.
@@ -16,6 +18,12 @@ pub(super) struct Reuse<'a> {
     entries: HashMap<(&'a str, usize), &'a Arc<Entry<Target>>>,
     /// Backends by id, with the definition they were built from.
     backends: HashMap<&'a str, (&'a Backend, &'a Arc<BackendRt>)>,
+    /// The live config's policies by id, to tell which of the new config's are unchanged.
+    policies: HashMap<&'a ObjectId, &'a Policy>,
+    /// The live config's Redis settings (global rate limits run on the store made from them).
+    redis: Option<&'a Redis>,
+    /// The live route table (its host classes' regex sets).
+    router: Option<&'a Router<Target>>,
 }
 
 impl<'a> Reuse<'a> {
@@ -25,6 +33,9 @@ impl<'a> Reuse<'a> {
             return Reuse {
                 entries: HashMap::new(),
                 backends: HashMap::new(),
+                policies: HashMap::new(),
+                redis: None,
+                router: None,
             };
         };
         let entries = prev
@@ -44,7 +55,28 @@ impl<'a> Reuse<'a> {
             .iter()
             .filter_map(|rt| Some((&*rt.id, (*defs.get(&*rt.id)?, rt))))
             .collect();
-        Reuse { entries, backends }
+        Reuse {
+            entries,
+            backends,
+            policies: prev.config.policies.iter().map(|p| (&p.id, p)).collect(),
+            redis: prev.config.gateway.redis.as_ref(),
+            router: Some(&prev.router),
+        }
+    }
+
+    /// The policies of `config` whose compiled steps a kept rule may go on using: the same
+    /// definition as in the live config (the policy store then keeps their buckets, keys and
+    /// caches), and for a global rate limit the same Redis settings (the same store).
+    fn unchanged_policies<'c>(&self, config: &'c Config) -> HashSet<&'c ObjectId> {
+        let redis_same = config.gateway.redis.as_ref() == self.redis;
+        (config.policies.iter())
+            .filter(|p| self.policies.get(&p.id).is_some_and(|old| *old == *p))
+            .filter(|p| {
+                redis_same
+                    || (p.rate_limit.as_ref()).is_none_or(|r| r.scope != RateLimitScope::Global)
+            })
+            .map(|p| &p.id)
+            .collect()
     }
 
     /// The live backend runtime for `b`, when its definition and planned state are unchanged.
@@ -71,14 +103,15 @@ impl<'a> Reuse<'a> {
             .filter(|r| crate::policy::validate::route_validates(r))
             .map(|r| r.id.to_string())
             .collect();
-        Router::build_with(config, |route, index, rule| {
+        let unchanged = self.unchanged_policies(config);
+        Router::build_reusing(config, self.router, |route, index, rule| {
             let fp = fingerprint(rule);
             if let Some(old) = self.entries.get(&(&**route, index)) {
-                // A rule with policies is compiled again: its chain depends on Policy objects
-                // and the store settings, which its fingerprint does not cover.
-                // So is a rule a Rollout drives or drove: the Rollout is not in the fingerprint.
+                // The fingerprint covers the rule's policy names, not the policies: a rule is
+                // compiled again when one of them changed. So is a rule a Rollout drives or
+                // drove: the Rollout is not in the fingerprint.
                 let kept = old.fingerprint == fp
-                    && rule.policies.is_empty()
+                    && rule.policies.iter().all(|id| unchanged.contains(id))
                     && old.target.rollout.is_none()
                     && rollouts.for_rule(route, index).is_none()
                     && !validating.contains(&**route)
