@@ -196,8 +196,8 @@ impl<T> Router<T> {
     }
 }
 
-/// A content hash of a rule, its definition site included: equal fingerprints mean a reload
-/// can keep the rule's compiled entry.
+/// A content hash of a rule, its definition site (file and line) left out: equal fingerprints
+/// mean a reload can keep the rule's compiled entry, also when lines were added above it.
 pub fn fingerprint(rule: &Rule) -> u64 {
     // Written through the rule's `Serialize` form, so it covers everything `GET /config` shows
     // of the rule; a binary encoding, since formatting JSON was most of the cost (~7,000

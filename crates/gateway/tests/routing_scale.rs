@@ -526,6 +526,24 @@ fn a_reload_changing_one_route_keeps_the_other_rules_with_policies_compiled() {
     assert!(hit(&new, "/svc4/1").is_some_and(|e| e.target.has_policies()));
 }
 
+/// An edit that adds lines (here to one rule) moves every rule below it in the file; moved rules
+/// are still the same rules and are kept.
+#[test]
+fn a_reload_adding_lines_above_other_rules_rebuilds_only_the_edited_one() {
+    let before = routes_with_policies(2_000);
+    let after = before.replace(
+        "    - match: {path: {prefix: /svc8}}\n",
+        "    - match:\n        # two lines more\n        path: {prefix: /svc8b}\n",
+    );
+    assert_eq!(after.lines().count(), before.lines().count() + 2);
+    let store = StateStore::default();
+    let old = snapshot(&before, None, &store);
+    let new = snapshot(&after, Some(&old), &store);
+    let (rebuilt, kept) = rebuilt_routes(&old, &new);
+    assert_eq!(rebuilt, vec!["default/r8".to_string()]);
+    assert_eq!(kept, 1_999);
+}
+
 #[test]
 fn a_changed_policy_rebuilds_exactly_the_rules_that_use_it() {
     let before = routes_with_policies(100);

@@ -17,7 +17,7 @@ pub(crate) fn hash<T: Serialize + ?Sized>(value: &T) -> u64 {
         buf.clear();
         // The encoder never fails; a custom `Serialize` that does leaves a shorter buffer,
         // which still hashes every byte it wrote.
-        let _ = value.serialize(&mut Encoder(buf));
+        let _ = value.serialize(&mut Encoder(buf, 0));
         let mut h = std::collections::hash_map::DefaultHasher::default();
         h.write(buf);
         h.finish()
@@ -27,7 +27,9 @@ pub(crate) fn hash<T: Serialize + ?Sized>(value: &T) -> u64 {
 /// Writes values as tagged bytes: every variable-length part (string, sequence, map, option,
 /// enum variant) says its length or ends with a marker, so two different values of one type
 /// never encode alike.
-struct Encoder<'a>(&'a mut Vec<u8>);
+/// The second field is the depth of compound values open around the current one: the value
+/// being hashed is at depth 1.
+struct Encoder<'a>(&'a mut Vec<u8>, usize);
 
 /// The encoder's error: only a `Serialize` impl can raise one.
 #[derive(Debug)]
@@ -156,12 +158,15 @@ impl<'b> ser::Serializer for &mut Encoder<'b> {
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Self, Error> {
         self.open(len);
+        self.1 += 1;
         Ok(self)
     }
     fn serialize_tuple(self, _: usize) -> Result<Self, Error> {
+        self.1 += 1;
         Ok(self)
     }
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, Error> {
+        self.1 += 1;
         Ok(self)
     }
     fn serialize_tuple_variant(
@@ -172,13 +177,16 @@ impl<'b> ser::Serializer for &mut Encoder<'b> {
         _: usize,
     ) -> Result<Self, Error> {
         self.serialize_u32(i)?;
+        self.1 += 1;
         Ok(self)
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Self, Error> {
         self.open(len);
+        self.1 += 1;
         Ok(self)
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Error> {
+        self.1 += 1;
         Ok(self)
     }
     fn serialize_struct_variant(
@@ -189,6 +197,7 @@ impl<'b> ser::Serializer for &mut Encoder<'b> {
         _: usize,
     ) -> Result<Self, Error> {
         self.serialize_u32(i)?;
+        self.1 += 1;
         Ok(self)
     }
 }
@@ -206,6 +215,7 @@ macro_rules! compound {
             })*
             fn end(self) -> Result<(), Error> {
                 self.0.push(0);
+                self.1 -= 1;
                 Ok(())
             }
         }
@@ -217,8 +227,49 @@ compound! {
     SerializeTuple { serialize_element };
     SerializeTupleStruct { serialize_field };
     SerializeTupleVariant { serialize_field };
-    SerializeMap { serialize_key, serialize_value };
 }
+
+impl<'b> ser::SerializeMap for &mut Encoder<'b> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), Error> {
+        self.0.push(2);
+        k.serialize(&mut **self)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
+        self.0.push(2);
+        v.serialize(&mut **self)
+    }
+    /// A rule is a map (its `release` is flattened into it): its `source` entry's value is left
+    /// out as a struct's `source` field is (`SOURCE_KEY`).
+    fn serialize_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(
+        &mut self,
+        k: &K,
+        v: &V,
+    ) -> Result<(), Error> {
+        let at = self.0.len() + 1;
+        self.serialize_key(k)?;
+        if self.1 == 1 && self.0[at..] == *SOURCE_KEY {
+            self.0.push(3);
+            return Ok(());
+        }
+        self.serialize_value(v)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.0.push(0);
+        self.1 -= 1;
+        Ok(())
+    }
+}
+
+/// `"source"` as the encoder writes a string: its length, then its bytes.
+///
+/// The hashed value's own `source` (a top-level field or entry) is left out of the hash: a
+/// rule's definition site is where it is, not what it does, so an edit that adds a line above a
+/// rule must not rebuild it. Nothing at runtime reads a kept entry's copy of it (positions shown
+/// to people come from the config). Only the top level's: a `source` deeper in (a header named
+/// so, say) is content.
+const SOURCE_KEY: &[u8; 14] = b"\x06\0\0\0\0\0\0\0source";
 
 /// Struct fields: a fixed list per type, so their names need not be written; a skipped field
 /// is marked so that skipping one cannot look like a neighbour's value.
@@ -229,9 +280,15 @@ macro_rules! fields {
             type Error = Error;
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
-                _: &'static str,
+                key: &'static str,
                 v: &T,
             ) -> Result<(), Error> {
+                // The hashed value's own definition site (`source`: file and line) is where
+                // it is, not what it does: see `SOURCE_KEY`.
+                if self.1 == 1 && key == "source" {
+                    self.0.push(3);
+                    return Ok(());
+                }
                 self.0.push(2);
                 v.serialize(&mut **self)
             }
@@ -241,6 +298,7 @@ macro_rules! fields {
             }
             fn end(self) -> Result<(), Error> {
                 self.0.push(0);
+                self.1 -= 1;
                 Ok(())
             }
         }
@@ -352,5 +410,41 @@ mod tests {
             hash(&("ab".to_string(), "c".to_string())),
             hash(&("a".to_string(), "bc".to_string()))
         );
+    }
+
+    #[test]
+    fn the_top_level_source_is_left_out_and_a_deeper_one_is_not() {
+        use std::collections::BTreeMap;
+        #[derive(Serialize)]
+        struct At {
+            line: usize,
+        }
+        #[derive(Serialize)]
+        struct Rule {
+            path: &'static str,
+            headers: BTreeMap<&'static str, &'static str>,
+            source: At,
+        }
+        #[derive(Serialize)]
+        struct Flat {
+            path: &'static str,
+            #[serde(flatten)]
+            more: BTreeMap<&'static str, &'static str>,
+            source: At,
+        }
+        let rule = |line, header| Rule {
+            path: "/a",
+            headers: BTreeMap::from([("source", header)]),
+            source: At { line },
+        };
+        assert_eq!(hash(&rule(1, "x")), hash(&rule(9, "x")));
+        assert_ne!(hash(&rule(1, "x")), hash(&rule(1, "y")));
+        let flat = |line, path| Flat {
+            path,
+            more: BTreeMap::from([("k", "v")]),
+            source: At { line },
+        };
+        assert_eq!(hash(&flat(1, "/a")), hash(&flat(9, "/a")));
+        assert_ne!(hash(&flat(1, "/a")), hash(&flat(1, "/b")));
     }
 }

@@ -70,7 +70,11 @@ impl<'a> Reuse<'a> {
     fn unchanged_policies<'c>(&self, config: &'c Config) -> HashSet<&'c ObjectId> {
         let redis_same = config.gateway.redis.as_ref() == self.redis;
         (config.policies.iter())
-            .filter(|p| self.policies.get(&p.id).is_some_and(|old| *old == *p))
+            .filter(|p| {
+                self.policies
+                    .get(&p.id)
+                    .is_some_and(|old| same_definition(old, p))
+            })
             .filter(|p| {
                 redis_same
                     || (p.rate_limit.as_ref()).is_none_or(|r| r.scope != RateLimitScope::Global)
@@ -129,6 +133,17 @@ impl<'a> Reuse<'a> {
             })
         })
     }
+}
+
+/// Whether a policy says the same as before. Where it is defined is not what it does: an edit
+/// that adds a line above a policy must not rebuild every rule that uses it. (A clone of one
+/// policy per policy and reload: there are few policies beside many rules.)
+fn same_definition(old: &gatehouse_config::Policy, new: &gatehouse_config::Policy) -> bool {
+    let moved = gatehouse_config::Policy {
+        source: old.source.clone(),
+        ..new.clone()
+    };
+    *old == moved
 }
 
 /// Whether a kept target's backends are the ones this snapshot resolves the rule to. The
