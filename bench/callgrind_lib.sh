@@ -72,7 +72,8 @@ callgrind_run() { # name gw path [h2load args...]
     pid=$!
     # Called in a command substitution's subshell: its own trap stops the gateway when it never
     # answers (the parent's cleanup does not know this pid).
-    trap 'kill "$pid" 2>/dev/null || true' EXIT
+    CG_PID=$pid
+    trap 'kill "${CG_PID:-}" 2>/dev/null || true' EXIT
     wait_port "$gw" "${READY_HEADER:-x-none: 1}" "${READY_PATH:-$path}"
     h2load --h1 -n "$N" -c 10 "$@" "http://127.0.0.1:$gw$path" \
         | grep -E '^(requests|status codes):' | tr '\n' ' ' >&2

@@ -38,7 +38,8 @@ PY
     pid=$!
     # This runs in a command substitution's subshell: its own trap stops the gateway when it
     # never answers (the parent's cleanup does not know this pid).
-    trap 'kill "$pid" 2>/dev/null || true' EXIT
+    CG_PID=$pid
+    trap 'kill "${CG_PID:-}" 2>/dev/null || true' EXIT
     wait_port "$gw" "host: $host" "$path"
     callgrind_control --zero "$pid" >/dev/null 2>&1
     h2load --h1 -n "$N" -c 10 -H ":authority: $host" "http://127.0.0.1:$gw$path" \
