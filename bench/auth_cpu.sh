@@ -14,39 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-50000}
 ROUNDS=${2:-11}
-. bench/install.sh
-install_missing nginx:nginx-light h2load:nghttp2-client
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [ -z "${GATEHOUSE_BIN:-}" ]; then
-    cargo build --release -p gatehouse
-    GATEHOUSE_BIN=target/release/gatehouse
-fi
-D=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$D"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # port header
-    for _ in $(seq 300); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' -H "$2" "http://127.0.0.1:$1/small")" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "nothing answered 200 on port $1" >&2; exit 1
-}
+NATIVE=1
+UP_CPU=1
+. bench/callgrind_lib.sh
 # CPU seconds (user + system) of process $1, from /proc/PID/stat (fields 14 and 15).
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-
-UP=$(port)
-mkdir -p "$D/up"
-cat > "$D/up/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; pid $D/up/nginx.pid; error_log $D/up/error.log error;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  client_body_temp_path $D/up/b; proxy_temp_path $D/up/p; fastcgi_temp_path $D/up/f; uwsgi_temp_path $D/up/u; scgi_temp_path $D/up/s;
-  server { listen 127.0.0.1:$UP; location = /small { return 200 "hello from upstream\n"; } } }
-NGINX
-taskset -c 1 "$NGINX" -p "$D/up" -c "$D/up/nginx.conf" & PIDS+=($!)
-wait_port "$UP" "x-none: 1"
 
 KEY=bench-key-0123456789
 KEY_SHA=$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)
@@ -55,21 +27,7 @@ declare -A GW_PORT GW_PID HEADER
 start() { # name rule-fields header
     local name=$1 gw
     gw=$(port)
-    cat > "$D/$name.yaml" <<YAML
-apiVersion: gatehouse.dev/v1alpha1
-kind: Gateway
-metadata: {name: bench}
-spec: {admin: {address: "127.0.0.1:$(port)"}, workers: 1, accessLog: {enabled: false}}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:$gw", protocol: HTTP}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: Backend
-metadata: {name: up}
-spec: {endpoints: ["127.0.0.1:$UP"]}
+    { config_head "$(port)" "$gw"; cat <<YAML
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: Policy
@@ -83,6 +41,7 @@ spec:
   rules:
     - backends: [{backend: up}]$2
 YAML
+    } > "$D/$name.yaml"
     GATEHOUSE_LOG=warn taskset -c 0 "$GATEHOUSE_BIN" run -c "$D/$name.yaml" >/dev/null 2>&1 &
     GW_PID[$name]=$!
     PIDS+=($!)

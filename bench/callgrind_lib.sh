@@ -1,10 +1,13 @@
-# Shared by the callgrind scripts that compare a route feature with the open route
-# (auth_instructions.sh, policy_instructions.sh, validate_instructions.sh): tools, the binary to
-# measure, a temp dir cleaned on exit, free ports, the upstream nginx answering `/small`, the
-# Gateway/Listener/Backend documents every config starts with, and one measured run.
-# Source it from the repository root with N (requests per run) set.
+# Shared by the scripts that compare a route feature with the open route (callgrind:
+# auth_instructions.sh, policy_instructions.sh, validate_instructions.sh, scale_instructions.sh;
+# natively: auth_cpu.sh): tools, the binary to measure, a temp dir cleaned on exit, free ports,
+# the upstream nginx answering `/small`, the Gateway/Listener/Backend documents every config
+# starts with, and one measured callgrind run.
+# Source it from the repository root with N (requests per run) set; NATIVE=1 skips valgrind,
+# UP_CPU=n pins the upstream to CPU n.
 . bench/install.sh
-install_missing valgrind:valgrind nginx:nginx-light h2load:nghttp2-client
+[ -n "${NATIVE:-}" ] || install_missing valgrind:valgrind
+install_missing nginx:nginx-light h2load:nghttp2-client
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [ -z "${GATEHOUSE_BIN:-}" ]; then
     cargo build --release -p gatehouse
@@ -38,7 +41,7 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$UP; location = /small { return 200 "hello from upstream\n"; }
     location / { return 200 "hello from upstream\n"; } } }
 NGINX
-"$NGINX" -p "$D/up" -c "$D/up/nginx.conf" & PIDS+=($!)
+${UP_CPU:+taskset -c "$UP_CPU"} "$NGINX" -p "$D/up" -c "$D/up/nginx.conf" & PIDS+=($!)
 wait_port "$UP"
 
 # Prints the Gateway (one worker, no access log), Listener and Backend `up` documents.
