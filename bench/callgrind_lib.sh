@@ -65,10 +65,12 @@ YAML
 }
 
 # Runs Gatehouse on $D/NAME.yaml (listening on GW) under callgrind, waits until READY_PATH
-# (default PATH) answers 200 to a GET with READY_HEADER (default none), sends N requests with h2load (`--h1 -c 10` and
-# the further arguments), stops it and prints its instructions per request.
+# (default PATH) answers 200 to a GET with READY_HEADER (default none), sends N requests with
+# h2load (`--h1 -c 10` and the further arguments), stops it and prints its instructions per
+# request. With FROM_READY=1 only what runs between readiness and shutdown is counted
+# (`callgrind_control --zero`, then `--dump`): loading or freeing a large config is no request's.
 callgrind_run() { # name gw path [h2load args...]
-    local name=$1 gw=$2 path=$3 pid total
+    local name=$1 gw=$2 path=$3 pid total out
     shift 3
     GATEHOUSE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$D/$name.out" \
         "$GATEHOUSE_BIN" run -c "$D/$name.yaml" >/dev/null 2>&1 &
@@ -78,10 +80,16 @@ callgrind_run() { # name gw path [h2load args...]
     CG_PID=$pid
     trap 'kill "${CG_PID:-}" 2>/dev/null || true' EXIT
     wait_port "$gw" "${READY_HEADER:-x-none: 1}" "${READY_PATH:-$path}"
+    [ -z "${FROM_READY:-}" ] || callgrind_control --zero "$pid" >/dev/null 2>&1
     h2load --h1 -n "$N" -c 10 "$@" "http://127.0.0.1:$gw$path" \
         | grep -E '^(requests|status codes):' | tr '\n' ' ' >&2
     echo >&2
+    out="$D/$name.out"
+    if [ -n "${FROM_READY:-}" ]; then
+        callgrind_control --dump "$pid" >/dev/null 2>&1
+        out="$D/$name.out.1"
+    fi
     kill -INT "$pid"; wait "$pid" || true
-    total=$(grep -E '^(summary|totals):' "$D/$name.out" | head -1 | awk '{print $2}')
+    total=$(grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}')
     echo $((total / N))
 }

@@ -17,11 +17,10 @@ SIZES=${2:-1,1000,10000}
 . bench/callgrind_lib.sh
 # Loading 10,000 routes under valgrind takes minutes on a loaded machine.
 WAIT_TRIES=6000
-install_missing callgrind_control:valgrind
 
 # Counts instructions of N requests to the last route of SHAPE with COUNT routes.
 measure() { # shape count
-    local shape=$1 n=$2 gw admin host path pid total
+    local shape=$1 n=$2 gw admin host path
     gw=$(port)
     admin=$(port)
     read -r host path < <(python3 - "$shape" "$n" "$gw" "$admin" "$UP" "$D/$shape-$n.yaml" <<'PY'
@@ -33,23 +32,8 @@ open(out, "w").write(scale.gatehouse_config(gw, admin, up, shape, n))
 print(*scale.target(shape, n))
 PY
 )
-    GATEHOUSE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$D/$shape-$n.out" \
-        "$GATEHOUSE_BIN" run -c "$D/$shape-$n.yaml" >/dev/null 2>&1 &
-    pid=$!
-    # This runs in a command substitution's subshell: its own trap stops the gateway when it
-    # never answers (the parent's cleanup does not know this pid).
-    CG_PID=$pid
-    trap 'kill "${CG_PID:-}" 2>/dev/null || true' EXIT
-    wait_port "$gw" "host: $host" "$path"
-    callgrind_control --zero "$pid" >/dev/null 2>&1
-    h2load --h1 -n "$N" -c 10 -H ":authority: $host" "http://127.0.0.1:$gw$path" \
-        | grep -E '^(requests|status codes):' | tr '\n' ' ' >&2
-    echo >&2
-    # Dumped before stopping: shutdown frees every route, which is not a request's cost.
-    callgrind_control --dump "$pid" >/dev/null 2>&1
-    kill -INT "$pid"; wait "$pid" || true
-    total=$(grep -hE '^(summary|totals):' "$D/$shape-$n.out".* | head -1 | awk '{print $2}')
-    echo $((total / N))
+    READY_HEADER="host: $host" FROM_READY=1 callgrind_run "$shape-$n" "$gw" "$path" \
+        -H ":authority: $host"
 }
 
 printf '%-6s %7s %14s %8s\n' shape routes instr/request 'vs 1'
