@@ -65,22 +65,35 @@ threading.Thread(target=s.serve_forever, daemon=True).start()
 sys.stdin.read()
 "#;
 
+/// A Gateway, the `web` listener and the `app` Backend at `backend`, then `documents`, with
+/// `AUTH_PORT` in them standing for the auth service's port.
+fn with_app(backend: std::net::SocketAddr, auth_port: u16, documents: &str) -> String {
+    format!(
+        r#"
+kind: Gateway
+metadata: {{name: g}}
+spec: {{accessLog: {{enabled: false}}}}
+---
+kind: Listener
+metadata: {{name: web}}
+spec: {{address: "127.0.0.1:0", protocol: HTTP}}
+---
+kind: Backend
+metadata: {{name: app}}
+spec: {{endpoints: ["{backend}"]}}
+---
+{documents}"#
+    )
+    .replace("AUTH_PORT", &auth_port.to_string())
+}
+
 /// Routes `/strict` (failureMode Deny, cached) and `/lenient` (failureMode Allow, not cached)
 /// to `backend`, both asking the service on `auth_port`.
 fn config(backend: std::net::SocketAddr, auth_port: u16) -> String {
-    r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
----
-kind: Backend
-metadata: {name: app}
-spec: {endpoints: ["BACKEND"]}
----
+    with_app(
+        backend,
+        auth_port,
+        r#"
 kind: Policy
 metadata: {name: strict}
 spec:
@@ -110,9 +123,8 @@ spec:
     - match: {path: {prefix: /lenient}}
       backends: [{backend: app}]
       policies: [lenient]
-"#
-    .replace("BACKEND", &backend.to_string())
-    .replace("AUTH_PORT", &auth_port.to_string())
+"#,
+    )
 }
 
 struct Setup {
@@ -319,19 +331,10 @@ sys.stdin.read()
 /// `/whole` sends bodies up to 64 bytes (longer: 413), `/partial` the first 64 bytes of any
 /// body, `/cached` caches decisions keyed by credential and body.
 fn body_config(backend: std::net::SocketAddr, auth_port: u16) -> String {
-    r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
----
-kind: Backend
-metadata: {name: app}
-spec: {endpoints: ["BACKEND"]}
----
+    with_app(
+        backend,
+        auth_port,
+        r#"
 kind: Policy
 metadata: {name: whole}
 spec:
@@ -370,9 +373,8 @@ spec:
     - match: {path: {prefix: /cached}}
       backends: [{backend: app}]
       policies: [cached]
-"#
-    .replace("BACKEND", &backend.to_string())
-    .replace("AUTH_PORT", &auth_port.to_string())
+"#,
+    )
 }
 
 struct BodySetup {
@@ -539,19 +541,10 @@ async fn cached_decisions_are_keyed_by_the_body_too() {
 
 /// `/either`: an API key or, when it does not pass, the auth service (`anyOf`).
 fn any_of_config(backend: std::net::SocketAddr, auth_port: u16) -> String {
-    r#"
-kind: Gateway
-metadata: {name: g}
-spec: {accessLog: {enabled: false}}
----
-kind: Listener
-metadata: {name: web}
-spec: {address: "127.0.0.1:0", protocol: HTTP}
----
-kind: Backend
-metadata: {name: app}
-spec: {endpoints: ["BACKEND"]}
----
+    with_app(
+        backend,
+        auth_port,
+        r#"
 kind: Policy
 metadata: {name: either}
 spec:
@@ -570,9 +563,8 @@ spec:
     - match: {path: {prefix: /either}}
       backends: [{backend: app}]
       policies: [either]
-"#
-    .replace("BACKEND", &backend.to_string())
-    .replace("AUTH_PORT", &auth_port.to_string())
+"#,
+    )
 }
 
 #[tokio::test]
