@@ -120,16 +120,18 @@ impl Snapshot {
             metrics,
         };
         let mut chain_error = None;
-        let validators = crate::policy::validate::Validators::compile(&config)?;
+        let mut validators = crate::policy::validate::Validators::new(&config);
         let target = |route: &Arc<str>, index: usize, rule: &gatehouse_config::Rule| {
             let chain = crate::policy::Chain::compile(route, rule, &sources).unwrap_or_else(|e| {
                 chain_error = Some(e);
                 None
             });
-            let chain = validators.attach(route, index, chain).unwrap_or_else(|e| {
-                chain_error = Some(e);
-                None
-            });
+            let chain = validators
+                .attach(route, index, rule, chain)
+                .unwrap_or_else(|e| {
+                    chain_error = Some(e);
+                    None
+                });
             let chain = chain.map(Box::new);
             let mut choices = Vec::new();
             let mut total = 0;

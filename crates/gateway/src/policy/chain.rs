@@ -145,12 +145,13 @@ impl Chain {
     pub(crate) fn with_validation(
         chain: Option<Chain>,
         validator: Arc<gatehouse_contract::RequestValidator>,
+        source: u64,
     ) -> Chain {
         let (mut steps, max_body) = match chain {
             Some(c) => (c.steps.into_vec(), c.max_body),
             None => (Vec::new(), None),
         };
-        let step = Arc::new(ValidateStep::new(validator, max_body));
+        let step = Arc::new(ValidateStep::new(validator, max_body, source));
         let at = match steps.last() {
             Some(Step::Fault(_)) => steps.len() - 1,
             _ => steps.len(),

@@ -14,7 +14,8 @@ use super::{Input, Rejection};
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::body::RequestBody;
 use bytes::{Bytes, BytesMut};
-use gatehouse_config::Config;
+use gatehouse_config::openapi::OpenApi;
+use gatehouse_config::{Config, Route, Rule};
 use gatehouse_contract::RequestValidator;
 use http::{header, Request};
 use http_body_util::BodyExt;
@@ -31,6 +32,9 @@ pub(crate) struct ValidateStep {
     validator: Arc<RequestValidator>,
     /// The most body bytes read for a check.
     max_body: u64,
+    /// Content hash of the document the validator was compiled from (see [`source_digest`]): a
+    /// reload keeps the rule's compiled entry only while the document hashes the same.
+    source: u64,
 }
 
 /// The body the validation step read, handed to the exchange in the request's extensions.
@@ -38,13 +42,23 @@ pub(crate) struct ValidateStep {
 struct KeptBody(Bytes);
 
 impl ValidateStep {
-    /// The step for `validator`, reading at most `max_body` bytes (the rule's
-    /// `requestLimits.maxBodySize`, when it has one).
-    pub(crate) fn new(validator: Arc<RequestValidator>, max_body: Option<u64>) -> Self {
+    /// The step for `validator`, compiled from a document hashing to `source`, reading at most
+    /// `max_body` bytes (the rule's `requestLimits.maxBodySize`, when it has one).
+    pub(crate) fn new(
+        validator: Arc<RequestValidator>,
+        max_body: Option<u64>,
+        source: u64,
+    ) -> Self {
         ValidateStep {
             validator,
             max_body: max_body.unwrap_or(DEFAULT_MAX_BODY),
+            source,
         }
+    }
+
+    /// The content hash of the document this step validates against.
+    pub(crate) fn source(&self) -> u64 {
+        self.source
     }
 
     /// The chain's synchronous part: everything but the body.
@@ -182,59 +196,102 @@ fn slow_body(timeout: Duration) -> Box<Rejection> {
     r
 }
 
-/// The validators of one config, by (route, rule index): built once per snapshot, for the rules
-/// that ask for validation only.
+/// The validators of one config, compiled when the snapshot build asks for a rule's (a rule a
+/// reload keeps goes on with its compiled step), for the rules that ask for validation only.
 #[derive(Default)]
-pub(crate) struct Validators(HashMap<(Arc<str>, usize), Arc<RequestValidator>>);
+pub(crate) struct Validators<'c> {
+    /// The routes some rule of which validates, by `namespace/name`.
+    routes: HashMap<String, &'c Route>,
+    /// Document digests by document (its `Arc`'s address): the rules of a Route share its one.
+    digests: Digests,
+}
 
-impl Validators {
-    /// Compiles every rule's validator; an error is a document the validator cannot use (a broken
-    /// `pattern`).
-    pub(crate) fn compile(config: &Config) -> Result<Self, String> {
-        let mut out = HashMap::new();
-        for route in &config.routes {
-            for (index, rule) in route.rules.iter().enumerate() {
-                let Some(v) = RequestValidator::for_rule(route, rule) else {
-                    continue;
-                };
-                let v = v.map_err(|e| format!("route {}: {e}", route.id))?;
-                out.insert((route.id.to_string().into(), index), Arc::new(v));
-            }
+impl<'c> Validators<'c> {
+    /// Notes the routes of `config` that validate; compiles nothing yet.
+    pub(crate) fn new(config: &'c Config) -> Self {
+        Validators {
+            routes: validating_routes(config),
+            digests: Digests::default(),
         }
-        Ok(Validators(out))
     }
 
     /// `chain` with the validation step of rule `index` of `route` added, when it has one.
-    /// Refused beside `externalAuth.body`: that reads the body's start before the chain, and the
-    /// body check after it would see only the rest.
+    /// An error is a document the validator cannot use (a broken `pattern`), or validation
+    /// beside `externalAuth.body`: that reads the body's start before the chain, and the body
+    /// check after it would see only the rest.
     pub(crate) fn attach(
-        &self,
+        &mut self,
         route: &Arc<str>,
         index: usize,
+        rule: &Rule,
         chain: Option<super::Chain>,
     ) -> Result<Option<super::Chain>, String> {
-        if self.0.is_empty() {
+        if self.routes.is_empty() {
             return Ok(chain);
         }
-        let Some(v) = self.0.get(&(route.clone(), index)) else {
+        let Some(def) = self.routes.get(&**route) else {
             return Ok(chain);
         };
+        let Some(api) = applying(def, rule) else {
+            return Ok(chain);
+        };
+        let v = RequestValidator::new(rule, api).map_err(|e| format!("route {route}: {e}"))?;
         if chain.as_ref().is_some_and(|c| c.read_ahead().is_some()) {
             return Err(format!(
                 "route {route}, rule {index}: `openapi.validateRequests` and a policy with \
                  `externalAuth.body` cannot be combined on one rule yet"
             ));
         }
-        Ok(Some(super::Chain::with_validation(chain, v.clone())))
+        let source = self.digests.of(api);
+        Ok(Some(super::Chain::with_validation(
+            chain,
+            Arc::new(v),
+            source,
+        )))
     }
 }
 
+/// The routes of `config` some rule of which may validate requests, by `namespace/name`; empty
+/// (and allocation-free) when none does.
+pub(crate) fn validating_routes(config: &Config) -> HashMap<String, &Route> {
+    (config.routes.iter())
+        .filter(|r| route_validates(r))
+        .map(|r| (r.id.to_string(), r))
+        .collect()
+}
+
 /// Whether any rule of `route` may validate requests (its own document or the Route's asks for
-/// it): such rules are compiled again on every reload, as the document's content is not in the
-/// rule's fingerprint.
-pub(crate) fn route_validates(route: &gatehouse_config::Route) -> bool {
-    let asks = |o: &Option<gatehouse_config::openapi::OpenApi>| {
-        o.as_ref().is_some_and(|o| o.validate_requests)
-    };
+/// it).
+pub(crate) fn route_validates(route: &Route) -> bool {
+    let asks = |o: &Option<OpenApi>| o.as_ref().is_some_and(|o| o.validate_requests);
     asks(&route.openapi) || route.rules.iter().any(|r| asks(&r.openapi))
+}
+
+/// The document rule `rule` of `route` validates requests against, if it validates: its own
+/// document when it names one (whether or not that asks for validation), else its Route's.
+pub(crate) fn applying<'a>(route: &'a Route, rule: &'a Rule) -> Option<&'a OpenApi> {
+    let api = rule.openapi.as_ref().or(route.openapi.as_ref())?;
+    api.validate_requests.then_some(api)
+}
+
+/// Content hashes of OpenAPI documents, each computed once per snapshot build.
+#[derive(Default)]
+pub(crate) struct Digests(HashMap<usize, u64>);
+
+impl Digests {
+    /// The digest of `api` (see [`source_digest`]), computed once per document.
+    pub(crate) fn of(&mut self, api: &OpenApi) -> u64 {
+        // The address stands for the document while the config holding it is alive: both are
+        // borrowed for the build this memo lives in.
+        let key = Arc::as_ptr(&api.document) as usize;
+        *self.0.entry(key).or_insert_with(|| source_digest(api))
+    }
+}
+
+/// A content hash of what a validator is compiled from besides its rule (which the rule's own
+/// fingerprint covers): the document, file and all, with every schema it references (a `$ref`
+/// points into the same document). Equal digests mean equal documents (up to collisions, as for
+/// rule fingerprints).
+pub(crate) fn source_digest(api: &OpenApi) -> u64 {
+    crate::routing::fingerprint::hash(&(&api.file, &*api.document))
 }

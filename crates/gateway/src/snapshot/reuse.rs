@@ -4,9 +4,14 @@
 //! their metric handles; only what changed is compiled again. A rule with policies is kept when
 //! every policy it lists is unchanged (its chain is built from those definitions and from state
 //! the policy store keeps per unchanged policy), and, for a global rate limit, the Redis settings.
-
+//! A rule that validates requests is kept while the OpenAPI document it validates against (its
+//! own or its Route's, schemas included) hashes the same as the one its step was compiled from
+//! (`policy::validate::source_digest`). A rule a Rollout drives is kept while the state layer
+//! kept that Rollout's state (an unchanged spec: the same `RolloutState`, whose weights and
+//! samples the compiled target reads) and its stable and canary backends were kept.
 use super::{Snapshot, Target};
 use crate::routing::{fingerprint, Entry, Router};
+use crate::state::rollout::RolloutState;
 use crate::upstream::BackendRt;
 use gatehouse_config::{Action, Backend, Config, ObjectId, Policy, RateLimitScope, Redis, Rule};
 use std::collections::{HashMap, HashSet};
@@ -101,25 +106,24 @@ impl<'a> Reuse<'a> {
         rollouts: &crate::state::rollout::RolloutPlan,
         mut target: impl FnMut(&Arc<str>, usize, &Rule) -> Target,
     ) -> Router<Target> {
-        // Rules that validate requests are compiled again: the document's content is in no
-        // fingerprint, and a Route-level document in none of its rules'.
-        let validating: std::collections::HashSet<String> = (config.routes.iter())
-            .filter(|r| crate::policy::validate::route_validates(r))
-            .map(|r| r.id.to_string())
-            .collect();
+        // The document a rule validates against is in no fingerprint (a Route-level one in none
+        // of its rules'): its digest is compared with the one the live step was compiled from.
+        let validating = crate::policy::validate::validating_routes(config);
+        let mut digests = crate::policy::validate::Digests::default();
         let unchanged = self.unchanged_policies(config);
         Router::build_reusing(config, self.router, |route, index, rule| {
             let fp = fingerprint(rule);
             if let Some(old) = self.entries.get(&(&**route, index)) {
                 // The fingerprint covers the rule's policy names, not the policies: a rule is
-                // compiled again when one of them changed. So is a rule a Rollout drives or
-                // drove: the Rollout is not in the fingerprint.
+                // compiled again when one of them changed. Nor does it cover the Rollout that
+                // drives the rule, nor the document it validates against.
                 let kept = old.fingerprint == fp
                     && rule.policies.iter().all(|id| unchanged.contains(id))
-                    && old.target.rollout.is_none()
-                    && rollouts.for_rule(route, index).is_none()
-                    && !validating.contains(&**route)
-                    && (old.target.policies.as_ref()).is_none_or(|c| c.validation().is_none());
+                    && same_rollout(&old.target, rollouts.for_rule(route, index))
+                    && validation_source(&old.target)
+                        == (validating.get(&**route))
+                            .and_then(|r| crate::policy::validate::applying(r, rule))
+                            .map(|api| digests.of(api));
                 if kept && same_backends(&old.target, rule, backends) {
                     return (*old).clone();
                 }
@@ -146,25 +150,59 @@ fn same_definition(old: &gatehouse_config::Policy, new: &gatehouse_config::Polic
     *old == moved
 }
 
+/// The digest of the document a compiled target validates against, if it validates.
+fn validation_source(old: &Target) -> Option<u64> {
+    (old.policies.as_ref())
+        .and_then(|c| c.validation())
+        .map(|v| v.source())
+}
+
+/// Whether a compiled target was built against the rollout state the new snapshot drives its
+/// rule with: none then and none now, or the very state the store kept (an unchanged spec keeps
+/// its phase, step, weights and samples; the target reads the weights and feeds the samples).
+fn same_rollout(old: &Target, now: Option<&Arc<RolloutState>>) -> bool {
+    match (&old.rollout, now) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
 /// Whether a kept target's backends are the ones this snapshot resolves the rule to. The
-/// fingerprint already says the rule names the same backends with the same weights; a backend
-/// rebuilt for this snapshot makes the target stale.
+/// fingerprint already says the rule names the same backends with the same weights (and an
+/// unchanged Rollout the same stable and canary); a backend rebuilt for this snapshot makes the
+/// target stale.
 ///
 /// A `Target` that comes to hold anything else derived from outside its rule must be checked
 /// here too.
 fn same_backends(old: &Target, rule: &Rule, backends: &HashMap<ObjectId, Arc<BackendRt>>) -> bool {
+    let release = (old.release.as_ref()).is_none_or(|r| r.same_backends(backends));
+    if let Some(r) = &old.rollout {
+        // `[stable, canary]`, as `rollout_choices` resolved them.
+        let now = [&r.spec.stable, &r.spec.canary]
+            .into_iter()
+            .filter_map(|id| backends.get(id));
+        return release && same_choices(&old.choices, now);
+    }
     let Action::Forward(list) = &rule.action else {
         return old.choices.is_empty();
     };
-    let mut now = list
+    let now = list
         .iter()
         .filter(|wb| wb.weight > 0)
         .filter_map(|wb| backends.get(&wb.backend));
-    old.choices
+    release && same_choices(&old.choices, now)
+}
+
+/// Whether `choices` are, in order, exactly the backends `now` yields.
+fn same_choices<'b>(
+    choices: &[super::Choice],
+    mut now: impl Iterator<Item = &'b Arc<BackendRt>>,
+) -> bool {
+    choices
         .iter()
         .all(|c| now.next().is_some_and(|b| Arc::ptr_eq(b, &c.backend)))
         && now.next().is_none()
-        && (old.release.as_ref()).is_none_or(|r| r.same_backends(backends))
 }
 
 /// Hands memory freed by a config load back to the system. Parsing 10,000 routes allocates
