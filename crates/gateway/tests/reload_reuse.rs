@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 /// built over `store` from `prev`, and its state plan put in force.
 fn snapshot(dir: &Path, yaml: &str, prev: Option<&Snapshot>, store: &StateStore) -> Snapshot {
     let source = SourceFile {
-        name: dir.join("gatehouse.yaml").display().to_string().into(),
+        name: dir.join("gatehouse.yaml").display().to_string(),
         text: with_api_version(yaml),
     };
     let config = load_sources(&[source]).unwrap_or_else(|e| panic!("{e}"));
