@@ -34,6 +34,9 @@ pub struct OpenApi {
     pub lines: Arc<BTreeMap<String, Mark>>,
     /// Whether requests are validated against the document (`validateRequests`).
     pub validate_requests: bool,
+    /// A content hash of `file` and the bytes read from it (see [`digest`]), so a reload can
+    /// tell an unchanged document without comparing parsed trees.
+    pub digest: u64,
 }
 
 impl OpenApi {
@@ -123,6 +126,7 @@ pub(crate) fn load(
             return None;
         }
     };
+    let digest = digest(&file, &text);
     let name: Arc<str> = file.display().to_string().into();
     let in_doc = |mark: Mark, message: String| ConfigError {
         file: name.clone(),
@@ -167,7 +171,19 @@ pub(crate) fn load(
         document: Arc::new(to_json(doc)),
         lines: Arc::new(lines),
         validate_requests: spec.validate_requests,
+        digest,
     })
+}
+
+/// The content hash of a document read from `file`: equal hashes mean the same path and bytes,
+/// hence the same parsed document (up to collisions, as for the gateway's rule fingerprints).
+/// Local `$ref`s point into the same file, so every schema the document references is covered.
+fn digest(file: &std::path::Path, text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    file.hash(&mut h);
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// The position of every path and operation of the document; errors for malformed `paths`.

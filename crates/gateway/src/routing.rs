@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub(crate) mod fingerprint;
+mod fingerprint;
 pub(crate) mod rollout;
 mod rows;
 pub mod split;

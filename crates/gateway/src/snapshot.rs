@@ -120,7 +120,7 @@ impl Snapshot {
             metrics,
         };
         let mut chain_error = None;
-        let mut validators = crate::policy::validate::Validators::new(&config);
+        let validators = crate::policy::validate::Validators::new(&config);
         let target = |route: &Arc<str>, index: usize, rule: &gatehouse_config::Rule| {
             let chain = crate::policy::Chain::compile(route, rule, &sources).unwrap_or_else(|e| {
                 chain_error = Some(e);

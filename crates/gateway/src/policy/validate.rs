@@ -32,7 +32,7 @@ pub(crate) struct ValidateStep {
     validator: Arc<RequestValidator>,
     /// The most body bytes read for a check.
     max_body: u64,
-    /// Content hash of the document the validator was compiled from (see [`source_digest`]): a
+    /// Content hash of the document the validator was compiled from (`OpenApi::digest`): a
     /// reload keeps the rule's compiled entry only while the document hashes the same.
     source: u64,
 }
@@ -202,8 +202,6 @@ fn slow_body(timeout: Duration) -> Box<Rejection> {
 pub(crate) struct Validators<'c> {
     /// The routes some rule of which validates, by `namespace/name`.
     routes: HashMap<String, &'c Route>,
-    /// Document digests by document (its `Arc`'s address): the rules of a Route share its one.
-    digests: Digests,
 }
 
 impl<'c> Validators<'c> {
@@ -211,7 +209,6 @@ impl<'c> Validators<'c> {
     pub(crate) fn new(config: &'c Config) -> Self {
         Validators {
             routes: validating_routes(config),
-            digests: Digests::default(),
         }
     }
 
@@ -220,7 +217,7 @@ impl<'c> Validators<'c> {
     /// beside `externalAuth.body`: that reads the body's start before the chain, and the body
     /// check after it would see only the rest.
     pub(crate) fn attach(
-        &mut self,
+        &self,
         route: &Arc<str>,
         index: usize,
         rule: &Rule,
@@ -242,11 +239,10 @@ impl<'c> Validators<'c> {
                  `externalAuth.body` cannot be combined on one rule yet"
             ));
         }
-        let source = self.digests.of(api);
         Ok(Some(super::Chain::with_validation(
             chain,
             Arc::new(v),
-            source,
+            api.digest,
         )))
     }
 }
@@ -272,26 +268,4 @@ pub(crate) fn route_validates(route: &Route) -> bool {
 pub(crate) fn applying<'a>(route: &'a Route, rule: &'a Rule) -> Option<&'a OpenApi> {
     let api = rule.openapi.as_ref().or(route.openapi.as_ref())?;
     api.validate_requests.then_some(api)
-}
-
-/// Content hashes of OpenAPI documents, each computed once per snapshot build.
-#[derive(Default)]
-pub(crate) struct Digests(HashMap<usize, u64>);
-
-impl Digests {
-    /// The digest of `api` (see [`source_digest`]), computed once per document.
-    pub(crate) fn of(&mut self, api: &OpenApi) -> u64 {
-        // The address stands for the document while the config holding it is alive: both are
-        // borrowed for the build this memo lives in.
-        let key = Arc::as_ptr(&api.document) as usize;
-        *self.0.entry(key).or_insert_with(|| source_digest(api))
-    }
-}
-
-/// A content hash of what a validator is compiled from besides its rule (which the rule's own
-/// fingerprint covers): the document, file and all, with every schema it references (a `$ref`
-/// points into the same document). Equal digests mean equal documents (up to collisions, as for
-/// rule fingerprints).
-pub(crate) fn source_digest(api: &OpenApi) -> u64 {
-    crate::routing::fingerprint::hash(&(&api.file, &*api.document))
 }

@@ -6,9 +6,10 @@
 //! the policy store keeps per unchanged policy), and, for a global rate limit, the Redis settings.
 //! A rule that validates requests is kept while the OpenAPI document it validates against (its
 //! own or its Route's, schemas included) hashes the same as the one its step was compiled from
-//! (`policy::validate::source_digest`). A rule a Rollout drives is kept while the state layer
-//! kept that Rollout's state (an unchanged spec: the same `RolloutState`, whose weights and
-//! samples the compiled target reads) and its stable and canary backends were kept.
+//! (`OpenApi::digest`: the file's path and bytes). A rule a Rollout drives is kept while the
+//! state layer kept that Rollout's state (an unchanged spec: the same `RolloutState`, whose
+//! weights and samples the compiled target reads) and its stable and canary backends were kept.
+
 use super::{Snapshot, Target};
 use crate::routing::{fingerprint, Entry, Router};
 use crate::state::rollout::RolloutState;
@@ -109,7 +110,6 @@ impl<'a> Reuse<'a> {
         // The document a rule validates against is in no fingerprint (a Route-level one in none
         // of its rules'): its digest is compared with the one the live step was compiled from.
         let validating = crate::policy::validate::validating_routes(config);
-        let mut digests = crate::policy::validate::Digests::default();
         let unchanged = self.unchanged_policies(config);
         Router::build_reusing(config, self.router, |route, index, rule| {
             let fp = fingerprint(rule);
@@ -123,7 +123,7 @@ impl<'a> Reuse<'a> {
                     && validation_source(&old.target)
                         == (validating.get(&**route))
                             .and_then(|r| crate::policy::validate::applying(r, rule))
-                            .map(|api| digests.of(api));
+                            .map(|api| api.digest);
                 if kept && same_backends(&old.target, rule, backends) {
                     return (*old).clone();
                 }
