@@ -34,7 +34,7 @@ pub struct OpenApi {
     pub lines: Arc<BTreeMap<String, Mark>>,
     /// Whether requests are validated against the document (`validateRequests`).
     pub validate_requests: bool,
-    /// A content hash of `file` and the bytes read from it (see [`digest`]), so a reload can
+    /// A content hash of `file` and the bytes read from it (see `digest` below), so a reload can
     /// tell an unchanged document without comparing parsed trees.
     pub digest: u64,
 }
