@@ -166,16 +166,3 @@ fn same_backends(old: &Target, rule: &Rule, backends: &HashMap<ObjectId, Arc<Bac
         && now.next().is_none()
         && (old.release.as_ref()).is_none_or(|r| r.same_backends(backends))
 }
-
-/// Hands memory freed by a config load back to the system. Parsing 10,000 routes allocates
-/// ~100 MB of YAML nodes for a moment (on a blocking-pool thread, in its own malloc arena); glibc
-/// keeps freed chunks in its arenas, so without a trim the idle process stays at the parse peak
-/// and every reload can add another.
-pub(crate) fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` only releases free pages of glibc's arenas; it takes no pointers
-    // and is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
