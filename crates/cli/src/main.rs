@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod alloc;
 mod contract;
 
 const EXAMPLES: &str = "\
@@ -141,6 +142,7 @@ fn check_files(config: &Config) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
+    gatehouse_gateway::memory::set_release(alloc::release_freed);
     let cli = Cli::parse();
     match cli.command {
         Command::Check { source } => match gatehouse_config::load_path(&required(source)) {

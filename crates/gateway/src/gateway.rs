@@ -159,7 +159,7 @@ impl Gateway {
             .site;
         let portal_socket = portal.bind(&config).map_err(StartError::Other)?;
         state.commit(&plan);
-        crate::snapshot::return_freed_memory();
+        crate::memory::release_freed();
         metrics.set_version(None, &config.version);
         metrics.reload(true);
         let gw = Arc::new(Gateway {
@@ -199,7 +199,13 @@ impl Gateway {
         // blocking pool, never on a worker that serves traffic.
         let source = self.source.clone();
         let loaded = crate::runtime::control()
-            .spawn_blocking(move || source.load())
+            .spawn_blocking(move || {
+                let loaded = source.load();
+                // The parse tree was freed on this thread: hand it back here, where an
+                // allocator with per-thread heaps (the binary's mimalloc) can see it.
+                crate::memory::release_freed();
+                loaded
+            })
             .await;
         let result = match loaded {
             Err(join) => Err(vec![format!("loading the configuration failed: {join}")]),
@@ -210,7 +216,7 @@ impl Gateway {
                 .map_err(|e| vec![e]),
         };
         drop(listeners);
-        crate::snapshot::return_freed_memory();
+        crate::memory::release_freed();
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
             Ok(version) => {

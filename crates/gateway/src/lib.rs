@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod error;
 pub mod gateway;
 pub(crate) mod health;
+pub mod memory;
 pub(crate) mod policy;
 pub(crate) mod portal;
 pub mod proxy;

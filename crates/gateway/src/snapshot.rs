@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 mod reuse;
-pub(crate) use reuse::return_freed_memory;
 use reuse::Reuse;
 
 pub use crate::routing::split::Choice;

@@ -204,16 +204,3 @@ fn same_choices<'b>(
         .all(|c| now.next().is_some_and(|b| Arc::ptr_eq(b, &c.backend)))
         && now.next().is_none()
 }
-
-/// Hands memory freed by a config load back to the system. Parsing 10,000 routes allocates
-/// ~100 MB of YAML nodes for a moment (on a blocking-pool thread, in its own malloc arena); glibc
-/// keeps freed chunks in its arenas, so without a trim the idle process stays at the parse peak
-/// and every reload can add another.
-pub(crate) fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` only releases free pages of glibc's arenas; it takes no pointers
-    // and is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
