@@ -326,6 +326,9 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             }
         }
     }
+    for h in &handles {
+        h.spawn(alloc::collect_every_second());
+    }
     rt.block_on(async move {
         let mut signals = match gatehouse_gateway::reload::Signals::install() {
             Ok(s) => s,
