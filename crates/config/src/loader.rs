@@ -143,7 +143,7 @@ impl Spec {
 #[derive(Clone)]
 pub(crate) struct Ctx<'a> {
     pub file: Arc<str>,
-    pub doc: &'a Node,
+    pub doc: &'a Node<'a>,
     pub object: String,
 }
 
