@@ -47,7 +47,10 @@ fn signature(rule: &Rule) -> String {
 pub(crate) fn check(config: &Config, errors: &mut Vec<ConfigError>) {
     // (host key, signature) -> first rule; described only for an error (10,000 descriptions
     // written and dropped were ~4 % of a `check`).
-    let mut first: HashMap<(String, String), (&Route, usize, &Rule)> = HashMap::new();
+    // Sized up front: growing to 10,000 entries rehashed every key ~14 times.
+    let rules: usize = config.routes.iter().map(|r| r.rules.len()).sum();
+    let mut first: HashMap<(String, String), (&Route, usize, &Rule)> =
+        HashMap::with_capacity(rules);
     let mut catch_all: HashMap<String, (&Route, usize, &Rule)> = HashMap::new();
     let host_keys = |hosts: &[HostMatch]| -> Vec<String> {
         if hosts.is_empty() {
