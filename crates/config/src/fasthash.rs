@@ -2,9 +2,9 @@
 //! shadowed rules), one entry per object or rule of the config.
 //!
 //! std's SipHash resists hash flooding, which matters for keys an attacker picks; these keys are
-//! names the operator wrote, and SipHash over them was ~4 % of `gatehouse check` at 10,000 routes.
-//! This is FxHash (rustc's): a multiply and a rotate per 8 bytes. No crate providing it is a
-//! dependency of the config crate.
+//! names the operator wrote. This is FxHash (rustc's): a multiply and a rotate per 8 bytes; it
+//! saves ~3.4 M of `gatehouse check`'s 368 M instructions at 10,000 routes (~1 %). No crate
+//! providing it is a dependency of the config crate.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
