@@ -176,6 +176,9 @@ fn main() -> ExitCode {
                     rules,
                     config.version
                 );
+                // The process ends right after: freeing a large config one allocation at a time
+                // is wasted work (10,000 routes: 14 M instructions, ~4 % of a check).
+                std::mem::forget(config);
                 ExitCode::SUCCESS
             }
         },

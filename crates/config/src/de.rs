@@ -79,7 +79,7 @@ impl de::Error for DeError {
 /// every hard error after the first are pushed to `soft`; the returned error, if any, is the first
 /// hard error.
 pub fn from_node<'de, T: de::Deserialize<'de>>(
-    node: &'de Node,
+    node: &'de Node<'de>,
     path: &str,
     soft: &'de RefCell<Collected>,
 ) -> Result<T, DeError> {
@@ -135,7 +135,7 @@ pub fn from_node<'de, T: de::Deserialize<'de>>(
 
 /// Deserializes one node; `'p` is the life of the stack frames its path is made of.
 struct NodeDe<'a, 'p> {
-    node: &'a Node,
+    node: &'a Node<'a>,
     path: FieldPath<'p>,
     soft: &'a RefCell<Collected>,
 }
@@ -161,7 +161,7 @@ impl<'a, 'p> NodeDe<'a, 'p> {
 
     fn scalar(&self, what: &str) -> Result<&'a str, DeError> {
         match &self.node.value {
-            Value::Scalar(s, _) => Ok(s),
+            Value::Scalar(s, _) => Ok(s.as_ref()),
             _ => Err(self.err(format!("expected {what}, found {}", self.node.kind_name()))),
         }
     }
@@ -173,7 +173,7 @@ impl<'a, 'p> NodeDe<'a, 'p> {
             .map_err(|_| self.err(format!("expected {what}, found `{s}`")))
     }
 
-    fn child<'q>(&self, node: &'a Node, path: FieldPath<'q>) -> NodeDe<'a, 'q> {
+    fn child<'q>(&self, node: &'a Node<'a>, path: FieldPath<'q>) -> NodeDe<'a, 'q> {
         NodeDe {
             node,
             path,
@@ -198,7 +198,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de, '_> {
         let r = match &self.node.value {
             _ if self.node.is_null() => visitor.visit_unit(),
             Value::Scalar(s, true) => visitor.visit_str(s),
-            Value::Scalar(s, false) => match s.as_str() {
+            Value::Scalar(s, false) => match &**s {
                 "true" | "True" | "TRUE" => visitor.visit_bool(true),
                 "false" | "False" | "FALSE" => visitor.visit_bool(false),
                 _ => {
@@ -386,10 +386,10 @@ impl<'a> NodeDe<'a, '_> {
         fields: Option<&'static [&'static str]>,
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        static EMPTY: Vec<(Node, Node)> = Vec::new();
+        const EMPTY: &[(Node, Node)] = &[];
         let entries = match &self.node.value {
-            Value::Map(entries) => entries,
-            _ if self.node.is_null() => &EMPTY,
+            Value::Map(entries) => entries.as_slice(),
+            _ if self.node.is_null() => EMPTY,
             _ => {
                 return Err(self.err(format!(
                     "expected a mapping, found {}",
@@ -428,7 +428,7 @@ fn at_if_unplaced(mut e: DeError, node: &Node, path: &FieldPath) -> DeError {
 
 struct SeqAccess<'a, 'b> {
     de: &'b NodeDe<'a, 'b>,
-    items: std::slice::Iter<'a, Node>,
+    items: std::slice::Iter<'a, Node<'a>>,
     index: usize,
 }
 
@@ -460,10 +460,10 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'de, '_> {
 
 struct MapAccess<'a, 'b> {
     de: &'b NodeDe<'a, 'b>,
-    entries: std::slice::Iter<'a, (Node, Node)>,
+    entries: std::slice::Iter<'a, (Node<'a>, Node<'a>)>,
     fields: Option<&'static [&'static str]>,
     /// The value to deserialize next, and its key.
-    value: Option<(&'a Node, &'a str)>,
+    value: Option<(&'a Node<'a>, &'a str)>,
     /// Keys so far, to report a duplicate where it is written rather than at the mapping.
     seen: Vec<(&'a str, Mark)>,
     skipped_any: &'b std::cell::Cell<bool>,

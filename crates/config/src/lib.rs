@@ -15,6 +15,7 @@ pub mod units;
 pub mod yaml;
 
 mod de;
+mod fasthash;
 mod loader;
 mod manifests;
 mod raw;

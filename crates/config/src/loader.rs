@@ -143,7 +143,7 @@ impl Spec {
 #[derive(Clone)]
 pub(crate) struct Ctx<'a> {
     pub file: Arc<str>,
-    pub doc: &'a Node,
+    pub doc: &'a Node<'a>,
     pub object: String,
 }
 
@@ -161,6 +161,21 @@ impl Ctx<'_> {
 
     pub fn mark(&self, path: &str) -> Mark {
         locate(self.doc, path)
+    }
+
+    /// The mark of `spec.rules[index]`, as [`Self::mark`] finds it, without a path to format and
+    /// parse (every rule of every route records its definition site).
+    pub fn rule_mark(&self, index: usize) -> Mark {
+        let Some(spec) = self.doc.get("spec") else {
+            return self.doc.mark;
+        };
+        let Some(rules) = spec.get("rules") else {
+            return spec.mark;
+        };
+        match &rules.value {
+            Value::Seq(items) if index < items.len() => items[index].mark,
+            _ => rules.mark,
+        }
     }
 }
 
@@ -262,12 +277,21 @@ pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
 
 fn version_of(sources: &[SourceFile]) -> String {
     // FNV-1a: stable across builds and platforms, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for s in sources {
-        for b in s.name.bytes().chain([0]).chain(s.text.bytes()).chain([0]) {
+    // One plain loop per slice: a chain of iterators over every byte of the text cost ~3 times
+    // as many instructions (~20 M for a 2 MB config).
+    fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+        for &b in bytes {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
+        h
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for s in sources {
+        h = fnv(h, s.name.as_bytes());
+        h = fnv(h, &[0]);
+        h = fnv(h, s.text.as_bytes());
+        h = fnv(h, &[0]);
     }
     format!("{h:016x}")
 }
@@ -392,16 +416,19 @@ fn read_document<'a>(
             }
         },
     };
+    let written_namespace = meta.namespace.is_some();
     let id = ObjectId {
-        namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
-        name: meta.name.clone(),
+        namespace: meta.namespace.unwrap_or_else(|| "default".into()),
+        name: meta.name,
     };
-    ctx.object = format!("{kind} {id}");
-    declared.push((kind, id.clone()));
+    ctx.object = object_name(kind, &id);
     report_unknown_top(&ctx, errors);
     for (field, value) in [
-        ("metadata.name", Some(&meta.name)),
-        ("metadata.namespace", meta.namespace.as_ref()),
+        ("metadata.name", Some(&id.name)),
+        (
+            "metadata.namespace",
+            Some(&id.namespace).filter(|_| written_namespace),
+        ),
     ] {
         if let Some(v) = value {
             if !valid_name(v) {
@@ -428,6 +455,7 @@ fn read_document<'a>(
     for e in soft.into_inner().errors {
         errors.push(de_error(file, &ctx.object, e, doc));
     }
+    declared.push((kind, id.clone()));
     match spec {
         Ok(spec) => Some(Object { id, ctx, spec }),
         Err(e) => {
@@ -435,6 +463,18 @@ fn read_document<'a>(
             None
         }
     }
+}
+
+/// `Kind namespace/name`, as errors name an object: built with `push_str`, since `format!` for each
+/// of 10,000 documents was ~3 % of a `check`.
+fn object_name(kind: &str, id: &ObjectId) -> String {
+    let mut s = String::with_capacity(kind.len() + id.namespace.len() + id.name.len() + 2);
+    s.push_str(kind);
+    s.push(' ');
+    s.push_str(&id.namespace);
+    s.push('/');
+    s.push_str(&id.name);
+    s
 }
 
 fn valid_name(s: &str) -> bool {

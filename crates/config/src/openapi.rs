@@ -81,8 +81,8 @@ pub(crate) fn is_openapi_document(doc: &Node) -> bool {
 fn to_json(node: &Node) -> serde_json::Value {
     use serde_json::Value as J;
     match &node.value {
-        Value::Scalar(s, true) => J::String(s.clone()),
-        Value::Scalar(s, false) => match s.as_str() {
+        Value::Scalar(s, true) => J::String(s.to_string()),
+        Value::Scalar(s, false) => match &**s {
             "" | "~" | "null" | "Null" | "NULL" => J::Null,
             "true" | "True" | "TRUE" => J::Bool(true),
             "false" | "False" | "FALSE" => J::Bool(false),
@@ -96,7 +96,7 @@ fn to_json(node: &Node) -> serde_json::Value {
                 {
                     J::from(f)
                 } else {
-                    J::String(s.clone())
+                    J::String(s.to_string())
                 }
             }
         },

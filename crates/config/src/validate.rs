@@ -116,7 +116,8 @@ pub(crate) fn validate(
 ) -> Config {
     let mut v = V { errors };
     // Names are unique per kind and namespace.
-    let mut seen: HashMap<(&str, &ObjectId), &Ctx> = HashMap::new();
+    let mut seen: crate::fasthash::FxHashMap<(&str, &ObjectId), &Ctx> =
+        crate::fasthash::FxHashMap::with_capacity_and_hasher(objects.len(), Default::default());
     for o in &objects {
         if let Some(first) = seen.get(&(o.spec.kind(), &o.id)) {
             let m = first.mark("metadata.name");
@@ -439,7 +440,7 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
                 0 => std::borrow::Cow::Borrowed("spec.rules[0]"),
                 _ => format!("spec.rules[{i}]").into(),
             };
-            rule(v, ctx, &at, r, &o.id, refs)
+            rule(v, ctx, (&at, ctx.rule_mark(i)), r, &o.id, refs)
         })
         .collect();
     let (mut rules, openapi) = crate::openapi::attach(ctx, spec, rules, v.errors);
@@ -461,23 +462,27 @@ fn valid_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Validates the rule at `site`: its field path, and its mark (found by index, not by the path).
 fn rule(
     v: &mut V,
     ctx: &Ctx,
-    at: &str,
+    site: (&str, crate::yaml::Mark),
     r: &raw::RuleSpec,
     route: &ObjectId,
     refs: &Refs,
 ) -> Option<Rule> {
+    let (at, mark) = site;
     let backends = &refs.backends;
-    let m = r.matches.clone().unwrap_or_default();
-    let path = match m.path {
+    // Borrowed, not cloned: a clone copied every rule's match strings only to drop them.
+    let no_match = raw::MatchSpec::default();
+    let m = r.matches.as_ref().unwrap_or(&no_match);
+    let path = match &m.path {
         None => Some(PathMatch::Prefix("/".into())),
         Some(p) => {
             // Field paths are written out only for an error (10,000 rules format none).
             let pp = || format!("{at}.match.path");
-            match (p.exact, p.prefix, p.regex) {
-                (Some(e), None, None) if e.starts_with('/') => Some(PathMatch::Exact(e)),
+            match (&p.exact, &p.prefix, &p.regex) {
+                (Some(e), None, None) if e.starts_with('/') => Some(PathMatch::Exact(e.clone())),
                 (None, Some(pre), None) if pre.starts_with('/') => {
                     let trimmed = pre.trim_end_matches('/');
                     Some(PathMatch::Prefix(if trimmed.is_empty() {
@@ -487,7 +492,7 @@ fn rule(
                     }))
                 }
                 (None, None, Some(re)) => v
-                    .regex(ctx, &format!("{at}.match.path.regex"), &re, true)
+                    .regex(ctx, &format!("{at}.match.path.regex"), re, true)
                     .map(PathMatch::Regex),
                 (Some(_), None, None) | (None, Some(_), None) => {
                     v.errors
@@ -697,6 +702,6 @@ fn rule(
         retry: (r.retry.as_ref()).map(|spec| traffic::retry(v, ctx, at, spec)),
         upgrades: r.upgrades.unwrap_or(true),
         release: release::release(v, ctx, at, r, route, refs),
-        source: Source::new(&ctx.file, ctx.mark(at)),
+        source: Source::new(&ctx.file, mark),
     })
 }

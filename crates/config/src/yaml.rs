@@ -4,6 +4,7 @@
 //! later error (type errors, unknown fields, dangling references) can point at the exact place.
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 mod fast;
@@ -19,38 +20,40 @@ pub struct Mark {
     pub col: usize,
 }
 
-/// A YAML value with its position.
+/// A YAML value with its position. `'a` is the source text's: scalars written without escapes are
+/// slices of it, so reading a manifest allocates only the tree's vectors.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub struct Node<'a> {
     /// The value.
-    pub value: Value,
+    pub value: Value<'a>,
     /// Where the value starts.
     pub mark: Mark,
 }
 
 /// The shape of a YAML value. Scalars keep their text; typing happens when deserializing.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// A scalar: its text, and whether it was quoted (quoted scalars are always strings).
-    Scalar(String, bool),
+pub enum Value<'a> {
+    /// A scalar: its text (borrowed from the source unless unescaping changed it), and whether it
+    /// was quoted (quoted scalars are always strings).
+    Scalar(Cow<'a, str>, bool),
     /// A sequence.
-    Seq(Vec<Node>),
+    Seq(Vec<Node<'a>>),
     /// A mapping, in source order.
-    Map(Vec<(Node, Node)>),
+    Map(Vec<(Node<'a>, Node<'a>)>),
 }
 
-impl Node {
+impl<'a> Node<'a> {
     /// True for `~`, `null`, `Null`, `NULL` or an empty plain scalar.
     pub fn is_null(&self) -> bool {
-        matches!(&self.value, Value::Scalar(s, false) if matches!(s.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+        matches!(&self.value, Value::Scalar(s, false) if matches!(&**s, "" | "~" | "null" | "Null" | "NULL"))
     }
 
     /// The value under `key` if this is a mapping that has it.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         match &self.value {
             Value::Map(entries) => entries
                 .iter()
-                .find(|(k, _)| matches!(&k.value, Value::Scalar(s, _) if s == key))
+                .find(|(k, _)| matches!(&k.value, Value::Scalar(s, _) if *s == key))
                 .map(|(_, v)| v),
             _ => None,
         }
@@ -95,7 +98,7 @@ fn mark(span: &Span) -> Mark {
 ///
 /// Manifests written in the common subset take the fast reader ([`fast`]); everything else, and
 /// every syntax error, goes through saphyr, whose trees and errors the fast reader reproduces.
-pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
+pub fn parse_documents(text: &str) -> Result<Vec<Node<'_>>, SyntaxError> {
     match fast::parse(text) {
         Some(docs) => Ok(docs),
         None => parse_with_saphyr(text),
@@ -103,7 +106,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
 }
 
 /// Parses with saphyr's event parser, assembling its events into a tree.
-fn parse_with_saphyr(text: &str) -> Result<Vec<Node>, SyntaxError> {
+fn parse_with_saphyr(text: &str) -> Result<Vec<Node<'_>>, SyntaxError> {
     let mut docs = Vec::new();
     // Open containers: the node being built, and for maps a pending key.
     let mut stack: Vec<(Node, Option<Node>)> = Vec::new();
@@ -121,7 +124,7 @@ fn parse_with_saphyr(text: &str) -> Result<Vec<Node>, SyntaxError> {
             Event::Scalar(text, style, anchor, _tag) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
                 let node = Node {
-                    value: Value::Scalar(text.into_owned(), quoted),
+                    value: Value::Scalar(text, quoted),
                     mark: mark(&span),
                 };
                 if anchor > 0 {

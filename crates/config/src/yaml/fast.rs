@@ -10,6 +10,7 @@
 //! `yaml.rs` compare both on the same inputs).
 
 use super::{Mark, Node, Value};
+use std::borrow::Cow;
 
 /// What starts the next line that holds something.
 enum Next {
@@ -33,7 +34,7 @@ struct Reader<'a> {
 }
 
 /// Parses `text` if it is within the subset; `None` means "ask saphyr".
-pub(super) fn parse(text: &str) -> Option<Vec<Node>> {
+pub(super) fn parse(text: &str) -> Option<Vec<Node<'_>>> {
     let b = text.as_bytes();
     // Tabs and carriage returns change indentation and line rules; a BOM or NUL is rare.
     if b.iter().any(|&c| matches!(c, b'\t' | b'\r' | 0)) || text.starts_with('\u{feff}') {
@@ -94,7 +95,7 @@ fn flow_indicator(c: u8) -> bool {
     matches!(c, b',' | b'[' | b']' | b'{' | b'}')
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
     }
@@ -176,7 +177,7 @@ impl Reader<'_> {
     }
 
     /// The node whose first line starts at indentation `indent` (greater than `parent`).
-    fn block_node(&mut self, parent: isize, indent: usize) -> Option<Node> {
+    fn block_node(&mut self, parent: isize, indent: usize) -> Option<Node<'a>> {
         if indent as isize <= parent {
             return None;
         }
@@ -193,7 +194,7 @@ impl Reader<'_> {
     }
 
     /// A key and its `:` at `pos`, or `None` (and `pos` unchanged) when `pos` holds no key.
-    fn key(&mut self) -> Option<Node> {
+    fn key(&mut self) -> Option<Node<'a>> {
         let start = (self.pos, self.line, self.line_start);
         let key = match self.peek()? {
             b'"' | b'\'' => self.quoted(),
@@ -211,13 +212,13 @@ impl Reader<'_> {
     }
 
     /// [`Self::key`], with the key's offset on its line.
-    fn key_at(&mut self) -> Option<(Node, usize)> {
+    fn key_at(&mut self) -> Option<(Node<'a>, usize)> {
         let at = self.pos - self.line_start;
         self.key().map(|k| (k, at))
     }
 
     /// A block mapping at `indent` whose first key (and its `:`) was just read.
-    fn block_map(&mut self, indent: usize, first: Node) -> Option<Node> {
+    fn block_map(&mut self, indent: usize, first: Node<'a>) -> Option<Node<'a>> {
         let mark = first.mark;
         let mut entries = Vec::new();
         let mut key = first;
@@ -240,7 +241,7 @@ impl Reader<'_> {
     }
 
     /// The value after a block mapping's `key:`, on the same line or below it.
-    fn map_value(&mut self, indent: usize) -> Option<Node> {
+    fn map_value(&mut self, indent: usize) -> Option<Node<'a>> {
         self.skip_spaces();
         if !matches!(self.peek(), None | Some(b'\n' | b'#')) {
             if self.at_item() {
@@ -269,7 +270,7 @@ impl Reader<'_> {
 
     /// A block sequence whose first `-` is at `pos`, at indentation `indent`; `indentless` when
     /// it sits at its mapping key's indentation (saphyr then marks it at its first item).
-    fn block_seq(&mut self, indent: usize, indentless: bool) -> Option<Node> {
+    fn block_seq(&mut self, indent: usize, indentless: bool) -> Option<Node<'a>> {
         let mut mark = self.mark(self.pos);
         let mut items = Vec::new();
         loop {
@@ -318,7 +319,7 @@ impl Reader<'_> {
     }
 
     /// A value that starts and ends on this line: a flow collection or a scalar.
-    fn inline_value(&mut self) -> Option<Node> {
+    fn inline_value(&mut self) -> Option<Node<'a>> {
         match self.peek()? {
             b'{' => self.flow_map(),
             b'[' => self.flow_seq(),
@@ -328,7 +329,7 @@ impl Reader<'_> {
     }
 
     /// A value inside a flow collection.
-    fn flow_value(&mut self) -> Option<Node> {
+    fn flow_value(&mut self) -> Option<Node<'a>> {
         match self.peek()? {
             b'{' => self.flow_map(),
             b'[' => self.flow_seq(),
@@ -338,7 +339,7 @@ impl Reader<'_> {
     }
 
     /// `{k: v, ...}` on one line.
-    fn flow_map(&mut self) -> Option<Node> {
+    fn flow_map(&mut self) -> Option<Node<'a>> {
         let mark = self.mark(self.pos);
         self.pos += 1;
         self.skip_spaces();
@@ -371,7 +372,7 @@ impl Reader<'_> {
     }
 
     /// `[a, b, ...]` on one line.
-    fn flow_seq(&mut self) -> Option<Node> {
+    fn flow_seq(&mut self) -> Option<Node<'a>> {
         let mark = self.mark(self.pos);
         self.pos += 1;
         self.skip_spaces();
@@ -412,7 +413,7 @@ impl Reader<'_> {
     }
 
     /// A one-line quoted scalar without escapes (`''` in single quotes is the one allowed).
-    fn quoted(&mut self) -> Option<Node> {
+    fn quoted(&mut self) -> Option<Node<'a>> {
         let mark = self.mark(self.pos);
         let q = self.b[self.pos];
         let start = self.pos + 1;
@@ -436,9 +437,9 @@ impl Reader<'_> {
         let raw = &self.text[start..i];
         self.pos = i + 1;
         let text = if doubled {
-            raw.replace("''", "'")
+            Cow::Owned(raw.replace("''", "'"))
         } else {
-            raw.to_owned()
+            Cow::Borrowed(raw)
         };
         Some(Node {
             value: Value::Scalar(text, true),
@@ -447,7 +448,7 @@ impl Reader<'_> {
     }
 
     /// A one-line plain scalar; `flow` inside `{}`/`[]`, where flow indicators end it too.
-    fn plain(&mut self, flow: bool) -> Option<Node> {
+    fn plain(&mut self, flow: bool) -> Option<Node<'a>> {
         let start = self.pos;
         let first = self.peek()?;
         // Indicators that cannot start a plain scalar, or that start what the subset leaves out.
@@ -490,7 +491,7 @@ impl Reader<'_> {
         }
         self.pos = end;
         Some(Node {
-            value: Value::Scalar(self.text[start..end].to_owned(), false),
+            value: Value::Scalar(Cow::Borrowed(&self.text[start..end]), false),
             mark: self.mark(start),
         })
     }

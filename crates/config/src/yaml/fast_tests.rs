@@ -180,7 +180,7 @@ const WORDS: &[&str] = &[
     "&a",
 ];
 
-fn random_node(rng: &mut dyn FnMut(u64) -> u64, depth: u32) -> Value {
+fn random_node(rng: &mut dyn FnMut(u64) -> u64, depth: u32) -> Value<'static> {
     match if depth > 3 { 0 } else { rng(4) } {
         0 | 1 => Value::Scalar(WORDS[rng(WORDS.len() as u64) as usize].into(), rng(3) == 0),
         2 => Value::Seq(
@@ -191,7 +191,10 @@ fn random_node(rng: &mut dyn FnMut(u64) -> u64, depth: u32) -> Value {
         _ => Value::Map(
             (0..1 + rng(3))
                 .map(|i| {
-                    let k = Value::Scalar(format!("k{i}{}", WORDS[rng(6) as usize]), rng(4) == 0);
+                    let k = Value::Scalar(
+                        format!("k{i}{}", WORDS[rng(6) as usize]).into(),
+                        rng(4) == 0,
+                    );
                     (node(k), node(random_node(rng, depth + 1)))
                 })
                 .collect(),
@@ -199,7 +202,7 @@ fn random_node(rng: &mut dyn FnMut(u64) -> u64, depth: u32) -> Value {
     }
 }
 
-fn node(value: Value) -> Node {
+fn node(value: Value<'static>) -> Node<'static> {
     Node {
         value,
         mark: Default::default(),
