@@ -15,7 +15,6 @@ pub mod units;
 pub mod yaml;
 
 mod de;
-mod fasthash;
 mod loader;
 mod manifests;
 mod raw;

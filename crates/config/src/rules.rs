@@ -2,9 +2,8 @@
 //! can never be reached under the documented precedence.
 
 use crate::error::ConfigError;
-use crate::fasthash::FxHashMap;
 use crate::model::{Config, HostMatch, PathMatch, Route, Rule, ValueMatch};
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{Entry, HashMap};
 
 /// What a rule matches, as a comparable string. Written with `push_str`: two `format!`s per rule
 /// were ~4 % of a `check` of 10,000 routes.
@@ -50,9 +49,9 @@ pub(crate) fn check(config: &Config, errors: &mut Vec<ConfigError>) {
     // written and dropped were ~4 % of a `check`).
     // Sized up front: growing to 10,000 entries rehashed every key ~14 times.
     let rules: usize = config.routes.iter().map(|r| r.rules.len()).sum();
-    let mut first: FxHashMap<(String, String), (&Route, usize, &Rule)> =
-        FxHashMap::with_capacity_and_hasher(rules, Default::default());
-    let mut catch_all: FxHashMap<String, (&Route, usize, &Rule)> = FxHashMap::default();
+    let mut first: HashMap<(String, String), (&Route, usize, &Rule)> =
+        HashMap::with_capacity(rules);
+    let mut catch_all: HashMap<String, (&Route, usize, &Rule)> = HashMap::new();
     let host_keys = |hosts: &[HostMatch]| -> Vec<String> {
         if hosts.is_empty() {
             return vec!["*".into()];

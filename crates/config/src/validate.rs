@@ -116,8 +116,7 @@ pub(crate) fn validate(
 ) -> Config {
     let mut v = V { errors };
     // Names are unique per kind and namespace.
-    let mut seen: crate::fasthash::FxHashMap<(&str, &ObjectId), &Ctx> =
-        crate::fasthash::FxHashMap::with_capacity_and_hasher(objects.len(), Default::default());
+    let mut seen: HashMap<(&str, &ObjectId), &Ctx> = HashMap::with_capacity(objects.len());
     for o in &objects {
         if let Some(first) = seen.get(&(o.spec.kind(), &o.id)) {
             let m = first.mark("metadata.name");
