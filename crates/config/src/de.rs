@@ -404,7 +404,7 @@ impl<'a> NodeDe<'a, '_> {
                 entries: entries.iter(),
                 fields,
                 value: None,
-                seen: Vec::new(),
+                seen: Vec::with_capacity(entries.len()),
                 skipped_any: &skipped_any,
             })
             .map_err(|mut e| {
@@ -434,6 +434,12 @@ struct SeqAccess<'a, 'b> {
 
 impl<'de> de::SeqAccess<'de> for SeqAccess<'de, '_> {
     type Error = DeError;
+
+    /// What is left, so that a `Vec` is allocated once at its size instead of grown (an upper
+    /// bound: a skipped element yields nothing).
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,

@@ -31,6 +31,12 @@ struct Reader<'a> {
     line: usize,
     /// Byte offset where that line starts.
     line_start: usize,
+    /// Entries of the mappings and items of the sequences being read, innermost last: a
+    /// collection is pushed here and moved out into a `Vec` of exactly its length when it ends,
+    /// so no `Vec` of the tree is ever grown (growing is a reallocation and a copy, and most
+    /// mappings of a manifest hold one to three entries).
+    entries: Vec<(Node<'a>, Node<'a>)>,
+    items: Vec<Node<'a>>,
 }
 
 /// Parses `text` if it is within the subset; `None` means "ask saphyr".
@@ -46,6 +52,8 @@ pub(super) fn parse(text: &str) -> Option<Vec<Node<'_>>> {
         pos: 0,
         line: 1,
         line_start: 0,
+        entries: Vec::new(),
+        items: Vec::new(),
     };
     let mut docs = Vec::new();
     loop {
@@ -220,11 +228,11 @@ impl<'a> Reader<'a> {
     /// A block mapping at `indent` whose first key (and its `:`) was just read.
     fn block_map(&mut self, indent: usize, first: Node<'a>) -> Option<Node<'a>> {
         let mark = first.mark;
-        let mut entries = Vec::new();
+        let start = self.entries.len();
         let mut key = first;
         loop {
             let value = self.map_value(indent)?;
-            entries.push((key, value));
+            self.entries.push((key, value));
             match self.next_line() {
                 Next::Indent(i) if i == indent => {
                     self.pos = self.line_start + i;
@@ -235,7 +243,7 @@ impl<'a> Reader<'a> {
             }
         }
         Some(Node {
-            value: Value::Map(entries),
+            value: Value::Map(self.entries.drain(start..).collect()),
             mark,
         })
     }
@@ -272,12 +280,12 @@ impl<'a> Reader<'a> {
     /// it sits at its mapping key's indentation (saphyr then marks it at its first item).
     fn block_seq(&mut self, indent: usize, indentless: bool) -> Option<Node<'a>> {
         let mut mark = self.mark(self.pos);
-        let mut items = Vec::new();
+        let start = self.items.len();
         loop {
             self.pos += 1;
             self.skip_spaces();
             let empty = matches!(self.peek(), None | Some(b'\n' | b'#'));
-            if indentless && items.is_empty() {
+            if indentless && self.items.len() == start {
                 if empty {
                     return None;
                 }
@@ -299,7 +307,7 @@ impl<'a> Reader<'a> {
                 self.end_line()?;
                 node
             };
-            items.push(item);
+            self.items.push(item);
             match self.next_line() {
                 Next::Indent(i) if i == indent => {
                     self.pos = self.line_start + i;
@@ -313,7 +321,7 @@ impl<'a> Reader<'a> {
             }
         }
         Some(Node {
-            value: Value::Seq(items),
+            value: Value::Seq(self.items.drain(start..).collect()),
             mark,
         })
     }
@@ -343,7 +351,7 @@ impl<'a> Reader<'a> {
         let mark = self.mark(self.pos);
         self.pos += 1;
         self.skip_spaces();
-        let mut entries = Vec::new();
+        let start = self.entries.len();
         if self.peek() == Some(b'}') {
             self.pos += 1;
         } else {
@@ -359,14 +367,14 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 self.skip_spaces();
                 let value = self.flow_value()?;
-                entries.push((key, value));
+                self.entries.push((key, value));
                 if self.flow_next(b'}')? {
                     break;
                 }
             }
         }
         Some(Node {
-            value: Value::Map(entries),
+            value: Value::Map(self.entries.drain(start..).collect()),
             mark,
         })
     }
@@ -376,12 +384,13 @@ impl<'a> Reader<'a> {
         let mark = self.mark(self.pos);
         self.pos += 1;
         self.skip_spaces();
-        let mut items = Vec::new();
+        let start = self.items.len();
         if self.peek() == Some(b']') {
             self.pos += 1;
         } else {
             loop {
-                items.push(self.flow_value()?);
+                let item = self.flow_value()?;
+                self.items.push(item);
                 // `[a: b]` is a mapping inside the sequence: not in the subset.
                 if self.flow_next(b']')? {
                     break;
@@ -389,7 +398,7 @@ impl<'a> Reader<'a> {
             }
         }
         Some(Node {
-            value: Value::Seq(items),
+            value: Value::Seq(self.items.drain(start..).collect()),
             mark,
         })
     }
