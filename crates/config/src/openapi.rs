@@ -4,6 +4,8 @@
 //! The document is kept as a `serde_json::Value` (OpenAPI 3.0 and 3.1 differ in their schema
 //! dialect; the `gatehouse-contract` crate interprets only the parts it needs), with the line of
 //! every path and operation so that later reports (the `diff`) can point into it.
+//!
+//! A document is read and parsed once per load however many rules name it ([`Documents`]).
 
 use crate::loader::Ctx;
 use crate::model::{PathMatch, PathRewrite, Rule};
@@ -113,6 +115,7 @@ fn to_json(node: &Node) -> serde_json::Value {
 /// What a document yields whatever rule names it: read, parsed and checked once per load.
 #[derive(Debug)]
 enum Read {
+    /// A usable document: what every [`OpenApi`] naming the file shares (the `Arc`s, not copies).
     Usable {
         document: Arc<serde_json::Value>,
         lines: Arc<BTreeMap<String, Mark>>,
