@@ -4,13 +4,15 @@
 //! The document is kept as a `serde_json::Value` (OpenAPI 3.0 and 3.1 differ in their schema
 //! dialect; the `gatehouse-contract` crate interprets only the parts it needs), with the line of
 //! every path and operation so that later reports (the `diff`) can point into it.
+//!
+//! A document is read and parsed once per load however many rules name it ([`Documents`]).
 
 use crate::loader::Ctx;
 use crate::model::{PathMatch, PathRewrite, Rule};
 use crate::yaml::{parse_documents, Mark, Node, Value};
 use crate::ConfigError;
 use serde::{Deserialize, Serialize, Serializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -110,47 +112,100 @@ fn to_json(node: &Node) -> serde_json::Value {
     }
 }
 
-/// Reads and checks the document `spec` names; errors are pushed, `None` when unusable.
+/// What a document yields whatever rule names it: read, parsed and checked once per load.
+#[derive(Debug)]
+enum Read {
+    /// A usable document: what every [`OpenApi`] naming the file shares (the `Arc`s, not copies).
+    Usable {
+        document: Arc<serde_json::Value>,
+        lines: Arc<BTreeMap<String, Mark>>,
+        digest: u64,
+    },
+    /// The file could not be read: the message, reported at the naming rule's `file` field.
+    Unreadable(String),
+    /// The file is not a usable OpenAPI 3 document: the errors, located in the document.
+    Invalid(Vec<(Mark, String)>),
+}
+
+/// The OpenAPI documents read during one load, by file (relative paths joined to the manifest's
+/// folder). Owned by one validation pass and dropped with it, so a reload always reads the files
+/// afresh; within the pass, 10,000 routes validating against one document read and parse it once
+/// instead of 10,000 times.
+#[derive(Debug, Default)]
+pub(crate) struct Documents {
+    by_file: HashMap<PathBuf, Read>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Files read by [`read`] on this thread, for the tests that check a document is read once.
+    pub(crate) static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Reads and checks the document `spec` names; errors are pushed, `None` when unusable. A file
+/// already read in this load (`docs`) is not read again; its errors are reported for every rule
+/// naming it, each with that rule's object and field path, as if it had been read again.
 pub(crate) fn load(
     ctx: &Ctx,
     at: &str,
     spec: &OpenApiSpec,
+    docs: &mut Documents,
     errors: &mut Vec<ConfigError>,
 ) -> Option<OpenApi> {
     let file = crate::validate::relative_to_manifest(ctx, &spec.file);
     let field = format!("{at}.file");
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) => {
-            errors.push(ctx.error(&field, format!("cannot read `{}`: {e}", file.display())));
-            return None;
+    let read = docs
+        .by_file
+        .entry(file.clone())
+        .or_insert_with(|| read(&file));
+    match read {
+        Read::Usable {
+            document,
+            lines,
+            digest,
+        } => Some(OpenApi {
+            document: document.clone(),
+            lines: lines.clone(),
+            validate_requests: spec.validate_requests,
+            digest: *digest,
+            file,
+        }),
+        Read::Unreadable(message) => {
+            errors.push(ctx.error(&field, message.clone()));
+            None
         }
-    };
-    let digest = digest(&file, &text);
-    let name: Arc<str> = file.display().to_string().into();
-    let in_doc = |mark: Mark, message: String| ConfigError {
-        file: name.clone(),
-        mark,
-        object: ctx.object.clone(),
-        path: field.clone(),
-        message,
+        Read::Invalid(found) => {
+            let name: Arc<str> = file.display().to_string().into();
+            errors.extend(found.iter().map(|(mark, message)| ConfigError {
+                file: name.clone(),
+                mark: *mark,
+                object: ctx.object.clone(),
+                path: field.clone(),
+                message: message.clone(),
+            }));
+            None
+        }
+    }
+}
+
+/// Reads, parses and checks the document at `file`, independently of the rules naming it.
+fn read(file: &std::path::Path) -> Read {
+    #[cfg(test)]
+    READS.with(|r| r.set(r.get() + 1));
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return Read::Unreadable(format!("cannot read `{}`: {e}", file.display())),
     };
     let docs = match parse_documents(&text) {
         Ok(d) => d,
         Err(e) => {
-            errors.push(in_doc(
-                e.mark,
-                format!("invalid OpenAPI document: {}", e.message),
-            ));
-            return None;
+            let message = format!("invalid OpenAPI document: {}", e.message);
+            return Read::Invalid(vec![(e.mark, message)]);
         }
     };
     let Some(doc) = docs.first() else {
-        errors.push(in_doc(
-            Mark::default(),
-            "the OpenAPI document is empty".into(),
-        ));
-        return None;
+        let message = "the OpenAPI document is empty".to_string();
+        return Read::Invalid(vec![(Mark::default(), message)]);
     };
     let version = doc.get("openapi").and_then(Node::as_str).unwrap_or("");
     if !(version.starts_with("3.0") || version.starts_with("3.1")) {
@@ -158,21 +213,20 @@ pub(crate) fn load(
             Some(_) => "Swagger 2.0: convert it to OpenAPI 3 first".to_string(),
             None => format!("`openapi: {version}`"),
         };
-        errors.push(in_doc(
+        return Read::Invalid(vec![(
             doc.get("openapi").map_or(doc.mark, |n| n.mark),
             format!("expected an OpenAPI 3.0 or 3.1 document, found {found}"),
-        ));
-        return None;
+        )]);
     }
-    let before = errors.len();
-    let lines = path_marks(doc, &in_doc, errors)?;
-    (errors.len() == before).then(|| OpenApi {
-        file,
-        document: Arc::new(to_json(doc)),
-        lines: Arc::new(lines),
-        validate_requests: spec.validate_requests,
-        digest,
-    })
+    let mut found = Vec::new();
+    match path_marks(doc, &mut found) {
+        Some(lines) if found.is_empty() => Read::Usable {
+            document: Arc::new(to_json(doc)),
+            lines: Arc::new(lines),
+            digest: digest(file, &text),
+        },
+        _ => Read::Invalid(found),
+    }
 }
 
 /// The content hash of a document read from `file`: equal hashes mean the same path and bytes,
@@ -187,23 +241,19 @@ fn digest(file: &std::path::Path, text: &str) -> u64 {
 }
 
 /// The position of every path and operation of the document; errors for malformed `paths`.
-fn path_marks(
-    doc: &Node,
-    in_doc: &dyn Fn(Mark, String) -> ConfigError,
-    errors: &mut Vec<ConfigError>,
-) -> Option<BTreeMap<String, Mark>> {
+fn path_marks(doc: &Node, errors: &mut Vec<(Mark, String)>) -> Option<BTreeMap<String, Mark>> {
     let mut lines = BTreeMap::new();
     let Some(paths) = doc.get("paths") else {
         return Some(lines);
     };
     let Value::Map(entries) = &paths.value else {
-        errors.push(in_doc(paths.mark, "`paths` must be a mapping".into()));
+        errors.push((paths.mark, "`paths` must be a mapping".into()));
         return None;
     };
     for (k, v) in entries {
         let p = k.as_str().unwrap_or_default();
         if !p.starts_with('/') {
-            errors.push(in_doc(k.mark, format!("path `{p}` must start with `/`")));
+            errors.push((k.mark, format!("path `{p}` must start with `/`")));
             continue;
         }
         lines.insert(p.to_string(), k.mark);
@@ -334,6 +384,7 @@ pub(crate) fn attach(
     ctx: &Ctx,
     spec: &crate::raw::RouteSpec,
     mut rules: Vec<Rule>,
+    docs: &mut Documents,
     errors: &mut Vec<ConfigError>,
 ) -> (Vec<Rule>, Option<OpenApi>) {
     for (i, r) in spec.rules.iter().enumerate() {
@@ -345,7 +396,7 @@ pub(crate) fn attach(
             continue;
         };
         let at = format!("{at}.openapi");
-        if let Some(api) = load(ctx, &at, o, errors) {
+        if let Some(api) = load(ctx, &at, o, docs, errors) {
             errors.extend(check_paths(ctx, &at, &api, &[&*rule]));
             rule.openapi = Some(api);
         }
@@ -353,10 +404,13 @@ pub(crate) fn attach(
     let api = spec
         .openapi
         .as_ref()
-        .and_then(|o| load(ctx, "spec.openapi", o, errors));
+        .and_then(|o| load(ctx, "spec.openapi", o, docs, errors));
     if let Some(api) = &api {
         let refs: Vec<&Rule> = rules.iter().collect();
         errors.extend(check_paths(ctx, "spec.openapi", api, &refs));
     }
     (rules, api)
 }
+
+#[cfg(test)]
+mod tests;

@@ -37,6 +37,8 @@ pub(crate) fn is_standard_method(method: &str) -> bool {
 
 struct V<'e> {
     errors: &'e mut Vec<ConfigError>,
+    /// The OpenAPI documents routes name, each read once per load (10,000 routes may share one).
+    openapi: crate::openapi::Documents,
 }
 
 impl V<'_> {
@@ -114,7 +116,10 @@ pub(crate) fn validate(
     declared: &[(&'static str, ObjectId)],
     errors: &mut Vec<ConfigError>,
 ) -> Config {
-    let mut v = V { errors };
+    let mut v = V {
+        errors,
+        openapi: Default::default(),
+    };
     // Names are unique per kind and namespace.
     let mut seen: HashMap<(&str, &ObjectId), &Ctx> = HashMap::with_capacity(objects.len());
     for o in &objects {
@@ -442,7 +447,7 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
             rule(v, ctx, (&at, ctx.rule_mark(i)), r, &o.id, refs)
         })
         .collect();
-    let (mut rules, openapi) = crate::openapi::attach(ctx, spec, rules, v.errors);
+    let (mut rules, openapi) = crate::openapi::attach(ctx, spec, rules, &mut v.openapi, v.errors);
     // `filter_map` cannot size the vector: it starts at four rules, and a one-rule route would
     // keep three empty ~500-byte slots for the life of the config (15 MB at 10,000 routes).
     rules.shrink_to_fit();
