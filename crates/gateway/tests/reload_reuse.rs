@@ -9,9 +9,9 @@ use gatehouse_gateway::snapshot::Snapshot;
 use gatehouse_gateway::state::StateStore;
 use gatehouse_gateway::telemetry::metrics::Metrics;
 use gatehouse_testkit::gateway::{with_api_version, GATEWAY_AND_WEB};
+use gatehouse_testkit::reuse::rebuilt_routes;
 use gatehouse_testkit::rollout::rollout_documents;
 use gatehouse_testkit::{wait_for, Client, TestGateway, Upstream};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,23 +30,6 @@ fn snapshot(dir: &Path, yaml: &str, prev: Option<&Snapshot>, store: &StateStore)
     let snap = Snapshot::build_from(config, &metrics, &plan, prev).unwrap();
     store.commit(&plan);
     snap
-}
-
-/// The routes of `new` whose compiled rules are not the ones of `old` (sorted), and how many
-/// were taken over.
-fn rebuilt_routes(old: &Snapshot, new: &Snapshot) -> (Vec<String>, usize) {
-    let old_entries: HashMap<(String, usize), _> = (old.router.entries())
-        .map(|e| ((e.route.to_string(), e.index), e.clone()))
-        .collect();
-    let (mut kept, mut rebuilt) = (0, Vec::new());
-    for e in new.router.entries() {
-        match old_entries.get(&(e.route.to_string(), e.index)) {
-            Some(prev) if Arc::ptr_eq(prev, e) => kept += 1,
-            _ => rebuilt.push(e.route.to_string()),
-        }
-    }
-    rebuilt.sort();
-    (rebuilt, kept)
 }
 
 /// `default/{prefix}{i}` for each `i`, sorted as `rebuilt_routes` sorts.

@@ -7,6 +7,7 @@ use gatehouse_gateway::routing::{rule_matches, Router};
 use gatehouse_gateway::snapshot::Snapshot;
 use gatehouse_gateway::state::StateStore;
 use gatehouse_gateway::telemetry::metrics::Metrics;
+use gatehouse_testkit::reuse::rebuilt_routes;
 use gatehouse_testkit::{Client, TestGateway, Upstream};
 use http::{HeaderMap, Method};
 use proptest::prelude::*;
@@ -456,23 +457,6 @@ fn header_regexes_of_kept_rules_are_not_compiled_again() {
         rebuilt_routes(&old, &new).0,
         vec!["default/r1000".to_string()]
     );
-}
-
-/// The routes of `new` whose compiled rules are not the ones of `old` (in lookup order), and how
-/// many were taken over.
-fn rebuilt_routes(old: &Snapshot, new: &Snapshot) -> (Vec<String>, usize) {
-    let old_entries: HashMap<(String, usize), _> = (old.router.entries())
-        .map(|e| ((e.route.to_string(), e.index), e.clone()))
-        .collect();
-    let (mut kept, mut rebuilt) = (0, Vec::new());
-    for e in new.router.entries() {
-        match old_entries.get(&(e.route.to_string(), e.index)) {
-            Some(prev) if Arc::ptr_eq(prev, e) => kept += 1,
-            _ => rebuilt.push(e.route.to_string()),
-        }
-    }
-    rebuilt.sort();
-    (rebuilt, kept)
 }
 
 /// Two policies: a local rate limit with CORS, and an IP filter with a body limit.

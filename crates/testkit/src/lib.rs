@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod nginx;
 pub mod python;
 pub mod redis;
+pub mod reuse;
 pub mod rollout;
 pub mod scripted;
 pub mod upstream;
