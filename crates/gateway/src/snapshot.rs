@@ -182,7 +182,7 @@ impl Snapshot {
                 rollout,
             }
         };
-        let router = reuse.router(&config, &backends, &plan.rollouts, target);
+        let router = reuse.router(&config, &backends, &plan.rollouts, &validators, target);
         if let Some(e) = chain_error {
             return Err(e);
         }

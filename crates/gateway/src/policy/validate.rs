@@ -212,6 +212,11 @@ impl<'c> Validators<'c> {
         }
     }
 
+    /// The document rule `rule` of `route` validates against, if it validates.
+    pub(crate) fn document<'r>(&'r self, route: &str, rule: &'r Rule) -> Option<&'r OpenApi> {
+        applying(self.routes.get(route)?, rule)
+    }
+
     /// `chain` with the validation step of rule `index` of `route` added, when it has one.
     /// An error is a document the validator cannot use (a broken `pattern`), or validation
     /// beside `externalAuth.body`: that reads the body's start before the chain, and the body
@@ -226,10 +231,7 @@ impl<'c> Validators<'c> {
         if self.routes.is_empty() {
             return Ok(chain);
         }
-        let Some(def) = self.routes.get(&**route) else {
-            return Ok(chain);
-        };
-        let Some(api) = applying(def, rule) else {
+        let Some(api) = self.document(route, rule) else {
             return Ok(chain);
         };
         let v = RequestValidator::new(rule, api).map_err(|e| format!("route {route}: {e}"))?;
@@ -249,7 +251,7 @@ impl<'c> Validators<'c> {
 
 /// The routes of `config` some rule of which may validate requests, by `namespace/name`; empty
 /// (and allocation-free) when none does.
-pub(crate) fn validating_routes(config: &Config) -> HashMap<String, &Route> {
+fn validating_routes(config: &Config) -> HashMap<String, &Route> {
     (config.routes.iter())
         .filter(|r| route_validates(r))
         .map(|r| (r.id.to_string(), r))
@@ -265,7 +267,7 @@ pub(crate) fn route_validates(route: &Route) -> bool {
 
 /// The document rule `rule` of `route` validates requests against, if it validates: its own
 /// document when it names one (whether or not that asks for validation), else its Route's.
-pub(crate) fn applying<'a>(route: &'a Route, rule: &'a Rule) -> Option<&'a OpenApi> {
+fn applying<'a>(route: &'a Route, rule: &'a Rule) -> Option<&'a OpenApi> {
     let api = rule.openapi.as_ref().or(route.openapi.as_ref())?;
     api.validate_requests.then_some(api)
 }

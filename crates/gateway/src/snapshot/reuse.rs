@@ -11,6 +11,7 @@
 //! weights and samples the compiled target reads) and its stable and canary backends were kept.
 
 use super::{Snapshot, Target};
+use crate::policy::validate::Validators;
 use crate::routing::{fingerprint, Entry, Router};
 use crate::state::rollout::RolloutState;
 use crate::upstream::BackendRt;
@@ -105,11 +106,9 @@ impl<'a> Reuse<'a> {
         config: &Config,
         backends: &HashMap<ObjectId, Arc<BackendRt>>,
         rollouts: &crate::state::rollout::RolloutPlan,
+        validators: &Validators,
         mut target: impl FnMut(&Arc<str>, usize, &Rule) -> Target,
     ) -> Router<Target> {
-        // The document a rule validates against is in no fingerprint (a Route-level one in none
-        // of its rules'): its digest is compared with the one the live step was compiled from.
-        let validating = crate::policy::validate::validating_routes(config);
         let unchanged = self.unchanged_policies(config);
         Router::build_reusing(config, self.router, |route, index, rule| {
             let fp = fingerprint(rule);
@@ -120,10 +119,11 @@ impl<'a> Reuse<'a> {
                 let kept = old.fingerprint == fp
                     && rule.policies.iter().all(|id| unchanged.contains(id))
                     && same_rollout(&old.target, rollouts.for_rule(route, index))
+                    // The document a rule validates against is in no fingerprint (a Route-level
+                    // one in none of its rules'): its digest is compared with the one the live
+                    // step was compiled from.
                     && validation_source(&old.target)
-                        == (validating.get(&**route))
-                            .and_then(|r| crate::policy::validate::applying(r, rule))
-                            .map(|api| api.digest);
+                        == validators.document(route, rule).map(|api| api.digest);
                 if kept && same_backends(&old.target, rule, backends) {
                     return (*old).clone();
                 }
