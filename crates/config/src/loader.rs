@@ -3,6 +3,7 @@
 use crate::de::{from_node, Collected, DeError};
 use crate::error::{hint, ConfigError, ConfigErrors};
 use crate::model::{Config, ObjectId};
+use crate::openapi::Documents;
 use crate::raw::{
     BackendSpec, GatewaySpec, ListenerSpec, Metadata, PolicySpec, RolloutSpec, RouteSpec,
 };
@@ -118,8 +119,9 @@ pub(crate) struct Object<'a> {
 }
 
 pub(crate) enum Spec {
-    Gateway(GatewaySpec),
-    Listener(ListenerSpec),
+    // Boxed but for Routes, the many: an `Object` is as large as its largest variant.
+    Gateway(Box<GatewaySpec>),
+    Listener(Box<ListenerSpec>),
     Backend(Box<BackendSpec>),
     Route(RouteSpec),
     Policy(Box<PolicySpec>),
@@ -143,8 +145,55 @@ impl Spec {
 #[derive(Clone)]
 pub(crate) struct Ctx<'a> {
     pub file: Arc<str>,
-    pub doc: &'a Node<'a>,
+    /// The document's tree, which locates the field of an error. `None` on the pass that reads
+    /// a config expected to be valid, which drops each tree once read: the first error there
+    /// makes the load start again with every tree kept (see [`load_sources`]).
+    doc: Option<&'a Node<'a>>,
+    /// Where the document starts.
+    pub at: Mark,
+    /// Where each of `spec.rules` starts (Routes), and where the list (or what holds it) does:
+    /// every rule records its definition site, also on the pass without trees.
+    rules: Box<[Mark]>,
+    rules_at: Mark,
     pub object: String,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(file: &Arc<str>, doc: &'a Node<'a>) -> Self {
+        Ctx {
+            file: file.clone(),
+            doc: Some(doc),
+            at: doc.mark,
+            rules: Box::default(),
+            rules_at: doc.mark,
+            object: String::new(),
+        }
+    }
+
+    /// Records where `spec.rules[i]` are, as [`locate`] would find them.
+    fn record_rules(&mut self, doc: &Node) {
+        let Some(spec) = doc.get("spec") else { return };
+        self.rules_at = spec.mark;
+        let Some(rules) = spec.get("rules") else {
+            return;
+        };
+        self.rules_at = rules.mark;
+        if let Value::Seq(items) = &rules.value {
+            self.rules = items.iter().map(|r| r.mark).collect();
+        }
+    }
+
+    /// The same context without the tree, which the caller is about to drop.
+    fn detached<'b>(self) -> Ctx<'b> {
+        Ctx {
+            file: self.file,
+            doc: None,
+            at: self.at,
+            rules: self.rules,
+            rules_at: self.rules_at,
+            object: self.object,
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -152,30 +201,23 @@ impl Ctx<'_> {
     pub fn error(&self, path: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.clone(),
-            mark: locate(self.doc, path),
+            mark: self.mark(path),
             object: self.object.clone(),
             path: path.to_string(),
             message: message.into(),
         }
     }
 
+    /// Where `path` is; without the tree, where the document starts (an error is never reported
+    /// from that pass).
     pub fn mark(&self, path: &str) -> Mark {
-        locate(self.doc, path)
+        self.doc.map_or(self.at, |doc| locate(doc, path))
     }
 
     /// The mark of `spec.rules[index]`, as [`Self::mark`] finds it, without a path to format and
     /// parse (every rule of every route records its definition site).
     pub fn rule_mark(&self, index: usize) -> Mark {
-        let Some(spec) = self.doc.get("spec") else {
-            return self.doc.mark;
-        };
-        let Some(rules) = spec.get("rules") else {
-            return spec.mark;
-        };
-        match &rules.value {
-            Value::Seq(items) if index < items.len() => items[index].mark,
-            _ => rules.mark,
-        }
+        self.rules.get(index).copied().unwrap_or(self.rules_at)
     }
 }
 
@@ -215,7 +257,58 @@ fn de_error(file: &Arc<str>, object: &str, e: DeError, doc: &Node) -> ConfigErro
 }
 
 /// Loads manifests from memory (the files' names are only used in errors).
+///
+/// A config is first read expecting it to be valid, one document at a time, each tree dropped
+/// once its object is read: a 10,000-route file's trees held ~15 MB that every reload allocated
+/// afresh, only for error positions. The first error ends that pass, and the config is read
+/// again with every tree kept until validation ends, so that each error points at its field
+/// (an invalid config costs two reads; a valid one, the one).
 pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
+    // The OpenAPI documents read on the first pass are not read again on the second.
+    let mut openapi = crate::openapi::Documents::default();
+    match load_streaming(sources, &mut openapi) {
+        Some(config) => Ok(config),
+        None => load_with_trees(sources, &mut openapi),
+    }
+}
+
+/// The pass for a valid config; `None` at the first error of any kind.
+fn load_streaming(sources: &[SourceFile], openapi: &mut Documents) -> Option<Config> {
+    let mut errors = Vec::new();
+    let mut objects = Vec::new();
+    let mut declared = Vec::new();
+    let mut any = false;
+    for src in sources {
+        let file: Arc<str> = src.name.as_str().into();
+        crate::yaml::for_each_document(&src.text, |doc| {
+            any = true;
+            if crate::openapi::is_openapi_document(&doc) || !errors.is_empty() {
+                return;
+            }
+            if let Some(obj) = read_document(&file, &doc, &mut errors, &mut declared) {
+                objects.push(Object {
+                    ctx: obj.ctx.detached(),
+                    ..obj
+                });
+            }
+        })
+        .ok()?;
+        if !errors.is_empty() {
+            return None;
+        }
+    }
+    if !any {
+        return None;
+    }
+    let config = finish(sources, objects, &declared, &mut errors, openapi);
+    errors.is_empty().then_some(config)
+}
+
+/// The pass that reports errors: every tree is kept until validation ends.
+fn load_with_trees(
+    sources: &[SourceFile],
+    openapi: &mut Documents,
+) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut parsed: Vec<(Arc<str>, Vec<Node>)> = Vec::new();
     for src in sources {
@@ -258,11 +351,7 @@ pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
             }
         }
     }
-    let version = version_of(sources);
-    let mut config = crate::validate::validate(objects, &declared, &mut errors);
-    config.version = version;
-    config.sources = sources.iter().map(|s| s.name.clone()).collect();
-    crate::rules::check(&config, &mut errors);
+    let config = finish(sources, objects, &declared, &mut errors, openapi);
     if errors.is_empty() {
         return Ok(config);
     }
@@ -273,6 +362,22 @@ pub fn load_sources(sources: &[SourceFile]) -> Result<Config, ConfigErrors> {
     });
     errors.dedup();
     Err(ConfigErrors(errors))
+}
+
+/// Steps 3-4 on the objects read: validation, then the checks across rules.
+fn finish(
+    sources: &[SourceFile],
+    objects: Vec<Object>,
+    declared: &[(&'static str, ObjectId)],
+    errors: &mut Vec<ConfigError>,
+    openapi: &mut Documents,
+) -> Config {
+    let version = version_of(sources);
+    let mut config = crate::validate::validate(objects, declared, errors, openapi);
+    config.version = version;
+    config.sources = sources.iter().map(|s| s.name.clone()).collect();
+    crate::rules::check(&config, errors);
+    config
 }
 
 fn version_of(sources: &[SourceFile]) -> String {
@@ -300,15 +405,11 @@ fn version_of(sources: &[SourceFile]) -> String {
 /// references to it do not cascade into more errors.
 fn read_document<'a>(
     file: &Arc<str>,
-    doc: &'a Node,
+    doc: &'a Node<'a>,
     errors: &mut Vec<ConfigError>,
     declared: &mut Vec<(&'static str, ObjectId)>,
 ) -> Option<Object<'a>> {
-    let mut ctx = Ctx {
-        file: file.clone(),
-        doc,
-        object: String::new(),
-    };
+    let mut ctx = Ctx::new(file, doc);
     let Value::Map(entries) = &doc.value else {
         errors.push(ctx.error(
             "",
@@ -422,6 +523,9 @@ fn read_document<'a>(
         name: meta.name,
     };
     ctx.object = object_name(kind, &id);
+    if kind == "Route" {
+        ctx.record_rules(doc);
+    }
     report_unknown_top(&ctx, errors);
     for (field, value) in [
         ("metadata.name", Some(&id.name)),
@@ -445,8 +549,8 @@ fn read_document<'a>(
     };
     let spec_node = doc.get("spec").unwrap_or(&empty);
     let spec = match kind {
-        "Gateway" => from_node(spec_node, "spec", &soft).map(Spec::Gateway),
-        "Listener" => from_node(spec_node, "spec", &soft).map(Spec::Listener),
+        "Gateway" => from_node(spec_node, "spec", &soft).map(|s| Spec::Gateway(Box::new(s))),
+        "Listener" => from_node(spec_node, "spec", &soft).map(|s| Spec::Listener(Box::new(s))),
         "Backend" => from_node(spec_node, "spec", &soft).map(|s| Spec::Backend(Box::new(s))),
         "Policy" => from_node(spec_node, "spec", &soft).map(|s| Spec::Policy(Box::new(s))),
         "Rollout" => from_node(spec_node, "spec", &soft).map(|s| Spec::Rollout(Box::new(s))),
@@ -484,3 +588,6 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !s.starts_with(['-', '.'])
 }
+
+#[cfg(test)]
+mod tests;

@@ -128,9 +128,9 @@ enum Read {
 }
 
 /// The OpenAPI documents read during one load, by file (relative paths joined to the manifest's
-/// folder). Owned by one validation pass and dropped with it, so a reload always reads the files
-/// afresh; within the pass, 10,000 routes validating against one document read and parse it once
-/// instead of 10,000 times.
+/// folder). Owned by one load (both its passes, see `loader::load_sources`) and dropped with it, so
+/// a reload always reads the files afresh; within the load, 10,000 routes validating against one
+/// document read and parse it once instead of 10,000 times.
 #[derive(Debug, Default)]
 pub(crate) struct Documents {
     by_file: HashMap<PathBuf, Read>,
@@ -389,13 +389,12 @@ pub(crate) fn attach(
 ) -> (Vec<Rule>, Option<OpenApi>) {
     for (i, r) in spec.rules.iter().enumerate() {
         let Some(o) = &r.openapi else { continue };
-        let at = format!("spec.rules[{i}]");
         // Rules with errors were left out of `rules`: find this one by where it was written.
-        let mark = ctx.mark(&at);
+        let mark = ctx.rule_mark(i);
         let Some(rule) = rules.iter_mut().find(|x| x.source.mark() == mark) else {
             continue;
         };
-        let at = format!("{at}.openapi");
+        let at = format!("spec.rules[{i}].openapi");
         if let Some(api) = load(ctx, &at, o, docs, errors) {
             errors.extend(check_paths(ctx, &at, &api, &[&*rule]));
             rule.openapi = Some(api);

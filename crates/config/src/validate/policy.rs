@@ -103,7 +103,7 @@ pub(super) fn policy(v: &mut V, o: &Object, spec: &raw::PolicySpec) -> Policy {
             .ip_filter
             .as_ref()
             .map(|s| super::edge::ip_filter(v, ctx, s)),
-        source: Source::new(&ctx.file, ctx.doc.mark),
+        source: Source::new(&ctx.file, ctx.at),
     }
 }
 

@@ -41,40 +41,81 @@ struct Reader<'a> {
 
 /// Parses `text` if it is within the subset; `None` means "ask saphyr".
 pub(super) fn parse(text: &str) -> Option<Vec<Node<'_>>> {
-    let b = text.as_bytes();
-    // Tabs and carriage returns change indentation and line rules; a BOM or NUL is rare.
-    if b.iter().any(|&c| matches!(c, b'\t' | b'\r' | 0)) || text.starts_with('\u{feff}') {
-        return None;
-    }
-    let mut r = Reader {
-        b,
-        text,
-        pos: 0,
-        line: 1,
-        line_start: 0,
-        entries: Vec::new(),
-        items: Vec::new(),
-    };
+    let mut stream = Documents::new(text)?;
     let mut docs = Vec::new();
     loop {
-        match r.next_line() {
-            Next::Eof => return Some(docs),
-            Next::Marker => {
-                if !b[r.pos..].starts_with(b"---") {
-                    return None;
+        match stream.next_doc() {
+            Step::Doc(doc) => docs.push(doc),
+            Step::End => return Some(docs),
+            Step::GiveUp => return None,
+        }
+    }
+}
+
+/// What [`Documents::next_doc`] found.
+pub(super) enum Step<'a> {
+    /// The next document.
+    Doc(Node<'a>),
+    /// The end of the input.
+    End,
+    /// Something outside the subset: the whole text is saphyr's to parse (the documents given
+    /// so far are the same as saphyr's first ones).
+    GiveUp,
+}
+
+/// The documents of a text one at a time, so that a caller can drop each tree before the next
+/// is read.
+pub(super) struct Documents<'a> {
+    r: Reader<'a>,
+}
+
+impl<'a> Documents<'a> {
+    /// `None` when the text cannot be in the subset at all.
+    pub(super) fn new(text: &'a str) -> Option<Self> {
+        let b = text.as_bytes();
+        // Tabs and carriage returns change indentation and line rules; a BOM or NUL is rare.
+        if b.iter().any(|&c| matches!(c, b'\t' | b'\r' | 0)) || text.starts_with('\u{feff}') {
+            return None;
+        }
+        let r = Reader {
+            b,
+            text,
+            pos: 0,
+            line: 1,
+            line_start: 0,
+            entries: Vec::new(),
+            items: Vec::new(),
+        };
+        Some(Documents { r })
+    }
+
+    /// The next non-null document.
+    pub(super) fn next_doc(&mut self) -> Step<'a> {
+        let r = &mut self.r;
+        loop {
+            match r.next_line() {
+                Next::Eof => return Step::End,
+                Next::Marker => {
+                    if !r.b[r.pos..].starts_with(b"---") {
+                        return Step::GiveUp;
+                    }
+                    r.pos += 3;
+                    if r.end_line().is_none() {
+                        return Step::GiveUp;
+                    }
                 }
-                r.pos += 3;
-                r.end_line()?;
-            }
-            Next::Indent(i) => {
-                let doc = r.block_node(-1, i)?;
-                // As from saphyr: a null document (`~`) is no document.
-                if !doc.is_null() {
-                    docs.push(doc);
-                }
-                // A document ends at the end of the input or at a marker.
-                if let Next::Indent(_) = r.next_line() {
-                    return None;
+                Next::Indent(i) => {
+                    let Some(doc) = r.block_node(-1, i) else {
+                        return Step::GiveUp;
+                    };
+                    // A document ends at the end of the input or at a marker.
+                    if let Next::Indent(_) = r.next_line() {
+                        return Step::GiveUp;
+                    }
+                    // As from saphyr: a null document (`~`) is no document.
+                    if !doc.is_null() {
+                        return Step::Doc(doc);
+                    }
                 }
             }
         }

@@ -284,3 +284,48 @@ fn write_block(v: &Value, indent: usize, out: &mut String, rng: &mut dyn FnMut(u
         }
     }
 }
+
+/// Every document `for_each_document` hands over, collected.
+fn streamed(text: &str) -> Result<Vec<Node<'_>>, super::SyntaxError> {
+    let mut docs = Vec::new();
+    super::for_each_document(text, |d| docs.push(d))?;
+    Ok(docs)
+}
+
+/// Streaming gives the documents `parse_documents` returns, in order: on the fast path, where
+/// the fast reader gives up part-way (the documents before it are not given twice), where it
+/// declines the whole text, and for every text of the differential lists.
+#[test]
+fn streamed_documents_are_the_parsed_ones() {
+    let part_way = "a: 1\n---\nb: 2\n---\nc: &x 3\nd: *x\n---\ne: 4\n";
+    assert!(fast::parse(part_way).is_none());
+    let docs = streamed(part_way).unwrap();
+    let keys: Vec<&str> = docs
+        .iter()
+        .map(|d| match &d.value {
+            Value::Map(e) => e[0].0.as_str().unwrap(),
+            _ => panic!("{d:?}"),
+        })
+        .collect();
+    assert_eq!(keys, ["a", "b", "c", "e"]);
+    for text in ACCEPTED
+        .iter()
+        .chain(DECLINED)
+        .chain([&part_way, &"a:\tb\n---\nc: d\n"])
+    {
+        match (streamed(text), super::parse_documents(text)) {
+            (Ok(s), Ok(p)) => assert_eq!(s, p, "for:\n{text}"),
+            (Err(s), Err(p)) => assert_eq!((s.mark, s.message), (p.mark, p.message)),
+            (s, p) => panic!("streamed {s:?}, parsed {p:?}, for:\n{text}"),
+        }
+    }
+}
+
+/// A syntax error after documents the fast reader gave is still the error saphyr reports.
+#[test]
+fn a_syntax_error_late_in_a_stream_is_reported() {
+    let text = "a: 1\n---\nb: [1, 2\nc: d\n";
+    let err = streamed(text).unwrap_err();
+    let parsed = super::parse_documents(text).unwrap_err();
+    assert_eq!((err.mark, err.message), (parsed.mark, parsed.message));
+}
