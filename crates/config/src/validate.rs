@@ -568,7 +568,7 @@ fn rule(
                 .unwrap_or_else(|| "text/plain; charset=utf-8".into()),
         }))
     } else {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(r.backends.len());
         for (i, b) in r.backends.iter().enumerate() {
             let id = match b.backend.split_once('/') {
                 Some((ns, name)) => ObjectId {
