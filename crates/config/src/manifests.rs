@@ -365,7 +365,7 @@ fn rule(rule: &Rule) -> Value {
         ),
     };
     let rewrite = (rule.rewrite.path.is_some() || rule.rewrite.host.is_some()).then(|| {
-        let path = rule.rewrite.path.as_ref().map(|p| match p {
+        let path = rule.rewrite.path.as_deref().map(|p| match p {
             PathRewrite::Prefix(p) => ("pathPrefix", Value::from(p.as_str())),
             PathRewrite::Regex(re, sub) => {
                 ("pathRegex", json!({"pattern": re.1, "substitution": sub}))
@@ -385,9 +385,9 @@ fn rule(rule: &Rule) -> Value {
         ("requestHeaders", header_mods(&rule.request_headers)),
         ("responseHeaders", header_mods(&rule.response_headers)),
         ("timeout", rule.timeout.map(duration)),
-        ("fault", rule.fault.as_ref().map(policy::fault)),
+        ("fault", rule.fault.as_deref().map(policy::fault)),
         ("policies", policy::policies(rule)),
-        ("retry", rule.retry.as_ref().map(traffic::retry)),
+        ("retry", rule.retry.as_deref().map(traffic::retry)),
         ("upgrades", (!rule.upgrades).then_some(Value::Bool(false))),
     ])
 }

@@ -549,7 +549,7 @@ pub struct Rule {
     /// Rewrites applied before forwarding.
     pub rewrite: Rewrite,
     /// The OpenAPI document describing the API behind this rule (`openapi`).
-    pub openapi: Option<crate::openapi::OpenApi>,
+    pub openapi: Option<Box<crate::openapi::OpenApi>>,
     /// Header changes on the request sent upstream.
     pub request_headers: HeaderMods,
     /// Header changes on the response sent downstream.
@@ -559,11 +559,11 @@ pub struct Rule {
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
     /// Faults injected into its requests.
-    pub fault: Option<Fault>,
+    pub fault: Option<Box<Fault>>,
     /// Policies, in the order written.
     pub policies: Vec<ObjectId>,
     /// Retry policy, when configured.
-    pub retry: Option<Retry>,
+    pub retry: Option<Box<Retry>>,
     /// Whether an HTTP/1.1 `Upgrade` (a WebSocket handshake) is passed on to the backend and the
     /// connection tunnelled after a 101 (`upgrades`, default true); when false the request is
     /// forwarded without its `Upgrade`, as a plain request.
@@ -600,8 +600,8 @@ impl Rule {
 pub enum Action {
     /// Proxy to one of these backends, chosen by weight.
     Forward(Vec<WeightedBackend>),
-    /// Answer with a redirect.
-    Redirect(Redirect),
+    /// Answer with a redirect (boxed: an `Action` is as large as its largest variant).
+    Redirect(Box<Redirect>),
     /// Answer with a fixed response.
     Direct(DirectResponse),
 }
@@ -647,8 +647,8 @@ pub struct DirectResponse {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rewrite {
-    /// Path rewrite.
-    pub path: Option<PathRewrite>,
+    /// Path rewrite (boxed: a regex rewrite is ~100 bytes, and few rules have one).
+    pub path: Option<Box<PathRewrite>>,
     /// New `Host`.
     pub host: Option<String>,
 }

@@ -279,7 +279,7 @@ fn m_mark(ops: &[(Node, Node)], m: &str) -> Mark {
 /// undone. `None` when the path is outside what the rewrite produces. A regex rewrite cannot be
 /// undone in general: the document path is taken as the client path.
 pub fn client_path(rule: &Rule, doc_path: &str) -> Option<String> {
-    let Some(PathRewrite::Prefix(to)) = &rule.rewrite.path else {
+    let Some(PathRewrite::Prefix(to)) = rule.rewrite.path.as_deref() else {
         return Some(doc_path.to_string());
     };
     let to = to.trim_end_matches('/');
@@ -349,12 +349,13 @@ pub(crate) fn check_paths(ctx: &Ctx, at: &str, api: &OpenApi, rules: &[&Rule]) -
     for p in paths.keys() {
         let reachable = rules.iter().any(|r| {
             client_path(r, p).is_some_and(|c| {
-                matches!(r.rewrite.path, Some(PathRewrite::Regex(..))) || path_matches(r, &c)
+                matches!(r.rewrite.path.as_deref(), Some(PathRewrite::Regex(..)))
+                    || path_matches(r, &c)
             })
         });
         if !reachable {
             let what = match rules {
-                [r] => match (&r.rewrite.path, &r.path) {
+                [r] => match (r.rewrite.path.as_deref(), &r.path) {
                     (Some(PathRewrite::Prefix(to)), _) => {
                         format!("outside the rule's rewrite target `{to}`")
                     }
@@ -397,7 +398,7 @@ pub(crate) fn attach(
         let at = format!("spec.rules[{i}].openapi");
         if let Some(api) = load(ctx, &at, o, docs, errors) {
             errors.extend(check_paths(ctx, &at, &api, &[&*rule]));
-            rule.openapi = Some(api);
+            rule.openapi = Some(Box::new(api));
         }
     }
     let api = spec

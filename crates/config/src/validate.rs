@@ -547,7 +547,7 @@ fn rule(
         ));
         None
     } else if let Some(red) = &r.redirect {
-        redirect(v, ctx, &format!("{at}.redirect"), red).map(Action::Redirect)
+        redirect(v, ctx, &format!("{at}.redirect"), red).map(|r| Action::Redirect(Box::new(r)))
     } else if let Some(d) = &r.direct_response {
         if !(200..=599).contains(&d.status) {
             v.errors.push(ctx.error(
@@ -639,7 +639,7 @@ fn rule(
                         "a path must start with `/`",
                     ));
                 }
-                rewrite.path = Some(PathRewrite::Prefix(p.clone()));
+                rewrite.path = Some(Box::new(PathRewrite::Prefix(p.clone())));
             }
             (None, Some(re)) => {
                 if let Some(pat) = v.regex(
@@ -652,7 +652,7 @@ fn rule(
                         v.errors
                             .push(ctx.error(&format!("{at}.rewrite.pathRegex.substitution"), e));
                     }
-                    rewrite.path = Some(PathRewrite::Regex(pat, re.substitution.clone()));
+                    rewrite.path = Some(Box::new(PathRewrite::Regex(pat, re.substitution.clone())));
                 }
             }
             (None, None) => {}
@@ -699,9 +699,9 @@ fn rule(
         request_headers,
         response_headers,
         timeout,
-        fault,
+        fault: fault.map(Box::new),
         policies,
-        retry: (r.retry.as_ref()).map(|spec| traffic::retry(v, ctx, at, spec)),
+        retry: (r.retry.as_ref()).map(|spec| Box::new(traffic::retry(v, ctx, at, spec))),
         upgrades: r.upgrades.unwrap_or(true),
         release: release::release(v, ctx, at, r, route, refs),
         source: Source::new(&ctx.file, mark),

@@ -56,7 +56,7 @@ pub(crate) fn document(config: &Config) -> Result<Value, ContractError> {
     };
     for route in &config.routes {
         for rule in &route.rules {
-            match rule.openapi.as_ref().or(route.openapi.as_ref()) {
+            match rule.openapi.as_deref().or(route.openapi.as_ref()) {
                 Some(api) => b.documented(route, rule, api),
                 None => b.plain(route, rule),
             }

@@ -105,7 +105,7 @@ fn destination_backends(e: &Entry) -> Vec<String> {
 
 /// The OpenAPI document that describes the rule: its own, else its Route's.
 pub(crate) fn doc<'a>(e: &Entry<'a>) -> Option<&'a gatehouse_config::openapi::OpenApi> {
-    e.rule.openapi.as_ref().or(e.route.openapi.as_ref())
+    e.rule.openapi.as_deref().or(e.route.openapi.as_ref())
 }
 
 fn conditions(out: &mut Out, op: &str, a: &Entry, b: &Entry, at: &str) {

@@ -53,7 +53,7 @@ pub(crate) fn operations<'a>(
         let Some(cp) = client_path(rule, p) else {
             continue;
         };
-        let regex_rewrite = matches!(rule.rewrite.path, Some(PathRewrite::Regex(..)));
+        let regex_rewrite = matches!(rule.rewrite.path.as_deref(), Some(PathRewrite::Regex(..)));
         if !regex_rewrite && !path_matches(rule, &cp) {
             continue;
         }

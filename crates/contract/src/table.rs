@@ -234,7 +234,7 @@ pub(crate) fn destination(rule: &Rule) -> String {
 pub(crate) fn rewrite_label(rule: &Rule) -> String {
     use gatehouse_config::PathRewrite;
     let mut s = String::new();
-    match &rule.rewrite.path {
+    match rule.rewrite.path.as_deref() {
         Some(PathRewrite::Prefix(p)) => s.push_str(&format!(" (path prefix rewritten to {p})")),
         Some(PathRewrite::Regex(re, sub)) => {
             s.push_str(&format!(" (path rewritten {} -> {sub})", re.1))

@@ -157,7 +157,7 @@ impl RequestValidator {
     /// The validator a rule asks for (`validateRequests: true` on its own document or, without
     /// one, its Route's); `None` when it asks for none, so an unvalidated rule costs nothing.
     pub fn for_rule(route: &Route, rule: &Rule) -> Option<Result<Self, ContractError>> {
-        let api = rule.openapi.as_ref().or(route.openapi.as_ref())?;
+        let api = rule.openapi.as_deref().or(route.openapi.as_ref())?;
         api.validate_requests.then(|| Self::new(rule, api))
     }
 

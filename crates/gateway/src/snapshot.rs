@@ -245,7 +245,7 @@ pub fn describe_action(rule: &gatehouse_config::Rule) -> String {
                 .map(|b| format!("{} ({})", b.backend, b.weight))
                 .collect();
             let mut s = format!("forward {}", parts.join(", "));
-            if let Some(p) = &rule.rewrite.path {
+            if let Some(p) = rule.rewrite.path.as_deref() {
                 match p {
                     gatehouse_config::PathRewrite::Prefix(x) => {
                         s.push_str(&format!(" rewrite prefix {x}"))

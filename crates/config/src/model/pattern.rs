@@ -93,7 +93,7 @@ impl crate::Rule {
                 .chain(&o.claims))
             .for_each(force);
         }
-        if let Some(crate::PathRewrite::Regex(p, _)) = &self.rewrite.path {
+        if let Some(crate::PathRewrite::Regex(p, _)) = self.rewrite.path.as_deref() {
             let _ = &*p.0;
         }
         if let (true, crate::PathMatch::Regex(p)) = (with_path, &self.path) {

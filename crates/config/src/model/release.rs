@@ -16,7 +16,7 @@ pub struct Release {
     pub overrides: Vec<Override>,
     /// Copies of some requests sent to a shadow backend.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<Mirror>,
+    pub mirror: Option<Box<Mirror>>,
 }
 
 impl Release {

@@ -49,7 +49,7 @@ pub(super) fn release(
     Release {
         sticky_split,
         overrides,
-        mirror,
+        mirror: mirror.map(Box::new),
     }
 }
 

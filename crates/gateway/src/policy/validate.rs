@@ -261,13 +261,13 @@ fn validating_routes(config: &Config) -> HashMap<String, &Route> {
 /// Whether any rule of `route` may validate requests (its own document or the Route's asks for
 /// it).
 pub(crate) fn route_validates(route: &Route) -> bool {
-    let asks = |o: &Option<OpenApi>| o.as_ref().is_some_and(|o| o.validate_requests);
-    asks(&route.openapi) || route.rules.iter().any(|r| asks(&r.openapi))
+    let asks = |o: Option<&OpenApi>| o.is_some_and(|o| o.validate_requests);
+    asks(route.openapi.as_ref()) || route.rules.iter().any(|r| asks(r.openapi.as_deref()))
 }
 
 /// The document rule `rule` of `route` validates requests against, if it validates: its own
 /// document when it names one (whether or not that asks for validation), else its Route's.
 fn applying<'a>(route: &'a Route, rule: &'a Rule) -> Option<&'a OpenApi> {
-    let api = rule.openapi.as_ref().or(route.openapi.as_ref())?;
+    let api = rule.openapi.as_deref().or(route.openapi.as_ref())?;
     api.validate_requests.then_some(api)
 }

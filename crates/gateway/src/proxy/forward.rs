@@ -158,7 +158,7 @@ static HOP_BY_HOP: [&HeaderName; 6] = [
 
 /// The path (and query) to send upstream after the rule's rewrite.
 pub fn rewrite_path(rule: &Rule, path: &str, query: Option<&str>) -> Option<String> {
-    let new_path = match &rule.rewrite.path {
+    let new_path = match rule.rewrite.path.as_deref() {
         None => return None,
         Some(PathRewrite::Prefix(replacement)) => {
             let matched_len = match &rule.path {
