@@ -24,7 +24,7 @@ pub(super) struct Reuse<'a> {
     /// Compiled rules by (route, index).
     entries: HashMap<(&'a str, usize), &'a Arc<Entry<Target>>>,
     /// Backends by id, with the definition they were built from.
-    backends: HashMap<&'a str, (&'a Backend, &'a Arc<BackendRt>)>,
+    backends: HashMap<&'a ObjectId, (&'a Backend, &'a Arc<BackendRt>)>,
     /// The live config's policies by id, to tell which of the new config's are unchanged.
     policies: HashMap<&'a ObjectId, &'a Policy>,
     /// The live config's Redis settings (global rate limits run on the store made from them).
@@ -45,22 +45,24 @@ impl<'a> Reuse<'a> {
                 router: None,
             };
         };
-        let entries = prev
-            .router
-            .entries()
-            .filter(|e| e.fingerprint != 0)
-            .map(|e| ((&*e.route, e.index), e))
-            .collect();
-        let defs: HashMap<String, &Backend> = prev
-            .config
-            .backends
-            .iter()
-            .map(|b| (b.id.to_string(), b))
-            .collect();
-        let backends = prev
-            .backends
-            .iter()
-            .filter_map(|rt| Some((&*rt.id, (*defs.get(&*rt.id)?, rt))))
+        let mut entries = HashMap::with_capacity(prev.router.entry_slots());
+        entries.extend(
+            (prev.router.entries())
+                .filter(|e| e.fingerprint != 0)
+                .map(|e| ((&*e.route, e.index), e)),
+        );
+        // Keyed by the definition's id, so looking a new backend up formats nothing.
+        let runtimes: HashMap<&str, &Arc<BackendRt>> =
+            (prev.backends.iter()).map(|rt| (&*rt.id, rt)).collect();
+        let mut key = String::new();
+        let backends = (prev.config.backends.iter())
+            .filter_map(|b| {
+                key.clear();
+                key.push_str(&b.id.namespace);
+                key.push('/');
+                key.push_str(&b.id.name);
+                Some((&b.id, (b, *runtimes.get(key.as_str())?)))
+            })
             .collect();
         Reuse {
             entries,
@@ -96,7 +98,7 @@ impl<'a> Reuse<'a> {
         b: &Backend,
         state: &Arc<crate::state::BackendState>,
     ) -> Option<Arc<BackendRt>> {
-        let (def, rt) = self.backends.get(b.id.to_string().as_str())?;
+        let (def, rt) = self.backends.get(&b.id)?;
         (*def == b && Arc::ptr_eq(&rt.state, state)).then(|| (*rt).clone())
     }
 
