@@ -90,8 +90,11 @@ impl<T> Router<T> {
     ) -> Self {
         // Sized like the live table: a reload mostly keeps its hosts. Classes are filled in
         // place and indexed once full (no second map of per-class lists).
-        let mut exact = HashMap::with_capacity(previous.map_or(0, |p| p.exact.len()));
-        let mut wildcard = HashMap::with_capacity(previous.map_or(0, |p| p.wildcard.len()));
+        let mut classes = Classes {
+            exact: HashMap::with_capacity(previous.map_or(0, |p| p.exact.len())),
+            wildcard: HashMap::with_capacity(previous.map_or(0, |p| p.wildcard.len())),
+            last: None,
+        };
         let mut any = Vec::new();
         for route in &config.routes {
             let name = route_name(&route.id);
@@ -102,11 +105,16 @@ impl<T> Router<T> {
                     continue;
                 };
                 for h in others {
-                    add_to_class(&mut exact, &mut wildcard, h, e.clone());
+                    classes.add(h, e.clone());
                 }
-                add_to_class(&mut exact, &mut wildcard, last, e);
+                classes.add(last, e);
             }
         }
+        let Classes {
+            mut exact,
+            mut wildcard,
+            ..
+        } = classes;
         // The live table of a class is looked up only by a class with regex rules.
         for (k, t) in &mut exact {
             t.index(|| previous?.exact.get(k));
@@ -222,23 +230,36 @@ fn route_name(id: &ObjectId) -> Arc<str> {
     name.into()
 }
 
-/// Adds `e` to the class of `host`, making the class (not indexed yet) on its first rule.
-fn add_to_class<T>(
-    exact: &mut HashMap<Box<str>, Table<T>>,
-    wildcard: &mut HashMap<Box<str>, Table<T>>,
-    host: &HostMatch,
-    e: Arc<Entry<T>>,
-) {
-    let (map, key) = match host {
-        HostMatch::Exact(x) => (exact, x),
-        HostMatch::Wildcard(w) => (wildcard, w),
-    };
-    // A key is allocated for a new class only: hosts are shared by many rules, or by none.
-    match map.get_mut(key.as_str()) {
-        Some(t) => t.entries.push(e),
-        None => {
-            map.insert(key.as_str().into(), Table::pending(vec![e]));
+/// The host classes of a table being built, filled rule by rule and indexed once full.
+struct Classes<'c, T> {
+    exact: HashMap<Box<str>, Table<T>>,
+    wildcard: HashMap<Box<str>, Table<T>>,
+    /// The host the previous rule went to, whose class therefore exists.
+    last: Option<&'c HostMatch>,
+}
+
+impl<'c, T> Classes<'c, T> {
+    /// Adds `e` to the class of `host`, making the class (not indexed yet) on its first rule.
+    /// One hash a rule either way: a host other than the previous rule's is mostly a new one
+    /// (one host per Route), whose key must be allocated anyway; the same host as the previous
+    /// rule's (many Routes of one host) is found without allocating.
+    fn add(&mut self, host: &'c HostMatch, e: Arc<Entry<T>>) {
+        let known = self.last == Some(host);
+        self.last = Some(host);
+        let (map, key) = match host {
+            HostMatch::Exact(x) => (&mut self.exact, x),
+            HostMatch::Wildcard(w) => (&mut self.wildcard, w),
+        };
+        if known {
+            if let Some(t) = map.get_mut(key.as_str()) {
+                t.entries.push(e);
+                return;
+            }
         }
+        (map.entry(key.as_str().into()))
+            .or_insert_with(|| Table::pending(Vec::with_capacity(1)))
+            .entries
+            .push(e);
     }
 }
 
