@@ -504,6 +504,42 @@ spec:
     }
 
     #[test]
+    fn entries_yields_each_rule_once_whatever_holds_it() {
+        let yaml = TABLE.to_string()
+            + r#"---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Route
+metadata: {name: multi}
+spec:
+  hosts: ["a.example.com", "*.example.org", "api.example.com"]
+  rules:
+    - match: {path: {prefix: /m}}
+      backends: [{backend: b}]
+    - match: {path: {exact: /m/x}}
+      backends: [{backend: b}]
+"#;
+        let r = router(&yaml);
+        let names = |r: &Router<()>| {
+            let mut v: Vec<String> = r
+                .entries()
+                .map(|e| format!("{}[{}]", e.route, e.index))
+                .collect();
+            v.sort();
+            v
+        };
+        // 6 rules of `any`, 1 of `wild`, 2 of `exact`, 2 of `multi`.
+        let all = names(&r);
+        assert_eq!(all.len(), 11, "{all:?}");
+        all.windows(2).for_each(|w| assert_ne!(w[0], w[1]));
+        // `multi`'s rules sit in three classes each.
+        assert_eq!(r.entry_slots(), 11 + 2 * 2);
+        // A rule held from outside too (a request in flight) is still yielded once.
+        let held: Vec<_> = r.entries().cloned().collect();
+        assert_eq!(names(&r), all);
+        drop(held);
+    }
+
+    #[test]
     fn no_route_when_nothing_matches() {
         let r = router(&TABLE.replace(
             "    - match: {path: {prefix: /}}\n      backends: [{backend: b}]\n",
