@@ -61,6 +61,7 @@ impl<T> Router<T> {
     /// Compiles the table; `target` builds the payload of each rule.
     pub fn build(config: &Config, mut target: impl FnMut(&Arc<str>, &Rule) -> T) -> Self {
         Self::build_with(config, |route, index, rule| {
+            let route = route.shared();
             Arc::new(Entry {
                 route: route.clone(),
                 index,
@@ -75,7 +76,7 @@ impl<T> Router<T> {
     /// name and the rule's index in its route.
     pub fn build_with(
         config: &Config,
-        entry: impl FnMut(&Arc<str>, usize, &Rule) -> Arc<Entry<T>>,
+        entry: impl FnMut(&RouteName, usize, &Rule) -> Arc<Entry<T>>,
     ) -> Self {
         Self::build_reusing(config, None, entry)
     }
@@ -86,7 +87,7 @@ impl<T> Router<T> {
     pub fn build_reusing(
         config: &Config,
         previous: Option<&Router<T>>,
-        mut entry: impl FnMut(&Arc<str>, usize, &Rule) -> Arc<Entry<T>>,
+        mut entry: impl FnMut(&RouteName, usize, &Rule) -> Arc<Entry<T>>,
     ) -> Self {
         // Sized like the live table: a reload mostly keeps its hosts. Classes are filled in
         // place and indexed once full (no second map of per-class lists).
@@ -96,8 +97,9 @@ impl<T> Router<T> {
             last: None,
         };
         let mut any = Vec::new();
+        let mut text = String::new();
         for route in &config.routes {
-            let name = route_name(&route.id);
+            let name = RouteName::new(&mut text, &route.id);
             for (index, rule) in route.rules.iter().enumerate() {
                 let e = entry(&name, index, rule);
                 let Some((last, others)) = route.hosts.split_last() else {
@@ -220,14 +222,37 @@ impl<T> Router<T> {
     }
 }
 
-/// `namespace/name` of a route, as its `Display` writes it, without the formatting machinery
-/// (once per Route and reload).
-fn route_name(id: &ObjectId) -> Arc<str> {
-    let mut name = String::with_capacity(id.namespace.len() + 1 + id.name.len());
-    name.push_str(&id.namespace);
-    name.push('/');
-    name.push_str(&id.name);
-    name.into()
+/// The `namespace/name` of the Route whose rules are being built: its text, written without
+/// the formatting machinery into a buffer reused from Route to Route, and a shared copy made
+/// the first time an entry needs one. A reload that keeps a rule keeps the name its entry
+/// holds: 10,000 kept Routes allocate no name.
+pub struct RouteName<'a> {
+    text: &'a str,
+    shared: std::cell::OnceCell<Arc<str>>,
+}
+
+impl<'a> RouteName<'a> {
+    /// The name of `id`, written into `buf`.
+    fn new(buf: &'a mut String, id: &ObjectId) -> Self {
+        buf.clear();
+        buf.push_str(&id.namespace);
+        buf.push('/');
+        buf.push_str(&id.name);
+        RouteName {
+            text: buf,
+            shared: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        self.text
+    }
+
+    /// The name as an entry holds it, made on first use and then shared by the Route's rules.
+    pub fn shared(&self) -> &Arc<str> {
+        self.shared.get_or_init(|| self.text.into())
+    }
 }
 
 /// The host classes of a table being built, filled rule by rule and indexed once full.

@@ -120,7 +120,8 @@ impl<'a> Reuse<'a> {
         mut target: impl FnMut(&Arc<str>, usize, &Rule) -> Target,
     ) -> Router<Target> {
         let unchanged = self.unchanged_policies(config);
-        Router::build_reusing(config, self.router, |route, index, rule| {
+        Router::build_reusing(config, self.router, |name, index, rule| {
+            let route = name.as_str();
             let fp = fingerprint(rule);
             if let Some(old) = self.entry(route, index) {
                 // The fingerprint covers the rule's policy names, not the policies: a rule is
@@ -140,6 +141,7 @@ impl<'a> Reuse<'a> {
                     return old.clone();
                 }
             }
+            let route = name.shared();
             Arc::new(Entry {
                 route: route.clone(),
                 index,
