@@ -32,6 +32,8 @@ struct Regexes {
 pub(crate) struct Table<T> {
     /// Every rule, in precedence order; indices below point here.
     pub(crate) entries: Vec<Arc<Entry<T>>>,
+    /// Boxed: 8 bytes instead of a map's 48 in every class, and most classes have none.
+    #[allow(clippy::box_collection)]
     exact: Option<Box<HashMap<Box<str>, Vec<u32>>>>,
     prefixes: PrefixTrie,
     /// Prefix `/`: matches every path, after every longer prefix. These rules are contiguous
