@@ -565,6 +565,63 @@ spec:
     }
 
     #[test]
+    fn a_large_class_sorts_by_precedence_keeping_load_order_among_equals() {
+        // Past 64 rules a class computes each rule's sort key once: same order as below.
+        let mut yaml = String::from(
+            r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Backend
+metadata: {name: b}
+spec: {endpoints: ["127.0.0.1:1"]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Route
+metadata: {name: big}
+spec:
+  rules:
+"#,
+        );
+        let rule = |m: &str| format!("    - match: {m}\n      backends: [{{backend: b}}]\n");
+        for i in 0..40 {
+            yaml += &rule(&format!(
+                "{{path: {{prefix: /a}}, headers: [{{name: x-h{i}}}]}}"
+            ));
+        }
+        for i in 0..40 {
+            let two = format!("[{{name: x-h{i}}}, {{name: x-env, value: staging}}]");
+            yaml += &rule(&format!("{{path: {{prefix: /a}}, headers: {two}}}"));
+        }
+        yaml += &rule("{path: {prefix: /a/b}}");
+        yaml += &rule("{path: {exact: /a/b/c}}");
+        yaml += &rule("{path: {prefix: /a}}");
+        let r = router(&yaml);
+        let both = [("x-h7", "1"), ("x-h3", "1")];
+        // Equal precedence: load order (3 before 7); more conditions first; no condition last.
+        assert_eq!(
+            find(&r, "h", "GET", "/a/x", &both).as_deref(),
+            Some("default/big[3]")
+        );
+        let staging = [("x-h7", "1"), ("x-h3", "1"), ("x-env", "staging")];
+        assert_eq!(
+            find(&r, "h", "GET", "/a/x", &staging).as_deref(),
+            Some("default/big[43]")
+        );
+        assert_eq!(
+            find(&r, "h", "GET", "/a/x", &[]).as_deref(),
+            Some("default/big[82]")
+        );
+        // A longer prefix beats conditions; an exact path beats prefixes.
+        assert_eq!(
+            find(&r, "h", "GET", "/a/b/d", &both).as_deref(),
+            Some("default/big[80]")
+        );
+        assert_eq!(
+            find(&r, "h", "GET", "/a/b/c", &both).as_deref(),
+            Some("default/big[81]")
+        );
+    }
+
+    #[test]
     fn no_route_when_nothing_matches() {
         let r = router(&TABLE.replace(
             "    - match: {path: {prefix: /}}\n      backends: [{backend: b}]\n",
