@@ -64,13 +64,8 @@ impl<T> Table<T> {
         T: 'p,
     {
         let entries = &mut self.entries;
-        // Both sorts are stable. A large class computes each rule's key once: reading it is a
-        // cache miss per rule (10,000 rules of one host), which a comparison sort would take
-        // n log n times.
-        match entries.len() {
-            0 | 1 => {}
-            2..=64 => entries.sort_by_key(|e| e.rule.precedence()),
-            _ => entries.sort_by_cached_key(|e| e.rule.precedence()),
+        if entries.len() > 1 {
+            entries.sort_by_key(|e| e.rule.precedence());
         }
         entries.shrink_to_fit();
         let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::new();
