@@ -95,7 +95,7 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Result<Self, String> {
         let reuse = Reuse::new(previous);
-        let mut backends = HashMap::new();
+        let mut backends = HashMap::with_capacity(config.backends.len());
         for b in &config.backends {
             let state = plan
                 .backend(&b.id)

@@ -30,6 +30,16 @@ pub(crate) fn hash<T: Serialize + ?Sized>(value: &T) -> u64 {
 /// being hashed is at depth 1.
 struct Encoder<'a>(&'a mut Vec<u8>, usize);
 
+/// The encoding buffer as a `fmt::Write` target, for texts a value writes through `Display`.
+struct Text<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Text<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// The encoder's error: only a `Serialize` impl can raise one.
 #[derive(Debug)]
 pub(crate) struct Error;
@@ -49,8 +59,16 @@ impl ser::Error for Error {
 }
 
 impl Encoder<'_> {
-    fn len(&mut self, n: usize) {
-        self.0.extend_from_slice(&(n as u64).to_le_bytes());
+    /// A length as LEB128 (7 bits a byte, high bit set on all but the last): one byte for the
+    /// short names and strings a rule is made of, and, being prefix-free, as unambiguous as
+    /// a fixed width. (A rule's encoding is mostly field names; eight-byte lengths made it
+    /// twice as long to write and to hash.)
+    fn len(&mut self, mut n: usize) {
+        while n >= 0x80 {
+            self.0.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        self.0.push(n as u8);
     }
 
     fn bytes(&mut self, b: &[u8]) {
@@ -109,12 +127,20 @@ impl<'b> ser::Serializer for &mut Encoder<'b> {
     /// As [`serialize_str`](Self::serialize_str) would write `v.to_string()`, without the
     /// `String` (names such as `ObjectId` serialize this way).
     fn collect_str<T: std::fmt::Display + ?Sized>(self, v: &T) -> Result<(), Error> {
-        use std::io::Write;
+        // Written in place after a one-byte length; a longer text moves behind its longer
+        // length (rare: names are short).
         let at = self.0.len();
-        self.len(0);
-        write!(self.0, "{v}").map_err(|_| Error)?;
-        let n = (self.0.len() - at - 8) as u64;
-        self.0[at..at + 8].copy_from_slice(&n.to_le_bytes());
+        self.0.push(0);
+        std::fmt::write(&mut Text(self.0), format_args!("{v}")).map_err(|_| Error)?;
+        let n = self.0.len() - at - 1;
+        if n < 0x80 {
+            self.0[at] = n as u8;
+        } else {
+            let text = self.0.split_off(at + 1);
+            self.0.truncate(at);
+            self.len(n);
+            self.0.extend_from_slice(&text);
+        }
         Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
@@ -268,7 +294,7 @@ impl<'b> ser::SerializeMap for &mut Encoder<'b> {
 /// rule must not rebuild it. Nothing at runtime reads a kept entry's copy of it (positions shown
 /// to people come from the config). Only the top level's: a `source` deeper in (a header named
 /// so, say) is content.
-const SOURCE_KEY: &[u8; 14] = b"\x06\0\0\0\0\0\0\0source";
+const SOURCE_KEY: &[u8; 7] = b"\x06source";
 
 /// Struct fields: a fixed list per type, so their names need not be written; a skipped field
 /// is marked so that skipping one cannot look like a neighbour's value.
@@ -404,6 +430,13 @@ mod tests {
         };
         assert_eq!(hash(&id), hash("ns/a"));
         assert_ne!(hash(&id), hash("ns/b"));
+        // Also past the one-byte length (the text moves behind a longer one).
+        let long = gatehouse_config::ObjectId {
+            namespace: "ns".into(),
+            name: "n".repeat(300),
+        };
+        assert_eq!(hash(&long), hash(&format!("ns/{}", "n".repeat(300))));
+        assert_ne!(hash(&long), hash(&format!("ns/{}", "n".repeat(301))));
         // Moving bytes from one string to its neighbour is a change too.
         assert_ne!(
             hash(&("ab".to_string(), "c".to_string())),

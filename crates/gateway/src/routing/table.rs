@@ -8,6 +8,7 @@ use gatehouse_config::PathMatch;
 use http::{HeaderMap, Method};
 use regex::RegexSet;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// The regex rules of a class, compiled together: one scan of the path names every candidate.
@@ -23,32 +24,67 @@ struct Regexes {
 }
 
 /// The rules of one host class (one exact host, one wildcard suffix, or any host).
+///
+/// Most classes at scale hold one rule (one host per Route): the parts a class may lack are
+/// empty without allocating (`exact`, `regexes` boxed and absent, the trie without a root, `/`
+/// rules a range), so such a class is its entry list and little else, and a router of 10,000
+/// hosts stays small to build, keep and drop.
 pub(crate) struct Table<T> {
     /// Every rule, in precedence order; indices below point here.
     pub(crate) entries: Vec<Arc<Entry<T>>>,
-    exact: HashMap<Box<str>, Vec<u32>>,
+    /// Boxed: 8 bytes instead of a map's 48 in every class, and most classes have none.
+    #[allow(clippy::box_collection)]
+    exact: Option<Box<HashMap<Box<str>, Vec<u32>>>>,
     prefixes: PrefixTrie,
-    /// Prefix `/`: matches every path, after every longer prefix.
-    root: Vec<u32>,
-    regexes: Option<Regexes>,
+    /// Prefix `/`: matches every path, after every longer prefix. These rules are contiguous
+    /// in precedence order (no other prefix is one byte long: validation has every path start
+    /// with `/`), so a range names them.
+    root: Range<u32>,
+    regexes: Option<Box<Regexes>>,
 }
 
 impl<T> Table<T> {
-    /// Indexes `entries`, sorting them into precedence order first (a stable sort: load order
-    /// breaks ties). The regex set of `previous` (the live table of the same host class) is
-    /// reused when its patterns are the same.
-    pub(crate) fn new(mut entries: Vec<Arc<Entry<T>>>, previous: Option<&Table<T>>) -> Self {
-        entries.sort_by_key(|e| e.rule.precedence());
+    /// A class holding `entries` and not indexed yet: [`Table::index`] must run before lookups.
+    /// (The router fills its classes in place, then indexes each once.)
+    pub(crate) fn pending(entries: Vec<Arc<Entry<T>>>) -> Self {
+        Table {
+            entries,
+            exact: None,
+            prefixes: PrefixTrie::new(),
+            root: 0..0,
+            regexes: None,
+        }
+    }
+
+    /// Indexes the entries, sorting them into precedence order first (a stable sort: load
+    /// order breaks ties). The regex set of `previous` (the live table of the same host class,
+    /// looked up only when this class has regex rules) is reused when its patterns are the same.
+    pub(crate) fn index<'p>(&mut self, previous: impl FnOnce() -> Option<&'p Table<T>>)
+    where
+        T: 'p,
+    {
+        let entries = &mut self.entries;
+        if entries.len() > 1 {
+            entries.sort_by_key(|e| e.rule.precedence());
+        }
         entries.shrink_to_fit();
         let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         let mut prefixes = PrefixTrie::new();
-        let mut root = Vec::new();
+        let mut root: Option<Range<u32>> = None;
         let (mut sources, mut regex_rules) = (Vec::new(), Vec::new());
+        let prefix_count = (entries.iter())
+            .filter(|e| matches!(&e.rule.path, PathMatch::Prefix(p) if p != "/"))
+            .count();
+        prefixes.reserve(prefix_count);
         for (i, e) in entries.iter().enumerate() {
             let i = i as u32;
             match &e.rule.path {
                 PathMatch::Exact(p) => exact.entry(p.as_str().into()).or_default().push(i),
-                PathMatch::Prefix(p) if p == "/" => root.push(i),
+                PathMatch::Prefix(p) if p == "/" => {
+                    let r = root.get_or_insert(i..i);
+                    debug_assert_eq!(r.end, i, "`/` rules are contiguous in precedence order");
+                    r.end = i + 1;
+                }
                 PathMatch::Prefix(p) => prefixes.insert(p, i),
                 PathMatch::Regex(r) => {
                     sources.push(r.1.as_str().into());
@@ -57,23 +93,22 @@ impl<T> Table<T> {
             }
         }
         prefixes.shrink();
-        let regexes = (!sources.is_empty()).then(|| Regexes {
-            set: regex_set(&sources, previous),
-            sources,
-            rules: regex_rules,
+        let regexes = (!sources.is_empty()).then(|| {
+            Box::new(Regexes {
+                set: regex_set(&sources, previous()),
+                sources,
+                rules: regex_rules,
+            })
         });
         let with_path = regexes.as_ref().is_some_and(|r| r.set.is_none());
-        for e in &entries {
+        for e in entries.iter() {
             // Compiles only what a new rule brings: a kept entry's regexes are compiled already.
             e.rule.compile_regexes(with_path);
         }
-        Table {
-            entries,
-            exact,
-            prefixes,
-            root,
-            regexes,
-        }
+        self.exact = (!exact.is_empty()).then(|| Box::new(exact));
+        self.prefixes = prefixes;
+        self.root = root.unwrap_or(0..0);
+        self.regexes = regexes;
     }
 
     /// The first rule in precedence order that the request satisfies.
@@ -85,12 +120,11 @@ impl<T> Table<T> {
         headers: &HeaderMap,
     ) -> Option<&Arc<Entry<T>>> {
         let ok = |i: u32| conditions_match(&self.entries[i as usize].rule, method, query, headers);
-        let found = self
-            .exact
-            .get(path)
+        let found = (self.exact.as_ref())
+            .and_then(|exact| exact.get(path))
             .and_then(|list| list.iter().copied().find(|&i| ok(i)))
             .or_else(|| self.prefixes.find(path, ok))
-            .or_else(|| self.root.iter().copied().find(|&i| ok(i)))
+            .or_else(|| self.root.clone().find(|&i| ok(i)))
             .or_else(|| self.regex(path, ok));
         found.map(|i| &self.entries[i as usize])
     }
