@@ -567,19 +567,10 @@ spec:
     #[test]
     fn a_large_class_sorts_by_precedence_keeping_load_order_among_equals() {
         // 83 rules in one class: precedence first, load order among equals.
-        let mut yaml = String::from(
-            r#"
-apiVersion: gatehouse.dev/v1alpha1
-kind: Backend
-metadata: {name: b}
-spec: {endpoints: ["127.0.0.1:1"]}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: Route
-metadata: {name: big}
-spec:
-  rules:
-"#,
+        // `TABLE`'s Backend, and one Route of its own.
+        let backend = TABLE.split("---").next().unwrap_or_default();
+        let mut yaml = format!(
+            "{backend}---\napiVersion: gatehouse.dev/v1alpha1\nkind: Route\nmetadata: {{name: big}}\nspec:\n  rules:\n"
         );
         let rule = |m: &str| format!("    - match: {m}\n      backends: [{{backend: b}}]\n");
         for i in 0..40 {
