@@ -572,9 +572,7 @@ fn object_name(kind: &str, id: &ObjectId) -> String {
     let mut s = String::with_capacity(kind.len() + id.namespace.len() + id.name.len() + 2);
     s.push_str(kind);
     s.push(' ');
-    s.push_str(&id.namespace);
-    s.push('/');
-    s.push_str(&id.name);
+    id.push_to(&mut s);
     s
 }
 

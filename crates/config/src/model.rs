@@ -58,6 +58,17 @@ pub struct ObjectId {
     pub name: String,
 }
 
+impl ObjectId {
+    /// Appends `namespace/name`, as `Display` writes it, without the formatting machinery: a
+    /// load or reload names each of 10,000 objects this way.
+    pub fn push_to(&self, out: &mut String) {
+        out.reserve(self.namespace.len() + 1 + self.name.len());
+        out.push_str(&self.namespace);
+        out.push('/');
+        out.push_str(&self.name);
+    }
+}
+
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)

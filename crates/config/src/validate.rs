@@ -443,7 +443,7 @@ fn route(v: &mut V, o: &Object, spec: &raw::RouteSpec, refs: &Refs) -> Route {
             0 => std::borrow::Cow::Borrowed("spec.rules[0]"),
             _ => format!("spec.rules[{i}]").into(),
         };
-        rules.extend(rule(v, ctx, (&at, ctx.rule_mark(i)), r, &o.id, refs));
+        rules.extend(rule(v, ctx, (&at, i), r, &o.id, refs));
     }
     let (mut rules, openapi) = crate::openapi::attach(ctx, spec, rules, v.openapi, v.errors);
     // A rule with errors left a slot empty (the config is then refused, but not before rules
@@ -464,16 +464,18 @@ fn valid_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Validates the rule at `site`: its field path, and its mark (found by index, not by the path).
+/// Validates the rule at `site`: its field path and its index in the route (which gives its mark,
+/// without a path to locate).
 fn rule(
     v: &mut V,
     ctx: &Ctx,
-    site: (&str, crate::yaml::Mark),
+    site: (&str, usize),
     r: &raw::RuleSpec,
     route: &ObjectId,
     refs: &Refs,
 ) -> Option<Rule> {
-    let (at, mark) = site;
+    let (at, index) = site;
+    let mark = ctx.rule_mark(index);
     let backends = &refs.backends;
     // Borrowed, not cloned: a clone copied every rule's match strings only to drop them.
     let no_match = raw::MatchSpec::default();

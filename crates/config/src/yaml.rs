@@ -99,10 +99,9 @@ fn mark(span: &Span) -> Mark {
 /// Manifests written in the common subset take the fast reader ([`fast`]); everything else, and
 /// every syntax error, goes through saphyr, whose trees and errors the fast reader reproduces.
 pub fn parse_documents(text: &str) -> Result<Vec<Node<'_>>, SyntaxError> {
-    match fast::parse(text) {
-        Some(docs) => Ok(docs),
-        None => parse_with_saphyr(text),
-    }
+    let mut docs = Vec::new();
+    for_each_document(text, |doc| docs.push(doc))?;
+    Ok(docs)
 }
 
 /// Gives every document of a YAML stream to `each`, in order, as [`parse_documents`] would

@@ -201,8 +201,9 @@ impl Gateway {
         let loaded = crate::runtime::control()
             .spawn_blocking(move || {
                 let loaded = source.load();
-                // The parse tree was freed on this thread: hand it back here, where an
-                // allocator with per-thread heaps (the binary's mimalloc) can see it.
+                // What the load allocated and freed (its trees, the manifests as read) was freed
+                // on this thread: hand it back here, where an allocator with per-thread heaps
+                // (the binary's mimalloc) can see it.
                 crate::memory::release_freed();
                 loaded
             })

@@ -235,9 +235,7 @@ impl<'a> RouteName<'a> {
     /// The name of `id`, written into `buf`.
     fn new(buf: &'a mut String, id: &ObjectId) -> Self {
         buf.clear();
-        buf.push_str(&id.namespace);
-        buf.push('/');
-        buf.push_str(&id.name);
+        id.push_to(buf);
         RouteName {
             text: buf,
             shared: std::cell::OnceCell::new(),

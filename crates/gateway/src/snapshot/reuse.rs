@@ -60,9 +60,7 @@ impl<'a> Reuse<'a> {
         let backends = (prev.config.backends.iter())
             .filter_map(|b| {
                 key.clear();
-                key.push_str(&b.id.namespace);
-                key.push('/');
-                key.push_str(&b.id.name);
+                b.id.push_to(&mut key);
                 Some((&b.id, (b, *runtimes.get(key.as_str())?)))
             })
             .collect();
